@@ -1,0 +1,153 @@
+"""Training configuration: the paper's defaults, each with the reason it has that value."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# A segment is 16 frames: the clip length the I3D and C3D extractors consume (SPEC §1).
+FRAMES_PER_SEGMENT = 16
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run. Defaults reproduce AR-Net's reference run."""
+
+    # --- data ---
+    data: str | None = None
+    """Dataset folder (AR-Net layout: holds features_video/, GT/, *_split.txt) or a list file."""
+    format: str = "auto"
+    """On-disk layout; "auto" detects it."""
+    feature_modal: str = "combine"
+    """rgb, flow or combine (concat of both): the reference's best input is combine."""
+    feature_backbone: str = "i3d"
+    """i3d or c3d: the extractor whose features the folder holds."""
+    feature_layer: str = "fc6"
+    """C3D layer (fc6 or fc7); unused for I3D."""
+    feature_dim: int | None = None
+    """Expected feature size; None accepts what the data holds (checked either way)."""
+    in_memory: bool = False
+    """Keep every feature in RAM (reference --larger_mem 1) instead of memory-mapping files."""
+    train_crop: str = "random"
+    """Multi-crop features: a random crop per video per iteration, or "mean" over crops."""
+    test_crop: str = "mean"
+    """Multi-crop features at test time: "mean" features, or "per_crop" scores averaged."""
+
+    # --- model ---
+    model: str = "single"
+    """Registry name; `single` is the paper's model."""
+    model_args: dict[str, Any] = field(default_factory=dict)
+    """Extra constructor arguments of the chosen model."""
+
+    # --- batch sampling (SPEC §2) ---
+    videos_per_class: int = 30
+    """30 anomalous + 30 normal videos per iteration, as in the paper."""
+    draws_per_step: int = 1
+    """Balanced draws stacked into one iteration (reference --batch_size)."""
+    max_segments: int = 300
+    """Longer videos are sampled down to 300 segments (reference --max-seqlen)."""
+    sample_step: int = 1
+    """Stride of the random window taken from long normal videos."""
+
+    # --- losses (SPEC §4) ---
+    mil_loss: str = "bce"
+    """Multiple-instance loss: bce (paper), mse, or hinge (ranking)."""
+    topk_divisor: int = 4
+    """k: each video contributes its ceil(T/k) highest scores to the MIL loss."""
+    mil_weight: float = 1.0
+    """lambda_1 of --Lambda 1_20."""
+    center_weight: float = 20.0
+    """lambda_2 of --Lambda 1_20: the center loss dominates the scale, as published."""
+
+    # --- optimisation (SPEC §5) ---
+    lr: float = 1e-4
+    """Adam learning rate of the paper."""
+    weight_decay: float = 5e-4
+    """Adam weight decay of the reference code."""
+    epochs: int = 20
+    """One epoch = as many iterations as there are training videos."""
+    iterations: int | None = None
+    """Total iterations; overrides epochs when set."""
+    snapshot_every: int = 200
+    """Checkpoint, test, evaluate and plot every 200 iterations."""
+    keep_checkpoints: int = 0
+    """How many snapshot checkpoints to keep (newest first); 0 keeps them all."""
+    seed: int = 1
+    """Seed of the reference run."""
+    device: str = "auto"
+    """auto (CUDA when present), cpu, cuda, cuda:N."""
+    pretrained: str | None = None
+    """Start from the weights of this checkpoint (reference --pretrained_ckpt)."""
+
+    # --- evaluation and output ---
+    frames_per_segment: int = FRAMES_PER_SEGMENT
+    """Each segment score stands for this many frames when scored against frame labels."""
+    threshold: float = 0.5
+    """Decision threshold of the false-alarm rates."""
+    plot: bool = True
+    """Write one score plot per test video at every evaluation."""
+    tensorboard: bool = True
+    """Log to TensorBoard when it is installed; never required."""
+    log_every: int = 20
+    """Iterations between two lines of the JSON-lines training log."""
+
+    def total_iterations(self, n_train_videos: int) -> int:
+        """Iterations of the whole run: `iterations`, or `epochs` x training videos."""
+        if self.iterations is not None:
+            return self.iterations
+        return self.epochs * n_train_videos
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field whose value cannot work."""
+        positive = {
+            "videos_per_class": self.videos_per_class,
+            "draws_per_step": self.draws_per_step,
+            "max_segments": self.max_segments,
+            "sample_step": self.sample_step,
+            "topk_divisor": self.topk_divisor,
+            "epochs": self.epochs,
+            "snapshot_every": self.snapshot_every,
+            "frames_per_segment": self.frames_per_segment,
+            "log_every": self.log_every,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"config field {name!r} must be >= 1, got {value}")
+        if self.iterations is not None and self.iterations < 1:
+            raise ValueError(f"config field 'iterations' must be >= 1, got {self.iterations}")
+        if self.lr <= 0:
+            raise ValueError(f"config field 'lr' must be > 0, got {self.lr}")
+        if self.mil_weight < 0 or self.center_weight < 0:
+            raise ValueError("config fields 'mil_weight' and 'center_weight' must be >= 0")
+        if self.keep_checkpoints < 0:
+            raise ValueError("config field 'keep_checkpoints' must be >= 0")
+        choices = {
+            "feature_modal": ("rgb", "flow", "combine"),
+            "feature_backbone": ("i3d", "c3d"),
+            "feature_layer": ("fc6", "fc7"),
+            "train_crop": ("random", "mean"),
+            "test_crop": ("mean", "per_crop"),
+            "mil_loss": ("bce", "mse", "hinge"),
+        }
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"config field {name!r} must be one of {allowed}, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a dict (a saved config.json or a checkpoint); unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")

@@ -1,0 +1,436 @@
+"""Feature datasets, the balanced batch sampler of AR-Net, and batches with explicit masks.
+
+The path from disk to the model (SPEC §2):
+
+    FeatureDataset (per video: features (T, D) or (T, C, D), label, frame labels)
+      --BalancedBatchSampler.sample()--> Draw (which videos, which segment positions)
+      --FeatureDataset.batch(draw)--> Batch(features (B, L, D), mask (B, L), lengths, labels)
+
+Padding is never inferred from zeros: every batch carries its true lengths and a mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+ANOMALOUS, NORMAL = 1, 0
+
+
+class DataError(ValueError):
+    """A dataset is missing, malformed or inconsistent. The message names the file or video."""
+
+
+@dataclass
+class Batch:
+    """A padded batch of videos.
+
+    Attributes:
+        features: (B, T, D) float32 segment features, zero at padded positions.
+        mask: (B, T) bool, True at valid segments.
+        lengths: (B,) int64 valid segments per video.
+        labels: (B,) float32 video labels, 1 = anomalous.
+    """
+
+    features: torch.Tensor
+    mask: torch.Tensor
+    lengths: torch.Tensor
+    labels: torch.Tensor
+
+    def to(self, device: torch.device | str) -> Batch:
+        non_blocking = torch.device(device).type == "cuda"
+        return Batch(
+            *(t.to(device, non_blocking=non_blocking) for t in (self.features, self.mask)),
+            self.lengths.to(device, non_blocking=non_blocking),
+            self.labels.to(device, non_blocking=non_blocking),
+        )
+
+
+@dataclass
+class Draw:
+    """Which segments of which videos form one training batch.
+
+    Attributes:
+        videos: (B,) dataset indices, anomalous videos first.
+        positions: (B, L) segment index inside each video, -1 at padded positions.
+        crops: (B,) crop index per video for multi-crop features, or None.
+    """
+
+    videos: np.ndarray
+    positions: np.ndarray
+    crops: np.ndarray | None = None
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return (self.positions >= 0).sum(axis=1)
+
+
+class FeatureDataset:
+    """Videos with segment features, video labels and (optionally) per-frame labels.
+
+    Features are kept as one array per video: memory-mapped files (lazy), or views into one
+    contiguous block (in memory, or a packed store), in which case batches are gathered with a
+    single vectorised take. Multi-crop features have shape (T, C, D).
+
+    Args:
+        names: video names, unique.
+        labels: video labels (1 anomalous, 0 normal).
+        features: per video, an array (T, D) or (T, C, D) with T >= 1.
+        frame_labels: per video, 0/1 labels of its frames, or None where unknown.
+        sources: per video, the file its features come from (for error messages).
+        block, offsets: when the per-video arrays are views of one (S, D) or (S, C, D) block,
+            that block and each video's first row in it.
+    """
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        labels: Sequence[int] | np.ndarray,
+        features: Sequence[np.ndarray],
+        frame_labels: Sequence[np.ndarray | None] | None = None,
+        sources: Sequence[str] | None = None,
+        *,
+        block: np.ndarray | None = None,
+        offsets: np.ndarray | None = None,
+    ) -> None:
+        self.names = list(names)
+        self.labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        self._features = list(features)
+        self.sources = list(sources) if sources is not None else list(self.names)
+        if frame_labels is None:
+            frame_labels = [None] * len(self.names)
+        self.frame_labels = list(frame_labels)
+        self._block = block
+        self.offsets = None if offsets is None else np.asarray(offsets, dtype=np.int64)
+        self._index = {name: i for i, name in enumerate(self.names)}
+        self._check()
+        self.lengths = np.array([f.shape[0] for f in self._features], dtype=np.int64)
+
+    def _check(self) -> None:
+        n = len(self.names)
+        if len(self._index) != n:
+            seen: set[str] = set()
+            dup = next(x for x in self.names if x in seen or seen.add(x))  # type: ignore[func-returns-value]
+            raise DataError(f"video {dup!r} appears twice")
+        for what, seq in (
+            ("labels", self.labels),
+            ("features", self._features),
+            ("frame_labels", self.frame_labels),
+            ("sources", self.sources),
+        ):
+            if len(seq) != n:
+                raise DataError(f"{len(seq)} {what} for {n} videos")
+        bad = [x for x in self.labels if x not in (0, 1)]
+        if bad:
+            raise DataError(f"video labels must be 0 or 1, got {bad[0]}")
+        shape = None
+        for name, feats, src in zip(self.names, self._features, self.sources):
+            if feats.ndim not in (2, 3):
+                raise DataError(
+                    f"{src}: features of video {name!r} have shape {feats.shape}; "
+                    "expected (segments, dim) or (segments, crops, dim)"
+                )
+            if feats.shape[0] == 0:
+                raise DataError(f"{src}: video {name!r} is empty (0 segments)")
+            if shape is None:
+                shape = feats.shape[1:]
+            elif feats.shape[1:] != shape:
+                raise DataError(
+                    f"{src}: video {name!r} has feature shape {feats.shape[1:]} per segment, "
+                    f"but {self.names[0]!r} has {shape}"
+                )
+
+    # ------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension D."""
+        return int(self._features[0].shape[-1]) if self._features else 0
+
+    @property
+    def crops(self) -> int | None:
+        """Crops per segment C for (T, C, D) features, else None."""
+        if not self._features or self._features[0].ndim == 2:
+            return None
+        return int(self._features[0].shape[1])
+
+    @property
+    def contiguous(self) -> bool:
+        return self._block is not None
+
+    def index(self, name: str) -> int:
+        return self._index[name]
+
+    def features(self, i: int) -> np.ndarray:
+        """Features of video i, (T, D) or (T, C, D), as stored (possibly memory-mapped)."""
+        return self._features[i]
+
+    def indices_of(self, label: int) -> np.ndarray:
+        return np.flatnonzero(self.labels == label)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "videos": len(self),
+            "anomalous": int((self.labels == ANOMALOUS).sum()),
+            "normal": int((self.labels == NORMAL).sum()),
+            "segments": int(self.lengths.sum()),
+            "dim": self.dim,
+            "crops": self.crops,
+        }
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> FeatureDataset:
+        """The videos at `indices`, sharing storage with this dataset."""
+        idx = [int(i) for i in indices]
+        return FeatureDataset(
+            [self.names[i] for i in idx],
+            self.labels[idx],
+            [self._features[i] for i in idx],
+            [self.frame_labels[i] for i in idx],
+            [self.sources[i] for i in idx],
+            block=self._block,
+            offsets=None if self.offsets is None else self.offsets[idx],
+        )
+
+    def to_memory(self, dtype: np.dtype | type = np.float32) -> FeatureDataset:
+        """Copy every video into one contiguous in-memory block (the fast gather path).
+
+        Raises:
+            DataError: when a video holds NaN or Inf (checked once here, not per batch).
+        """
+        total = int(self.lengths.sum())
+        block = np.empty((total, *self._features[0].shape[1:]), dtype=dtype) if self else None
+        offsets = np.zeros(len(self), dtype=np.int64)
+        views, start = [], 0
+        for i, feats in enumerate(self._features):
+            end = start + feats.shape[0]
+            block[start:end] = feats
+            _require_finite(block[start:end], self.names[i], self.sources[i])
+            offsets[i] = start
+            views.append(block[start:end])
+            start = end
+        return FeatureDataset(
+            self.names,
+            self.labels,
+            views,
+            self.frame_labels,
+            self.sources,
+            block=block,
+            offsets=offsets,
+        )
+
+    # ------------------------------------------------------------------ batches
+    def gather(self, draw: Draw, crop_mode: str = "random") -> np.ndarray:
+        """Features of a draw as a (B, L, D) float32 array, zero at padded positions.
+
+        Args:
+            draw: videos and positions (see `Draw`).
+            crop_mode: for (T, C, D) features, "random" takes `draw.crops`, "mean" averages.
+        """
+        pos = draw.positions
+        pad = pos < 0
+        if self._block is not None:
+            rows = self.offsets[draw.videos][:, None] + np.where(pad, 0, pos)  # (B, L)
+            out = self._take(self._block, rows, draw.crops, crop_mode)
+        else:
+            out = np.zeros((*pos.shape, self.dim), dtype=np.float32)
+            for b, v in enumerate(draw.videos):
+                n = int((~pad[b]).sum())
+                rows = pos[b, :n]
+                out[b, :n] = self._take(self._features[v], rows, _crop_of(draw.crops, b), crop_mode)
+        out[pad] = 0.0
+        if not self.contiguous:
+            self._check_finite_batch(out, draw.videos)
+        return out
+
+    @staticmethod
+    def _take(array: np.ndarray, rows: np.ndarray, crops: Any, crop_mode: str) -> np.ndarray:
+        if array.ndim == 2:
+            return np.asarray(array[rows], dtype=np.float32)
+        if crop_mode == "mean":
+            return np.asarray(array[rows], dtype=np.float32).mean(axis=-2)
+        if crops is None:
+            raise ValueError("random crop mode needs a crop index per video")
+        crops = np.asarray(crops)
+        index = crops[:, None] if rows.ndim == 2 else crops
+        return np.asarray(array[rows, index], dtype=np.float32)
+
+    def _check_finite_batch(self, out: np.ndarray, videos: np.ndarray) -> None:
+        finite = np.isfinite(out).reshape(len(videos), -1).all(axis=1)
+        if not finite.all():
+            v = int(videos[int(np.flatnonzero(~finite)[0])])
+            raise DataError(
+                f"{self.sources[v]}: features of video {self.names[v]!r} hold NaN or Inf"
+            )
+
+    def batch(
+        self, draw: Draw, labels: np.ndarray | None = None, crop_mode: str = "random"
+    ) -> Batch:
+        """Assemble a `Batch` for a draw (labels default to the videos' own)."""
+        feats = self.gather(draw, crop_mode)
+        if labels is None:
+            labels = self.labels[draw.videos]
+        return Batch(
+            features=torch.from_numpy(feats),
+            mask=torch.from_numpy(draw.positions >= 0),
+            lengths=torch.from_numpy(draw.lengths.astype(np.int64)),
+            labels=torch.as_tensor(labels, dtype=torch.float32),
+        )
+
+
+def _crop_of(crops: np.ndarray | None, b: int) -> Any:
+    return None if crops is None else crops[b]
+
+
+def _require_finite(array: np.ndarray, name: str, source: str) -> None:
+    if not np.isfinite(array).all():
+        raise DataError(f"{source}: features of video {name!r} hold NaN or Inf")
+
+
+# ---------------------------------------------------------------------- sampling
+
+
+def sample_positions(
+    lengths: np.ndarray,
+    anomalous: np.ndarray,
+    max_segments: int,
+    rng: np.random.Generator,
+    sample_step: int = 1,
+) -> np.ndarray:
+    """Segment positions for a batch of videos, per SPEC §2; -1 marks padding.
+
+    - T <= max_segments: all T segments in order, then padding.
+    - anomalous, T > max_segments: perturbed uniform sampling; [0, T) is cut into max_segments
+      equal bins [floor(jT/L), floor((j+1)T/L)) and one random index is drawn in each bin.
+    - normal, T > max_segments: a random contiguous window of max_segments segments; with
+      sample_step s > 1 the window is strided (start, start+s, ...), and when T is shorter than
+      a full strided window, start is drawn in [0, s) and the window holds what fits.
+
+    Args:
+        lengths: (B,) segments per video.
+        anomalous: (B,) bool.
+        max_segments: L, the most segments a video contributes.
+        rng: random generator (advanced by exactly one (B, L) and one (B,) draw).
+        sample_step: stride s of the normal-video window.
+
+    Returns:
+        (B, L') int64 positions, L' = the longest valid length in the batch.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    anomalous = np.asarray(anomalous, dtype=bool)
+    L, s = int(max_segments), int(sample_step)
+    u = rng.random((len(lengths), L))
+    u_start = rng.random(len(lengths))
+    j = np.arange(L)
+    T = lengths[:, None]
+    positions = np.where(j < T, j, -1)  # short videos: all segments, padded
+
+    long_ = lengths > L
+    bins = anomalous & long_
+    if bins.any():
+        lo = (j * T[bins]) // L
+        hi = ((j + 1) * T[bins]) // L
+        positions[bins] = lo + np.floor(u[bins] * (hi - lo)).astype(np.int64)
+
+    window = ~anomalous & long_
+    if window.any():
+        Tw = lengths[window]
+        span = s * (L - 1) + 1
+        fits = Tw >= span
+        n_starts = np.where(fits, Tw - span + 1, np.minimum(s, Tw))
+        start = np.floor(u_start[window] * n_starts).astype(np.int64)
+        pos = start[:, None] + s * j
+        positions[window] = np.where(pos < Tw[:, None], pos, -1)
+
+    valid = (positions >= 0).sum(axis=1)
+    return positions[:, : int(valid.max()) if len(valid) else 0]
+
+
+class BalancedBatchSampler:
+    """Draws AR-Net's balanced training batches from a dataset's labels and lengths.
+
+    Each draw takes `videos_per_class` distinct anomalous and as many distinct normal videos,
+    uniformly without replacement (anomalous first). A class with fewer videos than that
+    contributes all of its videos, once each: with Ped2's 6 anomalous and 4 normal training
+    videos, a batch is those 10 videos. `draws` balanced draws are stacked per batch.
+
+    The sampler owns its random generator; `state_dict()` / `load_state_dict()` make a resumed
+    run draw exactly the batches the uninterrupted run would have drawn.
+    """
+
+    def __init__(
+        self,
+        dataset: FeatureDataset,
+        videos_per_class: int = 30,
+        max_segments: int = 300,
+        sample_step: int = 1,
+        draws: int = 1,
+        crop_mode: str = "random",
+        seed: int | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.videos_per_class = videos_per_class
+        self.max_segments = max_segments
+        self.sample_step = sample_step
+        self.draws = draws
+        self.crop_mode = crop_mode
+        self.rng = np.random.default_rng(seed)
+        self.anomalous = dataset.indices_of(ANOMALOUS)
+        self.normal = dataset.indices_of(NORMAL)
+        for pool, what in ((self.anomalous, "anomalous"), (self.normal, "normal")):
+            if len(pool) == 0:
+                raise DataError(
+                    f"the training split has no {what} videos: AR-Net needs both classes "
+                    f"({len(dataset)} training videos)"
+                )
+
+    def sample(self) -> Draw:
+        """One training batch's videos and segment positions."""
+        videos = []
+        for _ in range(self.draws):
+            for pool in (self.anomalous, self.normal):
+                n = min(self.videos_per_class, len(pool))
+                videos.append(self.rng.choice(pool, size=n, replace=False))
+        vids = np.concatenate(videos)
+        positions = sample_positions(
+            self.dataset.lengths[vids],
+            self.dataset.labels[vids] == ANOMALOUS,
+            self.max_segments,
+            self.rng,
+            self.sample_step,
+        )
+        crops = None
+        if self.dataset.crops is not None and self.crop_mode == "random":
+            crops = self.rng.integers(0, self.dataset.crops, size=len(vids))
+        return Draw(vids, positions, crops)
+
+    def next_batch(self) -> Batch:
+        return self.dataset.batch(self.sample(), crop_mode=self.crop_mode)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+def pad_videos(arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack whole videos into a padded batch for scoring.
+
+    Args:
+        arrays: per video, features (T_i, D).
+
+    Returns:
+        features (B, T, D) float32, zero-padded, and mask (B, T) bool; T = max T_i.
+    """
+    lengths = np.array([a.shape[0] for a in arrays])
+    out = np.zeros((len(arrays), int(lengths.max()), arrays[0].shape[-1]), dtype=np.float32)
+    for b, a in enumerate(arrays):
+        out[b, : a.shape[0]] = a
+    mask = np.arange(out.shape[1])[None, :] < lengths[:, None]
+    return torch.from_numpy(out), torch.from_numpy(mask)

@@ -1,0 +1,104 @@
+"""Scoring whole test videos in large batches, and evaluating the scores (SPEC §6)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import FRAMES_PER_SEGMENT
+from .data import DataError, FeatureDataset, pad_videos
+from .metrics import Metrics, frame_metrics
+
+# Upper bound on B x T of one scoring forward pass: big enough to keep the matmuls efficient,
+# small enough that a conv model's (B, T, 2048) activations stay around a gigabyte.
+MAX_BATCH_SEGMENTS = 1 << 16
+
+
+def _video_rows(dataset: FeatureDataset, i: int, crop_mode: str) -> list[np.ndarray]:
+    """The (T, D) inputs that score video i: one, or one per crop with "per_crop"."""
+    feats = np.asarray(dataset.features(i), dtype=np.float32)
+    if not dataset.contiguous and not np.isfinite(feats).all():
+        raise DataError(
+            f"{dataset.sources[i]}: features of video {dataset.names[i]!r} hold NaN or Inf"
+        )
+    if feats.ndim == 2:
+        return [feats]
+    if crop_mode == "mean":
+        return [feats.mean(axis=1)]
+    if crop_mode == "per_crop":
+        return [feats[:, c] for c in range(feats.shape[1])]
+    raise ValueError(f"unknown test crop mode {crop_mode!r}; choose mean or per_crop")
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    dataset: FeatureDataset,
+    device: torch.device | str = "cpu",
+    crop_mode: str = "mean",
+    max_batch_segments: int = MAX_BATCH_SEGMENTS,
+) -> dict[str, np.ndarray]:
+    """Score every video of `dataset` whole (no sampling, no dropout).
+
+    Videos are sorted by length and scored many at a time, padded and masked, so short
+    videos share one forward pass and padding stays small.
+
+    Args:
+        model: a registry model.
+        dataset: the videos to score.
+        device: where the model lives.
+        crop_mode: multi-crop features: "mean" features, or "per_crop" scores averaged.
+        max_batch_segments: bound on B x T per forward pass.
+
+    Returns:
+        video name -> (T,) float32 scores, in dataset order.
+    """
+    was_training = model.training
+    model.eval()
+    order = np.argsort(dataset.lengths, kind="stable")
+    scores: dict[str, np.ndarray] = {}
+    chunk: list[int] = []
+
+    def flush() -> None:
+        rows: list[np.ndarray] = []
+        spans = []
+        for i in chunk:
+            video_rows = _video_rows(dataset, i, crop_mode)
+            spans.append((i, len(rows), len(rows) + len(video_rows)))
+            rows += video_rows
+        features, mask = pad_videos(rows)
+        out = model(features.to(device), mask.to(device)).float().cpu().numpy()
+        for i, first, last in spans:
+            scores[dataset.names[i]] = out[first:last, : dataset.lengths[i]].mean(axis=0)
+        chunk.clear()
+
+    per_video = dataset.crops if (dataset.crops and crop_mode == "per_crop") else 1
+    for i in order:
+        longest = int(dataset.lengths[i])  # sorted: the newest video is the longest
+        if chunk and (len(chunk) + 1) * per_video * longest > max_batch_segments:
+            flush()
+        chunk.append(int(i))
+    if chunk:
+        flush()
+    model.train(was_training)
+    return {name: scores[name] for name in dataset.names}
+
+
+def evaluate(
+    scores: dict[str, np.ndarray],
+    dataset: FeatureDataset,
+    frames_per_segment: int = FRAMES_PER_SEGMENT,
+    threshold: float = 0.5,
+) -> Metrics:
+    """Frame-level metrics of `scores` against the dataset's frame labels."""
+    missing = [n for n, f in zip(dataset.names, dataset.frame_labels) if f is None]
+    if missing:
+        raise DataError(f"test video {missing[0]!r} has no frame labels: cannot evaluate")
+    return frame_metrics(
+        scores,
+        dict(zip(dataset.names, dataset.frame_labels)),
+        dict(zip(dataset.names, dataset.labels.tolist())),
+        frames_per_segment,
+        threshold,
+    )

@@ -1,0 +1,253 @@
+"""The AR-Net on-disk layout (SPEC §1): read it, write it, and load its pickles safely.
+
+```
+ROOT/features_video/i3d/{rgb,flow,combine}/VIDEO/feature.npy   (T, D) float32
+ROOT/features_video/c3d/{fc6,fc7}/rgb/VIDEO/feature.npy
+ROOT/train_split.txt, ROOT/test_split.txt                        one video name per line
+ROOT/GT/video_label.pickle   {video: [1.0] | [0.0]}
+ROOT/GT/frame_label.pickle   {video: per-frame 0/1 array}
+```
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import DataError, FeatureDataset
+
+FEATURE_FILE = "feature.npy"
+
+# The only globals a ground-truth pickle may reference: what numpy arrays and scalars, and the
+# bytes inside them, are rebuilt from. Everything else (os.system, eval, ...) is refused.
+_SAFE_GLOBALS = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+    ("collections", "OrderedDict"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file: io.BufferedIOBase, path: Path) -> None:
+        super().__init__(file)
+        self._path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise DataError(
+            f"{self._path}: refused to load {module}.{name}: a label pickle may hold only "
+            "containers, numbers, strings and numpy arrays"
+        )
+
+
+def load_pickle(path: str | Path) -> Any:
+    """Load a pickle without executing code from it.
+
+    Raises:
+        DataError: the file is missing, corrupt, or references anything beyond containers,
+            numbers, strings and numpy arrays.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        with path.open("rb") as f:
+            return _RestrictedUnpickler(f, path).load()
+    except DataError:
+        raise
+    except Exception as exc:  # truncated or not a pickle at all
+        raise DataError(f"{path}: not a readable pickle ({exc})") from exc
+
+
+def normalize_name(name: str) -> str:
+    """Video names as the reference keys them: UCSD's `Ped` prefix becomes `ped`."""
+    return name.strip().replace("Ped", "ped")
+
+
+def read_split(path: str | Path) -> list[str]:
+    """Video names of a split file, one per line; blank lines are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: split file not found")
+    names = [normalize_name(line) for line in path.read_text().splitlines() if line.strip()]
+    if not names:
+        raise DataError(f"{path}: split is empty")
+    return names
+
+
+def feature_folder(
+    root: str | Path, modal: str = "combine", backbone: str = "i3d", layer: str = "fc6"
+) -> Path:
+    """The folder holding one sub-folder per video, for a backbone and modality."""
+    base = Path(root) / "features_video"
+    if backbone == "c3d":
+        return base / "c3d" / layer / modal
+    return base / backbone / modal
+
+
+def is_arnet_layout(path: str | Path) -> bool:
+    return (Path(path) / "features_video").is_dir()
+
+
+def video_label_of(value: Any, video: str, path: Path) -> int:
+    """A video label as stored by the reference ([1.0], 1.0, array([1.])) as 0 or 1."""
+    try:
+        flat = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: label of video {video!r} is not a number: {value!r}") from exc
+    if flat.size != 1 or flat[0] not in (0.0, 1.0):
+        raise DataError(f"{path}: label of video {video!r} must be [0.0] or [1.0], got {value!r}")
+    return int(flat[0])
+
+
+def _open_features(path: Path, name: str) -> np.ndarray:
+    if not path.is_file():
+        raise DataError(f"{path}: feature file of video {name!r} not found")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read features of video {name!r} ({exc})") from exc
+
+
+def load_arnet(
+    root: str | Path,
+    *,
+    modal: str = "combine",
+    backbone: str = "i3d",
+    layer: str = "fc6",
+    feature_dim: int | None = None,
+    in_memory: bool = False,
+) -> tuple[FeatureDataset, FeatureDataset]:
+    """Read a dataset in the AR-Net layout.
+
+    Args:
+        root: the dataset folder (reference: DATASET_PATH/DATASET_NAME).
+        modal, backbone, layer: which features (see `feature_folder`).
+        feature_dim: expected D; None accepts the data's own.
+        in_memory: copy all features into RAM (reference --larger_mem 1); otherwise memory-map.
+
+    Returns:
+        (train, test) datasets; test videos carry frame labels when GT/frame_label.pickle exists.
+
+    Raises:
+        DataError: naming the file or video, for anything missing or inconsistent.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder not found")
+    folder = feature_folder(root, modal, backbone, layer)
+    if not folder.is_dir():
+        raise DataError(
+            f"{folder}: feature folder not found (modality {modal!r}, backbone {backbone!r})"
+        )
+    label_file = root / "GT" / "video_label.pickle"
+    frame_file = root / "GT" / "frame_label.pickle"
+    video_labels = _as_mapping(load_pickle(label_file), label_file)
+    frame_labels = _as_mapping(load_pickle(frame_file), frame_file) if frame_file.is_file() else {}
+    video_labels = {normalize_name(k): v for k, v in video_labels.items()}
+    frame_labels = {normalize_name(k): v for k, v in frame_labels.items()}
+
+    splits = []
+    for split in ("train", "test"):
+        split_file = root / f"{split}_split.txt"
+        names = read_split(split_file)
+        labels = []
+        for name in names:
+            if name not in video_labels:
+                raise DataError(
+                    f"{split_file}: video {name!r} is in the split but not in {label_file}"
+                )
+            labels.append(video_label_of(video_labels[name], name, label_file))
+        paths = [folder / name / FEATURE_FILE for name in names]
+        feats = [_open_features(p, n) for p, n in zip(paths, names)]
+        frames: list[np.ndarray | None] = [None] * len(names)
+        if split == "test" and frame_labels:
+            frames = [_frame_labels_of(frame_labels, n, frame_file) for n in names]
+        dataset = FeatureDataset(names, labels, feats, frames, [str(p) for p in paths])
+        if feature_dim is not None and dataset.dim != feature_dim:
+            raise DataError(
+                f"{paths[0]}: features have dimension {dataset.dim}, "
+                f"but feature_dim is {feature_dim}"
+            )
+        splits.append(dataset.to_memory() if in_memory else dataset)
+    train, test = splits
+    if train.dim != test.dim:
+        raise DataError(f"{folder}: train features have dimension {train.dim}, test {test.dim}")
+    return train, test
+
+
+def _as_mapping(value: Any, path: Path) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise DataError(f"{path}: expected a dict of video -> label, got {type(value).__name__}")
+    return value
+
+
+def _frame_labels_of(frame_labels: Mapping[str, Any], name: str, path: Path) -> np.ndarray:
+    if name not in frame_labels:
+        raise DataError(f"{path}: no frame labels for test video {name!r}")
+    labels = np.asarray(frame_labels[name]).reshape(-1)
+    if labels.size and not np.isin(labels, (0, 1)).all():
+        raise DataError(f"{path}: frame labels of video {name!r} must be 0/1")
+    return labels.astype(np.uint8)
+
+
+def write_arnet(
+    root: str | Path,
+    splits: Mapping[str, Iterable[tuple[str, int, np.ndarray, np.ndarray | None]]],
+    *,
+    modal: str = "combine",
+    backbone: str = "i3d",
+    layer: str = "fc6",
+) -> Path:
+    """Write videos in the AR-Net layout.
+
+    Args:
+        root: dataset folder to create (or add to).
+        splits: split name ("train"/"test") -> iterable of (name, label, features (T, D),
+            frame labels or None).
+
+    Returns:
+        The feature folder written to.
+    """
+    root = Path(root)
+    folder = feature_folder(root, modal, backbone, layer)
+    video_labels: dict[str, list[float]] = {}
+    frame_labels: dict[str, np.ndarray] = {}
+    for split, videos in splits.items():
+        names = []
+        for name, label, feats, frames in videos:
+            (folder / name).mkdir(parents=True, exist_ok=True)
+            np.save(folder / name / FEATURE_FILE, np.asarray(feats, dtype=np.float32))
+            video_labels[name] = [float(label)]
+            if frames is not None:
+                frame_labels[name] = np.asarray(frames, dtype=np.uint8)
+            names.append(name)
+        (root / f"{split}_split.txt").write_text("".join(f"{n}\n" for n in names))
+    gt = root / "GT"
+    gt.mkdir(parents=True, exist_ok=True)
+    _dump_pickle(gt / "video_label.pickle", video_labels)
+    _dump_pickle(gt / "frame_label.pickle", frame_labels)
+    return folder
+
+
+def _dump_pickle(path: Path, value: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)

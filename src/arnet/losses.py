@@ -1,0 +1,149 @@
+"""AR-Net's losses (SPEC §4), vectorised over the batch and masked.
+
+"Center-guided discriminative learning" = dynamic top-k multiple-instance loss + center loss.
+No loss here loops over videos, and padded positions never enter a top-k, a mean or a variance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Batch
+
+
+def topk_counts(lengths: torch.Tensor, k: int) -> torch.Tensor:
+    """k_i = ceil(T_i / k): how many top scores video i contributes to the MIL loss."""
+    return torch.div(lengths + (k - 1), k, rounding_mode="floor")
+
+
+def topk_selection(
+    scores: torch.Tensor, mask: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each video's ceil(T_i / k) highest valid scores.
+
+    Args:
+        scores: (B, T) in [0, 1].
+        mask: (B, T) bool.
+        k: the divisor (paper: 4).
+
+    Returns:
+        values (B, K) sorted descending and taken (B, K) bool marking the selected entries,
+        K = the largest count in the batch.
+    """
+    lengths = mask.sum(dim=1)
+    counts = topk_counts(lengths, k)  # (B,)
+    kmax = max(1, math.ceil(scores.shape[1] / k))
+    # Scores live in [0, 1], so -1 ranks every padded position below every valid one.
+    values, _ = torch.topk(scores.masked_fill(~mask, -1.0), kmax, dim=1)
+    taken = torch.arange(kmax, device=scores.device)[None, :] < counts[:, None]  # (B, K)
+    return values, taken
+
+
+def dynamic_mil_loss(
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    mask: torch.Tensor,
+    k: int = 4,
+    kind: str = "bce",
+) -> torch.Tensor:
+    """Dynamic top-k multiple-instance loss (reference `KMXMILL_individual`).
+
+    The ceil(T_i / k) highest scores of each video are compared with the video's label, and the
+    loss is averaged over all taken instances of the batch.
+
+    Args:
+        scores: (B, T) in [0, 1].
+        labels: (B,) video labels, 1 anomalous.
+        mask: (B, T) bool.
+        k: divisor of the top-k count.
+        kind: "bce" (paper) or "mse".
+    """
+    values, taken = topk_selection(scores, mask, k)
+    target = labels[:, None].to(values.dtype).expand_as(values)
+    values = torch.where(taken, values, target)  # untaken entries contribute exactly zero
+    if kind == "bce":
+        per = F.binary_cross_entropy(values, target, reduction="none")
+    elif kind == "mse":
+        per = (values - target) ** 2
+    else:
+        raise ValueError(f"unknown MIL loss {kind!r}; choose bce or mse")
+    return (per * taken).sum() / taken.sum()
+
+
+def center_loss(scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Center loss (reference `normal_smooth`): mean over normal videos of their score variance.
+
+    The variance is the unbiased one (as torch.var) over valid segments only; the reference
+    also counted padded positions, which pulled normal scores towards zero instead of towards
+    their video's own center. A one-segment video has variance 0. With no normal video in the
+    batch, the loss is 0.
+
+    Args:
+        scores: (B, T); labels: (B,); mask: (B, T) bool.
+    """
+    m = mask.to(scores.dtype)
+    n = m.sum(dim=1)  # (B,)
+    mean = (scores * m).sum(dim=1) / n.clamp(min=1)
+    sq = ((scores - mean[:, None]) ** 2 * m).sum(dim=1)
+    var = sq / (n - 1).clamp(min=1)  # (B,)
+    normal = (labels == 0).to(scores.dtype)
+    return (var * normal).sum() / normal.sum().clamp(min=1)
+
+
+def hinge_ranking_loss(
+    scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Ranking hinge relu(1 - max anomalous + max normal), averaged over all anomalous x normal
+    video pairs of the batch (the reference toolbox's `hinger_loss`, applied to video maxima).
+
+    Args:
+        scores: (B, T); labels: (B,); mask: (B, T) bool.
+    """
+    top = scores.masked_fill(~mask, -1.0).amax(dim=1)  # (B,)
+    anomalous = labels == 1
+    pairs = anomalous[:, None] & ~anomalous[None, :]  # (B, B): row anomalous, column normal
+    margins = F.relu(1.0 - top[:, None] + top[None, :])
+    return (margins * pairs).sum() / pairs.sum().clamp(min=1)
+
+
+class MilCenterObjective:
+    """AR-Net's training objective: mil_weight * MIL + center_weight * center loss.
+
+    Args:
+        mil_loss: "bce" or "mse" (dynamic top-k MIL) or "hinge" (ranking over video maxima).
+        topk_divisor: k of the dynamic top-k.
+        mil_weight, center_weight: lambda_1 and lambda_2 (reference --Lambda 1_20).
+    """
+
+    def __init__(
+        self,
+        mil_loss: str = "bce",
+        topk_divisor: int = 4,
+        mil_weight: float = 1.0,
+        center_weight: float = 20.0,
+    ) -> None:
+        if mil_loss not in ("bce", "mse", "hinge"):
+            raise ValueError(f"unknown MIL loss {mil_loss!r}; choose bce, mse or hinge")
+        self.mil_loss = mil_loss
+        self.topk_divisor = topk_divisor
+        self.mil_weight = mil_weight
+        self.center_weight = center_weight
+
+    def __call__(
+        self, model: nn.Module, batch: Batch
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and its named parts for one batch."""
+        scores = model(batch.features, batch.mask)
+        if self.mil_loss == "hinge":
+            mil = hinge_ranking_loss(scores, batch.labels, batch.mask)
+        else:
+            mil = dynamic_mil_loss(
+                scores, batch.labels, batch.mask, self.topk_divisor, self.mil_loss
+            )
+        center = center_loss(scores, batch.labels, batch.mask)
+        total = self.mil_weight * mil + self.center_weight * center
+        return total, {"mil": mil, "center": center}

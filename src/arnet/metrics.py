@@ -1,0 +1,198 @@
+"""Frame-level metrics of video anomaly detection (SPEC §6), by scikit-learn.
+
+A segment score stands for `frames_per_segment` frames. Rather than repeating every score 16
+times, each segment enters the computation twice, once per class, weighted by how many of its
+frames carry that label; ROC AUC, average precision and false-alarm rates are exactly those of
+the expanded frame arrays (tests prove the equality), at a sixteenth of the memory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from .config import FRAMES_PER_SEGMENT
+from .data import DataError
+
+
+def expand_to_frames(
+    scores: np.ndarray, frames_per_segment: int = FRAMES_PER_SEGMENT
+) -> np.ndarray:
+    """(T,) segment scores -> (frames_per_segment * T,) frame scores."""
+    return np.repeat(np.asarray(scores), frames_per_segment)
+
+
+def segment_label_counts(
+    frame_labels: np.ndarray,
+    n_segments: int,
+    frames_per_segment: int = FRAMES_PER_SEGMENT,
+    video: str = "?",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Anomalous and normal frame counts per segment, each (T,).
+
+    Frame labels are cut to the frames_per_segment * T frames the segments cover: trailing
+    frames that fill no segment have no score (SPEC §1).
+
+    Raises:
+        DataError: when the video has fewer frame labels than its segments cover.
+    """
+    covered = n_segments * frames_per_segment
+    labels = np.asarray(frame_labels).reshape(-1)
+    if labels.size < covered:
+        raise DataError(
+            f"video {video!r} has {labels.size} frame labels, but its {n_segments} segments "
+            f"cover {covered} frames"
+        )
+    pos = labels[:covered].reshape(n_segments, frames_per_segment).sum(axis=1, dtype=np.int64)
+    return pos, frames_per_segment - pos
+
+
+@dataclass
+class VideoResult:
+    """Per-video figures: the rows of the per-video table."""
+
+    name: str
+    label: int
+    segments: int
+    frames: int
+    anomalous_frames: int
+    max_score: float
+    mean_score: float
+    auc: float
+    """Frame AUC inside the video; NaN when it holds a single class."""
+    false_alarm_rate: float
+    """Share of its normal frames scored >= threshold; NaN when it has none."""
+
+
+@dataclass
+class Metrics:
+    """Frame-level figures of a scored test set.
+
+    Attributes:
+        auc: ROC AUC over the frames of all test videos.
+        auc_anomalous: ROC AUC over the frames of anomalous videos only.
+        ap: average precision over all frames.
+        far_all, far_normal, far_anomalous: false-alarm rates fp / (fp + tn) at `threshold`,
+            over all, normal, and anomalous videos.
+    """
+
+    auc: float
+    auc_anomalous: float
+    ap: float
+    far_all: float
+    far_normal: float
+    far_anomalous: float
+    threshold: float
+    videos: int
+    frames: int
+    per_video: list[VideoResult] = field(default_factory=list, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """The headline figures (no per-video rows), JSON-ready."""
+        out = asdict(self)
+        out.pop("per_video")
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
+
+
+class _Weighted:
+    """Scores with per-class frame weights: the expanded frame arrays in compact form."""
+
+    def __init__(self, scores: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> None:
+        self.scores, self.pos, self.neg = scores, pos, neg
+
+    def samples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        y = np.concatenate([np.ones(len(self.scores)), np.zeros(len(self.scores))])
+        s = np.concatenate([self.scores, self.scores])
+        w = np.concatenate([self.pos, self.neg]).astype(np.float64)
+        keep = w > 0
+        return y[keep], s[keep], w[keep]
+
+    def auc(self) -> float:
+        if self.pos.sum() == 0 or self.neg.sum() == 0:
+            return math.nan
+        y, s, w = self.samples()
+        return float(roc_auc_score(y, s, sample_weight=w))
+
+    def ap(self) -> float:
+        if self.pos.sum() == 0:
+            return math.nan
+        y, s, w = self.samples()
+        return float(average_precision_score(y, s, sample_weight=w))
+
+    def false_alarm_rate(self, threshold: float) -> float:
+        negatives = self.neg.sum()
+        if negatives == 0:
+            return math.nan
+        return float(self.neg[self.scores >= threshold].sum() / negatives)
+
+
+def frame_metrics(
+    scores: Mapping[str, np.ndarray],
+    frame_labels: Mapping[str, np.ndarray],
+    video_labels: Mapping[str, int],
+    frames_per_segment: int = FRAMES_PER_SEGMENT,
+    threshold: float = 0.5,
+) -> Metrics:
+    """Score a test set against per-frame ground truth.
+
+    Args:
+        scores: video -> (T,) segment scores.
+        frame_labels: video -> per-frame 0/1 labels (at least frames_per_segment * T of them).
+        video_labels: video -> 1 anomalous / 0 normal.
+        frames_per_segment: frames each segment score stands for.
+        threshold: decision threshold of the false-alarm rates.
+    """
+    if not scores:
+        raise DataError("no scored videos to evaluate")
+    parts: dict[int, list[_Weighted]] = {0: [], 1: []}
+    per_video = []
+    for name, s in scores.items():
+        if name not in frame_labels or frame_labels[name] is None:
+            raise DataError(f"no frame labels for test video {name!r}")
+        s = np.asarray(s, dtype=np.float64).reshape(-1)
+        pos, neg = segment_label_counts(frame_labels[name], len(s), frames_per_segment, name)
+        label = int(video_labels[name])
+        w = _Weighted(s, pos, neg)
+        parts[label].append(w)
+        per_video.append(
+            VideoResult(
+                name=name,
+                label=label,
+                segments=len(s),
+                frames=len(s) * frames_per_segment,
+                anomalous_frames=int(pos.sum()),
+                max_score=float(s.max()),
+                mean_score=float(s.mean()),
+                auc=w.auc(),
+                false_alarm_rate=w.false_alarm_rate(threshold),
+            )
+        )
+
+    def merged(groups: list[_Weighted]) -> _Weighted:
+        if not groups:
+            empty = np.zeros(0)
+            return _Weighted(empty, empty.astype(np.int64), empty.astype(np.int64))
+        return _Weighted(
+            *(np.concatenate([getattr(g, a) for g in groups]) for a in ("scores", "pos", "neg"))
+        )
+
+    everything = merged(parts[0] + parts[1])
+    anomalous = merged(parts[1])
+    normal = merged(parts[0])
+    return Metrics(
+        auc=everything.auc(),
+        auc_anomalous=anomalous.auc(),
+        ap=everything.ap(),
+        far_all=everything.false_alarm_rate(threshold),
+        far_normal=normal.false_alarm_rate(threshold),
+        far_anomalous=anomalous.false_alarm_rate(threshold),
+        threshold=threshold,
+        videos=len(per_video),
+        frames=int(everything.pos.sum() + everything.neg.sum()),
+        per_video=per_video,
+    )

@@ -1,0 +1,198 @@
+"""What a person reads after a run: metric tables, result files and an HTML report."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import FRAMES_PER_SEGMENT
+from .data import FeatureDataset
+from .metrics import Metrics
+
+_HEADLINE = (
+    ("auc", "frame AUC (all videos)"),
+    ("auc_anomalous", "frame AUC (anomalous videos)"),
+    ("ap", "average precision"),
+    ("far_all", "false alarm rate (all videos)"),
+    ("far_normal", "false alarm rate (normal videos)"),
+    ("far_anomalous", "false alarm rate (anomalous videos)"),
+)
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def metrics_table(metrics: Metrics, title: str | None = None) -> str:
+    """The headline metrics as an aligned two-column text table."""
+    rows = [(label, _fmt(getattr(metrics, key))) for key, label in _HEADLINE]
+    rows.append(("threshold of the false-alarm rates", _fmt(metrics.threshold, 2)))
+    rows.append(("test videos / frames", f"{metrics.videos} / {metrics.frames}"))
+    width = max(len(r[0]) for r in rows)
+    lines = [title] if title else []
+    lines += [f"{label:<{width}}  {value}" for label, value in rows]
+    return "\n".join(lines)
+
+
+_VIDEO_COLUMNS = (
+    "name",
+    "label",
+    "segments",
+    "frames",
+    "anomalous_frames",
+    "max_score",
+    "mean_score",
+    "auc",
+    "false_alarm_rate",
+)
+
+
+def per_video_table(metrics: Metrics) -> str:
+    """One text row per test video."""
+    rows = [_VIDEO_COLUMNS] + [
+        tuple(_fmt(getattr(v, c), 3) for c in _VIDEO_COLUMNS) for v in metrics.per_video
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_VIDEO_COLUMNS))]
+    return "\n".join("  ".join(f"{c:<{w}}" for c, w in zip(r, widths)) for r in rows)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def write_evaluation(
+    out_dir: str | Path,
+    scores: dict[str, np.ndarray],
+    dataset: FeatureDataset,
+    metrics: Metrics | None,
+    *,
+    iteration: int | None = None,
+    plot: bool = True,
+    frames_per_segment: int = FRAMES_PER_SEGMENT,
+    threshold: float = 0.5,
+) -> None:
+    """Write one evaluation into `out_dir`: scores.npz, metrics.json, per_video.csv, plots/
+    (one PNG per video) and report.html. Earlier files of the same names are replaced."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / "scores.npz", **scores)
+    if metrics is not None:
+        _write_json(
+            out / "metrics.json",
+            {
+                "iteration": iteration,
+                **metrics.summary(),
+                "per_video": [_clean(dataclasses.asdict(v)) for v in metrics.per_video],
+            },
+        )
+        with (out / "per_video.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(_VIDEO_COLUMNS)
+            for v in metrics.per_video:
+                writer.writerow([getattr(v, c) for c in _VIDEO_COLUMNS])
+    if plot:
+        from .plots import plot_videos
+
+        plot_videos(
+            out / "plots",
+            scores,
+            dict(zip(dataset.names, dataset.frame_labels)),
+            frames_per_segment,
+            threshold,
+        )
+    write_html_report(out, metrics, iteration)
+
+
+def _clean(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _curves(out: Path) -> str | None:
+    """Plot training loss and test AUC over iterations to curves.png; its name, or None."""
+    losses, results = _read_jsonl(out / "log.jsonl"), _read_jsonl(out / "results.jsonl")
+    if not losses and not results:
+        return None
+    import matplotlib.pyplot as plt
+
+    from . import plots  # noqa: F401  (selects the file-only backend)
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3), dpi=80)
+    if losses:
+        axes[0].plot([r["iteration"] for r in losses], [r["loss"] for r in losses])
+    axes[0].set(title="training loss", xlabel="iteration")
+    if results:
+        axes[1].plot([r["iteration"] for r in results], [r["auc"] for r in results], marker="o")
+    axes[1].set(title="test frame AUC", xlabel="iteration")
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "curves.png")
+    plt.close(fig)
+    return "curves.png"
+
+
+def write_html_report(out_dir: str | Path, metrics: Metrics | None, iteration: int | None) -> Path:
+    """report.html: headline metrics, curves, per-video table with links to the plots."""
+    from .plots import plot_filename
+
+    out = Path(out_dir)
+    esc = html.escape
+    parts = [
+        "<!doctype html><meta charset='utf-8'><title>arnet report</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}</style>",
+        f"<h1>arnet report: {esc(out.name)}</h1>",
+    ]
+    if iteration is not None:
+        parts.append(f"<p>iteration {iteration}</p>")
+    curves = _curves(out)
+    if metrics is not None:
+        parts.append("<h2>Metrics</h2><table>")
+        parts += [
+            f"<tr><th>{esc(label)}</th><td>{_fmt(getattr(metrics, key))}</td></tr>"
+            for key, label in _HEADLINE
+        ]
+        parts.append("</table>")
+    if curves:
+        parts.append(f"<h2>Training</h2><img src='{curves}'>")
+    if metrics is not None:
+        parts.append(
+            "<h2>Videos</h2><table><tr>"
+            + "".join(f"<th>{c}</th>" for c in _VIDEO_COLUMNS)
+            + "</tr>"
+        )
+        for v in metrics.per_video:
+            name = esc(v.name)
+            plot = out / "plots" / plot_filename(v.name)
+            cell = f"<a href='plots/{esc(plot.name)}'>{name}</a>" if plot.exists() else name
+            parts.append(
+                "<tr><td>"
+                + cell
+                + "</td>"
+                + "".join(f"<td>{_fmt(getattr(v, c), 3)}</td>" for c in _VIDEO_COLUMNS[1:])
+                + "</tr>"
+            )
+        parts.append("</table>")
+    path = out / "report.html"
+    path.write_text("\n".join(parts) + "\n")
+    return path

@@ -1,0 +1,432 @@
+"""The training loop (SPEC §5): seeding, checkpoints (atomic, resumable) and snapshots.
+
+A run folder holds everything of one run:
+
+```
+RUN/config.json                 the TrainConfig
+RUN/checkpoints/iter_NNNNNN.pt  one per snapshot; last.pt = the newest
+RUN/log.jsonl                   training losses, one JSON object per logged iteration
+RUN/results.jsonl               one JSON object per evaluation (appended)
+RUN/metrics.json, per_video.csv, scores.npz, plots/, report.html   the latest evaluation
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import __version__
+from .config import TrainConfig
+from .data import BalancedBatchSampler, DataError, FeatureDataset
+from .evaluate import evaluate, predict
+from .losses import MilCenterObjective
+from .metrics import Metrics
+from .models import create_model, model_entry, model_spec
+
+CHECKPOINT_FORMAT = "arnet-checkpoint"
+CHECKPOINT_VERSION = 1
+_REQUIRED_FIELDS = ("model", "state_dict", "iteration", "config")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, corrupt or not an arnet checkpoint; names the file."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN); saved work is left untouched."""
+
+
+# ---------------------------------------------------------------------- set-up
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy's legacy global and torch (CPU and CUDA) generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(spec: str) -> torch.device:
+    """`auto` -> CUDA when present, else CPU; otherwise the named device (cpu, cuda, cuda:1)."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(spec)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {spec!r} was asked for, but CUDA is not available here")
+    return device
+
+
+def build_objective(model_name: str, config: TrainConfig) -> Any:
+    """The loss that trains `model_name`, from the config (the config stops here)."""
+    kind = model_entry(model_name).objective
+    if kind == "mil":
+        return MilCenterObjective(
+            config.mil_loss, config.topk_divisor, config.mil_weight, config.center_weight
+        )
+    raise ValueError(f"model {model_name!r} asks for unknown objective {kind!r}")
+
+
+# ---------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write a checkpoint atomically: a temporary file in the same folder, then a rename, so a
+    crash mid-write never leaves a truncated checkpoint in place of a good one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read an arnet checkpoint without executing code from it (weights-only unpickling).
+
+    Raises:
+        CheckpointError: missing, truncated/corrupt, or not an arnet checkpoint.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not an arnet checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
+    missing = [k for k in _REQUIRED_FIELDS if k not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    payload["path"] = str(path)
+    return payload
+
+
+def model_from_checkpoint(payload: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the checkpoint's model (its name and arguments are stored in it)."""
+    spec = payload["model"]
+    try:
+        model = create_model(spec["name"], **spec["kwargs"])
+        load_weights(model, payload["state_dict"], payload.get("path", "checkpoint"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{payload.get('path', 'checkpoint')}: cannot rebuild model ({exc})"
+        ) from exc
+    return model.to(device)
+
+
+def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
+    """Load weights strictly, with an error that lists missing and unexpected keys."""
+    result = model.load_state_dict(state_dict, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{source}: weights do not fit model {model_spec(model)['name']!r}: "
+            f"missing {result.missing_keys}, unexpected {result.unexpected_keys}"
+        )
+
+
+def load_pretrained(model: nn.Module, path: str | Path) -> None:
+    """Initialise `model` from an arnet checkpoint or a bare state dict (the reference's .pkl)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: pretrained checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
+    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: holds no state dict")
+    load_weights(model, state, str(path))
+
+
+# ---------------------------------------------------------------------- the run
+
+
+@dataclass
+class TrainResult:
+    """What a finished run leaves: where, how far, and its last evaluation."""
+
+    out_dir: Path
+    iterations: int
+    checkpoint: Path
+    metrics: Metrics | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _RunLog:
+    """JSON-lines logs, plus TensorBoard scalars when TensorBoard is installed."""
+
+    def __init__(self, out_dir: Path, tensorboard: bool) -> None:
+        self.out_dir = out_dir
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # the [tensorboard] extra is optional
+                pass
+            else:
+                self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+
+    def append(self, file: str, record: dict[str, Any]) -> None:
+        with (self.out_dir / file).open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            step = record["iteration"]
+            for key, value in record.items():
+                if key != "iteration" and isinstance(value, (int, float)):
+                    self.writer.add_scalar(f"{file.split('.')[0]}/{key}", value, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class Trainer:
+    """One training run: model, optimiser, sampler and objective, from a TrainConfig.
+
+    Args:
+        config: the run's configuration.
+        train_set: training videos (video labels only are used).
+        test_set: test videos with frame labels, scored at every snapshot; None skips testing.
+        out_dir: the run folder.
+        progress: show a progress bar (None: only on a terminal).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        train_set: FeatureDataset,
+        test_set: FeatureDataset | None,
+        out_dir: str | Path,
+        progress: bool | None = None,
+    ) -> None:
+        config.validate()
+        if config.feature_dim is not None and config.feature_dim != train_set.dim:
+            raise DataError(
+                f"--feature_size is {config.feature_dim}, but the training features have "
+                f"dimension {train_set.dim} ({train_set.sources[0]})"
+            )
+        self.config = config
+        self.train_set = train_set
+        self.test_set = test_set
+        self.out_dir = Path(out_dir)
+        self.progress = progress
+        self.device = resolve_device(config.device)
+        seed_everything(config.seed)
+        self.model = create_model(config.model, train_set.dim, **config.model_args).to(self.device)
+        if config.pretrained:
+            load_pretrained(self.model, config.pretrained)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.sampler = BalancedBatchSampler(
+            train_set,
+            config.videos_per_class,
+            config.max_segments,
+            config.sample_step,
+            config.draws_per_step,
+            config.train_crop,
+            seed=config.seed,
+        )
+        self.objective = build_objective(config.model, config)
+        self.total = config.total_iterations(len(train_set))
+        self.iteration = 0
+        self.history: list[dict[str, Any]] = []
+        self.metrics: Metrics | None = None
+
+    # -- state
+    def state(self) -> dict[str, Any]:
+        rng = {
+            "torch": torch.get_rng_state(),
+            "python": random.getstate(),
+            "sampler": self.sampler.state_dict(),
+        }
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "arnet_version": __version__,
+            "model": model_spec(self.model),
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "iteration": self.iteration,
+            "total_iterations": self.total,
+            "rng": rng,
+            "config": self.config.to_dict(),
+            "metrics": self.metrics.summary() if self.metrics else None,
+        }
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        """Continue from a checkpoint of this run: weights, optimiser, iteration and RNGs."""
+        load_weights(self.model, payload["state_dict"], payload.get("path", "checkpoint"))
+        if "optimizer" not in payload or "rng" not in payload:
+            raise CheckpointError(
+                f"{payload.get('path')}: holds weights only; cannot resume from it"
+            )
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.iteration = int(payload["iteration"])
+        rng = payload["rng"]
+        torch.set_rng_state(rng["torch"])
+        random.setstate(_as_tuple(rng["python"]))
+        self.sampler.load_state_dict(rng["sampler"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def checkpoint(self) -> Path:
+        """Save the full state as iter_NNNNNN.pt and last.pt, pruning old snapshots."""
+        folder = self.out_dir / "checkpoints"
+        payload = self.state()
+        path = save_checkpoint(folder / f"iter_{self.iteration:06d}.pt", payload)
+        save_checkpoint(folder / "last.pt", payload)
+        keep = self.config.keep_checkpoints
+        if keep:
+            for old in sorted(folder.glob("iter_*.pt"))[:-keep]:
+                old.unlink()
+        return path
+
+    # -- loop
+    def run(self) -> TrainResult:
+        from .report import write_evaluation  # report imports plotting; load it only here
+
+        last_path = self.out_dir / "checkpoints" / "last.pt"
+        if self.iteration == 0 and last_path.exists():
+            raise TrainingError(
+                f"{self.out_dir} already holds a run ({last_path}); resume it with --resume "
+                "or choose another --out"
+            )
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.config.save(self.out_dir / "config.json")
+        log = _RunLog(self.out_dir, self.config.tensorboard)
+        cfg = self.config
+        bar = tqdm(
+            total=self.total,
+            initial=self.iteration,
+            disable=_bar_disabled(self.progress),
+            desc=f"train {cfg.model}",
+            unit="it",
+            dynamic_ncols=True,
+        )
+        started, done_at_start = time.perf_counter(), self.iteration
+        self.model.train()
+        try:
+            while self.iteration < self.total:
+                batch = self.sampler.next_batch().to(self.device)
+                loss, parts = self.objective(self.model, batch)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.iteration += 1
+                bar.update(1)
+                it = self.iteration
+                if it % cfg.log_every == 0 or it == self.total:
+                    record = {
+                        "iteration": it,
+                        "loss": loss.item(),
+                        **{k: v.item() for k, v in parts.items()},
+                        "lr": self.optimizer.param_groups[0]["lr"],
+                        "it_per_s": (it - done_at_start) / (time.perf_counter() - started),
+                    }
+                    if not np.isfinite(record["loss"]):
+                        raise TrainingError(
+                            f"loss became {record['loss']} at iteration {it}; the last good "
+                            f"checkpoint is {last_path if last_path.exists() else 'none yet'}"
+                        )
+                    log.append("log.jsonl", record)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}")
+                if it % cfg.snapshot_every == 0 or it == self.total:
+                    self._snapshot(log, write_evaluation)
+        except KeyboardInterrupt:
+            if self.iteration > done_at_start:
+                save_checkpoint(last_path, self.state())
+                tqdm.write(f"interrupted at iteration {self.iteration}; resume from {last_path}")
+            raise
+        finally:
+            bar.close()
+            log.close()
+        return TrainResult(self.out_dir, self.iteration, last_path, self.metrics, self.history)
+
+    def _snapshot(self, log: _RunLog, write_evaluation: Any) -> None:
+        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise TrainingError(
+                f"parameter {bad[0]!r} is not finite at iteration {self.iteration}; "
+                "the previous checkpoint was kept"
+            )
+        if self.test_set is not None:
+            scores = predict(self.model, self.test_set, self.device, self.config.test_crop)
+            if all(f is not None for f in self.test_set.frame_labels):
+                self.metrics = evaluate(
+                    scores, self.test_set, self.config.frames_per_segment, self.config.threshold
+                )
+                record = {"iteration": self.iteration, **self.metrics.summary()}
+                log.append("results.jsonl", record)
+                self.history.append(record)
+            write_evaluation(
+                self.out_dir,
+                scores,
+                self.test_set,
+                self.metrics,
+                iteration=self.iteration,
+                plot=self.config.plot,
+                frames_per_segment=self.config.frames_per_segment,
+                threshold=self.config.threshold,
+            )
+        self.checkpoint()
+
+
+def _bar_disabled(progress: bool | None) -> bool | None:
+    return None if progress is None else not progress
+
+
+def _as_tuple(value: Any) -> Any:
+    """random.setstate needs tuples; a checkpoint round trip may hand back lists."""
+    if isinstance(value, list):
+        return tuple(_as_tuple(v) for v in value)
+    return value
+
+
+def train(
+    config: TrainConfig,
+    train_set: FeatureDataset,
+    test_set: FeatureDataset | None,
+    out_dir: str | Path,
+    *,
+    resume: str | Path | None = None,
+    progress: bool | None = None,
+) -> TrainResult:
+    """Train a model per `config`, snapshotting into `out_dir`.
+
+    Args:
+        config: the configuration (see TrainConfig).
+        train_set, test_set: the data (test_set may be None: no evaluation).
+        out_dir: the run folder.
+        resume: a checkpoint (or run folder) to continue from, exactly where it stopped.
+        progress: progress bar on/off (None: only on a terminal).
+    """
+    trainer = Trainer(config, train_set, test_set, out_dir, progress)
+    if resume is not None:
+        trainer.restore(load_checkpoint(resume, trainer.device))
+    return trainer.run()
