@@ -68,19 +68,14 @@ def _device(text: str) -> str:
 S = argparse.SUPPRESS  # options not given stay out of the namespace: explicit ones override
 
 
-def _add_data_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--data", default=S, help="dataset folder (AR-Net layout)")
+def _add_layout_options(g: argparse._ArgumentGroup) -> None:
+    """How to read a dataset: its layout and the options of each layout (arnet.formats)."""
     g.add_argument(
-        "--dataset_path",
-        "--dataset-path",
+        "--format",
         default=S,
-        help="folder holding datasets; with --dataset_name gives --data",
+        choices=("auto", "arnet", "list", "csv", "crops", "packed"),
+        help="dataset layout (default: auto-detect)",
     )
-    g.add_argument(
-        "--dataset_name", "--dataset-name", default=S, help="dataset under --dataset_path"
-    )
-    g.add_argument("--format", default=S, help="dataset layout (default: auto-detect)")
     g.add_argument(
         "--feature_modal",
         "--feature-modal",
@@ -102,6 +97,53 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
         default=S,
         choices=("fc6", "fc7"),
     )
+    g.add_argument("--test-list", dest="test_list", default=S, help="list layouts: the test list")
+    g.add_argument(
+        "--gt",
+        "--ground-truth",
+        dest="ground_truth",
+        default=S,
+        help="frame ground truth: masks folder, .npz, concatenated gt .npy, .pickle, .json, "
+        "or UCF-Crime / XD-Violence annotation .txt",
+    )
+    g.add_argument(
+        "--list-root",
+        dest="list_root",
+        default=S,
+        metavar="NEW|OLD=NEW",
+        help="list layouts: re-root the listed feature paths",
+    )
+    g.add_argument(
+        "--train-anomalous",
+        dest="train_anomalous",
+        type=int,
+        default=S,
+        metavar="N",
+        help="text lists: the first N lines of the train list are anomalous",
+    )
+    g.add_argument(
+        "--tail",
+        choices=("drop", "pad"),
+        default=S,
+        help="frames that fill no last 16-frame segment: dropped (default) or padded into one",
+    )
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data", default=S, help="dataset: AR-Net folder, train list, crops folder or store"
+    )
+    g.add_argument(
+        "--dataset_path",
+        "--dataset-path",
+        default=S,
+        help="folder holding datasets; with --dataset_name gives --data",
+    )
+    g.add_argument(
+        "--dataset_name", "--dataset-name", default=S, help="dataset under --dataset_path"
+    )
+    _add_layout_options(g)
     g.add_argument(
         "--feature_size",
         "--feature-dim",
@@ -271,6 +313,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth_options(p)
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("inspect", help="validate a dataset in any layout and report what it holds")
+    p.add_argument("data", help="dataset: AR-Net folder, train list, crops folder or store")
+    _add_layout_options(p.add_argument_group("layout"))
+    p.add_argument("--frames-per-segment", dest="frames_per_segment", type=int, default=S)
+    p.add_argument(
+        "--skip-values", action="store_true", help="do not read every value (NaN/Inf check)"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("pack", help="convert a dataset into one memory-mapped arnet store")
+    p.add_argument("data", metavar="SRC", help="dataset in any layout")
+    p.add_argument("out", metavar="OUT", help="store folder to create")
+    _add_layout_options(p.add_argument_group("layout"))
+    p.add_argument("--frames-per-segment", dest="frames_per_segment", type=int, default=S)
+    p.add_argument(
+        "--dtype",
+        choices=("float16", "float32"),
+        default="float16",
+        help="stored precision: float16 halves the size, float32 keeps values exactly",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_pack)
+
     p = sub.add_parser("models", help="list the models")
     p.add_argument(
         "--feature-dim",
@@ -330,11 +397,18 @@ _DATA_FIELDS = (
     "feature_layer",
     "feature_dim",
     "in_memory",
+    "test_list",
+    "ground_truth",
+    "list_root",
+    "train_anomalous",
+    "tail",
     "test_crop",
     "device",
     "frames_per_segment",
     "threshold",
 )
+# Options that describe one dataset's layout rather than its features.
+_LAYOUT_FIELDS = ("format", "test_list", "ground_truth", "list_root", "train_anomalous")
 # What may change when a run is resumed: how long it runs and how it reports, not what it learns.
 _RESUMABLE_FIELDS = {
     "iterations",
@@ -347,6 +421,9 @@ _RESUMABLE_FIELDS = {
     "keep_checkpoints",
     "data",
     "in_memory",
+    "list_root",
+    "test_list",
+    "ground_truth",
 }
 
 
@@ -387,6 +464,21 @@ def _new_run_folder(prefix: str) -> Path:
     return path
 
 
+def _layout(config: TrainConfig) -> dict[str, Any]:
+    """The arguments of arnet.formats.build_catalog / open_dataset held by a config."""
+    return {
+        "modal": config.feature_modal,
+        "backbone": config.feature_backbone,
+        "layer": config.feature_layer,
+        "test_list": config.test_list,
+        "ground_truth": config.ground_truth,
+        "list_root": config.list_root,
+        "train_anomalous": config.train_anomalous,
+        "tail": config.tail,
+        "frames_per_segment": config.frames_per_segment,
+    }
+
+
 def _open(config: TrainConfig) -> Any:
     from .formats import open_dataset
 
@@ -395,11 +487,9 @@ def _open(config: TrainConfig) -> Any:
     return open_dataset(
         config.data,
         config.format,
-        modal=config.feature_modal,
-        backbone=config.feature_backbone,
-        layer=config.feature_layer,
         feature_dim=config.feature_dim,
         in_memory=config.in_memory,
+        **_layout(config),
     )
 
 
@@ -476,7 +566,11 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     payload = load_checkpoint(args.checkpoint)
     overrides = {k: v for k, v in _overrides(args).items() if k in _DATA_FIELDS + ("data", "plot")}
-    config = TrainConfig.from_dict({**payload["config"], **overrides})
+    saved = dict(payload["config"])
+    if "data" in overrides:  # the training data's layout options do not describe new data
+        for name in _LAYOUT_FIELDS:
+            saved.pop(name, None)
+    config = TrainConfig.from_dict({**saved, **overrides})
     device = resolve_device(config.device)
     model = model_from_checkpoint(payload, device)
     _, test_set = _open(config)
@@ -565,6 +659,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"plots: {result.out_dir / 'plots'}\nreport: {result.out_dir / 'report.html'}\n"
         )
     _emit(args, {"data": str(data), "model": model, "results": results}, "\n".join(texts))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .formats import build_catalog
+    from .formats.validate import inspect_catalog, render
+
+    config = TrainConfig(**_overrides(args))
+    catalog = build_catalog(config.data, config.format, **_layout(config))
+    report = inspect_catalog(catalog, values=not args.skip_values)
+    _emit(args, report.to_dict(), render(report))
+    return 0 if report.ok else 1
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from .formats import build_catalog, open_catalog
+    from .formats.packed import pack_catalog
+
+    config = TrainConfig(**_overrides(args))
+    catalog = open_catalog(build_catalog(config.data, config.format, **_layout(config)))
+    out = pack_catalog(catalog, args.out, args.dtype, args.overwrite)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    counts = {split: len(catalog.split(split)) for split in ("train", "test")}
+    segments = sum(v.segments for v in catalog.videos)
+    _emit(
+        args,
+        {"out": str(out), "dtype": args.dtype, "bytes": size, "segments": segments, **counts},
+        f"packed {counts['train']} train and {counts['test']} test videos ({segments:,} "
+        f"segments, {args.dtype}) into {out} ({size / 2**20:.1f} MiB)",
+    )
     return 0
 
 

@@ -18,9 +18,10 @@ class TrainConfig:
 
     # --- data ---
     data: str | None = None
-    """Dataset folder (AR-Net layout: holds features_video/, GT/, *_split.txt) or a list file."""
+    """Dataset: an AR-Net layout folder, a train list (.list/.txt/.csv), a per-crop folder or
+    an `arnet pack` store (see arnet.formats)."""
     format: str = "auto"
-    """On-disk layout; "auto" detects it."""
+    """On-disk layout (arnet, list, csv, crops, packed); "auto" detects it."""
     feature_modal: str = "combine"
     """rgb, flow or combine (concat of both): the reference's best input is combine."""
     feature_backbone: str = "i3d"
@@ -35,6 +36,20 @@ class TrainConfig:
     """Multi-crop features: a random crop per video per iteration, or "mean" over crops."""
     test_crop: str = "mean"
     """Multi-crop features at test time: "mean" features, or "per_crop" scores averaged."""
+    test_list: str | None = None
+    """List layouts: the test list; None finds it next to the train list."""
+    ground_truth: str | None = None
+    """Frame ground truth replacing the layout's own: masks folder, .npz, concatenated .npy,
+    frame_label.pickle, .json, or UCF-Crime / XD-Violence annotation .txt."""
+    list_root: str | None = None
+    """List layouts: re-root the listed paths (NEW, or OLD=NEW): lists hold absolute paths of
+    the machine they were written on."""
+    train_anomalous: int | None = None
+    """Text lists: the first N lines of the train list are anomalous, as RTFM/MGFN cut them
+    (ShanghaiTech 63, UCF-Crime 810); None reads labels from the file names."""
+    tail: str = "drop"
+    """Frames that fill no last segment: "drop" (the extractor drops them, SPEC §1) or "pad"
+    (it pads them into one more segment); frame labels must agree with it."""
 
     # --- model ---
     model: str = "single"
@@ -124,12 +139,17 @@ class TrainConfig:
             raise ValueError("config fields 'mil_weight' and 'center_weight' must be >= 0")
         if self.keep_checkpoints < 0:
             raise ValueError("config field 'keep_checkpoints' must be >= 0")
+        if self.train_anomalous is not None and self.train_anomalous < 1:
+            raise ValueError(
+                f"config field 'train_anomalous' must be >= 1, got {self.train_anomalous}"
+            )
         choices = {
             "feature_modal": ("rgb", "flow", "combine"),
             "feature_backbone": ("i3d", "c3d"),
             "feature_layer": ("fc6", "fc7"),
             "train_crop": ("random", "mean"),
             "test_crop": ("mean", "per_crop"),
+            "tail": ("drop", "pad"),
             "mil_loss": ("bce", "mse", "hinge"),
         }
         for name, allowed in choices.items():

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from ..data import DataError, FeatureDataset
+from .catalog import Catalog, VideoEntry, open_catalog, to_datasets
+from .groundtruth import ground_truth_from_mapping, normalize_name
 
 FEATURE_FILE = "feature.npy"
 
@@ -75,11 +77,6 @@ def load_pickle(path: str | Path) -> Any:
         raise DataError(f"{path}: not a readable pickle ({exc})") from exc
 
 
-def normalize_name(name: str) -> str:
-    """Video names as the reference keys them: UCSD's `Ped` prefix becomes `ped`."""
-    return name.strip().replace("Ped", "ped")
-
-
 def read_split(path: str | Path) -> list[str]:
     """Video names of a split file, one per line; blank lines are skipped."""
     path = Path(path)
@@ -116,13 +113,83 @@ def video_label_of(value: Any, video: str, path: Path) -> int:
     return int(flat[0])
 
 
-def _open_features(path: Path, name: str) -> np.ndarray:
-    if not path.is_file():
-        raise DataError(f"{path}: feature file of video {name!r} not found")
+def catalog_arnet(
+    root: str | Path,
+    *,
+    modal: str = "combine",
+    backbone: str = "i3d",
+    layer: str = "fc6",
+) -> Catalog:
+    """Index a dataset in the AR-Net layout, collecting every problem instead of stopping.
+
+    Args:
+        root: the dataset folder (reference: DATASET_PATH/DATASET_NAME).
+        modal, backbone, layer: which features (see `feature_folder`).
+
+    Returns:
+        A catalog to open with `open_catalog`; GT/frame_label.pickle, when present, is its
+        ground truth.
+
+    Raises:
+        DataError: the folder or its feature folder does not exist (nothing else to check).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder not found")
+    folder = feature_folder(root, modal, backbone, layer)
+    if not folder.is_dir():
+        raise DataError(
+            f"{folder}: feature folder not found (modality {modal!r}, backbone {backbone!r})"
+        )
+    catalog = Catalog("arnet", root)
+    catalog.notes.append(f"features: {folder}")
+    label_file = root / "GT" / "video_label.pickle"
+    frame_file = root / "GT" / "frame_label.pickle"
+    video_labels: Mapping[str, Any] = {}
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as exc:
-        raise DataError(f"{path}: cannot read features of video {name!r} ({exc})") from exc
+        video_labels = _as_mapping(load_pickle(label_file), label_file)
+    except DataError as exc:
+        catalog.report(
+            "missing-file" if not label_file.is_file() else "unreadable", label_file, exc
+        )
+    video_labels = {normalize_name(k): v for k, v in video_labels.items()}
+    if frame_file.is_file():
+        try:
+            frames = _as_mapping(load_pickle(frame_file), frame_file)
+            catalog.ground_truth = ground_truth_from_mapping(frames, frame_file, normalize_name)
+        except DataError as exc:
+            catalog.report("unreadable", frame_file, exc)
+
+    for split in ("train", "test"):
+        split_file = root / f"{split}_split.txt"
+        if not split_file.is_file():
+            catalog.error("layout", split_file, "split file not found")
+            continue
+        lines = split_file.read_text().splitlines()
+        if not any(line.strip() for line in lines):
+            catalog.error("layout", split_file, "split is empty")
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            name = normalize_name(line)
+            origin = f"{split_file}:{number}"
+            video = VideoEntry(name, split, None, [folder / name / FEATURE_FILE], origin)
+            if name not in video_labels:
+                if video_labels or label_file.is_file():
+                    catalog.error(
+                        "unlabelled",
+                        origin,
+                        f"video {name!r} is in the split but not in {label_file}",
+                    )
+                video.broken = True
+            else:
+                try:
+                    video.label = video_label_of(video_labels[name], name, label_file)
+                except DataError as exc:
+                    catalog.report("unlabelled", label_file, exc)
+                    video.broken = True
+            catalog.videos.append(video)
+    return catalog
 
 
 def load_arnet(
@@ -133,6 +200,7 @@ def load_arnet(
     layer: str = "fc6",
     feature_dim: int | None = None,
     in_memory: bool = False,
+    tail: str = "drop",
 ) -> tuple[FeatureDataset, FeatureDataset]:
     """Read a dataset in the AR-Net layout.
 
@@ -141,6 +209,7 @@ def load_arnet(
         modal, backbone, layer: which features (see `feature_folder`).
         feature_dim: expected D; None accepts the data's own.
         in_memory: copy all features into RAM (reference --larger_mem 1); otherwise memory-map.
+        tail: how frame labels meet segments (see `arnet.formats.groundtruth`).
 
     Returns:
         (train, test) datasets; test videos carry frame labels when GT/frame_label.pickle exists.
@@ -148,47 +217,14 @@ def load_arnet(
     Raises:
         DataError: naming the file or video, for anything missing or inconsistent.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: dataset folder not found")
-    folder = feature_folder(root, modal, backbone, layer)
-    if not folder.is_dir():
+    catalog = catalog_arnet(root, modal=modal, backbone=backbone, layer=layer)
+    catalog.tail = tail
+    train, test = to_datasets(open_catalog(catalog), in_memory)
+    if feature_dim is not None and train.dim != feature_dim:
         raise DataError(
-            f"{folder}: feature folder not found (modality {modal!r}, backbone {backbone!r})"
+            f"{train.sources[0]}: features have dimension {train.dim}, "
+            f"but feature_dim is {feature_dim}"
         )
-    label_file = root / "GT" / "video_label.pickle"
-    frame_file = root / "GT" / "frame_label.pickle"
-    video_labels = _as_mapping(load_pickle(label_file), label_file)
-    frame_labels = _as_mapping(load_pickle(frame_file), frame_file) if frame_file.is_file() else {}
-    video_labels = {normalize_name(k): v for k, v in video_labels.items()}
-    frame_labels = {normalize_name(k): v for k, v in frame_labels.items()}
-
-    splits = []
-    for split in ("train", "test"):
-        split_file = root / f"{split}_split.txt"
-        names = read_split(split_file)
-        labels = []
-        for name in names:
-            if name not in video_labels:
-                raise DataError(
-                    f"{split_file}: video {name!r} is in the split but not in {label_file}"
-                )
-            labels.append(video_label_of(video_labels[name], name, label_file))
-        paths = [folder / name / FEATURE_FILE for name in names]
-        feats = [_open_features(p, n) for p, n in zip(paths, names)]
-        frames: list[np.ndarray | None] = [None] * len(names)
-        if split == "test" and frame_labels:
-            frames = [_frame_labels_of(frame_labels, n, frame_file) for n in names]
-        dataset = FeatureDataset(names, labels, feats, frames, [str(p) for p in paths])
-        if feature_dim is not None and dataset.dim != feature_dim:
-            raise DataError(
-                f"{paths[0]}: features have dimension {dataset.dim}, "
-                f"but feature_dim is {feature_dim}"
-            )
-        splits.append(dataset.to_memory() if in_memory else dataset)
-    train, test = splits
-    if train.dim != test.dim:
-        raise DataError(f"{folder}: train features have dimension {train.dim}, test {test.dim}")
     return train, test
 
 
@@ -196,15 +232,6 @@ def _as_mapping(value: Any, path: Path) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise DataError(f"{path}: expected a dict of video -> label, got {type(value).__name__}")
     return value
-
-
-def _frame_labels_of(frame_labels: Mapping[str, Any], name: str, path: Path) -> np.ndarray:
-    if name not in frame_labels:
-        raise DataError(f"{path}: no frame labels for test video {name!r}")
-    labels = np.asarray(frame_labels[name]).reshape(-1)
-    if labels.size and not np.isin(labels, (0, 1)).all():
-        raise DataError(f"{path}: frame labels of video {name!r} must be 0/1")
-    return labels.astype(np.uint8)
 
 
 def write_arnet(

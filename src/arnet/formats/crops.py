@@ -1,0 +1,160 @@
+"""Per-crop folders: one `.npy` per crop of each video (XD-Violence, UR-DMU, DeepMIL).
+
+```
+ROOT/train/VIDEO__0.npy ... VIDEO__4.npy     (T, D) each: five (or ten) crops of VIDEO
+ROOT/test/VIDEO__0.npy ...
+ROOT/annotations.txt                          ground truth (optional; see below)
+```
+
+The split folders may also be called ``Train``/``Test``, ``training``/``testing`` or, as in
+the XD-Violence download, ``RGB``/``RGBTest``. A video may also be one whole file
+``VIDEO.npy`` of shape (T, D) or (T, C, D). The crops of a video are read lazily, as one
+(T, C, D) array (`catalog.CropStack`), never stacked in memory.
+
+Video labels come from the file names (`groundtruth.label_from_name`: XD-Violence's
+``label_A`` is normal; UCF-Crime and ShanghaiTech names too). Ground truth, unless given:
+``annotations.txt`` (XD-Violence), ``Temporal_Anomaly_Annotation*.txt`` (UCF-Crime),
+``test_frame_mask/`` (ShanghaiTech), ``frame_labels.npz`` or ``frame_labels.json`` in ROOT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ..data import DataError
+from .catalog import Catalog, VideoEntry, group_crops
+from .groundtruth import label_from_name, load_ground_truth
+
+SPLIT_FOLDERS = {
+    "train": ("train", "Train", "training", "RGB"),
+    "test": ("test", "Test", "testing", "RGBTest"),
+}
+GROUND_TRUTH_NAMES = (
+    "annotations.txt",
+    "Temporal_Anomaly_Annotation*.txt",
+    "test_frame_mask",
+    "frame_labels.npz",
+    "frame_labels.json",
+)
+
+
+def split_folder(root: Path, split: str) -> Path | None:
+    for name in SPLIT_FOLDERS[split]:
+        if (root / name).is_dir():
+            return root / name
+    return None
+
+
+def is_crops_layout(root: Path) -> bool:
+    """A folder with a train and a test folder holding `.npy` files."""
+    if not root.is_dir():
+        return False
+    folders = [split_folder(root, split) for split in SPLIT_FOLDERS]
+    return all(f is not None and next(f.glob("*.npy"), None) is not None for f in folders)
+
+
+def find_ground_truth(root: Path) -> Path | None:
+    for pattern in GROUND_TRUTH_NAMES:
+        found = sorted(root.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+def catalog_crops(root: str | Path, *, ground_truth: str | Path | None = None) -> Catalog:
+    """Index a per-crop folder layout (module docstring).
+
+    Args:
+        root: the folder holding the split folders.
+        ground_truth: a ground-truth source; None looks for the usual files in `root`.
+
+    Raises:
+        DataError: `root` is not a folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder not found")
+    catalog = Catalog("crops", root)
+    catalog.label_hint = (
+        "its file name follows no dataset's naming (XD-Violence label_A, UCF-Crime, "
+        "ShanghaiTech); list the files with their labels in a CSV (path,label) instead"
+    )
+    for split in SPLIT_FOLDERS:
+        folder = split_folder(root, split)
+        if folder is None:
+            catalog.error(
+                "layout",
+                root,
+                f"no {split} folder (looked for {', '.join(SPLIT_FOLDERS[split])})",
+            )
+            continue
+        files = sorted(folder.glob("*.npy"))
+        if not files:
+            catalog.error("layout", folder, f"no .npy feature files in the {split} folder")
+        catalog.notes.append(f"{split}: {folder}")
+        for name, paths, origin in group_crops(catalog, ((p, str(p)) for p in files)):
+            catalog.videos.append(VideoEntry(name, split, label_from_name(name), paths, origin))
+    path = Path(ground_truth) if ground_truth else find_ground_truth(root)
+    if path is not None:
+        try:
+            catalog.ground_truth = load_ground_truth(path)
+            catalog.notes.append(f"ground truth: {path} ({catalog.ground_truth.kind})")
+        except DataError as exc:
+            catalog.report("missing-file" if not path.exists() else "unreadable", path, exc)
+        if catalog.ground_truth is not None and catalog.ground_truth.kind == "concatenated":
+            catalog.error(
+                "layout",
+                path,
+                "a concatenated ground truth follows the order of a test list, which a folder "
+                "does not have: use a list layout (--test-list) or a per-video source",
+            )
+            catalog.ground_truth = None
+    return catalog
+
+
+def _events(frames: np.ndarray) -> list[tuple[int, int]]:
+    """Half-open [start, end) runs of 1s in a 0/1 array."""
+    padded = np.concatenate([[0], np.asarray(frames, np.int8), [0]])
+    edges = np.flatnonzero(np.diff(padded))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+def write_crops(
+    root: str | Path,
+    splits: Mapping[str, Iterable[tuple[str, int, np.ndarray, np.ndarray | None]]],
+) -> Path:
+    """Write videos as per-crop folders with XD-Violence style annotations.
+
+    (T, C, D) features become ``SPLIT/NAME__K.npy`` files, (T, D) features ``SPLIT/NAME.npy``;
+    the anomalous frames of the videos become ``annotations.txt`` lines
+    ``NAME s1 e1 s2 e2 ...`` (half-open). Names must carry their labels (see
+    `groundtruth.label_from_name`), as the reader takes labels from them.
+
+    Returns:
+        `root`.
+
+    Raises:
+        DataError: a name whose convention contradicts its label.
+    """
+    root = Path(root)
+    lines = []
+    for split, videos in splits.items():
+        folder = root / split
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, label, features, frames in videos:
+            if label_from_name(name) != label:
+                raise DataError(f"video {name!r}: its name does not say its label {label}")
+            features = np.asarray(features, dtype=np.float32)
+            if features.ndim == 3:
+                for crop in range(features.shape[1]):
+                    np.save(folder / f"{name}__{crop}.npy", np.ascontiguousarray(features[:, crop]))
+            else:
+                np.save(folder / f"{name}.npy", features)
+            spans = _events(frames) if frames is not None else []
+            if spans:
+                lines.append(" ".join([name, *(f"{s} {e}" for s, e in spans)]))
+    (root / "annotations.txt").write_text("".join(f"{line}\n" for line in lines))
+    return root
