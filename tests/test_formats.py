@@ -20,6 +20,7 @@ from arnet.data import BalancedBatchSampler, DataError, FeatureDataset
 from arnet.evaluate import evaluate, predict
 from arnet.formats import build_catalog, detect_format, open_catalog, open_dataset
 from arnet.formats.arnet import write_arnet
+from arnet.formats.catalog import DataWarning
 from arnet.formats.crops import write_crops
 from arnet.formats.groundtruth import (
     event_labels,
@@ -193,7 +194,7 @@ def test_list_paths_are_rerooted(layouts, tmp_path, content):
     moved = tmp_path / "moved"
     (train_list.parent / "features").rename(moved)
     try:
-        with pytest.raises(DataError, match="not found"):
+        with pytest.raises(DataError, match="not found"), pytest.warns(DataWarning):
             open_dataset(train_list)
         old = str((train_list.parent / "features").resolve())
         for root in (str(moved), f"{old}={moved}"):

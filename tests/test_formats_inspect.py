@@ -134,6 +134,7 @@ def test_inspect_reports_every_problem_naming_its_file(tmp_path, capsys):
     for kind, file in expected.items():
         assert any(file in p.source for p in found[kind]), (kind, file, found[kind])
     assert [p.severity for p in found["gt-label"]] == ["warning"]
+    assert "pickled object array" in found["unreadable"][0].message
     assert not report.ok
 
     assert main(["inspect", str(train_list), "--gt", str(masks)]) == 1
@@ -234,7 +235,7 @@ def test_broken_crops_and_annotations(tmp_path):
     found = problems_by_kind(inspect_catalog(build_catalog(root)))
     assert set(found) == {"crops", "gt-missing", "gt-length"}
     assert "crop(s) [1] missing" in found["crops"][0].message
-    assert "'02_0000'" in found["gt-missing"][0].message  # anomalous, not annotated
+    assert "'02_0000' has no annotation" in found["gt-missing"][0].message  # anomalous
     assert "'02_0001'" in found["gt-length"][0].message
     assert found["gt-length"][0].source.endswith("annotations.txt")
 

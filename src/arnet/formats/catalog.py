@@ -4,8 +4,9 @@ A reader turns its layout into a `Catalog`: one `VideoEntry` per video (name, sp
 feature files, where it was declared) and every `Problem` it met, without stopping at the
 first. The shared steps then run on any catalog:
 
-    open_catalog(catalog, ground_truth, tail)   open feature files (memory-mapped headers),
+    open_catalog(catalog)                       open feature files (memory-mapped headers),
                                                 check shapes, attach and check ground truth
+                                                (under `catalog.tail`, the tail policy)
     scan_values(catalog)                        read every value, report NaN/Inf (inspect, pack)
     to_datasets(catalog, in_memory)             (train, test) FeatureDatasets, or DataError
                                                 listing the problems
@@ -47,7 +48,7 @@ KINDS = {
     "non-finite": "features hold NaN or Inf",
     "empty": "a video has 0 segments",
     "gt-length": "ground truth and feature lengths disagree beyond the tail policy",
-    "gt-missing": "a test video has no ground truth while others have",
+    "gt-missing": "test videos without frame labels, or ground truth naming unknown videos",
     "gt-label": "a video label and its ground truth disagree",
     "duplicate": "two entries have the same video name",
     "unlabelled": "a video in a split has no video label",
@@ -144,7 +145,8 @@ class Catalog:
     """The one array every video is a view of (a packed store), else None."""
 
     def add(self, severity: str, kind: str, source: str | Path, message: str) -> None:
-        assert kind in KINDS, kind
+        if kind not in KINDS:
+            raise ValueError(f"unknown problem kind {kind!r}")
         self.problems.append(Problem(severity, kind, str(source), message))
 
     def report(self, kind: str, source: str | Path, exc: Exception) -> None:
@@ -287,8 +289,14 @@ def _open_array(catalog: Catalog, path: Path, video: VideoEntry) -> np.ndarray |
         return None
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):
+    except ValueError:
+        # Object arrays and 0-byte arrays cannot be memory-mapped: load to tell them apart.
+        try:
+            array = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            if "allow_pickle" not in str(exc):
+                catalog.error("unreadable", path, f"cannot read features of {video.name!r} ({exc})")
+                return None
             catalog.error(
                 "unreadable",
                 path,
@@ -297,10 +305,8 @@ def _open_array(catalog: Catalog, path: Path, video: VideoEntry) -> np.ndarray |
                 "(np.save(path, np.asarray(features, dtype=np.float32)))",
             )
             return None
-        try:  # a 0-byte array cannot be memory-mapped, but is a valid (empty) file
-            array = np.load(path, allow_pickle=False)
-        except Exception as inner:
-            catalog.error("unreadable", path, f"cannot read features of {video.name!r} ({inner})")
+        except Exception as exc:
+            catalog.error("unreadable", path, f"cannot read features of {video.name!r} ({exc})")
             return None
     except Exception as exc:
         catalog.error("unreadable", path, f"cannot read features of {video.name!r} ({exc})")
@@ -449,8 +455,8 @@ def apply_ground_truth(catalog: Catalog) -> None:
         return
     for where, message in gt.problems:
         catalog.error("unreadable", where, message)
-    if gt.concatenated is not None:
-        _split_concatenated(catalog, gt)
+    if gt.concatenated is not None and not _split_concatenated(catalog, gt):
+        return
     for video in catalog.videos:
         if video.broken:
             continue
@@ -476,7 +482,8 @@ def apply_ground_truth(catalog: Catalog) -> None:
                     catalog.error(
                         "gt-missing",
                         gt.source,
-                        f"anomalous test video {video.name!r} has no annotation",
+                        f"test video {video.name!r} has no annotation (only videos labelled "
+                        "normal may be left out of an event list)",
                     )
                     video.broken = True
                     continue
@@ -513,17 +520,19 @@ def apply_ground_truth(catalog: Catalog) -> None:
             )
 
 
-def _split_concatenated(catalog: Catalog, gt: GroundTruth) -> None:
+def _split_concatenated(catalog: Catalog, gt: GroundTruth) -> bool:
+    """Cut a concatenated ground truth into the test videos' frame labels; False when it
+    cannot be (reported)."""
     fps = catalog.frames_per_segment
     tests = catalog.split("test")
     if any(v.broken for v in tests):
-        catalog.error(
+        catalog.warn(
             "gt-length",
             gt.source,
-            "a concatenated ground truth is cut by the segment counts of all test videos in "
-            "list order; it cannot be split while some test videos are unreadable",
+            "not checked: a concatenated ground truth is cut by the segment counts of all test "
+            "videos in list order, and some test videos are unreadable",
         )
-        return
+        return False
     need = fps * sum(v.segments for v in tests)
     labels = gt.concatenated
     if labels.size != need:
@@ -535,12 +544,13 @@ def _split_concatenated(catalog: Catalog, gt: GroundTruth) -> None:
         )
         for video in tests:
             video.broken = True
-        return
+        return False
     start = 0
     for video in tests:
         end = start + fps * video.segments
         video.frame_labels = labels[start:end]
         start = end
+    return True
 
 
 def _check_label_agreement(catalog: Catalog, video: VideoEntry, source: str) -> None:
