@@ -106,7 +106,9 @@ CHILD = textwrap.dedent(
 def test_training_from_a_store_larger_than_the_memory_limit(tmp_path):
     if not hasattr(resource, "RLIMIT_DATA") or not sys.platform.startswith("linux"):
         pytest.skip("needs Linux's RLIMIT_DATA")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one compute thread: fewer thread stacks
+    # One compute thread (fewer thread stacks), and no GPU: initialising CUDA would take host
+    # memory of its own, and the limit is about the features.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(tmp_path), str(HEADROOM)],
         capture_output=True,

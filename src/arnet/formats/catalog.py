@@ -122,6 +122,7 @@ class VideoEntry:
 
     @property
     def segments(self) -> int:
+        """T, once opened (0 before)."""
         return 0 if self.features is None else int(self.features.shape[0])
 
 
@@ -145,6 +146,7 @@ class Catalog:
     """The one array every video is a view of (a packed store), else None."""
 
     def add(self, severity: str, kind: str, source: str | Path, message: str) -> None:
+        """Record a problem of a known kind."""
         if kind not in KINDS:
             raise ValueError(f"unknown problem kind {kind!r}")
         self.problems.append(Problem(severity, kind, str(source), message))
@@ -170,9 +172,11 @@ class Catalog:
         return [p for p in self.problems if p.severity == WARNING]
 
     def split(self, split: str) -> list[VideoEntry]:
+        """The videos of a split, in declaration order."""
         return [v for v in self.videos if v.split == split]
 
     def usable(self) -> list[VideoEntry]:
+        """The videos without errors."""
         return [v for v in self.videos if not v.broken]
 
 

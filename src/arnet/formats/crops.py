@@ -42,6 +42,7 @@ GROUND_TRUTH_NAMES = (
 
 
 def split_folder(root: Path, split: str) -> Path | None:
+    """The folder of a split ("train"/"test") under `root`, by any of its usual names."""
     for name in SPLIT_FOLDERS[split]:
         if (root / name).is_dir():
             return root / name
@@ -57,6 +58,7 @@ def is_crops_layout(root: Path) -> bool:
 
 
 def find_ground_truth(root: Path) -> Path | None:
+    """The first of the usual ground-truth files (`GROUND_TRUTH_NAMES`) found in `root`."""
     for pattern in GROUND_TRUTH_NAMES:
         found = sorted(root.glob(pattern))
         if found:

@@ -32,7 +32,9 @@ Sources (`load_ground_truth`):
   (``VIDEO s1 e1 [s2 e2 ...]``; frames [s, e) half-open, 0-based, as XD-Violence's own
   ``make_gt.py`` builds it). Event files carry no frame count: a video's labels span the 16T
   frames its features cover, and a video missing from the file is normal only when its video
-  label says so.
+  label says so. An event that starts after the last frame the features can stand for
+  (frame 16T + 15 under "drop", 16T - 1 under "pad") is a length mismatch, an error; one that
+  only ends past it is clipped, with a warning.
 """
 
 from __future__ import annotations

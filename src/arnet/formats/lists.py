@@ -46,10 +46,12 @@ _LABEL_WORDS = {"normal": 0, "abnormal": 1, "anomalous": 1, "anomaly": 1}
 
 
 def is_list_file(path: Path) -> bool:
+    """Whether `path` is a text list file (by its suffix)."""
     return path.is_file() and path.suffix.lower() in LIST_SUFFIXES
 
 
 def is_csv_file(path: Path) -> bool:
+    """Whether `path` is a CSV list file (by its suffix)."""
     return path.is_file() and path.suffix.lower() == ".csv"
 
 

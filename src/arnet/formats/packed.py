@@ -45,6 +45,7 @@ _INDEX_COLUMNS = ("names", "splits", "labels", "offsets", "lengths", "frame_offs
 
 
 def is_packed(path: Path) -> bool:
+    """Whether `path` is a store folder (holds the index)."""
     return (path / INDEX_FILE).is_file()
 
 
