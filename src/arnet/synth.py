@@ -1,0 +1,226 @@
+"""A synthetic dataset that behaves like I3D features of surveillance video.
+
+What makes it realistic enough to test weak supervision honestly:
+
+- Non-negative features (I3D's average-pooled features follow a ReLU), built from a scene
+  appearance (each camera has its own pattern), slow temporally correlated activity (an AR(1)
+  process in a low-dimensional subspace) and per-segment noise.
+- Anomalous videos hold one or two events. Event boundaries fall mid-segment and the frame
+  labels are exact; a segment partly covered by an event carries the event in proportion.
+- Some videos (normal and anomalous alike) hold rare but normal events: distractors, unusual
+  segments that are not anomalies.
+- Anomalies are unevenly spread over scenes, as in ShanghaiTech: a classifier that copies each
+  video's label onto all its segments learns "this scene is anomalous" and fires on the normal
+  frames of those scenes. Frame AUC penalises exactly that.
+
+The default mirrors ShanghaiTech's weakly supervised split: 238 training videos (63
+anomalous) and 199 test videos (44 anomalous), 13 scenes, names `SS_NNN` (normal) and
+`SS_NNNN` (anomalous).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import FRAMES_PER_SEGMENT
+from .formats.arnet import write_arnet
+
+
+@dataclass
+class SynthConfig:
+    """Knobs of the synthetic dataset."""
+
+    train_videos: int = 238
+    train_anomalous: int = 63
+    test_videos: int = 199
+    test_anomalous: int = 44
+    dim: int = 512
+    """Feature dimension (I3D: 1024 per modality, 2048 combined)."""
+    scenes: int = 13
+    min_segments: int = 24
+    max_segments: int = 240
+    difficulty: float = 1.0
+    """Scales the per-segment noise: higher is harder."""
+    event_strength: float = 0.6
+    """Amplitude of anomalous events (scene patterns are about 1)."""
+    distractor_strength: float = 1.0
+    """Amplitude of rare normal events: more salient than anomalies, and not anomalous."""
+    busy_strength: float = 0.8
+    """Amplitude of the busy-scene pattern that most anomalous and some normal videos carry."""
+    distractor_rate: float = 0.3
+    """Share of videos (of either class) with a rare normal event."""
+    anomaly_types: int = 6
+    distractor_types: int = 4
+    frames_per_segment: int = FRAMES_PER_SEGMENT
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not 0 < self.train_anomalous < self.train_videos:
+            raise ValueError("train_anomalous must be between 1 and train_videos - 1")
+        if not 0 < self.test_anomalous < self.test_videos:
+            raise ValueError("test_anomalous must be between 1 and test_videos - 1")
+        if self.dim < 8:
+            raise ValueError("dim must be >= 8")
+        if not 2 <= self.min_segments <= self.max_segments:
+            raise ValueError("need 2 <= min_segments <= max_segments")
+        if self.difficulty <= 0 or self.event_strength <= 0 or self.busy_strength < 0:
+            raise ValueError("difficulty and event_strength must be > 0, busy_strength >= 0")
+        if not 0 <= self.distractor_rate <= 1:
+            raise ValueError("distractor_rate must be in [0, 1]")
+        if self.scenes < 1 or self.anomaly_types < 1 or self.distractor_types < 1:
+            raise ValueError("scenes, anomaly_types and distractor_types must be >= 1")
+
+
+@dataclass
+class SyntheticVideo:
+    name: str
+    label: int
+    features: np.ndarray  # (T, D) float32
+    frame_labels: np.ndarray  # (F,) uint8, F = 16 T + tail
+
+
+class _World:
+    """The fixed ingredients shared by all videos: scenes, activity subspace, event patterns."""
+
+    RANK = 16
+
+    def __init__(self, cfg: SynthConfig, rng: np.random.Generator) -> None:
+        D = cfg.dim
+        self.cfg = cfg
+        self.scene_base = rng.gamma(0.6, 0.5, size=(cfg.scenes, D))  # sparse-ish, >= 0
+        self.loadings = rng.normal(0, 1 / np.sqrt(self.RANK), size=(self.RANK, D))
+        self.scene_loadings = rng.normal(
+            0, 0.5 / np.sqrt(self.RANK), size=(cfg.scenes, self.RANK, D)
+        )
+        self.anomaly_patterns = self._patterns(rng, cfg.anomaly_types, D)
+        self.distractor_patterns = self._patterns(rng, cfg.distractor_types, D)
+        self.busy_pattern = self._patterns(rng, 1, D)[0]
+        # Uneven anomaly rates across scenes: some cameras see most of the anomalies.
+        self.scene_anomaly_weight = rng.dirichlet(np.full(cfg.scenes, 0.6))
+        self.scene_normal_weight = rng.dirichlet(np.full(cfg.scenes, 4.0))
+
+    @staticmethod
+    def _patterns(rng: np.random.Generator, n: int, D: int) -> np.ndarray:
+        support = rng.random((n, D)) < 0.25
+        return support * rng.gamma(2.0, 0.5, size=(n, D))
+
+    def video(
+        self, rng: np.random.Generator, scene: int, anomalous: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.cfg
+        fps = cfg.frames_per_segment
+        T = int(np.exp(rng.uniform(np.log(cfg.min_segments), np.log(cfg.max_segments + 1))))
+        T = min(max(T, cfg.min_segments), cfg.max_segments)
+        frames = T * fps + int(rng.integers(0, fps))  # trailing frames fill no segment
+
+        # slow activity: AR(1) latent factors
+        z = np.empty((T, self.RANK))
+        z[0] = rng.normal(size=self.RANK)
+        rho = 0.9
+        for t in range(1, T):
+            z[t] = rho * z[t - 1] + np.sqrt(1 - rho**2) * rng.normal(size=self.RANK)
+        activity = z @ (self.loadings + self.scene_loadings[scene])
+        noise = rng.normal(0, 0.35 * cfg.difficulty, size=(T, cfg.dim))
+        x = self.scene_base[scene] * rng.uniform(0.85, 1.15) + 0.6 * activity + noise
+        # Busy videos (crowds, traffic) are more often anomalous, but busyness is not an anomaly.
+        if rng.random() < (0.8 if anomalous else 0.3):
+            x += rng.uniform(1.0, 2.0) * cfg.busy_strength * self.busy_pattern
+
+        frame_labels = np.zeros(frames, dtype=np.uint8)
+        if anomalous:
+            for start, end in self._events(rng, frames, int(rng.integers(1, 3)), 0.06, 0.35):
+                frame_labels[start:end] = 1
+                x += self._event(rng, self.anomaly_patterns, start, end, T, cfg.event_strength)
+        if rng.random() < cfg.distractor_rate:
+            ((start, end),) = self._events(rng, frames, 1, 0.03, 0.12)
+            x += self._event(rng, self.distractor_patterns, start, end, T, cfg.distractor_strength)
+        return np.maximum(x, 0).astype(np.float32), frame_labels
+
+    @staticmethod
+    def _events(
+        rng: np.random.Generator, frames: int, n: int, low: float, high: float
+    ) -> list[tuple[int, int]]:
+        """n disjoint frame spans, each low..high of the video, at random frame offsets."""
+        spans: list[tuple[int, int]] = []
+        for _ in range(50 * n):
+            if len(spans) == n:
+                break
+            length = max(int(rng.uniform(low, high) * frames), 8)
+            start = int(rng.integers(0, max(frames - length, 1)))
+            end = min(start + length, frames)
+            if all(end <= a or start >= b for a, b in spans):
+                spans.append((start, end))
+        return sorted(spans)
+
+    def _event(
+        self,
+        rng: np.random.Generator,
+        patterns: np.ndarray,
+        start: int,
+        end: int,
+        T: int,
+        strength: float,
+    ) -> np.ndarray:
+        """Additive event signal per segment, in proportion to the event's frames in it."""
+        fps = self.cfg.frames_per_segment
+        seg_start = np.arange(T) * fps
+        cover = (
+            np.clip(np.minimum(seg_start + fps, end) - np.maximum(seg_start, start), 0, fps) / fps
+        )
+        pattern = patterns[int(rng.integers(len(patterns)))]
+        pattern = pattern * rng.uniform(0.7, 1.3, size=pattern.shape)
+        envelope = cover * strength * rng.uniform(0.8, 1.2, size=T)
+        return envelope[:, None] * pattern[None, :]
+
+
+def generate(cfg: SynthConfig) -> dict[str, list[SyntheticVideo]]:
+    """Generate the train and test splits in memory."""
+    cfg.validate()
+    rng = np.random.default_rng(cfg.seed)
+    world = _World(cfg, rng)
+    counters: dict[tuple[int, bool], int] = {}
+    splits: dict[str, list[SyntheticVideo]] = {}
+    for split, n, n_anomalous in (
+        ("train", cfg.train_videos, cfg.train_anomalous),
+        ("test", cfg.test_videos, cfg.test_anomalous),
+    ):
+        videos = []
+        for i in range(n):
+            anomalous = i < n_anomalous
+            weights = world.scene_anomaly_weight if anomalous else world.scene_normal_weight
+            scene = int(rng.choice(cfg.scenes, p=weights))
+            key = (scene, anomalous)
+            counters[key] = counters.get(key, 0) + 1
+            # ShanghaiTech naming: SS_NNN for normal, SS_NNNN for anomalous videos
+            name = (
+                f"{scene + 1:02d}_{counters[key]:04d}"
+                if anomalous
+                else f"{scene + 1:02d}_{counters[key]:03d}"
+            )
+            features, frame_labels = world.video(rng, scene, anomalous)
+            videos.append(SyntheticVideo(name, int(anomalous), features, frame_labels))
+        splits[split] = videos
+    return splits
+
+
+def write_synthetic(
+    out: str | Path, cfg: SynthConfig | None = None, modal: str = "combine"
+) -> Path:
+    """Generate a dataset and write it in the AR-Net layout under `out`; returns `out`."""
+    cfg = cfg or SynthConfig()
+    splits = generate(cfg)
+    out = Path(out)
+    write_arnet(
+        out,
+        {
+            split: [(v.name, v.label, v.features, v.frame_labels) for v in videos]
+            for split, videos in splits.items()
+        },
+        modal=modal,
+    )
+    (out / "synth_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    return out

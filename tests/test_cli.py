@@ -1,0 +1,138 @@
+import json
+import shutil
+
+import pytest
+
+from arnet.cli import build_parser, main
+from arnet.config import TrainConfig
+from arnet.train import load_checkpoint
+
+SMALL = ["--train-videos", "30", "--train-anomalous", "10", "--test-videos", "16",
+         "--test-anomalous", "6", "--dim", "16", "--min-segments", "4",
+         "--max-video-segments", "30"]
+
+
+def _json_out(capsys):
+    return json.loads(capsys.readouterr().out)
+
+
+def test_reference_command_runs_unchanged(tiny_data, tmp_path, capsys):
+    # the reference's own spelling of every option it has
+    argv = [
+        "train", "--dataset_path", str(tiny_data.parent), "--dataset_name", tiny_data.name,
+        "--model_name", "model_single", "--loss_type", "DMIL_C", "--Lambda", "1_20",
+        "--max-seqlen", "300", "--max_epoch", "1", "--feature_modal", "combine",
+        "--feature_pretrain_model", "i3d", "--feature_layer", "fc6", "--feature_size", "64",
+        "--batch_size", "1", "--sample_size", "5", "--sample_step", "1", "--k", "4",
+        "--lr", "0.0001", "--seed", "1", "--plot", "0", "--larger_mem", "1", "--snapshot", "20",
+        "--label_type", "unary", "--device", "cpu", "--out", str(tmp_path / "run"), "--json",
+    ]
+    assert main(argv) == 0
+    result = _json_out(capsys)
+    assert result["iterations"] == 40  # one epoch = as many iterations as training videos
+    assert 0 <= result["metrics"]["auc"] <= 1
+    config = TrainConfig.from_dict(json.loads((tmp_path / "run" / "config.json").read_text()))
+    assert (config.model, config.mil_weight, config.center_weight) == ("single", 1.0, 20.0)
+    assert config.in_memory and not config.plot and config.videos_per_class == 5
+
+
+def test_new_spellings_map_to_the_same_config():
+    parse = build_parser().parse_args
+    a = parse(["train", "--model_name", "model_single", "--Lambda", "2_5", "--max-seqlen", "7",
+               "--sample_size", "3", "--snapshot", "9", "--max_epoch", "2"])
+    b = parse(["train", "--model", "single", "--mil-weight", "2", "--center-weight", "5",
+               "--max-segments", "7", "--videos-per-class", "3", "--snapshot-every", "9",
+               "--epochs", "2"])
+    from arnet.cli import _overrides
+
+    assert _overrides(a) == _overrides(b)
+
+
+def test_train_then_test_from_the_checkpoint(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tiny_data), "--iterations", "20", "--snapshot", "10",
+                 "--sample_size", "6", "--no-plot", "--out", str(run), "--json"]) == 0
+    trained = _json_out(capsys)
+    assert main(["test", "--checkpoint", str(run), "--out", str(tmp_path / "t"), "--json",
+                 "--per-video"]) == 0
+    tested = _json_out(capsys)
+    assert tested["metrics"]["auc"] == pytest.approx(trained["metrics"]["auc"])
+    assert len(tested["per_video"]) == 24
+    assert (tmp_path / "t" / "plots").is_dir() and (tmp_path / "t" / "metrics.json").is_file()
+    # the table form
+    assert main(["test", "--checkpoint", str(run / "checkpoints" / "iter_000010.pt"),
+                 "--out", str(tmp_path / "t2"), "--no-plot"]) == 0
+    text = capsys.readouterr().out
+    assert "frame AUC (all videos)" in text and "false alarm rate (normal videos)" in text
+
+
+def test_resume_extends_a_run(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    common = ["--sample_size", "6", "--no-plot", "--json"]
+    assert main(["train", "--data", str(tiny_data), "--iterations", "10", "--snapshot", "5",
+                 "--out", str(run), *common]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--iterations", "15", *common]) == 0
+    assert _json_out(capsys)["iterations"] == 15
+    assert load_checkpoint(run)["iteration"] == 15
+    assert main(["train", "--resume", str(run), "--lr", "0.1"]) == 2
+    assert "cannot change lr when resuming" in capsys.readouterr().err
+
+
+def test_demo_small(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--iterations", "12", "--json",
+                 *SMALL]) == 0
+    result = _json_out(capsys)
+    assert set(result["results"]) == {"arnet", "naive baseline"}
+    for run in result["results"].values():
+        assert 0 <= run["metrics"]["auc"] <= 1
+    assert (tmp_path / "demo" / "arnet" / "report.html").is_file()
+
+
+def test_synth_and_models(tmp_path, capsys):
+    assert main(["synth", str(tmp_path / "d"), *SMALL, "--data-seed", "3"]) == 0
+    assert "wrote a synthetic dataset" in capsys.readouterr().out
+    assert (tmp_path / "d" / "features_video" / "i3d" / "combine").is_dir()
+    assert main(["models", "--json"]) == 0
+    models = {m["name"]: m for m in _json_out(capsys)["models"]}
+    assert models["single"]["parameters"] == 2048 * 2048 + 2048 + 2048 + 1
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--data", "/nonexistent/data"], "/nonexistent/data: dataset not found"),
+        (["train", "--data", "DATA", "--model", "transformer"], "unknown model 'transformer'"),
+        (["train"], "no dataset"),
+        (["train", "--data", "DATA", "--sample_size", "0"], "'videos_per_class' must be >= 1"),
+        (["test", "--checkpoint", "/nonexistent/ckpt.pt"], "ckpt.pt: checkpoint not found"),
+        (["train", "--data", "DATA", "--feature_size", "1024"], "but feature_dim is 1024"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(argv, message, tiny_data, tmp_path, capsys):
+    argv = [str(tiny_data) if a == "DATA" else a for a in argv]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_corrupt_checkpoint_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["test", "--checkpoint", str(bad)]) == 2
+    assert "bad.pt: not a readable checkpoint" in capsys.readouterr().err
+
+
+def test_reference_lambda_is_validated():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--Lambda", "1-20"])
+
+
+def test_existing_run_folder_is_refused(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", "--data", str(tiny_data), "--iterations", "4", "--snapshot", "2",
+            "--sample_size", "4", "--no-plot", "--out", str(run), "--quiet"]
+    assert main(args) == 0
+    assert main(args) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    shutil.rmtree(run)

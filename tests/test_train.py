@@ -1,0 +1,217 @@
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from arnet.config import TrainConfig
+from arnet.data import BalancedBatchSampler
+from arnet.evaluate import evaluate, predict
+from arnet.formats import open_dataset
+from arnet.train import (
+    CheckpointError,
+    Trainer,
+    TrainingError,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+    train,
+)
+
+
+def _config(tiny_data, **changes):
+    values = dict(
+        data=str(tiny_data),
+        iterations=30,
+        snapshot_every=10,
+        videos_per_class=6,
+        max_segments=32,
+        plot=False,
+        tensorboard=False,
+        seed=3,
+    )
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def splits(tiny_data):
+    return open_dataset(tiny_data, in_memory=True)
+
+
+def test_learns_the_planted_anomalies(tiny_data, splits, tmp_path):
+    # AR-Net's published defaults except the batch (all 12 anomalous training videos) and a
+    # higher lr, so a few hundred iterations suffice; seed 3 reaches about 0.91.
+    config = _config(tiny_data, iterations=400, snapshot_every=400, lr=1e-3, videos_per_class=12)
+    result = train(config, *splits, tmp_path / "run", progress=False)
+    assert result.metrics.auc > 0.8
+    assert result.iterations == 400
+
+
+def test_checkpoint_round_trip_gives_identical_scores(tiny_data, splits, tmp_path):
+    result = train(_config(tiny_data), *splits, tmp_path / "run", progress=False)
+    payload = load_checkpoint(result.checkpoint)
+    assert payload["iteration"] == 30 and payload["model"]["name"] == "single"
+    model = model_from_checkpoint(payload)
+    again = predict(model, splits[1])
+    saved = np.load(tmp_path / "run" / "scores.npz")
+    for name in splits[1].names:
+        np.testing.assert_array_equal(again[name], saved[name])
+    assert evaluate(again, splits[1]).auc == pytest.approx(result.metrics.auc)
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(
+    tiny_data, splits, tmp_path, monkeypatch
+):
+    config = _config(tiny_data, iterations=40, snapshot_every=10)
+    full = train(config, *splits, tmp_path / "full", progress=False)
+
+    calls = {"n": 0}
+    original = BalancedBatchSampler.next_batch
+
+    def interrupt_at_25(self):
+        calls["n"] += 1
+        if calls["n"] == 26:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(BalancedBatchSampler, "next_batch", interrupt_at_25)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, *splits, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(BalancedBatchSampler, "next_batch", original)
+    assert load_checkpoint(tmp_path / "cut")["iteration"] == 25  # saved on interruption
+
+    resumed = train(config, *splits, tmp_path / "cut", resume=tmp_path / "cut", progress=False)
+    assert resumed.iterations == 40
+    a = load_checkpoint(full.checkpoint)["state_dict"]
+    b = load_checkpoint(resumed.checkpoint)["state_dict"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_resume_from_a_snapshot_matches_too(tiny_data, splits, tmp_path):
+    config = _config(tiny_data, iterations=20, snapshot_every=10)
+    full = train(config, *splits, tmp_path / "full", progress=False)
+    shutil.copytree(tmp_path / "full", tmp_path / "part")
+    snapshot = tmp_path / "part" / "checkpoints" / "iter_000010.pt"
+    resumed = train(config, *splits, tmp_path / "part", resume=snapshot, progress=False)
+    a = load_checkpoint(full.checkpoint)["state_dict"]
+    b = load_checkpoint(resumed.checkpoint)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_same_seed_same_run(tiny_data, splits, tmp_path):
+    runs = [
+        train(_config(tiny_data, iterations=10), *splits, tmp_path / f"r{i}", progress=False)
+        for i in range(2)
+    ]
+    a, b = (load_checkpoint(r.checkpoint)["state_dict"] for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_run_folder_contents(tiny_data, splits, tmp_path):
+    out = tmp_path / "run"
+    train(_config(tiny_data, plot=True, keep_checkpoints=2), *splits, out, progress=False)
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "config.json",
+        "log.jsonl",
+        "results.jsonl",
+        "metrics.json",
+        "per_video.csv",
+        "scores.npz",
+        "report.html",
+        "plots",
+        "checkpoints",
+    } <= names
+    assert len(list((out / "plots").glob("*.png"))) == len(splits[1])
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "iter_000020.pt",
+        "iter_000030.pt",
+        "last.pt",
+    ]
+    assert len((out / "results.jsonl").read_text().splitlines()) == 3
+
+
+def test_existing_run_is_not_overwritten(tiny_data, splits, tmp_path):
+    train(_config(tiny_data, iterations=10), *splits, tmp_path / "run", progress=False)
+    before = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
+    with pytest.raises(TrainingError, match="already holds a run"):
+        train(_config(tiny_data, iterations=10), *splits, tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "c.pt", {"format": "x", "value": torch.ones(2)})
+    before = path.read_bytes()
+
+    def crash(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, {"format": "x", "value": torch.zeros(2)})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary left behind
+
+
+def test_corrupt_and_foreign_checkpoints_are_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "none.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match="bad.pt: not a readable checkpoint"):
+        load_checkpoint(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"fc.weight": torch.ones(1)}, foreign)
+    with pytest.raises(CheckpointError, match="not an arnet checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_truncated_checkpoint_is_refused(tiny_data, splits, tmp_path):
+    result = train(_config(tiny_data, iterations=10), *splits, tmp_path / "run", progress=False)
+    data = result.checkpoint.read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cut.pt"):
+        load_checkpoint(cut)
+
+
+def test_pretrained_from_a_bare_state_dict(tiny_data, splits, tmp_path):
+    first = train(_config(tiny_data, iterations=10), *splits, tmp_path / "a", progress=False)
+    state = load_checkpoint(first.checkpoint)["state_dict"]
+    torch.save(state, tmp_path / "iter_10.pkl")  # how the reference saves its weights
+    trainer = Trainer(
+        _config(tiny_data, pretrained=str(tmp_path / "iter_10.pkl")),
+        *splits,
+        tmp_path / "b",
+        progress=False,
+    )
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, state[key])
+    torch.save({"other.weight": torch.ones(1)}, tmp_path / "wrong.pkl")
+    with pytest.raises(CheckpointError, match="missing.*fc.weight"):
+        Trainer(_config(tiny_data, pretrained=str(tmp_path / "wrong.pkl")), *splits, tmp_path / "c")
+
+
+def test_nan_loss_stops_without_touching_saved_work(tiny_data, splits, tmp_path):
+    config = _config(tiny_data, iterations=20, snapshot_every=10, log_every=5)
+    trainer = Trainer(config, *splits, tmp_path / "run", progress=False)
+    original = trainer.objective
+
+    def poisoned(model, batch):
+        total, parts = original(model, batch)
+        return (total * float("nan") if trainer.iteration >= 12 else total), parts
+
+    trainer.objective = poisoned
+    with pytest.raises(TrainingError, match="(loss became nan at iteration 15|is NaN or Inf after iteration 13).*last good checkpoint is .*last.pt"):
+        trainer.run()
+    assert load_checkpoint(tmp_path / "run")["iteration"] == 10
+
+
+def test_feature_size_mismatch_names_the_file(tiny_data, splits, tmp_path):
+    from arnet.data import DataError
+
+    with pytest.raises(DataError, match="feature_size is 2048.*dimension 64.*feature.npy"):
+        Trainer(_config(tiny_data, feature_dim=2048), *splits, tmp_path / "run")
