@@ -1,0 +1,270 @@
+"""Frame datasets in the layout of the UCSD Ped2 folder: frames, `labels.json`, split files.
+
+```
+ROOT/frames/VIDEO/000.jpg, 001.jpg, ...       one folder of frame images per video
+ROOT/labels.json     {VIDEO: {"frames": F, "anomalous_frames": [[first, last], ...]}}
+ROOT/splits/weak_train.txt, weak_test.txt     one video name per line
+```
+
+Anomalous frame ranges are 1-based and inclusive, as in the dataset's own `UCSDped2.m`; a
+video is anomalous iff it has a range. The same `labels.json` format serves any dataset:
+`arnet extract --labels FILE` reads it to write the AR-Net ground truth.
+
+`load_ped2` joins such a folder with features extracted from it (`arnet extract ROOT --out
+DATA`) into the (train, test) FeatureDatasets that training and evaluation take.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import DataError, FeatureDataset
+from .arnet import FEATURE_FILE, feature_folder, read_split
+from .groundtruth import fit_frame_labels, normalize_name
+
+LABELS_FILE = "labels.json"
+FRAMES_DIR = "frames"
+SPLITS_DIR = "splits"
+WEAK_SPLITS = {"train": "weak_train", "test": "weak_test"}
+
+
+@dataclass(frozen=True)
+class FrameAnnotation:
+    """Ground truth of one video.
+
+    Attributes:
+        frames: frame count F, or None when the file does not state it.
+        anomalous: anomalous frame ranges (first, last), 1-based, inclusive.
+    """
+
+    frames: int | None
+    anomalous: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def label(self) -> int:
+        """Video label: 1 when any frame is anomalous."""
+        return int(bool(self.anomalous))
+
+    def frame_labels(self, frames: int | None = None) -> np.ndarray:
+        """Per-frame 0/1 labels, (F,) uint8.
+
+        Args:
+            frames: F when the annotation does not state it (e.g. counted while decoding).
+
+        Raises:
+            DataError: when F is unknown, or a range ends after frame F.
+        """
+        n = self.frames if self.frames is not None else frames
+        if n is None:
+            raise DataError("the frame count is unknown: give it, or state it in labels.json")
+        labels = np.zeros(n, dtype=np.uint8)
+        for first, last in self.anomalous:
+            if last > n:
+                raise DataError(f"anomalous range [{first}, {last}] ends after frame {n}")
+            labels[first - 1 : last] = 1
+        return labels
+
+
+def read_annotations(path: str | Path) -> dict[str, FrameAnnotation]:
+    """Read a `labels.json` (format in the module docstring), names AR-Net-normalised.
+
+    Raises:
+        DataError: naming the file and video, for anything malformed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: labels file not found")
+    try:
+        raw = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: expected an object of video -> annotation")
+    return {normalize_name(name): _annotation(value, name, path) for name, value in raw.items()}
+
+
+def _annotation(value: Any, video: str, path: Path) -> FrameAnnotation:
+    where = f"{path}: video {video!r}"
+    if not isinstance(value, Mapping):
+        raise DataError(f"{where}: expected an object with 'anomalous_frames'")
+    frames = value.get("frames")
+    if frames is not None and (
+        isinstance(frames, bool) or not isinstance(frames, int) or frames < 1
+    ):
+        raise DataError(f"{where}: 'frames' must be a positive integer, got {frames!r}")
+    ranges = value.get("anomalous_frames", [])
+    if not isinstance(ranges, list):
+        raise DataError(f"{where}: 'anomalous_frames' must be a list of [first, last] pairs")
+    out = []
+    for item in ranges:
+        if (
+            not isinstance(item, (list, tuple))
+            or len(item) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in item)
+        ):
+            raise DataError(f"{where}: anomalous range {item!r} is not a [first, last] pair")
+        first, last = item
+        if not 1 <= first <= last or (frames is not None and last > frames):
+            raise DataError(
+                f"{where}: anomalous range {item!r} must satisfy 1 <= first <= last"
+                + (f" <= frames ({frames})" if frames is not None else "")
+            )
+        out.append((first, last))
+    return FrameAnnotation(frames, tuple(sorted(out)))
+
+
+@dataclass
+class FrameDataset:
+    """A dataset of frame folders with ground truth and splits (the Ped2 folder layout).
+
+    Attributes:
+        root: the dataset folder.
+        videos: video name -> its frame folder.
+        annotations: video name -> ground truth.
+        splits: split name ("train", "test") -> video names.
+    """
+
+    root: Path
+    videos: dict[str, Path]
+    annotations: dict[str, FrameAnnotation]
+    splits: dict[str, list[str]] = field(default_factory=dict)
+
+
+def is_frame_dataset(path: str | Path) -> bool:
+    """A folder with `frames/` and `labels.json` (the Ped2 layout)."""
+    path = Path(path)
+    return (path / FRAMES_DIR).is_dir() and (path / LABELS_FILE).is_file()
+
+
+def read_frame_dataset(root: str | Path, splits: Mapping[str, str] | None = None) -> FrameDataset:
+    """Read a frame dataset folder (Ped2 layout).
+
+    Args:
+        root: the folder.
+        splits: split name -> split file stem under `splits/` (default: the weakly supervised
+            split, weak_train / weak_test); splits whose file is absent are left out.
+
+    Raises:
+        DataError: naming the file, when the layout is incomplete or inconsistent (a split or
+            labelled video without frames, a video without labels, frame counts that differ).
+    """
+    root = Path(root)
+    if not is_frame_dataset(root):
+        raise DataError(f"{root}: not a frame dataset (needs {FRAMES_DIR}/ and {LABELS_FILE})")
+    annotations = read_annotations(root / LABELS_FILE)
+    videos = {
+        normalize_name(p.name): p for p in sorted((root / FRAMES_DIR).iterdir()) if p.is_dir()
+    }
+    unlabelled = sorted(set(videos) - set(annotations))
+    if unlabelled:
+        raise DataError(f"{root / LABELS_FILE}: no labels for video(s) {', '.join(unlabelled)}")
+    without_frames = sorted(set(annotations) - set(videos))
+    if without_frames:
+        raise DataError(
+            f"{root / FRAMES_DIR}: no frame folder for labelled video(s) "
+            f"{', '.join(without_frames)}"
+        )
+    chosen: dict[str, list[str]] = {}
+    for split, stem in (splits or WEAK_SPLITS).items():
+        path = root / SPLITS_DIR / f"{stem}.txt"
+        if not path.is_file():
+            continue
+        names = read_split(path)
+        unknown = [n for n in names if n not in videos]
+        if unknown:
+            raise DataError(f"{path}: video(s) {', '.join(unknown)} have no frame folder")
+        chosen[split] = names
+    return FrameDataset(root, videos, annotations, chosen)
+
+
+def check_frame_counts(dataset: FrameDataset) -> None:
+    """Check that each labelled frame count equals the images in its folder.
+
+    Raises:
+        DataError: naming the folder and the two counts.
+    """
+    from ..extract.video import frame_files
+
+    for name, folder in dataset.videos.items():
+        stated = dataset.annotations[name].frames
+        found = len(frame_files(folder))
+        if stated is not None and stated != found:
+            raise DataError(
+                f"{folder}: {found} frame images, but {dataset.root / LABELS_FILE} says {stated}"
+            )
+
+
+def load_ped2(
+    root: str | Path,
+    features: str | Path,
+    *,
+    backbone: str = "efficientnet-lite0",
+    modal: str = "rgb",
+    tail: str | None = None,
+    in_memory: bool = True,
+) -> tuple[FeatureDataset, FeatureDataset]:
+    """The (train, test) datasets of a frame dataset, from features extracted out of it.
+
+    Labels come from ROOT/labels.json, splits from ROOT/splits (weakly supervised split); the
+    features from FEATURES/features_video/BACKBONE/MODAL/VIDEO/feature.npy (`arnet extract`).
+
+    Args:
+        root: the frame dataset folder.
+        features: the folder `arnet extract` wrote (its --out).
+        backbone, modal: which features.
+        tail: the extraction's tail policy; None reads it from its extraction.json ("drop" when
+            there is none). Frame labels are checked against the segment counts under it.
+        in_memory: copy the features into one block in RAM.
+
+    Raises:
+        DataError: a missing feature file, or a segment count that does not fit the video's
+            frame count under the tail policy (the features and labels disagree).
+    """
+    dataset = read_frame_dataset(root)
+    frames_per_segment, tail = _extraction_segments(features, backbone, tail)
+    missing = [s for s in WEAK_SPLITS if s not in dataset.splits]
+    if missing:
+        raise DataError(f"{Path(root) / SPLITS_DIR}: no {' / '.join(missing)} split file")
+    folder = feature_folder(features, modal, backbone)
+    out = []
+    for split in ("train", "test"):
+        names = dataset.splits[split]
+        feats, frame_labels, sources = [], [], []
+        for name in names:
+            path = folder / name / FEATURE_FILE
+            if not path.is_file():
+                raise DataError(f"{path}: feature file of video {name!r} not found")
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+            labels = fit_frame_labels(
+                dataset.annotations[name].frame_labels(),
+                array.shape[0],
+                tail,
+                frames_per_segment,
+                name,
+                str(path),
+            )
+            feats.append(array)
+            frame_labels.append(labels)
+            sources.append(str(path))
+        labels_ = [dataset.annotations[n].label for n in names]
+        data = FeatureDataset(names, labels_, feats, frame_labels, sources)
+        out.append(data.to_memory() if in_memory else data)
+    return out[0], out[1]
+
+
+def _extraction_segments(features: str | Path, backbone: str, tail: str | None) -> tuple[int, str]:
+    """Frames per segment and tail policy recorded by `arnet extract` (16 and "drop" without)."""
+    path = Path(features) / "features_video" / backbone / "extraction.json"
+    recorded: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            recorded = json.loads(path.read_text()).get("preprocessing", {})
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: not valid JSON ({exc})") from exc
+    return int(recorded.get("frames_per_segment", 16)), tail or recorded.get("tail", "drop")
