@@ -88,7 +88,8 @@ def _add_layout_options(g: argparse._ArgumentGroup) -> None:
         "--feature-backbone",
         dest="feature_backbone",
         default=S,
-        choices=("i3d", "c3d"),
+        help="feature folder under features_video/: i3d, c3d, or an `arnet extract` backbone "
+        "such as efficientnet-lite0",
     )
     g.add_argument(
         "--feature_layer",
@@ -337,6 +338,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_pack)
+
+    from .extract.command import add_detect_arguments, add_extract_arguments
+
+    p = sub.add_parser(
+        "extract", help="extract segment features from videos or frame folders (AR-Net layout)"
+    )
+    add_extract_arguments(p)
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser(
+        "detect", help="per-frame anomaly scores and alert intervals for videos, from a checkpoint"
+    )
+    add_detect_arguments(p)
+    p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("models", help="list the models")
     p.add_argument(
@@ -690,6 +705,18 @@ def cmd_pack(args: argparse.Namespace) -> int:
         f"segments, {args.dtype}) into {out} ({size / 2**20:.1f} MiB)",
     )
     return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from .extract.command import run_extract
+
+    return run_extract(args)
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from .extract.command import run_detect
+
+    return run_detect(args)
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ class TrainConfig:
     feature_modal: str = "combine"
     """rgb, flow or combine (concat of both): the reference's best input is combine."""
     feature_backbone: str = "i3d"
-    """i3d or c3d: the extractor whose features the folder holds."""
+    """i3d, c3d, or any `arnet extract` backbone (efficientnet-lite0): the feature folder name."""
     feature_layer: str = "fc6"
     """C3D layer (fc6 or fc7); unused for I3D."""
     feature_dim: int | None = None
@@ -143,9 +143,13 @@ class TrainConfig:
             raise ValueError(
                 f"config field 'train_anomalous' must be >= 1, got {self.train_anomalous}"
             )
+        if not self.feature_backbone or any(c in self.feature_backbone for c in "/\\"):
+            raise ValueError(
+                "config field 'feature_backbone' must be a folder name, "
+                f"got {self.feature_backbone!r}"
+            )
         choices = {
             "feature_modal": ("rgb", "flow", "combine"),
-            "feature_backbone": ("i3d", "c3d"),
             "feature_layer": ("fc6", "fc7"),
             "train_crop": ("random", "mean"),
             "test_crop": ("mean", "per_crop"),

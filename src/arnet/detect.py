@@ -1,0 +1,446 @@
+"""Anomaly alerts for a video: per-frame scores, alert intervals and a plot, from a checkpoint.
+
+```
+video --FeatureExtractor--> features (T, D) --model--> segment scores (T,)
+  --repeat 16x--> frame scores (F,) --threshold--> alert intervals (start, end, peak)
+```
+
+The threshold is given directly, or calibrated on videos known to be normal: the lowest
+threshold at which at most a target share of their frames would raise an alert.
+
+Every frame gets a score under the `pad` tail policy (detect's default); under `drop`, the
+trailing frames that fill no segment have no score (NaN, never part of an alert).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import DataError, FeatureDataset
+from .evaluate import predict
+from .extract import ExtractError
+from .extract.pipeline import FeatureExtractor, VideoFeatures
+from .extract.video import VideoInput
+
+
+@dataclass
+class Alert:
+    """One alert interval: consecutive frames at or above the threshold.
+
+    Attributes:
+        start_frame, end_frame: first and last frame, 0-based, inclusive.
+        start_s, end_s: start of the first frame and end of the last frame, in seconds.
+        peak_score: the highest frame score inside; peak_frame: where (first if tied).
+    """
+
+    start_frame: int
+    end_frame: int
+    start_s: float
+    end_s: float
+    peak_score: float
+    peak_frame: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass
+class Detection:
+    """The scores and alerts of one video.
+
+    Attributes:
+        name, source: the video.
+        fps: frame rate used for times.
+        segment_scores: (T,) model scores in [0, 1].
+        frame_scores: (F,) scores per decoded frame; NaN where no segment covers the frame.
+        threshold: alert threshold.
+        alerts: alert intervals in time order.
+        frames_per_segment: frames per segment score.
+    """
+
+    name: str
+    source: str
+    fps: float
+    segment_scores: np.ndarray
+    frame_scores: np.ndarray
+    threshold: float
+    alerts: list[Alert] = field(default_factory=list)
+    frames_per_segment: int = 16
+
+    def summary(self) -> dict[str, Any]:
+        scored = self.frame_scores[np.isfinite(self.frame_scores)]
+        return {
+            "name": self.name,
+            "source": self.source,
+            "fps": self.fps,
+            "frames": int(self.frame_scores.size),
+            "segments": int(self.segment_scores.size),
+            "threshold": self.threshold,
+            "max_score": float(scored.max()) if scored.size else None,
+            "alert_frames": int(sum(a.end_frame - a.start_frame + 1 for a in self.alerts)),
+            "alerts": [{**asdict(a), "duration_s": a.duration_s} for a in self.alerts],
+        }
+
+
+def frame_scores(
+    segment_scores: np.ndarray, frames: int, frames_per_segment: int = 16
+) -> np.ndarray:
+    """Segment scores (T,) -> scores of the F decoded frames (F,).
+
+    Each segment score stands for its frames_per_segment frames; frames past the last segment
+    (the `drop` tail) get NaN, and padded frames past the video's end (the `pad` tail) are cut.
+    """
+    out = np.full(frames, np.nan, dtype=np.float64)
+    expanded = np.repeat(np.asarray(segment_scores, dtype=np.float64), frames_per_segment)
+    n = min(frames, expanded.size)
+    out[:n] = expanded[:n]
+    return out
+
+
+def find_alerts(
+    scores: np.ndarray,
+    threshold: float,
+    fps: float,
+    min_frames: int = 1,
+    merge_gap: int = 0,
+) -> list[Alert]:
+    """Alert intervals of per-frame scores.
+
+    Args:
+        scores: (F,) frame scores; NaN frames never alert.
+        threshold: a frame alerts when its score is >= threshold.
+        fps: frames per second, for the times.
+        min_frames: intervals shorter than this many frames are dropped (after merging).
+        merge_gap: intervals separated by at most this many quiet frames become one.
+
+    Returns:
+        Alerts in time order.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    hot = np.nan_to_num(scores, nan=-np.inf) >= threshold
+    edges = np.diff(np.concatenate([[0], hot.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1  # inclusive
+    runs: list[list[int]] = []
+    for s, e in zip(starts.tolist(), ends.tolist()):
+        if runs and s - runs[-1][1] - 1 <= merge_gap:
+            runs[-1][1] = e
+        else:
+            runs.append([s, e])
+    alerts = []
+    for s, e in runs:
+        if e - s + 1 < min_frames:
+            continue
+        window = np.nan_to_num(scores[s : e + 1], nan=-np.inf)
+        peak = s + int(np.argmax(window))
+        alerts.append(Alert(s, e, s / fps, (e + 1) / fps, float(scores[peak]), peak))
+    return alerts
+
+
+def calibrate_threshold(normal_scores: Iterable[np.ndarray], false_alarm_rate: float) -> float:
+    """The lowest threshold at which at most `false_alarm_rate` of normal frames alert.
+
+    With n normal frames and k = floor(rate * n), the threshold sits just above the (k+1)-th
+    highest score, so at most k frames score >= threshold (fewer when scores tie).
+
+    Args:
+        normal_scores: per-frame scores of videos known to hold no anomaly (NaN ignored).
+        false_alarm_rate: target share of normal frames that may alert, in [0, 1).
+
+    Raises:
+        ValueError: a rate outside [0, 1), or no scored frame.
+    """
+    if not 0 <= false_alarm_rate < 1:
+        raise ValueError(f"the false-alarm rate must be in [0, 1), got {false_alarm_rate}")
+    pooled = np.concatenate([np.asarray(s, dtype=np.float64).reshape(-1) for s in normal_scores])
+    pooled = pooled[np.isfinite(pooled)]
+    if pooled.size == 0:
+        raise ValueError("no scored frames to calibrate the threshold on")
+    k = int(math.floor(false_alarm_rate * pooled.size + 1e-9))
+    ranked = np.sort(pooled)[::-1]
+    return float(np.nextafter(ranked[k], np.inf))
+
+
+class Detector:
+    """Scores videos with a trained model on features from an extractor.
+
+    Args:
+        model: a registry model (`model(features, mask) -> scores`).
+        extractor: the extractor that made the model's training features (same settings).
+        output: which features the model takes: "rgb", "flow" or "combine".
+        device: where the model runs.
+        crop_mode: ten-crop features: "mean" features, or "per_crop" scores averaged.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        extractor: FeatureExtractor,
+        output: str,
+        device: torch.device | str = "cpu",
+        crop_mode: str = "mean",
+    ) -> None:
+        if output not in extractor.outputs:
+            raise ExtractError(
+                f"the model takes {output} features, but the extractor makes "
+                f"{', '.join(extractor.outputs)}"
+            )
+        expected = getattr(model, "arnet_spec", {}).get("kwargs", {}).get("feature_dim")
+        if expected is not None and expected != extractor.dims[output]:
+            raise ExtractError(
+                f"the model takes {expected}-d features, but {extractor.name} {output} "
+                f"features are {extractor.dims[output]}-d: use the backbone and settings the "
+                "training features were extracted with"
+            )
+        self.model = model.to(device).eval()
+        self.extractor = extractor
+        self.output = output
+        self.device = device
+        self.crop_mode = crop_mode
+
+    def score(self, video: VideoInput) -> tuple[VideoFeatures, np.ndarray]:
+        """Extract and score one video: its features and (T,) segment scores."""
+        result = self.extractor.extract(video)
+        features = result.features[self.output]
+        dataset = FeatureDataset([video.name], [0], [features], sources=[str(video.path)])
+        scores = predict(self.model, dataset, self.device, self.crop_mode)[video.name]
+        return result, scores
+
+    def detect(
+        self,
+        video: VideoInput,
+        threshold: float,
+        min_frames: int = 1,
+        merge_gap: int = 0,
+    ) -> Detection:
+        """Scores, frame scores and alerts of one video at `threshold`."""
+        result, scores = self.score(video)
+        length = self.extractor.config.preprocessing.frames_per_segment
+        per_frame = frame_scores(scores, result.frames, length)
+        return Detection(
+            name=video.name,
+            source=str(video.path),
+            fps=result.fps,
+            segment_scores=np.asarray(scores, dtype=np.float64),
+            frame_scores=per_frame,
+            threshold=threshold,
+            alerts=find_alerts(per_frame, threshold, result.fps, min_frames, merge_gap),
+            frames_per_segment=length,
+        )
+
+    def calibrate(self, videos: Sequence[VideoInput], false_alarm_rate: float) -> float:
+        """Threshold from normal videos (see `calibrate_threshold`)."""
+        if not videos:
+            raise DataError("no normal videos to calibrate the threshold on")
+        length = self.extractor.config.preprocessing.frames_per_segment
+        pooled = []
+        for video in videos:
+            result, scores = self.score(video)
+            pooled.append(frame_scores(scores, result.frames, length))
+        return calibrate_threshold(pooled, false_alarm_rate)
+
+
+# ---------------------------------------------------------------------- output files
+
+
+def output_stem(name: str) -> str:
+    return name.replace("/", "__").replace("\\", "__")
+
+
+def write_detection(folder: str | Path, detection: Detection) -> dict[str, Path]:
+    """Write NAME.scores.csv, NAME.alerts.csv and NAME.png into `folder`; returns the paths.
+
+    scores.csv: frame (0-based), time_s, score (empty where the frame has no score).
+    alerts.csv: start_frame, end_frame (inclusive), start_s, end_s, duration_s, peak_score,
+    peak_frame.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = output_stem(detection.name)
+    paths = {
+        "scores": folder / f"{stem}.scores.csv",
+        "alerts": folder / f"{stem}.alerts.csv",
+        "plot": folder / f"{stem}.png",
+    }
+    with paths["scores"].open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["frame", "time_s", "score"])
+        for i, s in enumerate(detection.frame_scores):
+            writer.writerow([i, f"{i / detection.fps:.3f}", "" if math.isnan(s) else f"{s:.6f}"])
+    with paths["alerts"].open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            [
+                "start_frame",
+                "end_frame",
+                "start_s",
+                "end_s",
+                "duration_s",
+                "peak_score",
+                "peak_frame",
+            ]
+        )
+        for a in detection.alerts:
+            writer.writerow(
+                [
+                    a.start_frame,
+                    a.end_frame,
+                    f"{a.start_s:.3f}",
+                    f"{a.end_s:.3f}",
+                    f"{a.duration_s:.3f}",
+                    f"{a.peak_score:.6f}",
+                    a.peak_frame,
+                ]
+            )
+    plot_detection(paths["plot"], detection)
+    return paths
+
+
+def plot_detection(path: str | Path, detection: Detection) -> Path:
+    """Frame scores over time, the threshold, and the alert intervals shaded."""
+    from .plots import plt  # the Agg backend is selected there
+
+    times = np.arange(detection.frame_scores.size) / detection.fps
+    fig, ax = plt.subplots(figsize=(9, 3), dpi=80)
+    try:
+        for i, a in enumerate(detection.alerts):
+            ax.axvspan(
+                a.start_s,
+                a.end_s,
+                color="tab:red",
+                alpha=0.2,
+                linewidth=0,
+                label="alert" if i == 0 else None,
+            )
+        ax.plot(times, detection.frame_scores, color="tab:blue", linewidth=1.2, label="score")
+        ax.axhline(
+            detection.threshold,
+            color="gray",
+            linestyle="--",
+            linewidth=0.8,
+            label=f"threshold {detection.threshold:.3f}",
+        )
+        ax.set_xlim(0, max(times[-1] if times.size else 0, 1 / detection.fps))
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("anomaly score")
+        ax.set_title(f"{detection.name}: {len(detection.alerts)} alert(s)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper right", fontsize="small")
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+def write_summary(
+    folder: str | Path, detections: Sequence[Detection], extra: Mapping[str, Any]
+) -> Path:
+    """detect.json: the settings (`extra`) and every video's alerts."""
+    path = Path(folder) / "detect.json"
+    payload = {**extra, "videos": [d.summary() for d in detections]}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------------- from a checkpoint
+
+
+def load_detector(
+    checkpoint: str | Path,
+    *,
+    backbone: str | None = None,
+    weights: Mapping[str, str | Path | None] | None = None,
+    backbone_options: Mapping[str, Any] | None = None,
+    preprocessing: Mapping[str, Any] | None = None,
+    flow: Mapping[str, Any] | None = None,
+    batch_size: int = 16,
+    device: str = "auto",
+) -> tuple[Detector, dict[str, Any]]:
+    """A Detector for a checkpoint, extracting features the way its training features were.
+
+    The checkpoint's config names its training data and feature folder; when that folder's
+    extraction.json is reachable, the backbone, weights, options and preprocessing recorded
+    there are used, so nothing has to be repeated. Explicit arguments override them. Detection
+    uses the `pad` tail policy unless `preprocessing` says otherwise, so every frame is scored.
+
+    Args:
+        checkpoint: checkpoint file or run folder.
+        backbone: backbone name (default: the recorded one).
+        weights: modality -> weight file (default: the recorded files).
+        backbone_options: options for the backbone factory (e.g. pool, random_init).
+        preprocessing: Preprocessing fields to override.
+        flow: FlowSettings fields to override.
+        batch_size: segments per forward pass.
+        device: auto, cpu, cuda, cuda:N.
+
+    Returns:
+        The detector, and the extraction metadata it uses (for the record).
+
+    Raises:
+        ExtractError: no recorded extraction and no backbone given, weights that differ from the
+            recorded ones, or features that do not fit the model.
+    """
+    from .extract.backbones import create_backbone
+    from .extract.flow import FlowSettings
+    from .extract.i3d import file_sha256
+    from .extract.pipeline import ExtractConfig, read_metadata, resolve_device
+    from .extract.preprocess import Preprocessing
+    from .train import load_checkpoint, model_from_checkpoint
+
+    payload = load_checkpoint(checkpoint)
+    config = payload["config"]
+    output = config.get("feature_modal", "combine")
+    meta = None
+    recorded_at = None
+    if config.get("data"):
+        recorded_at = (
+            Path(config["data"]) / "features_video" / config.get("feature_backbone", "i3d")
+        )
+        meta = read_metadata(recorded_at)
+    name = backbone or (meta or {}).get("backbone")
+    if name is None:
+        where = f" (looked for {recorded_at}/extraction.json)" if recorded_at else ""
+        raise ExtractError(
+            f"{payload['path']}: no record of how its training features were extracted{where}; "
+            "give --backbone (and --weights-rgb / --weights-flow) as used for them"
+        )
+    same = meta is not None and meta.get("backbone") == name
+    recorded = (meta or {}).get("backbones", {}) if same else {}
+    weights = dict(weights or {})
+    modalities = ["rgb", "flow"] if output == "combine" else [output]
+    backbones = {}
+    for modality in modalities:
+        entry = recorded.get(modality, {})
+        path = weights.get(modality) or entry.get("weights")
+        if weights.get(modality) and entry.get("sha256"):
+            if file_sha256(weights[modality]) != entry["sha256"]:
+                raise ExtractError(
+                    f"{weights[modality]}: not the {modality} weights the training features were "
+                    f"extracted with (SHA-256 differs from {recorded_at}/extraction.json)"
+                )
+        options = {**entry.get("options", {}), **(backbone_options or {})}
+        backbones[modality] = create_backbone(name, modality, path, **options)
+    base_pp = meta["preprocessing"] if same else {}
+    pp = {**base_pp, "tail": "pad", **(preprocessing or {})}
+    base_flow = (meta.get("flow") or {}) if same else {}
+    extract_config = ExtractConfig(
+        Preprocessing(**pp), FlowSettings(**{**base_flow, **(flow or {})}), batch_size
+    )
+    torch_device = resolve_device(device)
+    extractor = FeatureExtractor(backbones, extract_config, torch_device)
+    model = model_from_checkpoint(payload, torch_device)
+    crop_mode = config.get("test_crop", "mean")
+    detector = Detector(model, extractor, output, torch_device, crop_mode)
+    return detector, {**extractor.metadata(), "checkpoint": payload["path"], "output": output}

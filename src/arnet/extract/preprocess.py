@@ -1,0 +1,193 @@
+"""The preprocessing of the field's I3D features, each step a named, recorded setting.
+
+Per frame: resize so the short side is `short_side` pixels (bilinear, aspect kept); then one
+view (`center`: the central `crop_size` square), ten views (`ten`: the four corner squares and
+the centre, then the same five mirrored left-right), or the whole resized frame (`full`).
+RGB pixels map to [-1, 1] as x / 127.5 - 1. Frames are grouped into non-overlapping
+`frames_per_segment`-frame segments; the frames after the last full segment follow `tail`:
+
+- `drop` (default, the reference's rule, SPEC §1): they get no segment. A video of F frames
+  has floor(F / 16) segments and evaluation cuts its frame labels to 16 T.
+- `pad`: the last partial segment is completed by repeating its last frame (and that frame's
+  flow field), so every frame is covered: ceil(F / 16) segments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from ..config import FRAMES_PER_SEGMENT
+from . import ExtractError, require
+
+CROP_MODES = ("center", "ten", "full")
+TAIL_POLICIES = ("drop", "pad")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Frame preprocessing and segmenting. Defaults are the field's I3D settings.
+
+    Attributes:
+        short_side: the short side after resizing, in pixels; 0 keeps the decoded size.
+        crop_size: side of the square crops (`center`, `ten`).
+        crop: `center`, `ten` or `full` (the whole resized frame, no crop).
+        frames_per_segment: frames per segment (16, the I3D/C3D clip length).
+        tail: `drop` or `pad`, the policy for frames after the last full segment.
+    """
+
+    short_side: int = 256
+    crop_size: int = 224
+    crop: str = "center"
+    frames_per_segment: int = FRAMES_PER_SEGMENT
+    tail: str = "drop"
+
+    def validate(self) -> None:
+        """Raise ExtractError naming the first setting that cannot work."""
+        if self.crop not in CROP_MODES:
+            raise ExtractError(f"crop must be one of {CROP_MODES}, got {self.crop!r}")
+        if self.tail not in TAIL_POLICIES:
+            raise ExtractError(f"tail must be one of {TAIL_POLICIES}, got {self.tail!r}")
+        if self.short_side < 0:
+            raise ExtractError(f"short_side must be >= 0, got {self.short_side}")
+        if self.crop != "full" and self.crop_size < 1:
+            raise ExtractError(f"crop_size must be >= 1, got {self.crop_size}")
+        if self.short_side and self.crop != "full" and self.crop_size > self.short_side:
+            raise ExtractError(
+                f"crop_size {self.crop_size} is larger than short_side {self.short_side}"
+            )
+        if self.frames_per_segment < 1:
+            raise ExtractError(f"frames_per_segment must be >= 1, got {self.frames_per_segment}")
+
+    @property
+    def views(self) -> int:
+        """Crops per segment: 10 for `ten`, else 1."""
+        return 10 if self.crop == "ten" else 1
+
+    def segments_for(self, frames: int) -> int:
+        """Segments a video of `frames` frames yields under the tail policy."""
+        return segment_count(frames, self.frames_per_segment, self.tail)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def segment_count(
+    frames: int, frames_per_segment: int = FRAMES_PER_SEGMENT, tail: str = "drop"
+) -> int:
+    """floor(F / L) segments with `drop`, ceil(F / L) with `pad`."""
+    if tail == "pad":
+        return math.ceil(frames / frames_per_segment)
+    return frames // frames_per_segment
+
+
+def resize_short_side(frame: np.ndarray, short_side: int) -> np.ndarray:
+    """Resize (H, W, C) so that min(H, W) == short_side, keeping the aspect ratio (bilinear).
+
+    Returns the frame itself when short_side is 0 or already met.
+    """
+    h, w = frame.shape[:2]
+    if not short_side or min(h, w) == short_side:
+        return frame
+    cv2 = require("cv2", "resizing frames")
+    scale = short_side / min(h, w)
+    size = (max(round(w * scale), short_side), max(round(h * scale), short_side))  # (W, H)
+    return cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
+
+
+def crop_windows(
+    height: int, width: int, crop_size: int, mode: str
+) -> list[tuple[int, int, int, int, bool]]:
+    """The views of a frame as (top, left, height, width, mirrored) windows.
+
+    `ten` follows torchvision's TenCrop order: top-left, top-right, bottom-left, bottom-right,
+    centre, then the same five mirrored.
+    """
+    if mode == "full":
+        return [(0, 0, height, width, False)]
+    if crop_size > min(height, width):
+        raise ExtractError(
+            f"crop_size {crop_size} does not fit a {width}x{height} frame; lower --crop-size "
+            "or raise --short-side"
+        )
+    c = crop_size
+    center = ((height - c) // 2, (width - c) // 2, c, c, False)
+    if mode == "center":
+        return [center]
+    five = [
+        (0, 0, c, c, False),
+        (0, width - c, c, c, False),
+        (height - c, 0, c, c, False),
+        (height - c, width - c, c, c, False),
+        center,
+    ]
+    return five + [(t, left, h, w, True) for t, left, h, w, _ in five]
+
+
+def crop_clips(
+    frames: np.ndarray, windows: list[tuple[int, int, int, int, bool]], flow: bool = False
+) -> np.ndarray:
+    """Cut every window out of a stack of frames.
+
+    Args:
+        frames: (N, L, H, W, C) frames of N segments.
+        windows: from `crop_windows`.
+        flow: the channels are (dx, dy) flow; mirroring a flow field also negates dx, because
+            motion to the right becomes motion to the left.
+
+    Returns:
+        (N, V, L, h, w, C), V = len(windows).
+    """
+    views = []
+    for top, left, h, w, mirrored in windows:
+        view = frames[:, :, top : top + h, left : left + w]
+        if mirrored:
+            view = view[:, :, :, ::-1]
+            if flow:
+                view = view * np.array([-1.0, 1.0], dtype=view.dtype)
+        views.append(view)
+    return np.ascontiguousarray(np.stack(views, axis=1))
+
+
+def scale_rgb(frames: np.ndarray) -> np.ndarray:
+    """uint8 pixels -> float32 in [-1, 1] (x / 127.5 - 1), the I3D input range."""
+    return frames.astype(np.float32) / 127.5 - 1.0
+
+
+class Segmenter:
+    """Group a stream of per-frame items into segments of L items, per the tail policy.
+
+    After iteration, `frames` holds the stream's length, `segments` the segments yielded,
+    `padded` how many repeated items completed the last segment (`pad`) and `dropped` how many
+    trailing items had no segment (`drop`).
+    """
+
+    def __init__(self, frames_per_segment: int, tail: str) -> None:
+        self.length = frames_per_segment
+        self.tail = tail
+        self.frames = 0
+        self.segments = 0
+        self.padded = 0
+        self.dropped = 0
+
+    def __call__(self, items: Iterable[Any]) -> Iterator[list[Any]]:
+        current: list[Any] = []
+        for item in items:
+            self.frames += 1
+            current.append(item)
+            if len(current) == self.length:
+                self.segments += 1
+                yield current
+                current = []
+        if not current:
+            return
+        if self.tail == "pad":
+            self.padded = self.length - len(current)
+            self.segments += 1
+            yield current + [current[-1]] * self.padded
+        else:
+            self.dropped = len(current)
