@@ -48,7 +48,7 @@ KINDS = {
     "non-finite": "features hold NaN or Inf",
     "empty": "a video has 0 segments",
     "gt-length": "ground truth and feature lengths disagree beyond the tail policy",
-    "gt-missing": "test videos without frame labels, or ground truth naming unknown videos",
+    "gt-missing": "test videos without frame labels",
     "gt-label": "a video label and its ground truth disagree",
     "duplicate": "two entries have the same video name",
     "unlabelled": "a video in a split has no video label",
@@ -513,14 +513,14 @@ def apply_ground_truth(catalog: Catalog) -> None:
         )
         video.broken = True
     if gt.frames is not None:
+        # A ground truth of a larger set than the splits use is normal (a subset split): a note
+        # for `arnet inspect`, not a problem.
         extra = sorted(gt.names() - {v.name for v in catalog.videos})
         if extra:
             shown = ", ".join(repr(n) for n in extra[:5])
-            catalog.warn(
-                "gt-missing",
-                gt.source,
-                f"{len(extra)} video(s) in the ground truth have no features: {shown}"
-                + (" ..." if len(extra) > 5 else ""),
+            catalog.notes.append(
+                f"{len(extra)} video(s) of the ground truth are in no split: {shown}"
+                + (" ..." if len(extra) > 5 else "")
             )
 
 
