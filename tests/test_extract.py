@@ -512,7 +512,7 @@ def test_extract_dataset_checks_splits_and_labels(tmp_path, i3d_rgb_flow):
             parse_shard(bad)
 
 
-def test_cli_extract_writes_the_layout_and_resumes(tmp_path, capsys):
+def test_cli_extract_writes_the_layout_and_resumes(tmp_path, capsys, monkeypatch):
     from arnet.cli import main
 
     src = tmp_path / "videos"
@@ -533,3 +533,17 @@ def test_cli_extract_writes_the_layout_and_resumes(tmp_path, capsys):
     assert "--weights-flow given, but --modal rgb" in capsys.readouterr().err
     assert main(["extract", str(src), "--out", str(out)]) == 2
     assert "needs weights" in capsys.readouterr().err
+
+    # under torchrun, each rank takes its share of the videos
+    for key, value in (("WORLD_SIZE", "2"), ("RANK", "1"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(key, value)
+    ranked = [*args[:2], "--out", str(tmp_path / "ranked"), *args[4:]]
+    assert main(ranked) == 0
+    done = json.loads(capsys.readouterr().out)
+    assert (done["extracted"], done["other_shards"], done["ground_truth"]) == (
+        ["event_c"],
+        2,
+        False,
+    )
+    assert main([*ranked, "--shard", "0/2"]) == 2
+    assert "--shard or run under torchrun, not both" in capsys.readouterr().err

@@ -22,8 +22,8 @@ VIDEO_SUFFIXES = frozenset(
 )
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 
-# Frame folders carry no frame rate; 25 fps is the rate of most surveillance benchmarks
-# (ShanghaiTech, Avenue, UCF-Crime after re-encoding). It only affects reported times.
+# Frame folders carry no frame rate; 25 fps (PAL, CUHK Avenue) is a common rate of surveillance
+# footage. It only affects reported times; `--fps` gives the true one.
 DEFAULT_FOLDER_FPS = 25.0
 
 
@@ -35,8 +35,8 @@ class VideoInput:
         path: the file or folder.
         name: the video's name in the dataset (file stem or folder name, AR-Net-normalised).
         kind: "video" or "frames".
-        fps: frames per second for a frame folder (None: DEFAULT_FOLDER_FPS); a video file's
-            own rate is read from its container.
+        fps: frames per second of a frame folder (None: DEFAULT_FOLDER_FPS); for a video
+            file it overrides the container's rate (None: the container's).
     """
 
     path: Path
@@ -97,7 +97,8 @@ def find_inputs(paths: Iterable[str | Path], fps: float | None = None) -> list[V
 
     Args:
         paths: files and folders.
-        fps: frame rate to assume for frame folders (None: DEFAULT_FOLDER_FPS).
+        fps: frame rate to assume for frame folders (None: DEFAULT_FOLDER_FPS); video files
+            keep their container's rate.
 
     Raises:
         ExtractError: a path that does not exist or holds no video, or two videos that would
@@ -109,13 +110,13 @@ def find_inputs(paths: Iterable[str | Path], fps: float | None = None) -> list[V
         if not path.exists():
             raise ExtractError(f"{path}: no such video file or frame folder")
         if path.is_file():
-            found.append(_as_input(path, fps))
+            found.append(_as_input(path))
         elif is_frame_folder(path):
             found.append(VideoInput(path, normalize_name(path.name), "frames", fps))
         else:
             children = sorted(path.iterdir(), key=lambda p: natural_key(p.name))
             inner = [
-                _as_input(c, fps)
+                _as_input(c)
                 if c.is_file()
                 else VideoInput(c, normalize_name(c.name), "frames", fps)
                 for c in children
@@ -138,12 +139,12 @@ def find_inputs(paths: Iterable[str | Path], fps: float | None = None) -> list[V
     return sorted(found, key=lambda v: natural_key(v.name))
 
 
-def _as_input(path: Path, fps: float | None) -> VideoInput:
+def _as_input(path: Path) -> VideoInput:
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise ExtractError(
             f"{path}: not a video file (known suffixes: {', '.join(sorted(VIDEO_SUFFIXES))})"
         )
-    return VideoInput(path, normalize_name(path.stem), "video", fps)
+    return VideoInput(path, normalize_name(path.stem), "video")
 
 
 def _decode_video(path: Path) -> Iterator[np.ndarray]:
