@@ -229,6 +229,27 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--center-weight", dest="center_weight", type=float, default=S)
     g.add_argument("--mil-loss", dest="mil_loss", choices=("bce", "mse", "hinge"), default=S)
     g.add_argument(
+        "--bas-base-weight",
+        dest="bas_base_weight",
+        type=float,
+        default=S,
+        help="model bas: weight of the base-branch loss (default 1)",
+    )
+    g.add_argument(
+        "--bas-suppressed-weight",
+        dest="bas_suppressed_weight",
+        type=float,
+        default=S,
+        help="model bas: weight of the suppressed-branch loss (default 1)",
+    )
+    g.add_argument(
+        "--bas-foreground-weight",
+        dest="bas_foreground_weight",
+        type=float,
+        default=S,
+        help="model bas: weight of the L1 norm of the foreground weights (default 1e-4)",
+    )
+    g.add_argument(
         "--loss_type",
         dest="loss_type",
         choices=("DMIL_C", "DMIL"),
@@ -305,6 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="synthetic data -> AR-Net and a naive baseline -> metrics")
     p.add_argument("--out", default=S, help="demo folder (default: a new folder under runs/)")
     p.add_argument("--model", default="single", help="model to train (see `arnet models`)")
+    p.add_argument(
+        "--model-arg",
+        dest="model_args",
+        type=_model_arg,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra model constructor argument (repeatable), e.g. hidden_dim=256",
+    )
     p.add_argument("--iterations", type=int, default=DEMO_ITERATIONS)
     p.add_argument("--seed", type=int, default=1, help="training seed")
     p.add_argument("--no-baseline", action="store_true", help="skip the naive baseline")
@@ -632,7 +662,7 @@ DEMO_ITERATIONS = 1200
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .formats import open_dataset
-    from .models import resolve_model_name
+    from .models import model_entry, resolve_model_name
     from .report import metrics_table
     from .synth import write_synthetic
     from .train import train
@@ -645,7 +675,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     train_set, test_set = open_dataset(data, in_memory=True)
     model = resolve_model_name(args.model)
     runs = {"arnet": {}}
-    if not args.no_baseline:
+    if not args.no_baseline and model_entry(model).objective != "mil":
+        # The baseline changes MIL options, which a model with its own losses ignores.
+        log(f"no naive baseline for {model}: it trains with its own losses, not MIL")
+    elif not args.no_baseline:
         # Each video's label on all of its segments: top-k with k = 1 takes every segment.
         runs["naive baseline"] = {"topk_divisor": 1, "center_weight": 0.0}
     results, texts = {}, []
@@ -653,6 +686,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         config = TrainConfig(
             data=str(data),
             model=model,
+            model_args=dict(args.model_args),
             iterations=args.iterations,
             snapshot_every=max(args.iterations // 3, 1),
             seed=args.seed,

@@ -76,6 +76,13 @@ class TrainConfig:
     """lambda_1 of --Lambda 1_20."""
     center_weight: float = 20.0
     """lambda_2 of --Lambda 1_20: the center loss dominates the scale, as published."""
+    bas_base_weight: float = 1.0
+    """BaS-Net (model bas): base-branch loss weight; BaS-Net weighs both branches equally."""
+    bas_suppressed_weight: float = 1.0
+    """BaS-Net: suppressed-branch loss weight; equal to the base branch, as published."""
+    bas_foreground_weight: float = 1e-4
+    """BaS-Net: weight of the L1 norm of the foreground weights; BaS-Net's alpha, small
+    because the norm sums over up to max_segments segments per video."""
 
     # --- optimisation (SPEC §5) ---
     lr: float = 1e-4
@@ -137,6 +144,9 @@ class TrainConfig:
             raise ValueError(f"config field 'lr' must be > 0, got {self.lr}")
         if self.mil_weight < 0 or self.center_weight < 0:
             raise ValueError("config fields 'mil_weight' and 'center_weight' must be >= 0")
+        for name in ("bas_base_weight", "bas_suppressed_weight", "bas_foreground_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"config field {name!r} must be >= 0, got {getattr(self, name)}")
         if self.keep_checkpoints < 0:
             raise ValueError("config field 'keep_checkpoints' must be >= 0")
         if self.train_anomalous is not None and self.train_anomalous < 1:

@@ -1,6 +1,7 @@
 """AR-Net's losses (SPEC §4), vectorised over the batch and masked.
 
 "Center-guided discriminative learning" = dynamic top-k multiple-instance loss + center loss.
+BaS-Net's losses (base branch, suppressed branch, foreground L1) train the `bas` model.
 No loss here loops over videos, and padded positions never enter a top-k, a mean or a variance.
 """
 
@@ -147,3 +148,104 @@ class MilCenterObjective:
         center = center_loss(scores, batch.labels, batch.mask)
         total = self.mil_weight * mil + self.center_weight * center
         return total, {"mil": mil, "center": center}
+
+
+# ---------------------------------------------------------------------- BaS-Net (SPEC §3)
+
+
+def bas_targets(labels: torch.Tensor, background: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """BaS-Net's video targets over (anomaly, background), each row normalised to sum 1.
+
+    With the background class on (base branch), every video holds background: an anomalous
+    video's target is (1/2, 1/2), a normal video's (0, 1). With it off (suppressed branch),
+    an anomalous video's target is (1, 0); a normal video then holds no class at all, has no
+    target, and is left out of that branch's loss.
+
+    Args:
+        labels: (B,) video labels, 1 anomalous.
+        background: whether the background class is on.
+
+    Returns:
+        targets (B, 2) and has_target (B,) bool.
+    """
+    anomaly = labels.to(torch.float32)
+    back = torch.full_like(anomaly, 1.0 if background else 0.0)
+    targets = torch.stack((anomaly, back), dim=1)  # (B, 2)
+    total = targets.sum(dim=1, keepdim=True)
+    return targets / total.clamp(min=1), total.squeeze(1) > 0
+
+
+def bas_branch_loss(
+    video_scores: torch.Tensor, labels: torch.Tensor, background: bool
+) -> torch.Tensor:
+    """Binary cross-entropy of one branch's video class probabilities against BaS-Net's
+    normalised targets, averaged over the classes of the videos that have a target.
+
+    Args:
+        video_scores: (B, 2) probabilities over (anomaly, background).
+        labels: (B,) video labels.
+        background: True for the base branch, False for the suppressed branch.
+
+    Returns:
+        A scalar; 0 when no video of the batch has a target.
+    """
+    targets, has_target = bas_targets(labels, background)
+    per = F.binary_cross_entropy(video_scores, targets.to(video_scores.dtype), reduction="none")
+    weight = has_target.to(per.dtype)[:, None].expand_as(per)
+    return (per * weight).sum() / weight.sum().clamp(min=1)
+
+
+def foreground_l1_loss(foreground: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """BaS-Net's sparsity term: per video, the L1 norm of its foreground weights over its
+    valid segments; averaged over videos.
+
+    Args:
+        foreground: (B, T) weights in [0, 1].
+        mask: (B, T) bool.
+    """
+    return (foreground.abs() * mask).sum(dim=1).mean()
+
+
+class BasObjective:
+    """BaS-Net's training objective:
+    base_weight * base-branch BCE + suppressed_weight * suppressed-branch BCE
+    + foreground_weight * L1 of the foreground weights.
+
+    Called like MilCenterObjective: `objective(model, batch) -> (total, parts)`; the model
+    must be a BaS-Net (`model.branches(features, mask) -> BasOutput`).
+
+    Args:
+        base_weight: weight of the base branch loss (background class on).
+        suppressed_weight: weight of the suppressed branch loss (background class off).
+        foreground_weight: weight of the L1 norm of the foreground weights.
+    """
+
+    def __init__(
+        self,
+        base_weight: float = 1.0,
+        suppressed_weight: float = 1.0,
+        foreground_weight: float = 1e-4,
+    ) -> None:
+        self.base_weight = base_weight
+        self.suppressed_weight = suppressed_weight
+        self.foreground_weight = foreground_weight
+
+    def __call__(
+        self, model: nn.Module, batch: Batch
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and its named parts for one batch."""
+        branches = getattr(model, "branches", None)
+        if branches is None:
+            raise ValueError(
+                f"the BaS-Net objective needs a model with branches(), not {type(model).__name__}"
+            )
+        out = branches(batch.features, batch.mask)
+        base = bas_branch_loss(out.video_base, batch.labels, background=True)
+        suppressed = bas_branch_loss(out.video_suppressed, batch.labels, background=False)
+        foreground = foreground_l1_loss(out.foreground, batch.mask)
+        total = (
+            self.base_weight * base
+            + self.suppressed_weight * suppressed
+            + self.foreground_weight * foreground
+        )
+        return total, {"base": base, "suppressed": suppressed, "foreground": foreground}

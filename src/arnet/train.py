@@ -30,7 +30,7 @@ from . import __version__
 from .config import TrainConfig
 from .data import BalancedBatchSampler, DataError, FeatureDataset
 from .evaluate import evaluate, predict
-from .losses import MilCenterObjective
+from .losses import BasObjective, MilCenterObjective
 from .metrics import Metrics
 from .models import create_model, model_entry, model_spec
 
@@ -73,6 +73,15 @@ def build_objective(model_name: str, config: TrainConfig) -> Any:
     if kind == "mil":
         return MilCenterObjective(
             config.mil_loss, config.topk_divisor, config.mil_weight, config.center_weight
+        )
+    if kind == "bas":
+        if config.mil_loss != "bce":
+            raise ValueError(
+                f"config field 'mil_loss' is {config.mil_loss!r}, but model {model_name!r} trains "
+                "with BaS-Net's own losses (see --bas-*-weight), not a MIL loss"
+            )
+        return BasObjective(
+            config.bas_base_weight, config.bas_suppressed_weight, config.bas_foreground_weight
         )
     raise ValueError(f"model {model_name!r} asks for unknown objective {kind!r}")
 

@@ -1,8 +1,8 @@
-"""Segment scoring models behind one registry.
+"""The model registry: names, constructors and the helpers every model shares.
 
-Every model maps `model(features (B, T, D), mask (B, T) bool) -> scores (B, T)` in [0, 1],
-higher = more anomalous. Scores at padded positions are 0, and no valid score depends on a
-padded input. `model.train()` / `model.eval()` switch dropout; there are no other modes.
+A model is registered with `@register_model(name, description, objective)` and built with
+`create_model(name, feature_dim, **kwargs)`, which records the name and arguments on the
+model so that a checkpoint can rebuild it without being told what it holds.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 # The reference's names (--model_name model_single, ...) map onto the registry's short names.
@@ -62,17 +61,24 @@ def resolve_model_name(name: str) -> str:
 
 
 def model_entry(name: str) -> ModelEntry:
+    """The registry entry of `name` (reference spellings accepted)."""
     return _REGISTRY[resolve_model_name(name)]
 
 
 def list_models() -> list[ModelEntry]:
+    """Every registered model, in registration order."""
     return list(_REGISTRY.values())
 
 
 def create_model(name: str, feature_dim: int, **kwargs: Any) -> nn.Module:
     """Build a registered model; it remembers its name and arguments for checkpoints."""
     entry = model_entry(name)
-    model = entry.cls(feature_dim=feature_dim, **kwargs)
+    try:
+        model = entry.cls(feature_dim=feature_dim, **kwargs)
+    except TypeError as exc:  # an unknown or mistyped --model-arg: name the model and argument
+        raise ValueError(
+            f"model {entry.name!r}: bad constructor arguments {kwargs}: {exc}"
+        ) from exc
     model.arnet_spec = {"name": entry.name, "kwargs": {"feature_dim": feature_dim, **kwargs}}
     return model
 
@@ -86,6 +92,7 @@ def model_spec(model: nn.Module) -> dict[str, Any]:
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Number of scalar parameters of `model`."""
     return sum(p.numel() for p in model.parameters())
 
 
@@ -95,50 +102,3 @@ def init_weights(module: nn.Module) -> None:
         nn.init.xavier_uniform_(module.weight)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-
-
-def per_segment(
-    fn: Callable[[torch.Tensor], torch.Tensor], features: torch.Tensor, mask: torch.Tensor
-) -> torch.Tensor:
-    """Apply a per-segment function `(N, D) -> (N,)` to every valid segment: (B, T) scores.
-
-    On the CPU only valid rows are computed, because there padding costs as many FLOPs as
-    data. On accelerators the whole padded tensor is computed (its cost is small there) so the
-    step needs no host synchronisation to count valid rows; padded scores are zeroed.
-    """
-    if features.device.type == "cpu":
-        scores = features.new_zeros(mask.shape)
-        return scores.masked_scatter(mask, fn(features[mask]))
-    return fn(features.flatten(0, 1)).view(mask.shape) * mask
-
-
-@register_model(
-    "single", "AR-Net (paper): Linear(D,D)+ReLU, dropout 0.7, Linear(D,1)+sigmoid per segment"
-)
-class SingleLayer(nn.Module):
-    """The AR-Net model: an MLP scoring each segment on its own.
-
-    Args:
-        feature_dim: D.
-        hidden_dim: width of the hidden layer (default D, as published).
-        dropout: dropout rate after the hidden layer in training.
-    """
-
-    def __init__(
-        self, feature_dim: int, hidden_dim: int | None = None, dropout: float = 0.7
-    ) -> None:
-        super().__init__()
-        hidden = hidden_dim or feature_dim
-        self.fc = nn.Linear(feature_dim, hidden)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden, 1)
-        self.apply(init_weights)
-
-    def segment_scores(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, D) features -> (N,) scores."""
-        h = self.dropout(torch.relu(self.fc(x)))
-        return torch.sigmoid(self.classifier(h)).squeeze(-1)
-
-    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """features (B, T, D), mask (B, T) -> scores (B, T)."""
-        return per_segment(self.segment_scores, features, mask)

@@ -1,0 +1,70 @@
+"""Segment scoring models behind one registry.
+
+Every model maps `model(features (B, T, D), mask (B, T) bool) -> scores (B, T)` in [0, 1],
+higher = more anomalous. Scores at padded positions are 0, and no valid score depends on a
+padded input. `model.train()` / `model.eval()` switch dropout; there are no other modes.
+
+| name       | module       | what it is (SPEC §3)                                          |
+|------------|--------------|---------------------------------------------------------------|
+| `single`   | segment.py   | AR-Net: an MLP on each segment (the paper's model)            |
+| `mean`     | temporal.py  | temporal convs k=1,3,5, averaged                              |
+| `sequence` | temporal.py  | temporal convs k=1,3,5, merged in sequence by 1x1 convs       |
+| `concat`   | temporal.py  | temporal convs k=1,3,5, concatenated and projected 3D -> D    |
+| `lstm`     | temporal.py  | an LSTM over the valid segments (one or two directions)       |
+| `bas`      | bas.py       | BaS-Net: foreground filter + class activation sequence        |
+"""
+
+# Importing a module registers its models; this order is the order `arnet models` lists them,
+# the paper's model first and the others as SPEC §3 gives them.
+# isort: off
+from . import segment, temporal, bas  # noqa: F401
+# isort: on
+
+from .bas import BasNet, BasOutput, CasModule, FilterModule, topk_mean_over_time
+from .registry import (
+    REFERENCE_NAMES,
+    ModelEntry,
+    count_parameters,
+    create_model,
+    init_weights,
+    list_models,
+    model_entry,
+    model_spec,
+    register_model,
+    resolve_model_name,
+)
+from .segment import SingleLayer, per_segment
+from .temporal import (
+    ConcatModel,
+    LstmModel,
+    MeanModel,
+    SequenceModel,
+    TemporalBranches,
+    mask_time,
+)
+
+__all__ = [
+    "REFERENCE_NAMES",
+    "BasNet",
+    "BasOutput",
+    "CasModule",
+    "ConcatModel",
+    "FilterModule",
+    "LstmModel",
+    "MeanModel",
+    "ModelEntry",
+    "SequenceModel",
+    "SingleLayer",
+    "TemporalBranches",
+    "count_parameters",
+    "create_model",
+    "init_weights",
+    "list_models",
+    "mask_time",
+    "model_entry",
+    "model_spec",
+    "per_segment",
+    "register_model",
+    "resolve_model_name",
+    "topk_mean_over_time",
+]
