@@ -569,7 +569,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     payload = None
     if resume:
         payload = load_checkpoint(resume)
-        fixed = sorted(set(overrides) - _RESUMABLE_FIELDS)
+        saved = payload["config"]
+        fixed = sorted(
+            k for k, v in overrides.items() if k not in _RESUMABLE_FIELDS and saved.get(k) != v
+        )
         if fixed:
             raise ValueError(f"cannot change {', '.join(fixed)} when resuming a run")
         config = TrainConfig.from_dict({**payload["config"], **overrides})
@@ -610,7 +613,10 @@ def cmd_test(args: argparse.Namespace) -> int:
     from .train import load_checkpoint, model_from_checkpoint, resolve_device
 
     payload = load_checkpoint(args.checkpoint)
-    overrides = {k: v for k, v in _overrides(args).items() if k in _DATA_FIELDS + ("data", "plot")}
+    overrides = {"plot": True}  # a test run plots unless told not to, whatever training did
+    overrides.update(
+        {k: v for k, v in _overrides(args).items() if k in _DATA_FIELDS + ("data", "plot")}
+    )
     saved = dict(payload["config"])
     if "data" in overrides:  # the training data's layout options do not describe new data
         for name in _LAYOUT_FIELDS:

@@ -342,11 +342,7 @@ class Trainer:
         self.model.train()
         try:
             while self.iteration < self.total:
-                batch = self.sampler.next_batch().to(self.device)
-                loss, parts = self.objective(self.model, batch)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
+                loss, parts = self._step()
                 self.iteration += 1
                 bar.update(1)
                 it = self.iteration
@@ -360,8 +356,8 @@ class Trainer:
                     }
                     if not np.isfinite(record["loss"]):
                         raise TrainingError(
-                            f"loss became {record['loss']} at iteration {it}; the last good "
-                            f"checkpoint is {last_path if last_path.exists() else 'none yet'}"
+                            f"loss became {record['loss']} at iteration {it}; "
+                            f"{self._last_good()}"
                         )
                     log.append("log.jsonl", record)
                     bar.set_postfix(loss=f"{record['loss']:.4f}")
@@ -377,13 +373,34 @@ class Trainer:
             log.close()
         return TrainResult(self.out_dir, self.iteration, last_path, self.metrics, self.history)
 
-    def _snapshot(self, log: _RunLog, write_evaluation: Any) -> None:
+    def _step(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One optimisation step; the loss stays on the device (reading it would sync)."""
+        batch = self.sampler.next_batch().to(self.device)
+        try:
+            loss, parts = self.objective(self.model, batch)
+        except RuntimeError:
+            # Non-finite weights trip the losses' own input checks: say what really happened.
+            self._require_finite_parameters()
+            raise
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss, parts
+
+    def _last_good(self) -> str:
+        last = self.out_dir / "checkpoints" / "last.pt"
+        return f"the last good checkpoint is {last if last.exists() else 'none yet'}"
+
+    def _require_finite_parameters(self) -> None:
         bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
         if bad:
             raise TrainingError(
-                f"parameter {bad[0]!r} is not finite at iteration {self.iteration}; "
-                "the previous checkpoint was kept"
+                f"parameter {bad[0]!r} is NaN or Inf after iteration {self.iteration} "
+                f"(the loss diverged); {self._last_good()}"
             )
+
+    def _snapshot(self, log: _RunLog, write_evaluation: Any) -> None:
+        self._require_finite_parameters()
         if self.test_set is not None:
             scores = predict(self.model, self.test_set, self.device, self.config.test_crop)
             if all(f is not None for f in self.test_set.frame_labels):
