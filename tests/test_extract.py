@@ -25,13 +25,15 @@ from arnet.extract import (  # noqa: E402
     ExtractError,
     FeatureExtractor,
     MissingExtraError,
+    ModuleBackbone,
     Preprocessing,
     create_backbone,
     extract_dataset,
     find_inputs,
+    register_backbone,
     require,
 )
-from arnet.extract.backbones import _REGISTRY, ModuleBackbone, register_backbone  # noqa: E402
+from arnet.extract.backbones import _REGISTRY  # noqa: E402
 from arnet.extract.flow import FlowEstimator, FlowSettings, scale_flow, with_flow  # noqa: E402
 from arnet.extract.i3d import InceptionI3d, _same_padding, load_i3d  # noqa: E402
 from arnet.extract.pipeline import parse_shard  # noqa: E402

@@ -45,6 +45,7 @@ def require(module: str, purpose: str) -> ModuleType:
 
 from .backbones import (  # noqa: E402  (the error classes above are imported by these modules)
     Backbone,
+    ModuleBackbone,
     create_backbone,
     list_backbones,
     register_backbone,
@@ -59,6 +60,7 @@ __all__ = [
     "ExtractError",
     "FeatureExtractor",
     "MissingExtraError",
+    "ModuleBackbone",
     "Preprocessing",
     "VideoFeatures",
     "VideoInput",
