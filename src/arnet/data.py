@@ -238,7 +238,7 @@ class FeatureDataset:
             rows = self.offsets[draw.videos][:, None] + np.where(pad, 0, pos)  # (B, L)
             out = self._take(self._block, rows, draw.crops, crop_mode)
         else:
-            out = np.zeros((*pos.shape, self.dim), dtype=np.float32)
+            out = np.empty((*pos.shape, self.dim), dtype=np.float32)  # padding zeroed below
             for b, v in enumerate(draw.videos):
                 n = int((~pad[b]).sum())
                 rows = pos[b, :n]
@@ -247,6 +247,83 @@ class FeatureDataset:
         if not self.contiguous:
             self._check_finite_batch(out, draw.videos)
         return out
+
+    def block_rows(self, indices: Sequence[int]) -> np.ndarray | None:
+        """The features of videos `indices`, (sum T, ...), as one slice of the block (no copy)
+        when they lie one after another in it; None otherwise."""
+        if self._block is None or not len(indices):
+            return None
+        idx = np.asarray(indices, dtype=np.int64)
+        ends = self.offsets[idx] + self.lengths[idx]
+        if not (ends[:-1] == self.offsets[idx[1:]]).all():
+            return None
+        return self._block[self.offsets[idx[0]] : ends[-1]]
+
+    def device_block(self, device: torch.device | str) -> torch.Tensor:
+        """The contiguous block (S, D) or (S, C, D) as a tensor on `device`, in its stored dtype.
+
+        Copied in chunks, so a memory-mapped store is never read into host memory whole. With
+        the block on a GPU, `batch_from` gathers each batch there: no per-step host-to-device
+        copy of features.
+
+        Raises:
+            DataError: when the dataset is not one contiguous block (see `to_memory`).
+        """
+        if self._block is None:
+            raise DataError(
+                "features must be one contiguous block to live on a device: load them into "
+                "memory (--in-memory) or pack them into a store (arnet pack)"
+            )
+        block = self._block
+        out = torch.empty(block.shape, dtype=_torch_dtype(block.dtype), device=device)
+        step = max(1, (64 << 20) // max(1, block[:1].nbytes))  # ~64 MB per copy
+        for start in range(0, len(block), step):
+            chunk = np.array(block[start : start + step])  # a writable host copy of the chunk
+            out[start : start + step].copy_(torch.from_numpy(chunk))
+        return out
+
+    def batch_from(
+        self,
+        block: torch.Tensor,
+        draw: Draw,
+        labels: np.ndarray | None = None,
+        crop_mode: str = "random",
+    ) -> Batch:
+        """`batch(draw)`, gathered from `device_block(device)` on its device.
+
+        Only the draw's indices (B x L integers) travel to the device; the features are
+        gathered there by one index_select, converted to float32 and zeroed at padding, with
+        no host synchronisation. Gives the same batch as `batch` (tests prove it).
+        """
+        device = block.device
+        pinned = device.type == "cuda"
+
+        def send(array: np.ndarray) -> torch.Tensor:
+            t = torch.from_numpy(np.ascontiguousarray(array))
+            return t.pin_memory().to(device, non_blocking=True) if pinned else t
+
+        positions = send(draw.positions.astype(np.int64))  # (B, L)
+        mask = positions >= 0
+        rows = send(self.offsets[draw.videos])[:, None] + positions.clamp(min=0)  # (B, L)
+        flat = rows.reshape(-1)
+        if block.dim() == 2:
+            feats = block.index_select(0, flat)
+        elif crop_mode == "mean":
+            feats = block.index_select(0, flat).float().mean(dim=-2)
+        else:
+            if draw.crops is None:
+                raise ValueError("random crop mode needs a crop index per video")
+            crops = send(np.asarray(draw.crops, dtype=np.int64))  # (B,)
+            feats = block[flat, crops[:, None].expand_as(rows).reshape(-1)]
+        feats = feats.float().view(*rows.shape, -1).masked_fill_(~mask[..., None], 0.0)
+        if labels is None:
+            labels = self.labels[draw.videos]
+        return Batch(
+            features=feats,
+            mask=mask,
+            lengths=mask.sum(dim=1),
+            labels=send(np.asarray(labels, dtype=np.float32)),
+        )
 
     @staticmethod
     def _take(array: np.ndarray, rows: np.ndarray, crops: Any, crop_mode: str) -> np.ndarray:
@@ -281,6 +358,10 @@ class FeatureDataset:
             lengths=torch.from_numpy(draw.lengths.astype(np.int64)),
             labels=torch.as_tensor(labels, dtype=torch.float32),
         )
+
+
+def _torch_dtype(dtype: np.dtype) -> torch.dtype:
+    return torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
 
 
 def _crop_of(crops: np.ndarray | None, b: int) -> Any:
@@ -361,6 +442,9 @@ class BalancedBatchSampler:
 
     The sampler owns its random generator; `state_dict()` / `load_state_dict()` make a resumed
     run draw exactly the batches the uninterrupted run would have drawn.
+
+    With `device`, the features are copied there once (`FeatureDataset.device_block`) and each
+    batch is gathered on that device; without, batches are assembled in host memory.
     """
 
     def __init__(
@@ -372,6 +456,7 @@ class BalancedBatchSampler:
         draws: int = 1,
         crop_mode: str = "random",
         seed: int | None = None,
+        device: torch.device | str | None = None,
     ) -> None:
         self.dataset = dataset
         self.videos_per_class = videos_per_class
@@ -388,6 +473,7 @@ class BalancedBatchSampler:
                     f"the training split has no {what} videos: AR-Net needs both classes "
                     f"({len(dataset)} training videos)"
                 )
+        self.block = None if device is None else dataset.device_block(device)
 
     def sample(self) -> Draw:
         """One training batch's videos and segment positions."""
@@ -410,6 +496,9 @@ class BalancedBatchSampler:
         return Draw(vids, positions, crops)
 
     def next_batch(self) -> Batch:
+        """The next training batch, on the sampler's device (host memory without one)."""
+        if self.block is not None:
+            return self.dataset.batch_from(self.block, self.sample(), crop_mode=self.crop_mode)
         return self.dataset.batch(self.sample(), crop_mode=self.crop_mode)
 
     def state_dict(self) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torch import nn
@@ -41,8 +43,10 @@ def predict(
 ) -> dict[str, np.ndarray]:
     """Score every video of `dataset` whole (no sampling, no dropout).
 
-    Videos are sorted by length and scored many at a time, padded and masked, so short
-    videos share one forward pass and padding stays small.
+    Videos are scored many at a time. For a model whose scores depend on each segment alone
+    (`independent_segments`), the segments of consecutive videos are packed into one row
+    without padding; from a contiguous dataset that row is a view of its block, not a copy.
+    Other models get videos sorted by length, padded and masked, so padding stays small.
 
     Args:
         model: a registry model.
@@ -56,6 +60,10 @@ def predict(
     """
     was_training = model.training
     model.eval()
+    if getattr(model, "independent_segments", False):
+        scores = _predict_packed(model, dataset, device, crop_mode, max_batch_segments)
+        model.train(was_training)
+        return scores
     order = np.argsort(dataset.lengths, kind="stable")
     scores: dict[str, np.ndarray] = {}
     chunk: list[int] = []
@@ -83,6 +91,46 @@ def predict(
         flush()
     model.train(was_training)
     return {name: scores[name] for name in dataset.names}
+
+
+def _predict_packed(
+    model: nn.Module,
+    dataset: FeatureDataset,
+    device: torch.device | str,
+    crop_mode: str,
+    max_rows: int,
+) -> dict[str, np.ndarray]:
+    """`predict` for models with independent segments: (1, N, D) rows, no padding."""
+    per_video = dataset.crops if (dataset.crops and crop_mode == "per_crop") else 1
+    scores: dict[str, np.ndarray] = {}
+
+    def flush(chunk: list[int]) -> None:
+        rows = dataset.block_rows(chunk) if dataset.crops is None else None
+        if rows is None:
+            rows = np.concatenate([r for i in chunk for r in _video_rows(dataset, i, crop_mode)])
+        with warnings.catch_warnings():  # a read-only store: the model only reads its input
+            warnings.simplefilter("ignore", UserWarning)
+            features = torch.from_numpy(rows).to(device).float()[None]  # (1, N, D)
+        mask = torch.ones(features.shape[:2], dtype=torch.bool, device=device)
+        out = model(features, mask)[0].float().cpu().numpy()  # (N,)
+        start = 0
+        for i in chunk:
+            n = int(dataset.lengths[i]) * per_video
+            scores[dataset.names[i]] = out[start : start + n].reshape(per_video, -1).mean(axis=0)
+            start += n
+
+    chunk: list[int] = []
+    rows = 0
+    for i in range(len(dataset)):
+        n = int(dataset.lengths[i]) * per_video
+        if chunk and rows + n > max_rows:
+            flush(chunk)
+            chunk, rows = [], 0
+        chunk.append(i)
+        rows += n
+    if chunk:
+        flush(chunk)
+    return scores
 
 
 def evaluate(
