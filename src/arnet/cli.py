@@ -172,6 +172,36 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--device", type=_device, default=S, help="auto, cpu, cuda, cuda:N or a GPU number"
     )
+    g.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default=S,
+        help="model arithmetic: fp32 (default), bf16 autocast (CPU with AVX512-BF16/AMX, GPU), "
+        "fp16 autocast with loss scaling (CUDA); weights, losses and scores stay float32",
+    )
+    g.add_argument(
+        "--compile",
+        action="store_const",
+        const=True,
+        default=S,
+        help="torch.compile the model (compiles at the first step)",
+    )
+    g.add_argument(
+        "--no-reuse-memory",
+        dest="reuse_memory",
+        action="store_const",
+        const=False,
+        default=S,
+        help="return freed tensor memory to the system every step (slower on the CPU)",
+    )
+    g.add_argument(
+        "--no-features-on-device",
+        dest="features_on_device",
+        action="store_const",
+        const=False,
+        default=S,
+        help="CUDA: keep the training features in host memory, copying each batch over",
+    )
     g.add_argument("--frames-per-segment", dest="frames_per_segment", type=int, default=S)
     g.add_argument("--threshold", type=float, default=S, help="threshold of the false-alarm rates")
 
@@ -449,6 +479,10 @@ _DATA_FIELDS = (
     "tail",
     "test_crop",
     "device",
+    "precision",
+    "compile",
+    "reuse_memory",
+    "features_on_device",
     "frames_per_segment",
     "threshold",
 )
@@ -459,6 +493,10 @@ _RESUMABLE_FIELDS = {
     "iterations",
     "epochs",
     "device",
+    "precision",
+    "compile",
+    "reuse_memory",
+    "features_on_device",
     "plot",
     "tensorboard",
     "log_every",
@@ -610,7 +648,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_test(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, predict
     from .report import metrics_table, per_video_table, write_evaluation
-    from .train import load_checkpoint, model_from_checkpoint, resolve_device
+    from .train import (
+        keep_freed_memory,
+        load_checkpoint,
+        model_from_checkpoint,
+        prepare_model,
+        resolve_device,
+    )
 
     payload = load_checkpoint(args.checkpoint)
     overrides = {"plot": True}  # a test run plots unless told not to, whatever training did
@@ -632,7 +676,10 @@ def cmd_test(args: argparse.Namespace) -> int:
         )
     ckpt_path = Path(payload["path"])
     out = Path(getattr(args, "out", None) or ckpt_path.parent.parent / f"test-{ckpt_path.stem}")
-    scores = predict(model, test_set, device, config.test_crop)
+    if config.reuse_memory:
+        keep_freed_memory()
+    run_model = prepare_model(model, device, config.precision, config.compile)
+    scores = predict(run_model, test_set, device, config.test_crop)
     metrics = evaluate(scores, test_set, config.frames_per_segment, config.threshold)
     write_evaluation(
         out,

@@ -13,10 +13,14 @@ RUN/metrics.json, per_video.csv, scores.npz, plots/, report.html   the latest ev
 
 from __future__ import annotations
 
+import ctypes
+import dataclasses
 import json
 import os
 import random
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +69,122 @@ def resolve_device(spec: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {spec!r} was asked for, but CUDA is not available here")
     return device
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+
+
+def keep_freed_memory() -> bool:
+    """Keep memory that tensors free in the process heap, for the next step to reuse.
+
+    A CPU training step frees and re-allocates tensors of hundreds of megabytes (rows x D
+    floats). glibc serves blocks that large with mmap and unmaps them on free, so every step
+    the kernel maps them again and zero-fills each page on first touch: about a tenth of a
+    step of `single` at the paper's settings (benchmarks/speed.py). With malloc's mmap off and
+    its trim threshold at 2 GiB, freed blocks are reused instead; the price is that the
+    process's resident memory stays at its peak rather than shrinking between steps.
+
+    Returns:
+        Whether the setting was applied (Linux with glibc); elsewhere this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+        )
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+
+
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+
+
+def _as_float32(out: Any) -> Any:
+    """Floating tensors of a model's output (a tensor, tuple, list or dataclass) as float32."""
+    if isinstance(out, torch.Tensor):
+        return out.float() if out.is_floating_point() else out
+    if isinstance(out, (tuple, list)):
+        return type(out)(_as_float32(o) for o in out)
+    if dataclasses.is_dataclass(out) and not isinstance(out, type):
+        return dataclasses.replace(
+            out, **{f.name: _as_float32(getattr(out, f.name)) for f in dataclasses.fields(out)}
+        )
+    return out
+
+
+class MixedPrecision(nn.Module):
+    """Runs a model under autocast and hands its outputs back in float32.
+
+    Only the model's arithmetic runs in the lower precision: the weights, the optimiser and the
+    losses stay float32 (CUDA's autocast refuses binary cross-entropy, and float32 losses and
+    scores keep the metrics exact). Methods of the model other than forward (BaS-Net's
+    `branches`) are wrapped alike.
+
+    Args:
+        model: the model (its parameters are shared, not copied).
+        device_type: "cpu" or "cuda".
+        dtype: torch.bfloat16 or torch.float16.
+    """
+
+    def __init__(self, model: nn.Module, device_type: str, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model = model
+        self.device_type = device_type
+        self.dtype = dtype
+
+    def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            out = fn(*args)
+        return _as_float32(out)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> Any:
+        return self._run(self.model, features, mask)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            attr = getattr(self.model, name)
+            if callable(attr) and not isinstance(attr, nn.Module):
+                return lambda *args: self._run(attr, *args)
+            return attr
+
+
+def prepare_model(
+    model: nn.Module, device: torch.device, precision: str = "fp32", compile: bool = False
+) -> nn.Module:
+    """What training and scoring call: `model`, compiled and/or under autocast.
+
+    The parameters stay `model`'s own, so the optimiser and checkpoints keep using `model`.
+
+    Args:
+        model: a registry model on `device`.
+        device: where it runs.
+        precision: "fp32", "bf16" (autocast; CPU or CUDA) or "fp16" (autocast; CUDA only).
+        compile: wrap the model in torch.compile (dynamic shapes: batch lengths vary).
+
+    Raises:
+        ValueError: an unknown precision, or fp16 on a CPU.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(
+            "precision fp16 needs CUDA: float16 matrix products on a CPU are slower than "
+            "float32 (measured 4x); use bf16 there"
+        )
+    run: nn.Module = torch.compile(model, dynamic=True) if compile else model  # type: ignore[assignment]
+    dtype = PRECISIONS[precision]
+    if dtype is not None:
+        run = MixedPrecision(run, device.type, dtype)
+    return run
 
 
 def build_objective(model_name: str, config: TrainConfig) -> Any:
@@ -243,13 +363,21 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.progress = progress
         self.device = resolve_device(config.device)
+        if config.reuse_memory:
+            keep_freed_memory()
         seed_everything(config.seed)
         self.model = create_model(config.model, train_set.dim, **config.model_args).to(self.device)
         if config.pretrained:
             load_pretrained(self.model, config.pretrained)
+        # What the steps and the snapshots call: the model, compiled and/or under autocast.
+        self.run_model = prepare_model(self.model, self.device, config.precision, config.compile)
+        cuda = self.device.type == "cuda"
+        # On CUDA the fused Adam is one kernel for all parameters and takes fp16 loss scaling
+        # without a host synchronisation.
         self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=cuda
         )
+        self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
         self.sampler = BalancedBatchSampler(
             train_set,
             config.videos_per_class,
@@ -258,6 +386,9 @@ class Trainer:
             config.draws_per_step,
             config.train_crop,
             seed=config.seed,
+            device=self.device
+            if cuda and config.features_on_device and train_set.contiguous
+            else None,
         )
         self.objective = build_objective(config.model, config)
         self.total = config.total_iterations(len(train_set))
@@ -274,6 +405,7 @@ class Trainer:
         }
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
+        extra = {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
         return {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -286,6 +418,7 @@ class Trainer:
             "rng": rng,
             "config": self.config.to_dict(),
             "metrics": self.metrics.summary() if self.metrics else None,
+            **extra,
         }
 
     def restore(self, payload: dict[str, Any]) -> None:
@@ -303,6 +436,8 @@ class Trainer:
         self.sampler.load_state_dict(rng["sampler"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
+        if self.scaler is not None and "scaler" in payload:
+            self.scaler.load_state_dict(payload["scaler"])
 
     def checkpoint(self) -> Path:
         """Save the full state as iter_NNNNNN.pt and last.pt, pruning old snapshots."""
@@ -377,14 +512,19 @@ class Trainer:
         """One optimisation step; the loss stays on the device (reading it would sync)."""
         batch = self.sampler.next_batch().to(self.device)
         try:
-            loss, parts = self.objective(self.model, batch)
+            loss, parts = self.objective(self.run_model, batch)
         except RuntimeError:
             # Non-finite weights trip the losses' own input checks: say what really happened.
             self._require_finite_parameters()
             raise
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:  # fp16: scaled loss; steps with inf/NaN gradients are skipped on the device
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         return loss, parts
 
     def _last_good(self) -> str:
@@ -402,7 +542,7 @@ class Trainer:
     def _snapshot(self, log: _RunLog, write_evaluation: Any) -> None:
         self._require_finite_parameters()
         if self.test_set is not None:
-            scores = predict(self.model, self.test_set, self.device, self.config.test_crop)
+            scores = predict(self.run_model, self.test_set, self.device, self.config.test_crop)
             if all(f is not None for f in self.test_set.frame_labels):
                 self.metrics = evaluate(
                     scores, self.test_set, self.config.frames_per_segment, self.config.threshold
