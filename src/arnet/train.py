@@ -187,6 +187,21 @@ def prepare_model(
     return run
 
 
+def make_adam(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Adam:
+    """Adam over the model's parameters, fused where torch has the fused kernel (CPU, CUDA).
+
+    The fused update is one pass over each parameter instead of a dozen: measured on a CPU,
+    1.4 ms instead of 21 ms per step for `single`'s 4.2M parameters, up to float rounding the
+    same update (tests compare them). On CUDA it also takes fp16 loss scaling without a host
+    synchronisation.
+    """
+    params = list(model.parameters())
+    try:
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except RuntimeError:  # a device or dtype without the fused kernel
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
 def build_objective(model_name: str, config: TrainConfig) -> Any:
     """The loss that trains `model_name`, from the config (the config stops here)."""
     kind = model_entry(model_name).objective
@@ -372,11 +387,7 @@ class Trainer:
         # What the steps and the snapshots call: the model, compiled and/or under autocast.
         self.run_model = prepare_model(self.model, self.device, config.precision, config.compile)
         cuda = self.device.type == "cuda"
-        # On CUDA the fused Adam is one kernel for all parameters and takes fp16 loss scaling
-        # without a host synchronisation.
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=cuda
-        )
+        self.optimizer = make_adam(self.model, config.lr, config.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
         self.sampler = BalancedBatchSampler(
             train_set,
@@ -389,6 +400,9 @@ class Trainer:
             device=self.device
             if cuda and config.features_on_device and train_set.contiguous
             else None,
+            # The step is done with a batch before the next is drawn; on CUDA the copy to the
+            # device may still be reading the buffer, so each batch gets its own there.
+            reuse_buffer=not cuda,
         )
         self.objective = build_objective(config.model, config)
         self.total = config.total_iterations(len(train_set))
