@@ -23,7 +23,7 @@ from arnet.losses import MilCenterObjective
 from arnet.metrics import weighted_auc, weighted_average_precision
 from arnet.models import create_model, per_segment
 from arnet.models.segment import dropout_keep_mask, relu_dropout
-from arnet.train import MixedPrecision, Trainer, keep_freed_memory, prepare_model
+from arnet.train import MixedPrecision, Trainer, keep_freed_memory, make_adam, prepare_model
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +67,18 @@ def test_block_gather_and_device_gather_equal_per_video_gather(crops, mode, dtyp
             assert torch.equal(other.mask, simple.mask)
             assert torch.equal(other.lengths, simple.lengths)
             assert torch.equal(other.labels, simple.labels)
+
+
+def test_gather_into_a_reused_buffer_equals_a_fresh_array():
+    rng = np.random.default_rng(3)
+    for ds in (_dataset(rng), _dataset(rng).to_memory(), _dataset(rng, crops=2).to_memory()):
+        fresh = BalancedBatchSampler(ds, 4, 12, seed=8)
+        reused = BalancedBatchSampler(ds, 4, 12, seed=8, reuse_buffer=True)
+        assert reused.buffer is not None and reused.buffer.size == 8 * 12 * ds.dim
+        for _ in range(3):
+            a, b = fresh.next_batch(), reused.next_batch()
+            assert np.shares_memory(b.features.numpy(), reused.buffer)
+            assert torch.equal(a.features, b.features) and torch.equal(a.mask, b.mask)
 
 
 def test_block_rows_are_a_view_only_for_consecutive_videos():
@@ -236,6 +248,24 @@ def test_mil_objective_on_a_full_batch_equals_the_padded_batch():
     torch.testing.assert_close(loss(features, full), loss(padded_features, padded))
 
 
+def test_fused_adam_equals_the_plain_update():
+    torch.manual_seed(0)
+    models = [create_model("single", 32) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    fused = make_adam(models[0], 1e-3, 5e-4)
+    plain = torch.optim.Adam(models[1].parameters(), lr=1e-3, weight_decay=5e-4)
+    assert fused.defaults["fused"]
+    for _ in range(20):
+        grads = [torch.randn_like(p) for p in models[0].parameters()]
+        for model in models:
+            for param, grad in zip(model.parameters(), grads):
+                param.grad = grad.clone()
+        fused.step()
+        plain.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_keep_freed_memory_applies_with_glibc():
     glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     assert keep_freed_memory() is glibc
@@ -271,3 +301,30 @@ def test_grouped_weighted_auc_and_ap_equal_sklearn_on_expanded_samples(seed):
     assert weighted_auc(scores, pos, neg)[0] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
     ap = weighted_average_precision(scores, pos, neg)
     assert ap == pytest.approx(average_precision_score(y, s), abs=1e-12)
+
+
+# ---------------------------------------------------------------------- command line
+
+
+def test_cli_speed_options_reach_the_config_and_the_test_command(tiny_data, tmp_path, capsys):
+    import json
+
+    from arnet.cli import main
+
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(tiny_data), "--iterations", "4", "--snapshot", "4"]
+    argv += ["--sample_size", "6", "--no-plot", "--no-tensorboard", "--out", str(run), "--json"]
+    assert main([*argv, "--precision", "bf16", "--no-reuse-memory"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["precision"] == "bf16" and config["reuse_memory"] is False
+    assert not config["compile"] and config["features_on_device"]
+    trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    test = ["test", "--checkpoint", str(run), "--no-plot", "--json"]
+    assert main([*test, "--out", str(tmp_path / "bf16")]) == 0  # the run's precision
+    bf16 = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert bf16["metrics"]["auc"] == pytest.approx(trained["metrics"]["auc"])
+    assert main([*test, "--precision", "fp32", "--out", str(tmp_path / "fp32")]) == 0
+    fp32 = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert fp32["metrics"]["auc"] == pytest.approx(bf16["metrics"]["auc"], abs=0.02)
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(tiny_data), "--precision", "fp8"])
