@@ -120,14 +120,14 @@ def _predict_packed(
             start += n
 
     chunk: list[int] = []
-    rows = 0
+    taken = 0  # rows in the chunk
     for i in range(len(dataset)):
         n = int(dataset.lengths[i]) * per_video
-        if chunk and rows + n > max_rows:
+        if chunk and taken + n > max_rows:
             flush(chunk)
-            chunk, rows = [], 0
+            chunk, taken = [], 0
         chunk.append(i)
-        rows += n
+        taken += n
     if chunk:
         flush(chunk)
     return scores
