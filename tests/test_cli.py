@@ -7,9 +7,22 @@ from arnet.cli import build_parser, main
 from arnet.config import TrainConfig
 from arnet.train import load_checkpoint
 
-SMALL = ["--train-videos", "30", "--train-anomalous", "10", "--test-videos", "16",
-         "--test-anomalous", "6", "--dim", "16", "--min-segments", "4",
-         "--max-video-segments", "30"]
+SMALL = [
+    "--train-videos",
+    "30",
+    "--train-anomalous",
+    "10",
+    "--test-videos",
+    "16",
+    "--test-anomalous",
+    "6",
+    "--dim",
+    "16",
+    "--min-segments",
+    "4",
+    "--max-video-segments",
+    "30",
+]
 
 
 def _json_out(capsys):
@@ -19,13 +32,54 @@ def _json_out(capsys):
 def test_reference_command_runs_unchanged(tiny_data, tmp_path, capsys):
     # the reference's own spelling of every option it has
     argv = [
-        "train", "--dataset_path", str(tiny_data.parent), "--dataset_name", tiny_data.name,
-        "--model_name", "model_single", "--loss_type", "DMIL_C", "--Lambda", "1_20",
-        "--max-seqlen", "300", "--max_epoch", "1", "--feature_modal", "combine",
-        "--feature_pretrain_model", "i3d", "--feature_layer", "fc6", "--feature_size", "64",
-        "--batch_size", "1", "--sample_size", "5", "--sample_step", "1", "--k", "4",
-        "--lr", "0.0001", "--seed", "1", "--plot", "0", "--larger_mem", "1", "--snapshot", "20",
-        "--label_type", "unary", "--device", "cpu", "--out", str(tmp_path / "run"), "--json",
+        "train",
+        "--dataset_path",
+        str(tiny_data.parent),
+        "--dataset_name",
+        tiny_data.name,
+        "--model_name",
+        "model_single",
+        "--loss_type",
+        "DMIL_C",
+        "--Lambda",
+        "1_20",
+        "--max-seqlen",
+        "300",
+        "--max_epoch",
+        "1",
+        "--feature_modal",
+        "combine",
+        "--feature_pretrain_model",
+        "i3d",
+        "--feature_layer",
+        "fc6",
+        "--feature_size",
+        "64",
+        "--batch_size",
+        "1",
+        "--sample_size",
+        "5",
+        "--sample_step",
+        "1",
+        "--k",
+        "4",
+        "--lr",
+        "0.0001",
+        "--seed",
+        "1",
+        "--plot",
+        "0",
+        "--larger_mem",
+        "1",
+        "--snapshot",
+        "20",
+        "--label_type",
+        "unary",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "run"),
+        "--json",
     ]
     assert main(argv) == 0
     result = _json_out(capsys)
@@ -38,11 +92,42 @@ def test_reference_command_runs_unchanged(tiny_data, tmp_path, capsys):
 
 def test_new_spellings_map_to_the_same_config():
     parse = build_parser().parse_args
-    a = parse(["train", "--model_name", "model_single", "--Lambda", "2_5", "--max-seqlen", "7",
-               "--sample_size", "3", "--snapshot", "9", "--max_epoch", "2"])
-    b = parse(["train", "--model", "single", "--mil-weight", "2", "--center-weight", "5",
-               "--max-segments", "7", "--videos-per-class", "3", "--snapshot-every", "9",
-               "--epochs", "2"])
+    a = parse(
+        [
+            "train",
+            "--model_name",
+            "model_single",
+            "--Lambda",
+            "2_5",
+            "--max-seqlen",
+            "7",
+            "--sample_size",
+            "3",
+            "--snapshot",
+            "9",
+            "--max_epoch",
+            "2",
+        ]
+    )
+    b = parse(
+        [
+            "train",
+            "--model",
+            "single",
+            "--mil-weight",
+            "2",
+            "--center-weight",
+            "5",
+            "--max-segments",
+            "7",
+            "--videos-per-class",
+            "3",
+            "--snapshot-every",
+            "9",
+            "--epochs",
+            "2",
+        ]
+    )
     from arnet.cli import _overrides
 
     assert _overrides(a) == _overrides(b)
@@ -50,18 +135,59 @@ def test_new_spellings_map_to_the_same_config():
 
 def test_train_then_test_from_the_checkpoint(tiny_data, tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--data", str(tiny_data), "--iterations", "20", "--snapshot", "10",
-                 "--sample_size", "6", "--no-plot", "--out", str(run), "--json"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tiny_data),
+                "--iterations",
+                "20",
+                "--snapshot",
+                "10",
+                "--sample_size",
+                "6",
+                "--no-plot",
+                "--out",
+                str(run),
+                "--json",
+            ]
+        )
+        == 0
+    )
     trained = _json_out(capsys)
-    assert main(["test", "--checkpoint", str(run), "--out", str(tmp_path / "t"), "--json",
-                 "--per-video"]) == 0
+    assert (
+        main(
+            [
+                "test",
+                "--checkpoint",
+                str(run),
+                "--out",
+                str(tmp_path / "t"),
+                "--json",
+                "--per-video",
+            ]
+        )
+        == 0
+    )
     tested = _json_out(capsys)
     assert tested["metrics"]["auc"] == pytest.approx(trained["metrics"]["auc"])
     assert len(tested["per_video"]) == 24
     assert (tmp_path / "t" / "plots").is_dir() and (tmp_path / "t" / "metrics.json").is_file()
     # the table form
-    assert main(["test", "--checkpoint", str(run / "checkpoints" / "iter_000010.pt"),
-                 "--out", str(tmp_path / "t2"), "--no-plot"]) == 0
+    assert (
+        main(
+            [
+                "test",
+                "--checkpoint",
+                str(run / "checkpoints" / "iter_000010.pt"),
+                "--out",
+                str(tmp_path / "t2"),
+                "--no-plot",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "frame AUC (all videos)" in text and "false alarm rate (normal videos)" in text
 
@@ -69,8 +195,23 @@ def test_train_then_test_from_the_checkpoint(tiny_data, tmp_path, capsys):
 def test_resume_extends_a_run(tiny_data, tmp_path, capsys):
     run = tmp_path / "run"
     common = ["--sample_size", "6", "--no-plot", "--json"]
-    assert main(["train", "--data", str(tiny_data), "--iterations", "10", "--snapshot", "5",
-                 "--out", str(run), *common]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tiny_data),
+                "--iterations",
+                "10",
+                "--snapshot",
+                "5",
+                "--out",
+                str(run),
+                *common,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--iterations", "15", *common]) == 0
     assert _json_out(capsys)["iterations"] == 15
@@ -80,8 +221,9 @@ def test_resume_extends_a_run(tiny_data, tmp_path, capsys):
 
 
 def test_demo_small(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--iterations", "12", "--json",
-                 *SMALL]) == 0
+    assert (
+        main(["demo", "--out", str(tmp_path / "demo"), "--iterations", "12", "--json", *SMALL]) == 0
+    )
     result = _json_out(capsys)
     assert set(result["results"]) == {"arnet", "naive baseline"}
     for run in result["results"].values():
@@ -130,8 +272,21 @@ def test_reference_lambda_is_validated():
 
 def test_existing_run_folder_is_refused(tiny_data, tmp_path, capsys):
     run = tmp_path / "run"
-    args = ["train", "--data", str(tiny_data), "--iterations", "4", "--snapshot", "2",
-            "--sample_size", "4", "--no-plot", "--out", str(run), "--quiet"]
+    args = [
+        "train",
+        "--data",
+        str(tiny_data),
+        "--iterations",
+        "4",
+        "--snapshot",
+        "2",
+        "--sample_size",
+        "4",
+        "--no-plot",
+        "--out",
+        str(run),
+        "--quiet",
+    ]
     assert main(args) == 0
     assert main(args) == 2
     assert "already holds a run" in capsys.readouterr().err

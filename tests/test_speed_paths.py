@@ -14,13 +14,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from arnet.config import TrainConfig
 from arnet.data import BalancedBatchSampler, FeatureDataset
 from arnet.evaluate import predict
 from arnet.losses import MilCenterObjective
-from arnet.metrics import weighted_auc, weighted_average_precision
 from arnet.models import create_model, per_segment
 from arnet.models.segment import dropout_keep_mask, relu_dropout
 from arnet.train import MixedPrecision, Trainer, keep_freed_memory, make_adam, prepare_model
@@ -269,38 +267,6 @@ def test_fused_adam_equals_the_plain_update():
 def test_keep_freed_memory_applies_with_glibc():
     glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     assert keep_freed_memory() is glibc
-
-
-# ---------------------------------------------------------------------- weighted metrics
-
-
-def _expand(scores, pos, neg):
-    y = np.concatenate([np.ones(int(pos.sum())), np.zeros(int(neg.sum()))])
-    s = np.concatenate([np.repeat(scores, pos), np.repeat(scores, neg)])
-    return y, s
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_grouped_weighted_auc_and_ap_equal_sklearn_on_expanded_samples(seed):
-    rng = np.random.default_rng(seed)
-    n, groups = 400, 7
-    scores = np.round(rng.random(n), 2)  # many ties, inside and across groups
-    pos = rng.integers(0, 5, n) * (rng.random(n) < 0.5)
-    neg = rng.integers(0, 5, n)
-    group = rng.integers(0, groups, n)
-    group[group == 3] = 2  # an empty group -> NaN
-    auc = weighted_auc(scores, pos, neg, group, groups)
-    for g in range(groups):
-        sel = group == g
-        y, s = _expand(scores[sel], pos[sel], neg[sel])
-        if len(np.unique(y)) < 2:
-            assert math.isnan(auc[g])
-        else:
-            assert auc[g] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
-    y, s = _expand(scores, pos, neg)
-    assert weighted_auc(scores, pos, neg)[0] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
-    ap = weighted_average_precision(scores, pos, neg)
-    assert ap == pytest.approx(average_precision_score(y, s), abs=1e-12)
 
 
 # ---------------------------------------------------------------------- command line

@@ -505,8 +505,7 @@ class Trainer:
                     }
                     if not np.isfinite(record["loss"]):
                         raise TrainingError(
-                            f"loss became {record['loss']} at iteration {it}; "
-                            f"{self._last_good()}"
+                            f"loss became {record['loss']} at iteration {it}; {self._last_good()}"
                         )
                     log.append("log.jsonl", record)
                     bar.set_postfix(loss=f"{record['loss']:.4f}")
