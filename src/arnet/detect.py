@@ -31,6 +31,8 @@ from .evaluate import predict
 from .extract import ExtractError
 from .extract.pipeline import FeatureExtractor, VideoFeatures
 from .extract.video import VideoInput
+from .metrics import expand_to_frames
+from .plots import file_stem, plt, spans
 
 
 @dataclass
@@ -102,7 +104,7 @@ def frame_scores(
     (the `drop` tail) get NaN, and padded frames past the video's end (the `pad` tail) are cut.
     """
     out = np.full(frames, np.nan, dtype=np.float64)
-    expanded = np.repeat(np.asarray(segment_scores, dtype=np.float64), frames_per_segment)
+    expanded = expand_to_frames(np.asarray(segment_scores, dtype=np.float64), frames_per_segment)
     n = min(frames, expanded.size)
     out[:n] = expanded[:n]
     return out
@@ -128,9 +130,8 @@ def find_alerts(
         Alerts in time order.
     """
     scores = np.asarray(scores, dtype=np.float64)
-    hot = np.nan_to_num(scores, nan=-np.inf) >= threshold
-    edges = np.diff(np.concatenate([[0], hot.astype(np.int8), [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1  # inclusive
+    starts, stops = spans(np.nan_to_num(scores, nan=-np.inf) >= threshold)
+    ends = stops - 1  # inclusive
     runs: list[list[int]] = []
     for s, e in zip(starts.tolist(), ends.tolist()):
         if runs and s - runs[-1][1] - 1 <= merge_gap:
@@ -253,10 +254,6 @@ class Detector:
 # ---------------------------------------------------------------------- output files
 
 
-def output_stem(name: str) -> str:
-    return name.replace("/", "__").replace("\\", "__")
-
-
 def write_detection(folder: str | Path, detection: Detection) -> dict[str, Path]:
     """Write NAME.scores.csv, NAME.alerts.csv and NAME.png into `folder`; returns the paths.
 
@@ -266,7 +263,7 @@ def write_detection(folder: str | Path, detection: Detection) -> dict[str, Path]
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    stem = output_stem(detection.name)
+    stem = file_stem(detection.name)
     paths = {
         "scores": folder / f"{stem}.scores.csv",
         "alerts": folder / f"{stem}.alerts.csv",
@@ -308,8 +305,6 @@ def write_detection(folder: str | Path, detection: Detection) -> dict[str, Path]
 
 def plot_detection(path: str | Path, detection: Detection) -> Path:
     """Frame scores over time, the threshold, and the alert intervals shaded."""
-    from .plots import plt  # the Agg backend is selected there
-
     times = np.arange(detection.frame_scores.size) / detection.fps
     fig, ax = plt.subplots(figsize=(9, 3), dpi=80)
     try:
