@@ -39,8 +39,9 @@ from arnet.config import TrainConfig
 from arnet.evaluate import evaluate, predict
 from arnet.formats import open_dataset
 from arnet.models import count_parameters, create_model, list_models, resolve_model_name
+from arnet.runtime import resolve_device
 from arnet.synth import SynthConfig, write_synthetic
-from arnet.train import Trainer, load_checkpoint, model_from_checkpoint, resolve_device
+from arnet.train import Trainer, load_checkpoint, model_from_checkpoint
 
 
 def parse_model_args(items: list[str]) -> dict[str, dict[str, Any]]:

@@ -52,8 +52,8 @@ def extract(args: argparse.Namespace) -> tuple[Path, float, bool, int]:
         extract_dataset,
         find_inputs,
     )
-    from arnet.extract.pipeline import resolve_device
     from arnet.formats.ped2 import check_frame_counts, read_frame_dataset
+    from arnet.runtime import resolve_device
 
     dataset = read_frame_dataset(args.data)
     check_frame_counts(dataset)

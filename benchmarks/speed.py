@@ -221,7 +221,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
     from arnet.config import TrainConfig
     from arnet.evaluate import evaluate, predict
-    from arnet.train import PRECISIONS, Trainer
+    from arnet.runtime import PRECISIONS
+    from arnet.train import Trainer
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])

@@ -21,7 +21,8 @@ from arnet.evaluate import predict
 from arnet.losses import MilCenterObjective
 from arnet.models import create_model, per_segment
 from arnet.models.segment import dropout_keep_mask, relu_dropout
-from arnet.train import MixedPrecision, Trainer, keep_freed_memory, make_adam, prepare_model
+from arnet.runtime import MixedPrecision, keep_freed_memory, make_adam, prepare_model
+from arnet.train import Trainer
 
 
 @pytest.fixture(autouse=True)

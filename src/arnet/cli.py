@@ -648,13 +648,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_test(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, predict
     from .report import metrics_table, per_video_table, write_evaluation
-    from .train import (
-        keep_freed_memory,
-        load_checkpoint,
-        model_from_checkpoint,
-        prepare_model,
-        resolve_device,
-    )
+    from .runtime import keep_freed_memory, prepare_model, resolve_device
+    from .train import load_checkpoint, model_from_checkpoint
 
     payload = load_checkpoint(args.checkpoint)
     overrides = {"plot": True}  # a test run plots unless told not to, whatever training did

@@ -390,8 +390,9 @@ def load_detector(
     from .extract.backbones import create_backbone
     from .extract.flow import FlowSettings
     from .extract.i3d import file_sha256
-    from .extract.pipeline import ExtractConfig, read_metadata, resolve_device
+    from .extract.pipeline import ExtractConfig, read_metadata
     from .extract.preprocess import Preprocessing
+    from .runtime import resolve_device
     from .train import load_checkpoint, model_from_checkpoint
 
     payload = load_checkpoint(checkpoint)

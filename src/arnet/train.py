@@ -13,14 +13,10 @@ RUN/metrics.json, per_video.csv, scores.npz, plots/, report.html   the latest ev
 
 from __future__ import annotations
 
-import ctypes
-import dataclasses
 import json
 import os
 import random
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +33,7 @@ from .evaluate import evaluate, predict
 from .losses import BasObjective, MilCenterObjective
 from .metrics import Metrics
 from .models import create_model, model_entry, model_spec
+from .runtime import keep_freed_memory, make_adam, prepare_model, resolve_device
 
 CHECKPOINT_FORMAT = "arnet-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -59,147 +56,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def resolve_device(spec: str) -> torch.device:
-    """`auto` -> CUDA when present, else CPU; otherwise the named device (cpu, cuda, cuda:1)."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {spec!r} was asked for, but CUDA is not available here")
-    return device
-
-
-# glibc's mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
-
-
-def keep_freed_memory() -> bool:
-    """Keep memory that tensors free in the process heap, for the next step to reuse.
-
-    A CPU training step frees and re-allocates tensors of hundreds of megabytes (rows x D
-    floats). glibc serves blocks that large with mmap and unmaps them on free, so every step
-    the kernel maps them again and zero-fills each page on first touch: about a tenth of a
-    step of `single` at the paper's settings (benchmarks/speed.py). With malloc's mmap off and
-    its trim threshold at 2 GiB, freed blocks are reused instead; the price is that the
-    process's resident memory stays at its peak rather than shrinking between steps.
-
-    Returns:
-        Whether the setting was applied (Linux with glibc); elsewhere this does nothing.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(
-            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
-        )
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
-
-
-PRECISIONS: dict[str, torch.dtype | None] = {
-    "fp32": None,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-}
-
-
-def _as_float32(out: Any) -> Any:
-    """Floating tensors of a model's output (a tensor, tuple, list or dataclass) as float32."""
-    if isinstance(out, torch.Tensor):
-        return out.float() if out.is_floating_point() else out
-    if isinstance(out, (tuple, list)):
-        return type(out)(_as_float32(o) for o in out)
-    if dataclasses.is_dataclass(out) and not isinstance(out, type):
-        return dataclasses.replace(
-            out, **{f.name: _as_float32(getattr(out, f.name)) for f in dataclasses.fields(out)}
-        )
-    return out
-
-
-class MixedPrecision(nn.Module):
-    """Runs a model under autocast and hands its outputs back in float32.
-
-    Only the model's arithmetic runs in the lower precision: the weights, the optimiser and the
-    losses stay float32 (CUDA's autocast refuses binary cross-entropy, and float32 losses and
-    scores keep the metrics exact). Methods of the model other than forward (BaS-Net's
-    `branches`) are wrapped alike.
-
-    Args:
-        model: the model (its parameters are shared, not copied).
-        device_type: "cpu" or "cuda".
-        dtype: torch.bfloat16 or torch.float16.
-    """
-
-    def __init__(self, model: nn.Module, device_type: str, dtype: torch.dtype) -> None:
-        super().__init__()
-        self.model = model
-        self.device_type = device_type
-        self.dtype = dtype
-
-    def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        with torch.autocast(self.device_type, dtype=self.dtype):
-            out = fn(*args)
-        return _as_float32(out)
-
-    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> Any:
-        return self._run(self.model, features, mask)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            attr = getattr(self.model, name)
-            if callable(attr) and not isinstance(attr, nn.Module):
-                return lambda *args: self._run(attr, *args)
-            return attr
-
-
-def prepare_model(
-    model: nn.Module, device: torch.device, precision: str = "fp32", compile: bool = False
-) -> nn.Module:
-    """What training and scoring call: `model`, compiled and/or under autocast.
-
-    The parameters stay `model`'s own, so the optimiser and checkpoints keep using `model`.
-
-    Args:
-        model: a registry model on `device`.
-        device: where it runs.
-        precision: "fp32", "bf16" (autocast; CPU or CUDA) or "fp16" (autocast; CUDA only).
-        compile: wrap the model in torch.compile (dynamic shapes: batch lengths vary).
-
-    Raises:
-        ValueError: an unknown precision, or fp16 on a CPU.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError(
-            "precision fp16 needs CUDA: float16 matrix products on a CPU are slower than "
-            "float32 (measured 4x); use bf16 there"
-        )
-    run: nn.Module = torch.compile(model, dynamic=True) if compile else model  # type: ignore[assignment]
-    dtype = PRECISIONS[precision]
-    if dtype is not None:
-        run = MixedPrecision(run, device.type, dtype)
-    return run
-
-
-def make_adam(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Adam:
-    """Adam over the model's parameters, fused where torch has the fused kernel (CPU, CUDA).
-
-    The fused update is one pass over each parameter instead of a dozen: measured on a CPU,
-    1.4 ms instead of 21 ms per step for `single`'s 4.2M parameters, up to float rounding the
-    same update (tests compare them). On CUDA it also takes fp16 loss scaling without a host
-    synchronisation.
-    """
-    params = list(model.parameters())
-    try:
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
-    except RuntimeError:  # a device or dtype without the fused kernel
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 def build_objective(model_name: str, config: TrainConfig) -> Any:

@@ -191,6 +191,7 @@ def _backbone_options(args: argparse.Namespace) -> dict[str, Any]:
 def run_extract(args: argparse.Namespace) -> int:
     from ..formats.arnet import read_split
     from ..formats.ped2 import is_frame_dataset, read_annotations, read_frame_dataset
+    from ..runtime import resolve_device
     from . import ExtractError
     from .backbones import backbone_entry, create_backbone
     from .flow import FlowSettings
@@ -199,7 +200,6 @@ def run_extract(args: argparse.Namespace) -> int:
         FeatureExtractor,
         extract_dataset,
         parse_shard,
-        resolve_device,
         settings_summary,
         torchrun_rank,
     )

@@ -116,19 +116,6 @@ class VideoFeatures:
         }
 
 
-def resolve_device(spec: str = "auto", local_rank: int | None = None) -> torch.device:
-    """`auto` -> the process's CUDA device when present (cuda:LOCAL_RANK under torchrun), else
-    the CPU; otherwise the named device."""
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank or 0)
-        return torch.device("cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ExtractError(f"device {spec!r} was asked for, but CUDA is not available here")
-    return device
-
-
 class FeatureExtractor:
     """Turns videos into segment features with one backbone per modality.
 
