@@ -58,12 +58,13 @@ def extract(args: argparse.Namespace) -> tuple[Path, float, bool, int]:
     dataset = read_frame_dataset(args.data)
     check_frame_counts(dataset)
     frames = sum(a.frames for a in dataset.annotations.values())
-    tag = f"{args.backbone}-{args.pool}-s{args.short_side}-{args.crop}"
+    spatial = "" if args.spatial == "mean" else f"-{args.spatial}"
+    tag = f"{args.backbone}-{args.pool}{spatial}-s{args.short_side}-{args.crop}"
     if args.crop != "full":
         tag += f"{args.crop_size}"
     out = Path(args.cache) / tag
     timing = out / "extraction_seconds.json"
-    backbone = create_backbone(args.backbone, pool=args.pool)
+    backbone = create_backbone(args.backbone, pool=args.pool, spatial=args.spatial)
     config = ExtractConfig(
         Preprocessing(short_side=args.short_side, crop=args.crop, crop_size=args.crop_size),
         batch_size=args.batch_size,
@@ -155,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="training iterations (default: the paper's 20 epochs = 200)")  # fmt: skip
     p.add_argument("--backbone", default="efficientnet-lite0")
     p.add_argument("--pool", default="mean", choices=("mean", "mean_std", "mean_diff"))
+    p.add_argument("--spatial", default="mean", choices=("mean", "max"),
+                   help="pooling of each frame's feature map over space")  # fmt: skip
     p.add_argument("--short-side", type=int, default=224)
     p.add_argument("--crop", default="full", choices=("full", "center", "ten"))
     p.add_argument("--crop-size", type=int, default=224)
@@ -192,9 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         "train_seconds": [time.perf_counter() - started],
     }
 
-    settings = f"{args.backbone} ({args.pool}), short side {args.short_side}, crop {args.crop}" + (
-        f" {args.crop_size}" if args.crop != "full" else ""
-    )
+    crop = f"{args.crop} {args.crop_size}" if args.crop != "full" else args.crop
+    settings = f"{args.backbone} ({args.pool}, spatial {args.spatial}), short side "
+    settings += f"{args.short_side}, crop {crop}"
     print(f"UCSD Ped2, weakly supervised split: train {len(train)} videos "
           f"({int(train.labels.sum())} anomalous), test {len(test)} ({int(test.labels.sum())} "
           f"anomalous), {test.describe()['segments']} test segments")  # fmt: skip

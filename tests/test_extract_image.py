@@ -54,6 +54,11 @@ def test_efficientnet_lite0_ships_its_imagenet_weights(tmp_path):
     assert (out >= 0).all() and (out <= 6).all()  # ReLU6 head, averaged
     torch.testing.assert_close(backbone.encode(clips), out)  # deterministic (eval mode)
     assert create_backbone("efficientnet-lite0", pool="mean_diff").dim == 2560
+    peak = create_backbone("efficientnet-lite0", spatial="max")
+    assert peak.describe()["options"] == {"pool": "mean", "spatial": "max"}
+    assert (peak.encode(clips) >= out - 1e-6).all()  # the maximum over space tops its mean
+    with pytest.raises(ExtractError, match="spatial pooling must be one of"):
+        create_backbone("efficientnet-lite0", spatial="median")
 
     network = backbone.network.net
     torch.save({"_fc.weight": torch.zeros(3)}, tmp_path / "other.pt")

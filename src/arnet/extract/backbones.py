@@ -242,7 +242,8 @@ def make_efficientnet_lite0(
     weights: str | Path | None = None,
     pool: str = "mean",
     frame_batch: int = 64,
+    spatial: str = "mean",
 ) -> Backbone:
     from .image import efficientnet_lite0
 
-    return efficientnet_lite0(weights=weights, pool=pool, frame_batch=frame_batch)
+    return efficientnet_lite0(weights=weights, pool=pool, frame_batch=frame_batch, spatial=spatial)

@@ -41,6 +41,13 @@ def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
         default=None,
         help="2D backbones: frame pooling per segment (default mean)",
     )
+    g.add_argument(
+        "--spatial",
+        choices=("mean", "max"),
+        default=None,
+        help="2D backbones: pooling of each frame's feature map over space (default mean; "
+        "max keeps small objects in wide views)",
+    )
     g = p.add_argument_group("preprocessing")
     g.add_argument(
         "--short-side",
@@ -182,6 +189,8 @@ def _backbone_options(args: argparse.Namespace) -> dict[str, Any]:
         options["random_init"] = True
     if args.pool is not None:
         options["pool"] = args.pool
+    if args.spatial is not None:
+        options["spatial"] = args.spatial
     return options
 
 

