@@ -110,10 +110,10 @@ def nearest_normal_scores(train, test) -> dict[str, np.ndarray]:
 
 
 def train_and_score(train, test, seed: int, iterations: int, naive: bool, device: str):
-    from arnet.config import TrainConfig
+    from arnet.config import NAIVE_BASELINE, TrainConfig
     from arnet.train import train as run_training
 
-    changes = {"topk_divisor": 1, "center_weight": 0.0} if naive else {}
+    changes = NAIVE_BASELINE if naive else {}
     config = TrainConfig(
         model="single",
         iterations=iterations,

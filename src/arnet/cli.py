@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import TrainConfig
+from .config import NAIVE_BASELINE, TrainConfig
 
 # ---------------------------------------------------------------------- option parsing
 
@@ -728,7 +728,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         log(f"no naive baseline for {model}: it trains with its own losses, not MIL")
     elif not args.no_baseline:
         # Each video's label on all of its segments: top-k with k = 1 takes every segment.
-        runs["naive baseline"] = {"topk_divisor": 1, "center_weight": 0.0}
+        runs["naive baseline"] = NAIVE_BASELINE
     results, texts = {}, []
     for name, changes in runs.items():
         config = TrainConfig(

@@ -11,6 +11,11 @@ from typing import Any
 # A segment is 16 frames: the clip length the I3D and C3D extractors consume (SPEC §1).
 FRAMES_PER_SEGMENT = 16
 
+# The naive baseline: each video's label copied onto all its segments, as a plain segment
+# classifier sees weak labels. Dynamic top-k with k = 1 takes every segment, and without the
+# center loss nothing else remains: the same model and loop as AR-Net, minus its two ideas.
+NAIVE_BASELINE = {"topk_divisor": 1, "center_weight": 0.0}
+
 
 @dataclass
 class TrainConfig:
