@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import write_json_atomic
 from .config import FRAMES_PER_SEGMENT
 from .data import FeatureDataset
 from .metrics import Metrics
@@ -67,12 +68,6 @@ def per_video_table(metrics: Metrics) -> str:
     return "\n".join("  ".join(f"{c:<{w}}" for c, w in zip(r, widths)) for r in rows)
 
 
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
-    tmp.replace(path)
-
-
 def write_evaluation(
     out_dir: str | Path,
     scores: dict[str, np.ndarray],
@@ -90,7 +85,7 @@ def write_evaluation(
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / "scores.npz", **scores)
     if metrics is not None:
-        _write_json(
+        write_json_atomic(
             out / "metrics.json",
             {
                 "iteration": iteration,

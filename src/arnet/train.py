@@ -14,7 +14,6 @@ RUN/metrics.json, per_video.csv, scores.npz, plots/, report.html   the latest ev
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
+from .atomic import write_atomic
 from .config import TrainConfig
 from .data import BalancedBatchSampler, DataError, FeatureDataset
 from .evaluate import evaluate, predict
@@ -81,20 +81,9 @@ def build_objective(model_name: str, config: TrainConfig) -> Any:
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write a checkpoint atomically: a temporary file in the same folder, then a rename, so a
-    crash mid-write never leaves a truncated checkpoint in place of a good one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """Write a checkpoint atomically (and synced to disk), so a crash mid-write never leaves a
+    truncated checkpoint in place of a good one."""
+    return write_atomic(path, lambda f: torch.save(payload, f), fsync=True)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..atomic import write_atomic, write_json_atomic
 from ..formats.arnet import FEATURE_FILE
 from ..formats.groundtruth import normalize_name
 from . import ExtractError
@@ -307,22 +308,6 @@ def _settings(meta: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _write_atomic(path: Path, write: Any) -> None:
-    """Write via a temporary file in the same folder, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_json(path: Path, value: Any) -> None:
-    _write_atomic(path, lambda f: f.write((json.dumps(value, indent=2) + "\n").encode()))
-
-
 def read_metadata(folder: str | Path) -> dict[str, Any] | None:
     """extraction.json of a features_video/BACKBONE folder, or None when absent."""
     path = Path(folder) / METADATA_FILE
@@ -405,7 +390,7 @@ def extract_dataset(
             f"{folder / METADATA_FILE}: features there were extracted with other settings "
             f"({', '.join(differ)}); choose another --out, or --overwrite to re-extract all"
         )
-    _write_json(folder / METADATA_FILE, meta)
+    write_json_atomic(folder / METADATA_FILE, meta)
 
     index, count = shard
     ordered = sorted(videos, key=lambda v: v.name)
@@ -434,8 +419,8 @@ def extract_dataset(
                 )
         for output, array in result.features.items():
             path = folder / output / video.name / FEATURE_FILE
-            _write_atomic(path, lambda f, a=array: np.save(f, a.astype(np.float32)))
-        _write_json(info_path, result.info(video.path))
+            write_atomic(path, lambda f, a=array: np.save(f, a.astype(np.float32)))
+        write_json_atomic(info_path, result.info(video.path))
         summary.extracted.append(video.name)
         summary.frames += result.frames
     bar.close()
@@ -493,10 +478,10 @@ def write_ground_truth(
         frame_labels[name] = labels
     gt = out / "GT"
     for file, value in (("video_label.pickle", video_labels), ("frame_label.pickle", frame_labels)):
-        _write_atomic(gt / file, lambda f, v=value: pickle.dump(v, f, protocol=4))
+        write_atomic(gt / file, lambda f, v=value: pickle.dump(v, f, protocol=4))
     for split, members in splits.items():
         text = "".join(f"{n}\n" for n in members)
-        _write_atomic(out / f"{split}_split.txt", lambda f, t=text: f.write(t.encode()))
+        write_atomic(out / f"{split}_split.txt", lambda f, t=text: f.write(t.encode()))
 
 
 def torchrun_rank() -> tuple[int, int, int | None]:

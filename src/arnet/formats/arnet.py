@@ -12,7 +12,6 @@ ROOT/GT/frame_label.pickle   {video: per-frame 0/1 array}
 from __future__ import annotations
 
 import io
-import os
 import pickle
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import write_atomic
 from ..data import DataError, FeatureDataset
 from .catalog import Catalog, VideoEntry, open_catalog, to_datasets
 from .groundtruth import ground_truth_from_mapping, normalize_name
@@ -274,7 +274,4 @@ def write_arnet(
 
 
 def _dump_pickle(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL))
