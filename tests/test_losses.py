@@ -3,10 +3,12 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from arnet.data import Batch
 from arnet.losses import (
     MilCenterObjective,
+    binary_cross_entropy,
     center_loss,
     dynamic_mil_loss,
     hinge_ranking_loss,
@@ -150,3 +152,13 @@ def test_objective_combines_weights():
     assert total.item() == pytest.approx(2 * parts["mil"].item() + 5 * parts["center"].item())
     with pytest.raises(ValueError, match="unknown MIL loss"):
         MilCenterObjective("nope")
+
+
+def test_bce_is_torch_bce_and_takes_nan_scores_as_one_half():
+    scores = torch.tensor([0.0, 0.2, float("nan"), 1.0], requires_grad=True)
+    target = torch.tensor([0.0, 1.0, 1.0, 1.0])
+    loss = binary_cross_entropy(scores, target)
+    expected = F.binary_cross_entropy(torch.tensor([0.0, 0.2, 0.5, 1.0]), target, reduction="none")
+    torch.testing.assert_close(loss, expected)
+    loss.sum().backward()
+    assert scores.grad[2] == 0 and torch.isfinite(scores.grad).all()

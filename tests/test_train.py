@@ -29,6 +29,7 @@ def _config(tiny_data, **changes):
         plot=False,
         tensorboard=False,
         seed=3,
+        device="cpu",  # bit-exact repeatability is a CPU promise; tests/test_cuda.py has CUDA's
     )
     values.update(changes)
     return TrainConfig(**values)

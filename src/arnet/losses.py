@@ -44,6 +44,17 @@ def topk_selection(
     return values, taken
 
 
+def binary_cross_entropy(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Element-wise `F.binary_cross_entropy` that a NaN score cannot turn into a CUDA crash.
+
+    The CUDA kernel asserts that every input lies in [0, 1]; a NaN score (weights that have
+    diverged) would kill the CUDA context before the trainer's divergence checks could stop
+    the run and keep the last good checkpoint. NaN scores enter the loss as 0.5 instead; the
+    NaN weights behind them are reported by the trainer's parameter check.
+    """
+    return F.binary_cross_entropy(torch.nan_to_num(scores, nan=0.5), target, reduction="none")
+
+
 def dynamic_mil_loss(
     scores: torch.Tensor,
     labels: torch.Tensor,
@@ -67,7 +78,7 @@ def dynamic_mil_loss(
     target = labels[:, None].to(values.dtype).expand_as(values)
     values = torch.where(taken, values, target)  # untaken entries contribute exactly zero
     if kind == "bce":
-        per = F.binary_cross_entropy(values, target, reduction="none")
+        per = binary_cross_entropy(values, target)
     elif kind == "mse":
         per = (values - target) ** 2
     else:
@@ -190,7 +201,7 @@ def bas_branch_loss(
         A scalar; 0 when no video of the batch has a target.
     """
     targets, has_target = bas_targets(labels, background)
-    per = F.binary_cross_entropy(video_scores, targets.to(video_scores.dtype), reduction="none")
+    per = binary_cross_entropy(video_scores, targets.to(video_scores.dtype))
     weight = has_target.to(per.dtype)[:, None].expand_as(per)
     return (per * weight).sum() / weight.sum().clamp(min=1)
 

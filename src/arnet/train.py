@@ -290,11 +290,11 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.iteration = int(payload["iteration"])
         rng = payload["rng"]
-        torch.set_rng_state(rng["torch"])
+        torch.set_rng_state(rng["torch"].cpu())  # RNG states are CPU byte tensors
         random.setstate(_as_tuple(rng["python"]))
         self.sampler.load_state_dict(rng["sampler"])
         if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+            torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
         if self.scaler is not None and "scaler" in payload:
             self.scaler.load_state_dict(payload["scaler"])
 
@@ -452,5 +452,5 @@ def train(
     """
     trainer = Trainer(config, train_set, test_set, out_dir, progress)
     if resume is not None:
-        trainer.restore(load_checkpoint(resume, trainer.device))
+        trainer.restore(load_checkpoint(resume))
     return trainer.run()
