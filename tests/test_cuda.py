@@ -45,6 +45,21 @@ def splits(tiny_data):
     return open_dataset(tiny_data, in_memory=True)
 
 
+def _cuda_config(tiny_data, **changes):
+    values = dict(
+        data=str(tiny_data),
+        iterations=40,
+        snapshot_every=10,
+        videos_per_class=6,
+        max_segments=32,
+        device="cuda",
+        plot=False,
+        tensorboard=False,
+        seed=3,
+    )
+    return TrainConfig(**{**values, **changes})
+
+
 @pytest.mark.parametrize("name", [entry.name for entry in list_models()])
 def test_every_model_gives_the_cpu_scores_and_gradients_on_cuda(name):
     """In training mode (cuDNN's LSTM has no backward in eval mode), without dropout."""
@@ -71,18 +86,8 @@ def test_every_model_gives_the_cpu_scores_and_gradients_on_cuda(name):
 def test_training_on_cuda_in_each_precision(
     tiny_data, splits, tmp_path, precision, features_on_device
 ):
-    config = TrainConfig(
-        data=str(tiny_data),
-        iterations=40,
-        snapshot_every=40,
-        videos_per_class=6,
-        max_segments=32,
-        device="cuda",
-        precision=precision,
-        features_on_device=features_on_device,
-        plot=False,
-        tensorboard=False,
-        seed=3,
+    config = _cuda_config(
+        tiny_data, snapshot_every=40, precision=precision, features_on_device=features_on_device
     )
     result = train(config, *splits, tmp_path / "run", progress=False)
     assert math.isfinite(result.metrics.auc) and result.iterations == 40
@@ -126,37 +131,11 @@ def test_batched_scoring_on_cuda_equals_the_cpu(splits):
 
 
 def test_compiled_training_on_cuda(tiny_data, splits, tmp_path):
-    config = TrainConfig(
-        data=str(tiny_data),
-        iterations=10,
-        snapshot_every=10,
-        videos_per_class=6,
-        max_segments=32,
-        device="cuda",
-        compile=True,
-        plot=False,
-        tensorboard=False,
-        seed=3,
-    )
+    config = _cuda_config(tiny_data, iterations=10, compile=True)
     result = train(config, *splits, tmp_path / "run", progress=False)
     assert math.isfinite(result.metrics.auc)
     # The checkpoint holds the plain module's weights, not the compiled wrapper's names.
     assert not any("_orig_mod" in k for k in load_checkpoint(result.checkpoint)["state_dict"])
-
-
-def _cuda_config(tiny_data, **changes):
-    values = dict(
-        data=str(tiny_data),
-        iterations=40,
-        snapshot_every=10,
-        videos_per_class=6,
-        max_segments=32,
-        device="cuda",
-        plot=False,
-        tensorboard=False,
-        seed=3,
-    )
-    return TrainConfig(**{**values, **changes})
 
 
 def test_resume_on_cuda_continues_the_run(tiny_data, splits, tmp_path):
