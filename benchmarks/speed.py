@@ -82,6 +82,21 @@ def class_labels(n: int, anomalous: int) -> np.ndarray:
     return labels
 
 
+def splits(size: Size, scale: float, seed: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(split, segments per video, video labels) for train and test, with the dataset's share
+    of anomalous videos in each."""
+    out = []
+    for split, lengths, total, n_anomalous in zip(
+        ("train", "test"),
+        video_lengths(size, scale, seed),
+        (size.train, size.test),
+        (size.train_anomalous, size.test_anomalous),
+    ):
+        labels = class_labels(len(lengths), round(n_anomalous * len(lengths) / total))
+        out.append((split, lengths, labels))
+    return out
+
+
 def frame_labels(length: int, anomalous: bool, rng: np.random.Generator) -> np.ndarray:
     """Per-frame labels: one anomalous interval of a quarter of an anomalous video."""
     frames = np.zeros(length * FRAMES_PER_SEGMENT + int(rng.integers(0, FRAMES_PER_SEGMENT)))
@@ -108,13 +123,7 @@ def in_memory_datasets(size: Size, scale: float, dim: int, dtype: str, seed: int
 
     rng = np.random.default_rng(seed)
     out = []
-    for split, lengths, total, n_anomalous in zip(
-        ("train", "test"),
-        video_lengths(size, scale, seed),
-        (size.train, size.test),
-        (size.train_anomalous, size.test_anomalous),
-    ):
-        labels = class_labels(len(lengths), round(n_anomalous * len(lengths) / total))
+    for split, lengths, labels in splits(size, scale, seed):
         block = np.empty((int(lengths.sum()), dim), dtype=dtype)
         fill_random(block, rng)
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
@@ -145,13 +154,7 @@ def packed_datasets(size: Size, scale: float, dim: int, dtype: str, seed: int, r
 
     rng = np.random.default_rng(seed)
     videos = []
-    for split, lengths, total, n_anomalous in zip(
-        ("train", "test"),
-        video_lengths(size, scale, seed),
-        (size.train, size.test),
-        (size.train_anomalous, size.test_anomalous),
-    ):
-        labels = class_labels(len(lengths), round(n_anomalous * len(lengths) / total))
+    for split, lengths, labels in splits(size, scale, seed):
         for i, (t, a) in enumerate(zip(lengths, labels)):
             videos.append(
                 PackedVideo(

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -231,6 +231,28 @@ def _attach_ground_truth(
         catalog.report("missing-file" if not path.exists() else "unreadable", path, exc)
 
 
+def _add_test_videos(
+    catalog: Catalog,
+    train_file: Path,
+    test_list: str | Path | None,
+    kind: str,
+    read_rows: Callable[[Path], list[tuple[int, str, int | None]]],
+    list_root: str | None,
+) -> None:
+    """The test videos of a list layout: from `test_list`, or the test file next to the train
+    file (`find_test_list`); a missing one is reported in the catalog."""
+    test_path = Path(test_list) if test_list else find_test_list(train_file)
+    if test_path is None:
+        catalog.error(
+            "layout", train_file, f"no test {kind} found next to it; name one with --test-list"
+        )
+    elif not test_path.is_file():
+        catalog.error("missing-file", test_path, f"test {kind} not found")
+    else:
+        catalog.notes.append(f"test list: {test_path}")
+        _add_videos(catalog, "test", test_path, read_rows(test_path), list_root)
+
+
 def catalog_list(
     train_list: str | Path,
     *,
@@ -262,17 +284,14 @@ def catalog_list(
     catalog.labels_from_gt.add("test")
     rows = _train_rows(catalog, train_list, train_anomalous)
     _add_videos(catalog, "train", train_list, rows, list_root)
-    test_path = Path(test_list) if test_list else find_test_list(train_list)
-    if test_path is None:
-        catalog.error(
-            "layout", train_list, "no test list found next to it; name one with --test-list"
-        )
-    elif not test_path.is_file():
-        catalog.error("missing-file", test_path, "test list not found")
-    else:
-        catalog.notes.append(f"test list: {test_path}")
-        rows = [(n, text, None) for n, text in _read_lines(catalog, test_path)]
-        _add_videos(catalog, "test", test_path, rows, list_root)
+    _add_test_videos(
+        catalog,
+        train_list,
+        test_list,
+        "list",
+        lambda path: [(n, text, None) for n, text in _read_lines(catalog, path)],
+        list_root,
+    )
     _attach_ground_truth(catalog, ground_truth, train_list.parent, {train_list})
     return catalog
 
@@ -302,16 +321,9 @@ def catalog_csv(
     catalog.label_hint = "give it a 0/1 label in the CSV's label column"
     catalog.labels_from_gt.add("test")
     _add_videos(catalog, "train", train_csv, _read_csv(catalog, train_csv), list_root)
-    test_path = Path(test_list) if test_list else find_test_list(train_csv)
-    if test_path is None:
-        catalog.error(
-            "layout", train_csv, "no test CSV found next to it; name one with --test-list"
-        )
-    elif not test_path.is_file():
-        catalog.error("missing-file", test_path, "test CSV not found")
-    else:
-        catalog.notes.append(f"test list: {test_path}")
-        _add_videos(catalog, "test", test_path, _read_csv(catalog, test_path), list_root)
+    _add_test_videos(
+        catalog, train_csv, test_list, "CSV", lambda path: _read_csv(catalog, path), list_root
+    )
     _attach_ground_truth(catalog, ground_truth, train_csv.parent, {train_csv})
     return catalog
 
