@@ -183,6 +183,30 @@ def _listing(keys: list[str], limit: int = 8) -> str:
     return f"[{shown}{f', ... {len(keys) - limit} more' if len(keys) > limit else ''}]"
 
 
+def read_weight_file(path: Path, what: str) -> dict[str, torch.Tensor]:
+    """A state dict of tensors from a local weight file, loaded without executing code.
+
+    Accepts a bare state dict or one under a "state_dict" key, and drops the "module." prefix
+    that DataParallel adds.
+
+    Raises:
+        ExtractError: naming the file, when it is missing, unreadable or holds no tensors.
+    """
+    if not path.is_file():
+        raise ExtractError(f"{path}: {what} weight file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ExtractError(
+            f"{path}: not a readable PyTorch state dict ({type(exc).__name__}: {exc})"
+        ) from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ExtractError(f"{path}: holds no state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
 def load_i3d(path: str | Path, modality: str) -> InceptionI3d:
     """Build an I3D from a converted state-dict file (`rgb_imagenet.pt` / `flow_imagenet.pt`).
 
@@ -202,19 +226,7 @@ def load_i3d(path: str | Path, modality: str) -> InceptionI3d:
     path = Path(path)
     if modality not in CHANNELS:
         raise ExtractError(f"I3D modality must be rgb or flow, got {modality!r}")
-    if not path.is_file():
-        raise ExtractError(f"{path}: I3D {modality} weight file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ExtractError(
-            f"{path}: not a readable PyTorch state dict ({type(exc).__name__}: {exc})"
-        ) from exc
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ExtractError(f"{path}: holds no state dict of tensors")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = read_weight_file(path, f"I3D {modality}")
 
     stem = state.get("Conv3d_1a_7x7.conv3d.weight")
     if stem is not None and stem.ndim == 5 and stem.shape[1] != CHANNELS[modality]:

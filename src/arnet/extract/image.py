@@ -167,20 +167,11 @@ def efficientnet_lite0(
         MissingExtraError: the efficientnet packages are not installed.
         ExtractError: the weight file is missing, unreadable or does not fit (keys listed).
     """
-    from .i3d import file_sha256
+    from .i3d import file_sha256, read_weight_file
 
     lite = require("efficientnet_lite_pytorch", "the efficientnet-lite0 backbone")
     path = Path(weights) if weights is not None else lite0_weights_path()
-    if not path.is_file():
-        raise ExtractError(f"{path}: EfficientNet-Lite0 weight file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ExtractError(
-            f"{path}: not a readable state dict ({type(exc).__name__}: {exc})"
-        ) from exc
-    if not isinstance(state, dict):
-        raise ExtractError(f"{path}: holds no state dict")
+    state = read_weight_file(path, "EfficientNet-Lite0")
     # image_size=None selects "same" padding computed per input, so any frame size works.
     net = lite.EfficientNet.from_name("efficientnet-lite0", image_size=None)
     try:
