@@ -495,6 +495,31 @@ def test_extract_dataset_shards_resume_and_ground_truth(tmp_path, i3d_rgb_flow):
         extract_dataset(videos, out, other, progress=False)
 
 
+def test_an_interrupted_overwrite_redoes_the_videos_of_the_old_settings(tmp_path, i3d_rgb_flow):
+    src = tmp_path / "videos"
+    make_videos(src)
+    videos, out = find_inputs([src]), tmp_path / "data"
+    old = FeatureExtractor(i3d_rgb_flow, ExtractConfig(SMALL, FAST_FLOW, batch_size=4))
+    assert len(extract_dataset(videos, out, old, progress=False).extracted) == 3
+    new = FeatureExtractor(
+        i3d_rgb_flow, ExtractConfig(replace(SMALL, short_side=32), FAST_FLOW, batch_size=4)
+    )
+    extract, calls = new.extract, []
+
+    def stop_at_the_second_video(video):
+        calls.append(video.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return extract(video)
+
+    new.extract = stop_at_the_second_video
+    with pytest.raises(KeyboardInterrupt):
+        extract_dataset(videos, out, new, overwrite=True, progress=False)
+    new.extract = extract
+    again = extract_dataset(videos, out, new, progress=False)
+    assert (again.skipped, again.extracted) == (["event_b"], ["event_c", "normal_a"])
+
+
 def test_extract_dataset_checks_splits_and_labels(tmp_path, i3d_rgb_flow):
     src = tmp_path / "videos"
     make_videos(src)

@@ -22,6 +22,7 @@ whichever process finds every video done.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -308,6 +309,13 @@ def _settings(meta: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def settings_key(meta: Mapping[str, Any]) -> str:
+    """A short fingerprint of `_settings(meta)`, stored with each video's features: a video
+    counts as done only when it was extracted with the folder's current settings."""
+    text = json.dumps(_settings(meta), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def read_metadata(folder: str | Path) -> dict[str, Any] | None:
     """extraction.json of a features_video/BACKBONE folder, or None when absent."""
     path = Path(folder) / METADATA_FILE
@@ -391,6 +399,7 @@ def extract_dataset(
             f"({', '.join(differ)}); choose another --out, or --overwrite to re-extract all"
         )
     write_json_atomic(folder / METADATA_FILE, meta)
+    key = settings_key(meta)
 
     index, count = shard
     ordered = sorted(videos, key=lambda v: v.name)
@@ -405,7 +414,7 @@ def extract_dataset(
     )
     for video in bar:
         info_path = folder / VIDEOS_DIR / f"{video.name}.json"
-        if not overwrite and _is_done(folder, video.name, extractor.outputs):
+        if not overwrite and _is_done(folder, video.name, extractor.outputs, key):
             summary.skipped.append(video.name)
             continue
         bar.set_postfix_str(video.name)
@@ -420,13 +429,13 @@ def extract_dataset(
         for output, array in result.features.items():
             path = folder / output / video.name / FEATURE_FILE
             write_atomic(path, lambda f, a=array: np.save(f, a.astype(np.float32)))
-        write_json_atomic(info_path, result.info(video.path))
+        write_json_atomic(info_path, {**result.info(video.path), "settings": key})
         summary.extracted.append(video.name)
         summary.frames += result.frames
     bar.close()
 
     if annotations is not None and all(
-        _is_done(folder, v.name, extractor.outputs) for v in ordered
+        _is_done(folder, v.name, extractor.outputs, key) for v in ordered
     ):
         write_ground_truth(
             out,
@@ -441,9 +450,17 @@ def extract_dataset(
     return summary
 
 
-def _is_done(folder: Path, name: str, outputs: Sequence[str]) -> bool:
-    return (folder / VIDEOS_DIR / f"{name}.json").is_file() and all(
-        (folder / o / name / FEATURE_FILE).is_file() for o in outputs
+def _is_done(folder: Path, name: str, outputs: Sequence[str], key: str) -> bool:
+    """Features of every output written, with the settings fingerprinted by `key` (an
+    interrupted --overwrite run leaves videos of the old settings: those are not done)."""
+    try:
+        info = json.loads((folder / VIDEOS_DIR / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(info, dict)
+        and info.get("settings") == key
+        and all((folder / o / name / FEATURE_FILE).is_file() for o in outputs)
     )
 
 
