@@ -1,11 +1,13 @@
+import os
 import shutil
+import signal
 
 import numpy as np
 import pytest
 import torch
 
 from arnet.config import TrainConfig
-from arnet.data import BalancedBatchSampler
+from arnet.data import BalancedBatchSampler, DataError, FeatureDataset
 from arnet.evaluate import evaluate, predict
 from arnet.formats import open_dataset
 from arnet.train import (
@@ -70,17 +72,17 @@ def test_resume_after_interruption_matches_uninterrupted_run(
     calls = {"n": 0}
     original = BalancedBatchSampler.next_batch
 
-    def interrupt_at_25(self):
+    def ctrl_c_in_step_26(self):  # mid-step, after the sampler has drawn none of step 26 yet
         calls["n"] += 1
         if calls["n"] == 26:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
         return original(self)
 
-    monkeypatch.setattr(BalancedBatchSampler, "next_batch", interrupt_at_25)
+    monkeypatch.setattr(BalancedBatchSampler, "next_batch", ctrl_c_in_step_26)
     with pytest.raises(KeyboardInterrupt):
         train(config, *splits, tmp_path / "cut", progress=False)
     monkeypatch.setattr(BalancedBatchSampler, "next_batch", original)
-    assert load_checkpoint(tmp_path / "cut")["iteration"] == 25  # saved on interruption
+    assert load_checkpoint(tmp_path / "cut")["iteration"] == 26  # the step ran to its end
 
     resumed = train(config, *splits, tmp_path / "cut", resume=tmp_path / "cut", progress=False)
     assert resumed.iterations == 40
@@ -217,3 +219,85 @@ def test_feature_size_mismatch_names_the_file(tiny_data, splits, tmp_path):
 
     with pytest.raises(DataError, match="feature_size is 2048.*dimension 64.*feature.npy"):
         Trainer(_config(tiny_data, feature_dim=2048), *splits, tmp_path / "run")
+
+
+def _ctrl_c_at(iterations, twice=False):
+    """A next_batch that presses Ctrl-C (once or twice) when drawing the given step."""
+    calls = {"n": 0}
+    original = BalancedBatchSampler.next_batch
+
+    def next_batch(self):
+        calls["n"] += 1
+        if calls["n"] == iterations:
+            os.kill(os.getpid(), signal.SIGINT)
+            if twice:
+                os.kill(os.getpid(), signal.SIGINT)
+        return original(self)
+
+    return next_batch
+
+
+def test_a_second_ctrl_c_stops_mid_step_and_keeps_the_snapshot(
+    tiny_data, splits, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(BalancedBatchSampler, "next_batch", _ctrl_c_at(15, twice=True))
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tiny_data, iterations=30), *splits, tmp_path / "run", progress=False)
+    assert load_checkpoint(tmp_path / "run")["iteration"] == 10  # not a half-done step 15
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_after_divergence_keeps_the_last_good_checkpoint(
+    tiny_data, splits, tmp_path, monkeypatch
+):
+    trainer = Trainer(
+        _config(tiny_data, iterations=30, log_every=30), *splits, tmp_path / "run", progress=False
+    )
+    original = trainer.objective
+
+    def poisoned(model, batch):
+        total, parts = original(model, batch)
+        return (total * float("nan") if trainer.iteration >= 12 else total), parts
+
+    trainer.objective = poisoned
+    monkeypatch.setattr(BalancedBatchSampler, "next_batch", _ctrl_c_at(15))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    payload = load_checkpoint(tmp_path / "run")
+    assert payload["iteration"] == 10
+    assert all(torch.isfinite(t).all() for t in payload["state_dict"].values())
+
+
+def test_a_failed_evaluation_keeps_the_training(tiny_data, splits, tmp_path, monkeypatch):
+    import arnet.train
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(arnet.train, "predict", broken)
+    with pytest.raises(OSError, match="disk full"):
+        train(_config(tiny_data, iterations=10), *splits, tmp_path / "run", progress=False)
+    assert load_checkpoint(tmp_path / "run")["iteration"] == 10
+
+
+def test_weights_of_another_shape_and_test_features_of_another_size_are_named(
+    tiny_data, splits, tmp_path
+):
+    first = train(_config(tiny_data, iterations=10), *splits, tmp_path / "a", progress=False)
+    state = load_checkpoint(first.checkpoint)["state_dict"]
+    state["fc.weight"] = state["fc.weight"][:, :8]
+    torch.save(state, tmp_path / "narrow.pt")
+    with pytest.raises(CheckpointError, match="narrow.pt: weights do not fit model 'single'"):
+        Trainer(_config(tiny_data, pretrained=str(tmp_path / "narrow.pt")), *splits, tmp_path / "b")
+    train_set, test_set = splits
+    narrow = FeatureDataset(
+        test_set.names,
+        test_set.labels,
+        [np.asarray(test_set.features(i))[:, :8] for i in range(len(test_set))],
+        test_set.frame_labels,
+        sources=test_set.sources,
+    )
+    with pytest.raises(
+        DataError, match="test features have 8 dimensions, the training features 64"
+    ):
+        Trainer(_config(tiny_data), train_set, narrow, tmp_path / "c")

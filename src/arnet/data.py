@@ -73,8 +73,8 @@ class FeatureDataset:
     """Videos with segment features, video labels and (optionally) per-frame labels.
 
     Features are kept as one array per video: memory-mapped files (lazy), or views into one
-    contiguous block (in memory, or a packed store), in which case batches are gathered with a
-    single vectorised take. Multi-crop features have shape (T, C, D).
+    contiguous block (in memory, or a packed store), in which case a batch is gathered from the
+    block with one bulk row copy per video. Multi-crop features have shape (T, C, D).
 
     Args:
         names: video names, unique.
@@ -210,7 +210,7 @@ class FeatureDataset:
         for i, feats in enumerate(self._features):
             end = start + feats.shape[0]
             block[start:end] = feats
-            _require_finite(block[start:end], self.names[i], self.sources[i])
+            require_finite(block[start:end], self.names[i], self.sources[i])
             offsets[i] = start
             views.append(block[start:end])
             start = end
@@ -361,9 +361,7 @@ class FeatureDataset:
         finite = np.isfinite(out).reshape(len(videos), -1).all(axis=1)
         if not finite.all():
             v = int(videos[int(np.flatnonzero(~finite)[0])])
-            raise DataError(
-                f"{self.sources[v]}: features of video {self.names[v]!r} hold NaN or Inf"
-            )
+            raise _non_finite(self.names[v], self.sources[v])
 
     def batch(
         self,
@@ -393,9 +391,14 @@ def _crop_of(crops: np.ndarray | None, b: int) -> Any:
     return None if crops is None else crops[b]
 
 
-def _require_finite(array: np.ndarray, name: str, source: str) -> None:
+def require_finite(array: np.ndarray, name: str, source: str) -> None:
+    """DataError naming the file and the video when `array` holds NaN or Inf."""
     if not np.isfinite(array).all():
-        raise DataError(f"{source}: features of video {name!r} hold NaN or Inf")
+        raise _non_finite(name, source)
+
+
+def _non_finite(name: str, source: str) -> DataError:
+    return DataError(f"{source}: features of video {name!r} hold NaN or Inf")
 
 
 # ---------------------------------------------------------------------- sampling

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .config import FRAMES_PER_SEGMENT
-from .data import DataError, FeatureDataset, pad_videos
+from .data import DataError, FeatureDataset, pad_videos, require_finite
 from .metrics import Metrics, frame_metrics
 
 # Upper bound on B x T of one scoring forward pass: big enough to keep the matmuls efficient,
@@ -20,10 +20,8 @@ MAX_BATCH_SEGMENTS = 1 << 16
 def _video_rows(dataset: FeatureDataset, i: int, crop_mode: str) -> list[np.ndarray]:
     """The (T, D) inputs that score video i: one, or one per crop with "per_crop"."""
     feats = np.asarray(dataset.features(i), dtype=np.float32)
-    if not dataset.contiguous and not np.isfinite(feats).all():
-        raise DataError(
-            f"{dataset.sources[i]}: features of video {dataset.names[i]!r} hold NaN or Inf"
-        )
+    if not dataset.contiguous:  # a block was checked when it was made
+        require_finite(feats, dataset.names[i], dataset.sources[i])
     if feats.ndim == 2:
         return [feats]
     if crop_mode == "mean":

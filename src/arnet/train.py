@@ -13,9 +13,13 @@ RUN/metrics.json, per_video.csv, scores.npz, plots/, report.html   the latest ev
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import signal
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,7 +131,12 @@ def model_from_checkpoint(payload: dict[str, Any], device: str | torch.device = 
 
 def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
     """Load weights strictly, with an error that lists missing and unexpected keys."""
-    result = model.load_state_dict(state_dict, strict=False)
+    try:
+        result = model.load_state_dict(state_dict, strict=False)
+    except RuntimeError as exc:  # tensors of the wrong shape
+        raise CheckpointError(
+            f"{source}: weights do not fit model {model_spec(model)['name']!r}: {exc}"
+        ) from exc
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(
             f"{source}: weights do not fit model {model_spec(model)['name']!r}: "
@@ -222,6 +231,11 @@ class Trainer:
         self.test_set = test_set
         self.out_dir = Path(out_dir)
         self.progress = progress
+        if test_set is not None and len(test_set) and test_set.dim != train_set.dim:
+            raise DataError(
+                f"{test_set.sources[0]}: test features have {test_set.dim} dimensions, the "
+                f"training features {train_set.dim}"
+            )
         self.device = resolve_device(config.device)
         if config.reuse_memory:
             keep_freed_memory()
@@ -262,8 +276,8 @@ class Trainer:
             "python": random.getstate(),
             "sampler": self.sampler.state_dict(),
         }
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
         extra = {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
         return {
             "format": CHECKPOINT_FORMAT,
@@ -293,8 +307,11 @@ class Trainer:
         torch.set_rng_state(rng["torch"].cpu())  # RNG states are CPU byte tensors
         random.setstate(_as_tuple(rng["python"]))
         self.sampler.load_state_dict(rng["sampler"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([state.cpu() for state in rng["cuda"]])
+        if "cuda" in rng and self.device.type == "cuda":
+            state = rng["cuda"]
+            if isinstance(state, (list, tuple)):  # checkpoints of 0.1.0 held every GPU's state
+                state = state[min(self.device.index or 0, len(state) - 1)]
+            torch.cuda.set_rng_state(state.cpu(), self.device)
         if self.scaler is not None and "scaler" in payload:
             self.scaler.load_state_dict(payload["scaler"])
 
@@ -334,32 +351,41 @@ class Trainer:
         )
         started, done_at_start = time.perf_counter(), self.iteration
         self.model.train()
+        between_steps = True
         try:
-            while self.iteration < self.total:
-                loss, parts = self._step()
-                self.iteration += 1
-                bar.update(1)
-                it = self.iteration
-                if it % cfg.log_every == 0 or it == self.total:
-                    record = {
-                        "iteration": it,
-                        "loss": loss.item(),
-                        **{k: v.item() for k, v in parts.items()},
-                        "lr": self.optimizer.param_groups[0]["lr"],
-                        "it_per_s": (it - done_at_start) / (time.perf_counter() - started),
-                    }
-                    if not np.isfinite(record["loss"]):
-                        raise TrainingError(
-                            f"loss became {record['loss']} at iteration {it}; {self._last_good()}"
-                        )
-                    log.append("log.jsonl", record)
-                    bar.set_postfix(loss=f"{record['loss']:.4f}")
-                if it % cfg.snapshot_every == 0 or it == self.total:
-                    self._snapshot(log, write_evaluation)
+            with _interrupt_between_steps() as interrupted:
+                while self.iteration < self.total:
+                    if interrupted():
+                        raise KeyboardInterrupt
+                    between_steps = False
+                    loss, parts = self._step()
+                    self.iteration += 1
+                    between_steps = True
+                    bar.update(1)
+                    it = self.iteration
+                    if it % cfg.log_every == 0 or it == self.total:
+                        record = {
+                            "iteration": it,
+                            "loss": loss.item(),
+                            **{k: v.item() for k, v in parts.items()},
+                            "lr": self.optimizer.param_groups[0]["lr"],
+                            "it_per_s": (it - done_at_start) / (time.perf_counter() - started),
+                        }
+                        if not np.isfinite(record["loss"]):
+                            raise TrainingError(
+                                f"loss became {record['loss']} at iteration {it}; "
+                                + self._last_good()
+                            )
+                        log.append("log.jsonl", record)
+                        bar.set_postfix(loss=f"{record['loss']:.4f}")
+                    if it % cfg.snapshot_every == 0 or it == self.total:
+                        self._snapshot(log, write_evaluation)
         except KeyboardInterrupt:
-            if self.iteration > done_at_start:
+            if between_steps and self.iteration > done_at_start and self._finite_parameters():
                 save_checkpoint(last_path, self.state())
                 tqdm.write(f"interrupted at iteration {self.iteration}; resume from {last_path}")
+            else:  # mid-step (a second Ctrl-C) or diverged: keep the last snapshot
+                tqdm.write(f"interrupted at iteration {self.iteration}; {self._last_good()}")
             raise
         finally:
             bar.close()
@@ -389,8 +415,14 @@ class Trainer:
         last = self.out_dir / "checkpoints" / "last.pt"
         return f"the last good checkpoint is {last if last.exists() else 'none yet'}"
 
+    def _non_finite_parameters(self) -> list[str]:
+        return [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+
+    def _finite_parameters(self) -> bool:
+        return not self._non_finite_parameters()
+
     def _require_finite_parameters(self) -> None:
-        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        bad = self._non_finite_parameters()
         if bad:
             raise TrainingError(
                 f"parameter {bad[0]!r} is NaN or Inf after iteration {self.iteration} "
@@ -399,6 +431,14 @@ class Trainer:
 
     def _snapshot(self, log: _RunLog, write_evaluation: Any) -> None:
         self._require_finite_parameters()
+        try:
+            self._evaluate(log, write_evaluation)
+        except BaseException:
+            self.checkpoint()  # the training is kept even when its evaluation fails
+            raise
+        self.checkpoint()
+
+    def _evaluate(self, log: _RunLog, write_evaluation: Any) -> None:
         if self.test_set is not None:
             scores = predict(self.run_model, self.test_set, self.device, self.config.test_crop)
             if all(f is not None for f in self.test_set.frame_labels):
@@ -418,7 +458,30 @@ class Trainer:
                 frames_per_segment=self.config.frames_per_segment,
                 threshold=self.config.threshold,
             )
-        self.checkpoint()
+
+
+@contextlib.contextmanager
+def _interrupt_between_steps() -> Iterator[Callable[[], bool]]:
+    """Defer Ctrl-C to the next step boundary, so that the state saved on interruption is one
+    an uninterrupted run passes through (resume is then exact); a second Ctrl-C stops at once.
+    Yields a function that tells whether Ctrl-C was pressed. Outside the main thread, where
+    signal handlers cannot be set, Ctrl-C is left as it is."""
+    pressed = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(signum)
+        tqdm.write("stopping after this step (Ctrl-C again to stop now)")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _bar_disabled(progress: bool | None) -> bool | None:
