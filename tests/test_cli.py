@@ -249,6 +249,12 @@ def test_synth_and_models(tmp_path, capsys):
         (["train", "--data", "DATA", "--sample_size", "0"], "'videos_per_class' must be >= 1"),
         (["test", "--checkpoint", "/nonexistent/ckpt.pt"], "ckpt.pt: checkpoint not found"),
         (["train", "--data", "DATA", "--feature_size", "1024"], "but feature_dim is 1024"),
+        (["train", "--data", "DATA", "--model-arg", "hidden_dim=-5"], "hidden_dim must be a pos"),
+        (["train", "--data", "DATA", "--Lambda", "1_20", "--center-weight", "5"], "not both"),
+        (
+            ["train", "--data", "DATA", "--loss_type", "DMIL", "--center-weight", "5"],
+            "center loss off",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(argv, message, tiny_data, tmp_path, capsys):
@@ -291,3 +297,43 @@ def test_existing_run_folder_is_refused(tiny_data, tmp_path, capsys):
     assert main(args) == 2
     assert "already holds a run" in capsys.readouterr().err
     shutil.rmtree(run)
+
+
+def test_parsed_values_the_reference_and_python_spell(tmp_path, capsys):
+    parse = build_parser().parse_args
+    assert parse(["train", "--model-arg", "bidirectional=False"]).model_args == [
+        ("bidirectional", False)
+    ]
+    assert parse(["train", "--pretrained_ckpt", "None"]).pretrained is None
+    with pytest.raises(SystemExit):
+        parse(["train", "--device", "abc"])
+    assert "unknown device 'abc'" in capsys.readouterr().err
+    assert main(["models", "--feature-dim", "0"]) == 2
+    assert "feature_dim must be a positive integer" in capsys.readouterr().err
+
+
+def test_synth_never_writes_into_another_folder(tmp_path, capsys):
+    small = ["--train-videos", "12", "--train-anomalous", "4", "--test-videos", "8"]
+    small += ["--test-anomalous", "3", "--dim", "8"]
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "notes.txt").write_text("keep me")
+    for extra in ([], ["--overwrite"]):
+        assert main(["synth", str(real), *small, *extra]) == 2
+        assert "is not empty" in capsys.readouterr().err
+    assert (real / "notes.txt").read_text() == "keep me"
+    assert main(["synth", str(tmp_path / "s"), *small]) == 0
+    assert main(["synth", str(tmp_path / "s"), *small, "--dim", "12", "--overwrite"]) == 0
+    assert "dim 12" in capsys.readouterr().out
+
+
+def test_a_run_tests_from_any_working_directory(tiny_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tiny_data.parent)
+    run = tmp_path / "run"
+    argv = ["train", "--data", tiny_data.name, "--iterations", "2", "--snapshot", "2"]
+    assert main([*argv, "--no-plot", "--quiet", "--out", str(run)]) == 0
+    assert json.loads((run / "config.json").read_text())["data"] == str(tiny_data)
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path)
+    assert main(["test", "--checkpoint", str(run), "--no-plot", "--json"]) == 0
+    assert _json_out(capsys)["metrics"]["auc"] is not None

@@ -135,6 +135,19 @@ def test_padding_changes_no_valid_score(name, kwargs):
 
 
 @pytest.mark.parametrize(("name", "kwargs"), CASES, ids=CASE_IDS)
+def test_nan_padding_reaches_no_score_and_no_gradient(name, kwargs):
+    torch.manual_seed(0)
+    batch = _ragged()
+    features = batch.features.masked_fill(~batch.mask[..., None], float("nan"))
+    model = create_model(name, 8, **kwargs)  # training mode: the path gradients take
+    scores = model(features, batch.mask)
+    assert torch.isfinite(scores).all() and (scores[~batch.mask] == 0).all()
+    scores[batch.mask].sum().backward()
+    for pname, p in model.named_parameters():
+        assert torch.isfinite(p.grad).all(), f"{name}: {pname}"
+
+
+@pytest.mark.parametrize(("name", "kwargs"), CASES, ids=CASE_IDS)
 def test_a_video_scores_the_same_in_a_batch_and_alone(name, kwargs):
     # Zero padding at the end of a batch is the 'same' padding a video gets on its own.
     torch.manual_seed(0)

@@ -8,7 +8,9 @@ reference user's command runs unchanged.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import shutil
 import sys
 import time
 import warnings
@@ -45,6 +47,9 @@ def _model_arg(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"--model-arg takes KEY=VALUE, got {text!r}")
+    words = {"true": True, "false": False, "none": None, "null": None}
+    if value.strip().lower() in words:  # Python's spelling too: False must not be a string
+        return key, words[value.strip().lower()]
     try:
         return key, json.loads(value)
     except json.JSONDecodeError:
@@ -62,7 +67,23 @@ def _device(text: str) -> str:
             f"--device {text} names a GPU, but CUDA is not available: using the CPU", stacklevel=2
         )
         return "cpu"
+    if text != "auto":
+        import torch
+
+        try:
+            device = torch.device(text)
+        except RuntimeError as exc:
+            raise argparse.ArgumentTypeError(
+                f"unknown device {text!r}: use auto, cpu, cuda, cuda:N or a GPU number"
+            ) from exc
+        if device.type not in ("cpu", "cuda"):
+            raise argparse.ArgumentTypeError(f"device {text!r}: only cpu and cuda are supported")
     return text
+
+
+def _optional_path(text: str) -> str | None:
+    """A path, or None for the reference's default spelling `None` (or an empty string)."""
+    return None if text in ("", "None") else text
 
 
 S = argparse.SUPPRESS  # options not given stay out of the namespace: explicit ones override
@@ -297,6 +318,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         "--pretrained_ckpt",
         "--pretrained",
         dest="pretrained",
+        type=_optional_path,
         default=S,
         help="initialise from this checkpoint or state dict",
     )
@@ -329,6 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="combine",
         choices=("rgb", "flow", "combine"),
         help="feature folder to write the features under",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the synthetic dataset already in OUT (never another folder's content)",
     )
     p.set_defaults(func=cmd_synth)
 
@@ -488,6 +515,7 @@ _DATA_FIELDS = (
 )
 # Options that describe one dataset's layout rather than its features.
 _LAYOUT_FIELDS = ("format", "test_list", "ground_truth", "list_root", "train_anomalous")
+_PATH_FIELDS = ("data", "pretrained", "test_list", "ground_truth")
 # What may change when a run is resumed: how long it runs and how it reports, not what it learns.
 _RESUMABLE_FIELDS = {
     "iterations",
@@ -521,8 +549,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError("--dataset_name needs --dataset_path")
         out["data"] = str(Path(given["dataset_path"]) / given.get("dataset_name", "shanghaitech"))
     if "loss_weights" in given:
+        both = sorted({"mil_weight", "center_weight"} & set(given))
+        if both:
+            raise ValueError(f"give either --Lambda or --{both[0].replace('_', '-')}, not both")
         out["mil_weight"], out["center_weight"] = given["loss_weights"]
     if given.get("loss_type") == "DMIL":
+        if given.get("center_weight", 0.0) != 0.0:
+            raise ValueError("--loss_type DMIL turns the center loss off: drop --center-weight")
         out["center_weight"] = 0.0
     if "model_args" in given:
         out["model_args"] = dict(given["model_args"])
@@ -534,6 +567,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     for key, value in given.items():
         if key in fields and key not in out:
             out[key] = value
+    for key in _PATH_FIELDS:  # saved with the run: valid from any working directory
+        if out.get(key):
+            out[key] = str(Path(out[key]).absolute())
     return out
 
 
@@ -590,7 +626,15 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from .synth import write_synthetic
 
     cfg = _synth_config(args)
-    out = write_synthetic(args.out, cfg, modal=args.modal)
+    out = Path(args.out)
+    if out.is_dir() and any(out.iterdir()):
+        if not (args.overwrite and (out / "synth_config.json").is_file()):
+            hint = "only a synthetic dataset" if args.overwrite else "a synthetic dataset"
+            raise ValueError(
+                f"{out} is not empty: choose a new folder (--overwrite replaces {hint})"
+            )
+        shutil.rmtree(out)
+    out = write_synthetic(out, cfg, modal=args.modal)
     print(
         f"wrote a synthetic dataset to {out} "
         f"({cfg.train_videos} train / {cfg.test_videos} test videos, dim {cfg.dim})"
@@ -621,10 +665,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     config.validate()
     train_set, test_set = _open(config)
     trainer = Trainer(
-        config, train_set, test_set, out, progress=False if (args.quiet or args.json) else None
+        config,
+        train_set,
+        test_set,
+        out,
+        progress=False if (args.quiet or args.json) else None,
+        resume_from=payload,
     )
-    if payload is not None:
-        trainer.restore(payload)
     result = trainer.run()
     summary = result.metrics.summary() if result.metrics else None
     text = f"run folder: {result.out_dir}\ncheckpoint: {result.checkpoint}"
@@ -660,8 +707,15 @@ def cmd_test(args: argparse.Namespace) -> int:
     if "data" in overrides:  # the training data's layout options do not describe new data
         for name in _LAYOUT_FIELDS:
             saved.pop(name, None)
+    # Where and how the training ran says nothing about this machine: the device is this
+    # command's (default auto), the features are read lazily unless --larger_mem 1 is given.
+    saved.pop("device", None)
+    saved.pop("in_memory", None)
     config = TrainConfig.from_dict({**saved, **overrides})
     device = resolve_device(config.device)
+    if config.precision == "fp16" and device.type != "cuda":
+        warnings.warn("the run trained in fp16, which needs CUDA: testing in fp32", stacklevel=1)
+        config = dataclasses.replace(config, precision="fp32")
     model = model_from_checkpoint(payload, device)
     _, test_set = _open(config)
     if test_set.dim != payload["model"]["kwargs"].get("feature_dim", test_set.dim):

@@ -210,6 +210,8 @@ class Trainer:
         test_set: test videos with frame labels, scored at every snapshot; None skips testing.
         out_dir: the run folder.
         progress: show a progress bar (None: only on a terminal).
+        resume_from: a checkpoint payload of this run to continue from (`restore`); the
+            `pretrained` weights are then not loaded.
     """
 
     def __init__(
@@ -219,6 +221,8 @@ class Trainer:
         test_set: FeatureDataset | None,
         out_dir: str | Path,
         progress: bool | None = None,
+        *,
+        resume_from: dict[str, Any] | None = None,
     ) -> None:
         config.validate()
         if config.feature_dim is not None and config.feature_dim != train_set.dim:
@@ -241,7 +245,7 @@ class Trainer:
             keep_freed_memory()
         seed_everything(config.seed)
         self.model = create_model(config.model, train_set.dim, **config.model_args).to(self.device)
-        if config.pretrained:
+        if config.pretrained and resume_from is None:  # a resumed run has its own weights
             load_pretrained(self.model, config.pretrained)
         # What the steps and the snapshots call: the model, compiled and/or under autocast.
         self.run_model = prepare_model(self.model, self.device, config.precision, config.compile)
@@ -268,6 +272,8 @@ class Trainer:
         self.iteration = 0
         self.history: list[dict[str, Any]] = []
         self.metrics: Metrics | None = None
+        if resume_from is not None:
+            self.restore(resume_from)
 
     # -- state
     def state(self) -> dict[str, Any]:
@@ -513,7 +519,6 @@ def train(
         resume: a checkpoint (or run folder) to continue from, exactly where it stopped.
         progress: progress bar on/off (None: only on a terminal).
     """
-    trainer = Trainer(config, train_set, test_set, out_dir, progress)
-    if resume is not None:
-        trainer.restore(load_checkpoint(resume))
+    payload = None if resume is None else load_checkpoint(resume)
+    trainer = Trainer(config, train_set, test_set, out_dir, progress, resume_from=payload)
     return trainer.run()

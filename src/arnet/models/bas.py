@@ -53,9 +53,11 @@ class FilterModule(nn.Module):
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """features (B, T, D), mask (B, T) bool or None (all valid) -> weights (B, T) in
         (0, 1), 0 at padding."""
+        valid = _valid(features, mask)
+        features = features.masked_fill(~valid[..., None], 0.0)  # no NaN from padding in grads
         x = nn.functional.leaky_relu(self.hidden(features.transpose(1, 2)))
         weights = torch.sigmoid(self.out(x)).squeeze(1)  # (B, T)
-        return weights.masked_fill(~_valid(features, mask), 0.0)
+        return weights.masked_fill(~valid, 0.0)
 
 
 class CasModule(nn.Module):

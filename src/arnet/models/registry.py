@@ -73,9 +73,17 @@ def list_models() -> list[ModelEntry]:
 def create_model(name: str, feature_dim: int, **kwargs: Any) -> nn.Module:
     """Build a registered model; it remembers its name and arguments for checkpoints."""
     entry = model_entry(name)
+    sizes = {"feature_dim": feature_dim, **{k: v for k, v in kwargs.items() if k.endswith("_dim")}}
+    for key, value in sizes.items():
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
+            raise ValueError(
+                f"model {entry.name!r}: {key} must be a positive integer, got {value!r}"
+            )
     try:
         model = entry.cls(feature_dim=feature_dim, **kwargs)
-    except TypeError as exc:  # an unknown or mistyped --model-arg: name the model and argument
+    except (TypeError, ValueError, RuntimeError) as exc:  # a bad --model-arg: name it
         raise ValueError(
             f"model {entry.name!r}: bad constructor arguments {kwargs}: {exc}"
         ) from exc

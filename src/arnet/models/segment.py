@@ -23,7 +23,8 @@ def per_segment(
     have `fn`'s dtype (float32 also under autocast when `fn` ends in `score_head`).
     """
     if features.device.type != "cpu":
-        return fn(features.flatten(0, 1)).view(mask.shape) * mask
+        scores = fn(features.flatten(0, 1)).view(mask.shape)
+        return torch.where(mask, scores, 0.0)  # not `* mask`: NaN padding would stay NaN
     if bool(mask.all()):  # reading a CPU mask costs no device synchronisation
         return fn(features.reshape(-1, features.shape[-1])).view(mask.shape)
     valid = fn(features[mask])  # (N,) for the N valid segments
