@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -96,9 +96,14 @@ class Metrics:
 
     def summary(self) -> dict[str, Any]:
         """The headline figures (no per-video rows), JSON-ready."""
-        out = asdict(self)
-        out.pop("per_video")
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
+        return json_ready(
+            {f.name: getattr(self, f.name) for f in fields(self) if f.name != "per_video"}
+        )
+
+
+def json_ready(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` with NaN (an undefined metric) as None, which JSON can hold."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
 
 
 class _Weighted:

@@ -15,7 +15,7 @@ import numpy as np
 from .atomic import write_json_atomic
 from .config import FRAMES_PER_SEGMENT
 from .data import FeatureDataset
-from .metrics import Metrics
+from .metrics import Metrics, json_ready
 
 _HEADLINE = (
     ("auc", "frame AUC (all videos)"),
@@ -90,7 +90,7 @@ def write_evaluation(
             {
                 "iteration": iteration,
                 **metrics.summary(),
-                "per_video": [_clean(dataclasses.asdict(v)) for v in metrics.per_video],
+                "per_video": [json_ready(dataclasses.asdict(v)) for v in metrics.per_video],
             },
         )
         with (out / "per_video.csv").open("w", newline="") as f:
@@ -109,10 +109,6 @@ def write_evaluation(
             threshold,
         )
     write_html_report(out, metrics, iteration)
-
-
-def _clean(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
