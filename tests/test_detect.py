@@ -19,6 +19,7 @@ from arnet.detect import (
     find_alerts,
     frame_scores,
     write_detection,
+    write_summary,
 )
 
 # ---------------------------------------------------------------------- pure functions
@@ -95,6 +96,62 @@ def test_detection_files(tmp_path):
     assert isinstance(detection.alerts[0], Alert)
 
 
+def test_detection_files_are_replaced_whole(tmp_path):
+    scores = frame_scores(np.array([0.2, 0.8]), frames=35)
+    detection = Detection("v", "v.mp4", 8.0, np.array([0.2, 0.8]), scores, 0.5, [])
+    paths = write_detection(tmp_path, detection)
+    before = paths["scores"].read_bytes()
+    broken = np.array([*scores[:20], "not a score"], dtype=object)  # fails mid-file
+    with pytest.raises(TypeError):
+        write_detection(tmp_path, Detection("v", "v.mp4", 8.0, scores, broken, 0.5, []))
+    assert paths["scores"].read_bytes() == before
+    summary = write_summary(tmp_path, [detection], {"threshold": 0.5})
+    (tmp_path / "old.json").hardlink_to(summary)  # a rewrite in place would change it too
+    write_summary(tmp_path, [], {"threshold": 0.7})
+    assert json.loads((tmp_path / "old.json").read_text())["threshold"] == 0.5
+    assert json.loads(summary.read_text())["threshold"] == 0.7
+
+
+def test_recorded_weights_are_checked_by_checksum(tmp_path):
+    from arnet.detect import load_detector
+    from arnet.extract import ExtractError
+    from arnet.models import create_model
+    from arnet.train import save_checkpoint
+
+    data = tmp_path / "data"
+    record = data / "features_video" / "i3d"
+    record.mkdir(parents=True)
+    weights = tmp_path / "rgb_imagenet.pt"
+    weights.write_bytes(b"replaced since extraction")
+    meta = {"backbone": "i3d", "backbones": {"rgb": {"weights": str(weights), "sha256": "0" * 64}}}
+    (record / "extraction.json").write_text(json.dumps(meta))
+    save_checkpoint(
+        tmp_path / "ckpt.pt",
+        {
+            "format": "arnet-checkpoint",
+            "model": {"name": "single", "kwargs": {"feature_dim": 1024}},
+            "state_dict": create_model("single", 1024).state_dict(),
+            "iteration": 1,
+            "config": {"data": str(data), "feature_modal": "rgb", "feature_backbone": "i3d"},
+        },
+    )
+    with pytest.raises(ExtractError, match="rgb_imagenet.pt: not the rgb weights"):
+        load_detector(tmp_path / "ckpt.pt", device="cpu")
+    weights.unlink()
+    with pytest.raises(ExtractError, match="rgb_imagenet.pt: rgb weight file not found"):
+        load_detector(tmp_path / "ckpt.pt", device="cpu")
+
+
+def test_detect_checks_its_arguments_before_loading_anything(tmp_path, capsys):
+    from arnet.cli import main
+
+    base = ["detect", "v.mp4", "--checkpoint", str(tmp_path / "absent.pt")]
+    assert main([*base, "--threshold", "0.5", "--calibrate", "n.mp4"]) == 2
+    assert "give --threshold or --calibrate, not both" in capsys.readouterr().err
+    assert main([*base, "--calibrate", "n.mp4", "--false-alarm-rate", "1.5"]) == 2
+    assert "--false-alarm-rate must be in [0, 1)" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------- end to end
 
 
@@ -125,7 +182,7 @@ def scene(n: int, event_from: int | None, seed: int) -> list[np.ndarray]:
 
 
 @pytest.mark.usefixtures("_plain_cpu_convolutions")
-def test_detect_end_to_end_on_generated_videos(tmp_path, capsys):
+def test_detect_end_to_end_on_generated_videos(tmp_path, capsys, monkeypatch):
     pytest.importorskip("av", reason="the extract extra (PyAV) is not installed")
     pytest.importorskip("cv2", reason="the extract extra (OpenCV) is not installed")
     from arnet.cli import main
@@ -195,10 +252,18 @@ def test_detect_end_to_end_on_generated_videos(tmp_path, capsys):
     (data / "features_video" / "i3d" / "extraction.json").unlink()
     assert main(["detect", str(videos / "test_event.mp4"), "--checkpoint", str(run)]) == 2
     assert "give --backbone" in capsys.readouterr().err
+    import arnet.train
+
+    loads = []
+    load_checkpoint = arnet.train.load_checkpoint
+    monkeypatch.setattr(
+        arnet.train, "load_checkpoint", lambda *a, **k: loads.append(a) or load_checkpoint(*a, **k)
+    )
     assert main(["detect", str(videos / "test_event.mp4"), "--checkpoint", str(run), "--backbone",
                  "i3d", "--random-init", "--short-side", "24", "--crop-size", "16",
-                 "--threshold", "0.5", "--out", str(tmp_path / "explicit")]) == 0  # fmt: skip
-    assert "test_event:" in capsys.readouterr().out
+                 "--out", str(tmp_path / "explicit")]) == 0  # fmt: skip
+    assert "threshold 0.5000" in capsys.readouterr().out  # the checkpoint's
+    assert len(loads) == 1  # the checkpoint is read once
 
 
 def test_detect_refuses_features_of_another_size(tmp_path):

@@ -199,6 +199,28 @@ def test_find_inputs_videos_frame_folders_and_errors(tmp_path):
         find_inputs([tmp_path / "clip_b.mp4", tmp_path / "clip_b.mp4"])
 
 
+def test_a_folder_of_frame_folders_is_expanded_despite_a_stray_image(tmp_path):
+    ds = tmp_path / "ds"
+    for name in ("vid01", "vid02"):
+        (ds / name).mkdir(parents=True)
+        cv2.imwrite(str(ds / name / "0.png"), np.zeros((8, 8, 3), np.uint8))
+    cv2.imwrite(str(ds / "cover.png"), np.zeros((8, 8, 3), np.uint8))
+    assert [(v.name, v.kind) for v in find_inputs([ds])] == [
+        ("vid01", "frames"),
+        ("vid02", "frames"),
+    ]
+    # images beside a subfolder that holds no video: neither reading is safe
+    (ds / "vid01" / "masks").mkdir()
+    cv2.imwrite(str(ds / "vid01" / "masks" / "0.png"), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ExtractError, match=r"vid01: holds frame images and also subfolders"):
+        find_inputs([ds])
+    other = tmp_path / "other"
+    (other / "notes").mkdir(parents=True)
+    cv2.imwrite(str(other / "0.png"), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ExtractError, match=r"other: holds frame images and also subfolders"):
+        find_inputs([other])
+
+
 def test_frame_folders_are_read_as_rgb_and_checked(tmp_path):
     folder = tmp_path / "v"
     folder.mkdir()
@@ -301,6 +323,24 @@ def test_converted_state_dict_loads_back(tmp_path):
         torch.testing.assert_close(load_i3d(wrapped, "rgb")(clips), reference(clips))
     backbone = create_backbone("i3d", "rgb", path)
     assert backbone.describe()["sha256"] and backbone.describe()["weights"] == str(path)
+
+
+def test_weight_paths_are_recorded_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"w": torch.zeros(2)}, "w.pt")
+    backbone = ModuleBackbone("any", "rgb", 2, torch.nn.Identity(), weights="w.pt")
+    assert backbone.describe()["weights"] == str((tmp_path / "w.pt").resolve())
+
+
+def test_options_a_backbone_does_not_take_are_refused(tmp_path, capsys):
+    with pytest.raises(ExtractError, match="backbone 'i3d' does not take --pool, --spatial"):
+        create_backbone("i3d", "rgb", random_init=True, pool="mean", spatial="max")
+    from arnet.cli import main
+
+    clip = video(tmp_path, "clip", 4)
+    args = ["extract", str(clip), "--out", str(tmp_path / "out"), "--random-init", "--pool", "mean"]
+    assert main(args) == 2
+    assert "backbone 'i3d' does not take --pool" in capsys.readouterr().err
 
 
 def test_mismatched_or_corrupt_weights_are_refused(tmp_path):

@@ -70,3 +70,11 @@ def test_efficientnet_lite0_ships_its_imagenet_weights(tmp_path):
     assert copy.describe()["weights"] == str(tmp_path / "copy.pt")
     with pytest.raises(ExtractError, match="takes rgb clips, not flow"):
         create_backbone("efficientnet-lite0", "flow")
+
+
+def test_options_of_other_backbones_are_refused():
+    # checked before the network is built, so this needs no extract extra
+    with pytest.raises(
+        ExtractError, match="backbone 'efficientnet-lite0' does not take --random-init"
+    ):
+        create_backbone("efficientnet-lite0", random_init=True)

@@ -15,7 +15,7 @@ trailing frames that fill no segment have no score (NaN, never part of an alert)
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import write_atomic, write_json_atomic
 from .data import DataError, FeatureDataset
 from .evaluate import predict
 from .extract import ExtractError
@@ -181,6 +182,7 @@ class Detector:
         output: which features the model takes: "rgb", "flow" or "combine".
         device: where the model runs.
         crop_mode: ten-crop features: "mean" features, or "per_crop" scores averaged.
+        threshold: the default alert threshold (the checkpoint's).
     """
 
     def __init__(
@@ -190,6 +192,7 @@ class Detector:
         output: str,
         device: torch.device | str = "cpu",
         crop_mode: str = "mean",
+        threshold: float = 0.5,
     ) -> None:
         if output not in extractor.outputs:
             raise ExtractError(
@@ -208,6 +211,7 @@ class Detector:
         self.output = output
         self.device = device
         self.crop_mode = crop_mode
+        self.threshold = threshold
 
     def score(self, video: VideoInput) -> tuple[VideoFeatures, np.ndarray]:
         """Extract and score one video: its features and (T,) segment scores."""
@@ -269,36 +273,39 @@ def write_detection(folder: str | Path, detection: Detection) -> dict[str, Path]
         "alerts": folder / f"{stem}.alerts.csv",
         "plot": folder / f"{stem}.png",
     }
-    with paths["scores"].open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["frame", "time_s", "score"])
-        for i, s in enumerate(detection.frame_scores):
-            writer.writerow([i, f"{i / detection.fps:.3f}", "" if math.isnan(s) else f"{s:.6f}"])
-    with paths["alerts"].open("w", newline="") as f:
-        writer = csv.writer(f)
+    scores = io.StringIO(newline="")
+    writer = csv.writer(scores)
+    writer.writerow(["frame", "time_s", "score"])
+    for i, s in enumerate(detection.frame_scores):
+        writer.writerow([i, f"{i / detection.fps:.3f}", "" if math.isnan(s) else f"{s:.6f}"])
+    alerts = io.StringIO(newline="")
+    writer = csv.writer(alerts)
+    writer.writerow(
+        [
+            "start_frame",
+            "end_frame",
+            "start_s",
+            "end_s",
+            "duration_s",
+            "peak_score",
+            "peak_frame",
+        ]
+    )
+    for a in detection.alerts:
         writer.writerow(
             [
-                "start_frame",
-                "end_frame",
-                "start_s",
-                "end_s",
-                "duration_s",
-                "peak_score",
-                "peak_frame",
+                a.start_frame,
+                a.end_frame,
+                f"{a.start_s:.3f}",
+                f"{a.end_s:.3f}",
+                f"{a.duration_s:.3f}",
+                f"{a.peak_score:.6f}",
+                a.peak_frame,
             ]
         )
-        for a in detection.alerts:
-            writer.writerow(
-                [
-                    a.start_frame,
-                    a.end_frame,
-                    f"{a.start_s:.3f}",
-                    f"{a.end_s:.3f}",
-                    f"{a.duration_s:.3f}",
-                    f"{a.peak_score:.6f}",
-                    a.peak_frame,
-                ]
-            )
+    for key, text in (("scores", scores), ("alerts", alerts)):
+        data = text.getvalue().encode()
+        write_atomic(paths[key], lambda f, data=data: f.write(data))
     plot_detection(paths["plot"], detection)
     return paths
 
@@ -333,7 +340,7 @@ def plot_detection(path: str | Path, detection: Detection) -> Path:
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper right", fontsize="small")
         fig.tight_layout()
-        fig.savefig(path)
+        write_atomic(path, lambda f: fig.savefig(f, format=Path(path).suffix[1:] or "png"))
     finally:
         plt.close(fig)
     return Path(path)
@@ -343,10 +350,8 @@ def write_summary(
     folder: str | Path, detections: Sequence[Detection], extra: Mapping[str, Any]
 ) -> Path:
     """detect.json: the settings (`extra`) and every video's alerts."""
-    path = Path(folder) / "detect.json"
     payload = {**extra, "videos": [d.summary() for d in detections]}
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    return path
+    return write_json_atomic(Path(folder) / "detect.json", payload)
 
 
 # ---------------------------------------------------------------------- from a checkpoint
@@ -369,6 +374,8 @@ def load_detector(
     extraction.json is reachable, the backbone, weights, options and preprocessing recorded
     there are used, so nothing has to be repeated. Explicit arguments override them. Detection
     uses the `pad` tail policy unless `preprocessing` says otherwise, so every frame is scored.
+    A weight file, recorded or given, is used only when its SHA-256 matches the recorded one.
+    The detector's default threshold is the checkpoint's.
 
     Args:
         checkpoint: checkpoint file or run folder.
@@ -384,8 +391,8 @@ def load_detector(
         The detector, and the extraction metadata it uses (for the record).
 
     Raises:
-        ExtractError: no recorded extraction and no backbone given, weights that differ from the
-            recorded ones, or features that do not fit the model.
+        ExtractError: no recorded extraction and no backbone given, a weight file that is missing
+            or differs from the recorded one, or features that do not fit the model.
     """
     from .extract.backbones import create_backbone
     from .extract.flow import FlowSettings
@@ -420,11 +427,21 @@ def load_detector(
     for modality in modalities:
         entry = recorded.get(modality, {})
         path = weights.get(modality) or entry.get("weights")
-        if weights.get(modality) and entry.get("sha256"):
-            if file_sha256(weights[modality]) != entry["sha256"]:
+        if path is not None and entry.get("sha256"):
+            if not Path(path).is_file():
                 raise ExtractError(
-                    f"{weights[modality]}: not the {modality} weights the training features were "
-                    f"extracted with (SHA-256 differs from {recorded_at}/extraction.json)"
+                    f"{path}: {modality} weight file not found"
+                    + (
+                        ""
+                        if weights.get(modality)
+                        else f" (recorded in {recorded_at}/extraction.json; give "
+                        f"--weights-{modality})"
+                    )
+                )
+            if file_sha256(path) != entry["sha256"]:
+                raise ExtractError(
+                    f"{path}: not the {modality} weights the training features were extracted "
+                    f"with (SHA-256 differs from {recorded_at}/extraction.json)"
                 )
         options = {**entry.get("options", {}), **(backbone_options or {})}
         backbones[modality] = create_backbone(name, modality, path, **options)
@@ -438,5 +455,6 @@ def load_detector(
     extractor = FeatureExtractor(backbones, extract_config, torch_device)
     model = model_from_checkpoint(payload, torch_device)
     crop_mode = config.get("test_crop", "mean")
-    detector = Detector(model, extractor, output, torch_device, crop_mode)
+    threshold = float(config.get("threshold", 0.5))
+    detector = Detector(model, extractor, output, torch_device, crop_mode, threshold)
     return detector, {**extractor.metadata(), "checkpoint": payload["path"], "output": output}

@@ -23,6 +23,7 @@ over each segment).
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,7 +90,7 @@ class ModuleBackbone(Backbone):
             raise ExtractError(f"backbone {name!r}: modality must be rgb or flow, got {modality!r}")
         self.name, self.modality, self.dim = name, modality, int(dim)
         self.module = module
-        self.weights = None if weights is None else str(weights)
+        self.weights = None if weights is None else str(Path(weights).resolve())
         self.sha256 = sha256
         if self.weights is not None and sha256 is None:
             from .i3d import file_sha256
@@ -180,13 +181,25 @@ def create_backbone(
     """Build a registered backbone for one modality.
 
     Raises:
-        ExtractError: unknown name, a modality it does not support, or weights it needs.
+        ExtractError: unknown name, a modality it does not support, weights it needs, or an
+            option its factory does not take (named as the command-line option).
     """
     entry = backbone_entry(name)
     if modality not in entry.modalities:
         raise ExtractError(
             f"backbone {name!r} takes {' or '.join(entry.modalities)} clips, not {modality}"
         )
+    params = inspect.signature(entry.factory).parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        known = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        known = [k for k in known if k not in ("modality", "weights")]
+        unknown = [k for k in options if k not in known]
+        if unknown:
+            raise ExtractError(
+                f"backbone {name!r} does not take "
+                + ", ".join(f"--{k.replace('_', '-')}" for k in unknown)
+                + f" (its options: {', '.join(known) or 'none'})"
+            )
     return entry.factory(modality, weights=weights, **options)
 
 

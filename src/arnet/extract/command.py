@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .flow import FLOW_METHODS
+from .image import POOLS, SPATIAL
 from .preprocess import CROP_MODES, TAIL_POLICIES, Preprocessing
-
-POOL_CHOICES = ("mean", "mean_std", "mean_diff")
-FLOW_CHOICES = ("tvl1", "farneback")
 
 
 def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
@@ -37,13 +38,13 @@ def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
     )
     g.add_argument(
         "--pool",
-        choices=POOL_CHOICES,
+        choices=POOLS,
         default=None,
         help="2D backbones: frame pooling per segment (default mean)",
     )
     g.add_argument(
         "--spatial",
-        choices=("mean", "max"),
+        choices=SPATIAL,
         default=None,
         help="2D backbones: pooling of each frame's feature map over space (default mean; "
         "max keeps small objects in wide views)",
@@ -73,7 +74,7 @@ def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
     )
     g.add_argument(
         "--flow",
-        choices=FLOW_CHOICES,
+        choices=FLOW_METHODS,
         default=None,
         help=f"optical flow method (default tvl1){note}",
     )
@@ -164,22 +165,14 @@ def _progress(args: argparse.Namespace) -> bool | None:
     return False if (args.quiet or args.json) else None
 
 
-def _given(args: argparse.Namespace, mapping: dict[str, str]) -> dict[str, Any]:
-    """Fields whose option was given: {field: value} for mapping {option dest: field}."""
-    return {
-        field: getattr(args, dest)
-        for dest, field in mapping.items()
-        if getattr(args, dest) is not None
-    }
+def _given(args: argparse.Namespace, fields: Mapping[str, str] | Iterable[str]) -> dict[str, Any]:
+    """Fields whose option was given: {field: value}, for fields named as their option's dest
+    or mapped {option dest: field}."""
+    pairs = fields.items() if isinstance(fields, Mapping) else ((f, f) for f in fields)
+    return {field: getattr(args, dest) for dest, field in pairs if getattr(args, dest) is not None}
 
 
-_PREPROCESSING = {
-    "short_side": "short_side",
-    "crop": "crop",
-    "crop_size": "crop_size",
-    "frames_per_segment": "frames_per_segment",
-    "tail": "tail",
-}
+_PREPROCESSING = tuple(f.name for f in dataclasses.fields(Preprocessing))  # options of that name
 _FLOW = {"flow": "method", "flow_bound": "bound"}
 
 
@@ -306,8 +299,16 @@ def run_extract(args: argparse.Namespace) -> int:
 
 def run_detect(args: argparse.Namespace) -> int:
     from ..detect import load_detector, write_detection, write_summary
+    from . import ExtractError
     from .video import find_inputs
 
+    # Arguments and inputs first: a mistake shows before any model or video is loaded.
+    if args.calibrate and args.threshold is not None:
+        raise ExtractError("give --threshold or --calibrate, not both")
+    if not 0 <= args.false_alarm_rate < 1:
+        raise ExtractError(f"--false-alarm-rate must be in [0, 1), got {args.false_alarm_rate}")
+    videos = find_inputs(args.inputs, fps=args.fps)
+    normal = find_inputs(args.calibrate, fps=args.fps) if args.calibrate else []
     weights = {m: w for m, w in (("rgb", args.weights_rgb), ("flow", args.weights_flow)) if w}
     detector, meta = load_detector(
         args.checkpoint,
@@ -319,12 +320,8 @@ def run_detect(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
     )
-    videos = find_inputs(args.inputs, fps=args.fps)
     calibration = None
-    if args.calibrate:
-        if args.threshold is not None:
-            raise ValueError("give --threshold or --calibrate, not both")
-        normal = find_inputs(args.calibrate, fps=args.fps)
+    if normal:
         threshold = detector.calibrate(normal, args.false_alarm_rate)
         calibration = {
             "videos": [str(v.path) for v in normal],
@@ -333,9 +330,7 @@ def run_detect(args: argparse.Namespace) -> int:
     elif args.threshold is not None:
         threshold = args.threshold
     else:
-        from ..train import load_checkpoint
-
-        threshold = float(load_checkpoint(args.checkpoint)["config"].get("threshold", 0.5))
+        threshold = detector.threshold
     out = Path(args.out) if args.out else Path(meta["checkpoint"]).parent.parent / "detect"
     detections, lines = [], []
     for video in videos:

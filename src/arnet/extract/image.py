@@ -189,7 +189,7 @@ def efficientnet_lite0(
         LITE0_DIM,
         pool=pool,
         frame_batch=frame_batch,
-        weights=None if weights is None else str(path),
+        weights=None if weights is None else str(path.resolve()),
         sha256=file_sha256(path),
         options={"spatial": spatial},
     )

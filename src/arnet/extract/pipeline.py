@@ -194,16 +194,9 @@ class FeatureExtractor:
         first_size: list[tuple[int, int]] = []
 
         def resized() -> Iterator[np.ndarray]:
-            shape = None
-            for frame in video.frames():
-                if shape is None:
-                    shape = frame.shape
+            for frame in video.frames():  # all of one size (checked there, naming the file)
+                if not first_size:
                     first_size.append((frame.shape[1], frame.shape[0]))
-                elif frame.shape != shape:
-                    raise ExtractError(
-                        f"{video.path}: frame size changes from {shape[1]}x{shape[0]} to "
-                        f"{frame.shape[1]}x{frame.shape[0]}"
-                    )
                 yield resize_short_side(frame, pp.short_side)
 
         if "flow" in self.backbones:

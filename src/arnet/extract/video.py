@@ -45,10 +45,13 @@ class VideoInput:
     fps: float | None = None
 
     def frames(self) -> Iterator[np.ndarray]:
-        """Decode the frames in order as RGB (H, W, 3) uint8 arrays."""
-        if self.kind == "frames":
-            return _read_folder(self.path)
-        return _decode_video(self.path)
+        """Decode the frames in order as RGB (H, W, 3) uint8 arrays, all of one size.
+
+        Raises:
+            ExtractError: naming the file, when a frame cannot be read or changes size.
+        """
+        read = _read_folder if self.kind == "frames" else _decode_video
+        return _same_size(read(self.path))
 
     def frame_rate(self) -> float:
         """Frames per second (container rate, or the folder's given or default rate)."""
@@ -82,18 +85,31 @@ def frame_files(folder: str | Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
-def is_frame_folder(path: str | Path) -> bool:
-    path = Path(path)
-    return path.is_dir() and any(
-        p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir() if p.is_file()
+def _holds_images(folder: Path) -> bool:
+    return any(
+        p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        for p in folder.iterdir()
     )
+
+
+def is_frame_folder(path: str | Path) -> bool:
+    """A folder of frame images: it holds images, and no subfolders or video files (hidden
+    entries aside); a folder with those is a folder of videos, expanded by `find_inputs`."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    for p in path.iterdir():
+        if not p.name.startswith(".") and (p.is_dir() or p.suffix.lower() in VIDEO_SUFFIXES):
+            return False
+    return _holds_images(path)
 
 
 def find_inputs(paths: Iterable[str | Path], fps: float | None = None) -> list[VideoInput]:
     """Turn command-line paths into videos, sorted by name.
 
-    Each path is a video file, a frame folder (a folder holding images), or a folder of those
-    (expanded one level: its video files and frame folders).
+    Each path is a video file, a frame folder (a folder holding images and no subfolders or
+    video files), or a folder of those (expanded one level: its video files and frame folders;
+    images beside them, such as a cover picture, are not a video).
 
     Args:
         paths: files and folders.
@@ -101,8 +117,9 @@ def find_inputs(paths: Iterable[str | Path], fps: float | None = None) -> list[V
             keep their container's rate.
 
     Raises:
-        ExtractError: a path that does not exist or holds no video, or two videos that would
-            get the same name.
+        ExtractError: a path that does not exist or holds no video, a folder that holds both
+            frame images and subfolders but no video (ambiguous), or two videos that would get
+            the same name.
     """
     found: list[VideoInput] = []
     for raw in paths:
@@ -115,14 +132,19 @@ def find_inputs(paths: Iterable[str | Path], fps: float | None = None) -> list[V
             found.append(VideoInput(path, normalize_name(path.name), "frames", fps))
         else:
             children = sorted(path.iterdir(), key=lambda p: natural_key(p.name))
-            inner = [
-                _as_input(c)
-                if c.is_file()
-                else VideoInput(c, normalize_name(c.name), "frames", fps)
-                for c in children
-                if (c.is_file() and c.suffix.lower() in VIDEO_SUFFIXES) or is_frame_folder(c)
-            ]
+            inner = []
+            for c in children:
+                if c.name.startswith("."):
+                    continue
+                if c.is_file() and c.suffix.lower() in VIDEO_SUFFIXES:
+                    inner.append(_as_input(c))
+                elif is_frame_folder(c):
+                    inner.append(VideoInput(c, normalize_name(c.name), "frames", fps))
+                elif c.is_dir() and _holds_images(c):
+                    raise _ambiguous(c)
             if not inner:
+                if _holds_images(path):
+                    raise _ambiguous(path)
                 raise ExtractError(
                     f"{path}: holds no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) "
                     "and no frame folders"
@@ -139,6 +161,14 @@ def find_inputs(paths: Iterable[str | Path], fps: float | None = None) -> list[V
     return sorted(found, key=lambda v: natural_key(v.name))
 
 
+def _ambiguous(folder: Path) -> ExtractError:
+    return ExtractError(
+        f"{folder}: holds frame images and also subfolders or video files, so it is neither a "
+        "frame folder nor a folder of videos; move the images or the rest out, or name the "
+        "videos themselves"
+    )
+
+
 def _as_input(path: Path) -> VideoInput:
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise ExtractError(
@@ -147,7 +177,21 @@ def _as_input(path: Path) -> VideoInput:
     return VideoInput(path, normalize_name(path.stem), "video")
 
 
-def _decode_video(path: Path) -> Iterator[np.ndarray]:
+def _same_size(frames: Iterator[tuple[Path, np.ndarray]]) -> Iterator[np.ndarray]:
+    """The frames of (source file, frame) pairs, checked to keep the first frame's size."""
+    shape = None
+    for source, frame in frames:
+        if shape is None:
+            shape = frame.shape
+        elif frame.shape != shape:
+            raise ExtractError(
+                f"{source}: frame size {frame.shape[1]}x{frame.shape[0]} differs from the "
+                f"first frame's ({shape[1]}x{shape[0]})"
+            )
+        yield frame
+
+
+def _decode_video(path: Path) -> Iterator[tuple[Path, np.ndarray]]:
     av = require("av", "decoding video")
     try:
         container = av.open(str(path))
@@ -160,29 +204,21 @@ def _decode_video(path: Path) -> Iterator[np.ndarray]:
         stream.thread_type = "AUTO"  # frame-threaded decoding: same frames, faster
         try:
             for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
+                yield path, frame.to_ndarray(format="rgb24")
         except av.error.FFmpegError as exc:
             raise ExtractError(f"{path}: decoding failed ({exc})") from exc
 
 
-def _read_folder(folder: Path) -> Iterator[np.ndarray]:
+def _read_folder(folder: Path) -> Iterator[tuple[Path, np.ndarray]]:
     cv2 = require("cv2", "reading frame images")
     files = frame_files(folder)
     if not files:
         raise ExtractError(f"{folder}: holds no frame images")
-    shape = None
     for file in files:
         image = cv2.imread(str(file), cv2.IMREAD_COLOR)
         if image is None:
             raise ExtractError(f"{file}: not a readable image")
-        if shape is None:
-            shape = image.shape
-        elif image.shape != shape:
-            raise ExtractError(
-                f"{file}: frame size {image.shape[1]}x{image.shape[0]} differs from the "
-                f"folder's first frame ({shape[1]}x{shape[0]})"
-            )
-        yield np.ascontiguousarray(image[:, :, ::-1])  # OpenCV reads BGR
+        yield file, np.ascontiguousarray(image[:, :, ::-1])  # OpenCV reads BGR
 
 
 def write_video(
