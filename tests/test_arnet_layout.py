@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from arnet.data import DataError
-from arnet.formats import open_dataset
+from arnet.formats import build_catalog, open_dataset
 from arnet.formats.arnet import feature_folder, load_arnet, load_pickle, read_split
+from arnet.formats.catalog import DataWarning
 
 
 @pytest.fixture
@@ -147,3 +148,36 @@ def test_unknown_layout_and_missing_folder(tmp_path):
         open_dataset(tmp_path)
     with pytest.raises(DataError, match="feature folder not found"):
         load_arnet(tmp_path)
+
+
+def test_ground_truth_given_replaces_a_broken_frame_label_pickle(data, tmp_path):
+    path = data / "GT" / "frame_label.pickle"
+    gt = tmp_path / "frames.npz"
+    np.savez(gt, **load_pickle(path))
+    path.write_bytes(path.read_bytes()[:50])
+    with (
+        pytest.raises(DataError, match="frame_label.pickle: not a readable pickle"),
+        pytest.warns(DataWarning, match="no frame ground truth"),
+    ):
+        open_dataset(data)
+    _, test = open_dataset(data, ground_truth=gt)
+    assert all(f is not None for f in test.frame_labels)
+    assert not build_catalog(data, ground_truth=gt).problems
+
+
+def test_label_pickle_keys_must_be_names(data):
+    with open(data / "GT" / "video_label.pickle", "wb") as f:
+        pickle.dump({5: [1.0]}, f)
+    with pytest.raises(
+        DataError, match=r"video_label.pickle: keys must be video names \(strings\), got 5\n"
+    ):
+        load_arnet(data)
+
+
+def test_binary_split_file_is_named(data):
+    split = data / "train_split.txt"
+    split.write_bytes(b"\xff\xfe01_0001\n")
+    with pytest.raises(DataError, match="train_split.txt: not a readable text file"):
+        load_arnet(data)
+    with pytest.raises(DataError, match="train_split.txt: not a readable text file"):
+        read_split(split)

@@ -19,8 +19,9 @@ from arnet.config import TrainConfig
 from arnet.data import BalancedBatchSampler, DataError, FeatureDataset
 from arnet.evaluate import evaluate, predict
 from arnet.formats import build_catalog, detect_format, open_catalog, open_dataset
+from arnet.formats import catalog as catalog_module
 from arnet.formats.arnet import write_arnet
-from arnet.formats.catalog import DataWarning
+from arnet.formats.catalog import DataWarning, to_datasets
 from arnet.formats.crops import write_crops
 from arnet.formats.groundtruth import (
     event_labels,
@@ -356,6 +357,37 @@ def test_packed_index_is_json_and_checked(layouts, tmp_path):
     (store / "arnet-store.json").write_text(json.dumps(index))
     with pytest.raises(DataError, match="lengths"):
         load_packed(store)
+    index["lengths"].append(1)
+    index["offsets"][3] = None
+    (store / "arnet-store.json").write_text(json.dumps(index))
+    with pytest.raises(DataError, match=r"arnet-store.json: index field offsets\[3\] is None"):
+        load_packed(store)
+
+
+def test_feature_files_are_not_held_open(tmp_path, monkeypatch):
+    # UCF-Crime or XD-Violence per-crop folders hold more files than the usual limit of 1024
+    # open files: opening a dataset must not keep one open per file
+    fd = Path("/proc/self/fd")
+    if not fd.is_dir():
+        pytest.skip("needs /proc/self/fd")
+    rng = np.random.default_rng(0)
+    for split, prefix in (("train", "01"), ("test", "02")):
+        (tmp_path / split).mkdir()
+        for i in range(150):  # ShanghaiTech-style names: 4 digits anomalous, 3 normal
+            name = f"{prefix}_{i:04d}" if i % 2 else f"{prefix}_{i:03d}"
+            for crop in range(2):
+                features = rng.random((3, 4), dtype=np.float32)
+                np.save(tmp_path / split / f"{name}__{crop}.npy", features)
+    monkeypatch.setattr(catalog_module, "MAX_MAPPED", 20)
+    before = len(list(fd.iterdir()))
+    catalog = open_catalog(build_catalog(tmp_path))
+    assert not catalog.errors and len(catalog.videos) == 300
+    assert len(list(fd.iterdir())) - before < 10
+    with pytest.warns(DataWarning, match="no frame ground truth"):
+        train, _ = to_datasets(catalog)
+    for i in range(len(train)):  # reading maps files, a bounded number at a time
+        assert np.asarray(train.features(i)).shape == (3, 2, 4)
+    assert len(list(fd.iterdir())) - before < 30
 
 
 # ---------------------------------------------------------------------- ground truth
@@ -429,12 +461,30 @@ def test_xd_violence_annotations(tmp_path):
     assert len(gt.problems) == 1 and gt.problems[0][0].endswith(":2")
     spans = gt.events["Movie.2001__#00-01-00_00-02-00_label_B1-0-0"]
     assert spans == [(16, 40), (100, 200)]  # half-open, as XD-Violence's make_gt.py
-    # 5 segments cover frames 0..79; under "drop" the video may have up to 95 frames
+    # 5 segments cover frames 0..79; under "drop" the video may have up to 95 frames (0..94)
     labels, notes = event_labels(spans, 5)
     assert labels[16:40].all() and labels.sum() == 24
-    assert notes == [(True, notes[0][1])] and "starts after frame 95" in notes[0][1]
+    assert notes == [(True, notes[0][1])] and "starts after frame 94" in notes[0][1]
     _, notes = event_labels([(70, 100)], 5)
     assert notes[0][0] is False and "clipped" in notes[0][1]
+
+
+def test_events_past_the_last_frame_under_each_tail_policy():
+    # 5 segments: "drop" allows frames 0..94, "pad" frames 0..79
+    for tail, last in (("drop", 94), ("pad", 79)):
+        _, notes = event_labels([(last, last + 5)], 5, tail)
+        assert [error for error, _ in notes] == [False], tail  # clipped
+        _, notes = event_labels([(last + 1, last + 5)], 5, tail)
+        assert [error for error, _ in notes] == [True], tail
+        assert f"starts after frame {last}" in notes[0][1]
+
+
+@pytest.mark.parametrize("suffix", [".mat", ".txt"])
+def test_binary_ground_truth_is_named(tmp_path, suffix):
+    path = tmp_path / f"gt{suffix}"
+    path.write_bytes(b"MATLAB 5.0 \xff\xfe\x00\x81")
+    with pytest.raises(DataError, match=f"gt\\{suffix}: not a text file of events"):
+        load_ground_truth(path)
 
 
 def test_json_ranges_are_one_based_inclusive(tmp_path):

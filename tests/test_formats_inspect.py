@@ -254,3 +254,29 @@ def test_packed_store_values_are_checked_by_inspect(tmp_path):
     assert "features.npy[" in found["non-finite"][0].source
     # --skip-values trusts the store, as loading does
     assert inspect_catalog(build_catalog(store), values=False).ok
+
+
+def test_npz_archive_under_a_npy_name_is_unreadable(tmp_path):
+    train_list = write_list(tmp_path, clean_content(np.random.default_rng(6)))
+    path = tmp_path / "features" / "train" / "01_0001.npy"
+    with path.open("wb") as f:  # np.savez to a file object: .npz content, .npy name
+        np.savez(f, features=np.ones((4, D), np.float32))
+    unreadable = problems_by_kind(inspect_catalog(build_catalog(train_list)))["unreadable"]
+    assert len(unreadable) == 1 and unreadable[0].source == str(path)
+    assert ".npz archive" in unreadable[0].message
+
+
+def test_missing_ground_truth_is_a_missing_file_in_every_layout(tmp_path):
+    content = clean_content(np.random.default_rng(7))
+    train_list = write_list(tmp_path / "list", content)
+    datasets = [
+        write_arnet(tmp_path / "arnet", content).parents[2],
+        train_list,
+        write_crops(tmp_path / "crops", content),
+        pack_catalog(open_catalog(build_catalog(train_list)), tmp_path / "store", "float32"),
+    ]
+    missing = tmp_path / "nowhere.npz"
+    for root in datasets:
+        found = problems_by_kind(build_catalog(root, ground_truth=missing))
+        assert [p.source for p in found["missing-file"]] == [str(missing)], root
+        assert "unreadable" not in found

@@ -72,9 +72,10 @@ class Draw:
 class FeatureDataset:
     """Videos with segment features, video labels and (optionally) per-frame labels.
 
-    Features are kept as one array per video: memory-mapped files (lazy), or views into one
-    contiguous block (in memory, or a packed store), in which case a batch is gathered from the
-    block with one bulk row copy per video. Multi-crop features have shape (T, C, D).
+    Features are kept as one array per video: files read lazily (`formats.catalog.NpyFile`),
+    or views into one contiguous block (in memory, or a packed store), in which case a batch is
+    gathered from the block with one bulk row copy per video. Multi-crop features have shape
+    (T, C, D).
 
     Args:
         names: video names, unique.

@@ -22,7 +22,7 @@ from ..data import DataError, FeatureDataset
 from .arnet import catalog_arnet, is_arnet_layout
 from .catalog import Catalog, open_catalog, to_datasets
 from .crops import catalog_crops, is_crops_layout
-from .groundtruth import TAIL_POLICIES, load_ground_truth
+from .groundtruth import TAIL_POLICIES
 from .lists import catalog_csv, catalog_list, is_csv_file, is_list_file
 from .packed import catalog_packed, is_packed
 
@@ -89,12 +89,9 @@ def build_catalog(
     if wrong:
         raise DataError(f"{path}: option(s) {', '.join(wrong)} do not apply to the {fmt} layout")
     if fmt == "arnet":
-        catalog = catalog_arnet(path, modal=modal, backbone=backbone, layer=layer)
-        if ground_truth:
-            try:
-                catalog.ground_truth = load_ground_truth(ground_truth)
-            except DataError as exc:
-                catalog.report("unreadable", ground_truth, exc)
+        catalog = catalog_arnet(
+            path, modal=modal, backbone=backbone, layer=layer, ground_truth=ground_truth
+        )
     elif fmt == "list":
         catalog = catalog_list(
             path,

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..atomic import write_atomic
 from ..data import DataError, FeatureDataset
-from .catalog import Catalog, VideoEntry, open_catalog, to_datasets
+from .catalog import Catalog, VideoEntry, open_catalog, read_ground_truth, to_datasets
 from .groundtruth import ground_truth_from_mapping, normalize_name
 
 FEATURE_FILE = "feature.npy"
@@ -82,7 +82,7 @@ def read_split(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: split file not found")
-    names = [normalize_name(line) for line in path.read_text().splitlines() if line.strip()]
+    names = [normalize_name(line) for line in _read_lines(path) if line.strip()]
     if not names:
         raise DataError(f"{path}: split is empty")
     return names
@@ -119,16 +119,18 @@ def catalog_arnet(
     modal: str = "combine",
     backbone: str = "i3d",
     layer: str = "fc6",
+    ground_truth: str | Path | None = None,
 ) -> Catalog:
     """Index a dataset in the AR-Net layout, collecting every problem instead of stopping.
 
     Args:
         root: the dataset folder (reference: DATASET_PATH/DATASET_NAME).
         modal, backbone, layer: which features (see `feature_folder`).
+        ground_truth: a source replacing GT/frame_label.pickle (which is then not read).
 
     Returns:
-        A catalog to open with `open_catalog`; GT/frame_label.pickle, when present, is its
-        ground truth.
+        A catalog to open with `open_catalog`; `ground_truth`, or else GT/frame_label.pickle
+        when present, is its ground truth.
 
     Raises:
         DataError: the folder or its feature folder does not exist (nothing else to check).
@@ -153,7 +155,9 @@ def catalog_arnet(
             "missing-file" if not label_file.is_file() else "unreadable", label_file, exc
         )
     video_labels = {normalize_name(k): v for k, v in video_labels.items()}
-    if frame_file.is_file():
+    if ground_truth:
+        read_ground_truth(catalog, ground_truth)
+    elif frame_file.is_file():
         try:
             frames = _as_mapping(load_pickle(frame_file), frame_file)
             catalog.ground_truth = ground_truth_from_mapping(frames, frame_file, normalize_name)
@@ -165,7 +169,11 @@ def catalog_arnet(
         if not split_file.is_file():
             catalog.error("layout", split_file, "split file not found")
             continue
-        lines = split_file.read_text().splitlines()
+        try:
+            lines = _read_lines(split_file)
+        except DataError as exc:
+            catalog.report("unreadable", split_file, exc)
+            continue
         if not any(line.strip() for line in lines):
             catalog.error("layout", split_file, "split is empty")
         for number, line in enumerate(lines, 1):
@@ -231,7 +239,17 @@ def load_arnet(
 def _as_mapping(value: Any, path: Path) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise DataError(f"{path}: expected a dict of video -> label, got {type(value).__name__}")
+    key = next((k for k in value if not isinstance(k, str)), None)
+    if key is not None:
+        raise DataError(f"{path}: keys must be video names (strings), got {key!r}")
     return value
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable text file ({exc})") from exc
 
 
 def write_arnet(

@@ -4,7 +4,7 @@ A reader turns its layout into a `Catalog`: one `VideoEntry` per video (name, sp
 feature files, where it was declared) and every `Problem` it met, without stopping at the
 first. The shared steps then run on any catalog:
 
-    open_catalog(catalog)                       open feature files (memory-mapped headers),
+    open_catalog(catalog)                       open feature files (their headers only),
                                                 check shapes, attach and check ground truth
                                                 (under `catalog.tail`, the tail policy)
     scan_values(catalog)                        read every value, report NaN/Inf (inspect, pack)
@@ -17,8 +17,9 @@ missing file does not hide the next problem.
 
 from __future__ import annotations
 
+import threading
 import warnings
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from .groundtruth import (
     event_labels,
     fit_frame_labels,
     frame_count_mismatch,
+    load_ground_truth,
     split_crop,
     video_name,
 )
@@ -92,7 +94,7 @@ class VideoEntry:
         label: 1 anomalous, 0 normal, None when the layout gives none.
         files: its feature file, or one file per crop in crop order.
         origin: where the video is declared (a list line, a folder) for messages.
-        features: after `open_catalog`, (T, D) or (T, C, D), memory-mapped.
+        features: after `open_catalog`, (T, D) or (T, C, D), read lazily (`NpyFile`).
         frame_labels: after `open_catalog`, its frame labels or None.
         broken: an error was found; the video is left out of later checks.
         offset: its first row in `Catalog.block`, when the catalog has one.
@@ -214,6 +216,71 @@ class CropStack:
         return out if dtype is None else out.astype(dtype, copy=False)
 
 
+# ---------------------------------------------------------------------- feature files
+
+
+def _map_budget() -> int:
+    """A quarter of the open files the process may have, within [16, 4096]."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):  # no `resource` on Windows
+        return 256
+    return 4096 if soft == resource.RLIM_INFINITY else max(16, min(4096, soft // 4))
+
+
+MAX_MAPPED = _map_budget()
+"""Feature files kept memory-mapped at a time, over all `NpyFile`s (each map holds a file open)."""
+_mapped: OrderedDict[NpyFile, np.memmap] = OrderedDict()
+_mapped_lock = threading.Lock()
+
+
+class NpyFile:
+    """A `.npy` feature file, read lazily, without holding the file open between reads.
+
+    A memory map keeps its file open, so mapping every video's file when a catalog is opened
+    takes one file descriptor per video: the per-crop folders of UCF-Crime or XD-Violence
+    exceed the usual limit of 1024. An NpyFile keeps the header (shape, dtype, where the data
+    starts) and maps the file when read, through a cache of the `MAX_MAPPED` most recently
+    read files; reads return copies, so no map outlives its place in the cache. Mapping a file
+    again costs about 0.1 ms: a dataset of many more files than that trains faster packed
+    (`arnet pack`) or in memory. It supports what `CropStack` does.
+    """
+
+    def __init__(self, path: Path, mapped: np.memmap) -> None:
+        self.path = path
+        self.shape = mapped.shape
+        self.ndim = mapped.ndim
+        self.dtype = mapped.dtype
+        self._offset = mapped.offset
+        self._order = "C" if mapped.flags.c_contiguous else "F"
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _map(self) -> np.memmap:
+        with _mapped_lock:
+            mapped = _mapped.pop(self, None)
+            if mapped is None:
+                try:
+                    mapped = np.memmap(
+                        self.path, self.dtype, "r", self._offset, self.shape, self._order
+                    )
+                except (OSError, ValueError) as exc:
+                    raise DataError(f"{self.path}: cannot read features ({exc})") from exc
+            _mapped[self] = mapped
+            while len(_mapped) > MAX_MAPPED:
+                _mapped.popitem(last=False)
+        return mapped
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.array(self._map()[key])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.array(self._map(), dtype=dtype)
+
+
 # ---------------------------------------------------------------------- declaring videos
 
 
@@ -287,7 +354,9 @@ def group_crops(
 # ---------------------------------------------------------------------- opening
 
 
-def _open_array(catalog: Catalog, path: Path, video: VideoEntry) -> np.ndarray | None:
+def _open_array(catalog: Catalog, path: Path, video: VideoEntry) -> Any:
+    """A feature file as an `NpyFile` (an array in memory where it cannot be mapped), or None
+    when it cannot be read (reported)."""
     if not path.is_file():
         catalog.error("missing-file", path, f"feature file of video {video.name!r} not found")
         return None
@@ -315,12 +384,21 @@ def _open_array(catalog: Catalog, path: Path, video: VideoEntry) -> np.ndarray |
     except Exception as exc:
         catalog.error("unreadable", path, f"cannot read features of {video.name!r} ({exc})")
         return None
+    if not isinstance(array, np.ndarray):  # a .npz archive under a .npy name: an NpzFile
+        array.close()
+        catalog.error(
+            "unreadable",
+            path,
+            f"features of {video.name!r} are a .npz archive, not one .npy array",
+        )
+        return None
     if array.dtype.kind != "f":
         catalog.error(
             "unreadable", path, f"features of {video.name!r} have dtype {array.dtype}, not float"
         )
         return None
-    return array
+    # Keep the header, not the map: a map holds its file open (one descriptor per video).
+    return NpyFile(path, array) if isinstance(array, np.memmap) else array
 
 
 def _open_video(catalog: Catalog, video: VideoEntry) -> Any:
@@ -436,6 +514,18 @@ def _check_shapes(catalog: Catalog) -> None:
                     f"{split} videos have {expected}",
                 )
                 video.broken = True
+
+
+def read_ground_truth(catalog: Catalog, path: str | Path) -> None:
+    """Make the source at `path` the catalog's ground truth (`groundtruth.load_ground_truth`),
+    or report it missing or unreadable."""
+    path = Path(path)
+    try:
+        catalog.ground_truth = load_ground_truth(path)
+    except DataError as exc:
+        catalog.report("missing-file" if not path.exists() else "unreadable", path, exc)
+        return
+    catalog.notes.append(f"ground truth: {path} ({catalog.ground_truth.kind})")
 
 
 def apply_ground_truth(catalog: Catalog) -> None:

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from ..data import DataError
-from .catalog import Catalog, VideoEntry, group_crops
-from .groundtruth import label_from_name, load_ground_truth
+from .catalog import Catalog, VideoEntry, group_crops, read_ground_truth
+from .groundtruth import label_from_name
 
 SPLIT_FOLDERS = {
     "train": ("train", "Train", "training", "RGB"),
@@ -101,11 +101,7 @@ def catalog_crops(root: str | Path, *, ground_truth: str | Path | None = None) -
             catalog.videos.append(VideoEntry(name, split, label_from_name(name), paths, origin))
     path = Path(ground_truth) if ground_truth else find_ground_truth(root)
     if path is not None:
-        try:
-            catalog.ground_truth = load_ground_truth(path)
-            catalog.notes.append(f"ground truth: {path} ({catalog.ground_truth.kind})")
-        except DataError as exc:
-            catalog.report("missing-file" if not path.exists() else "unreadable", path, exc)
+        read_ground_truth(catalog, path)
         if catalog.ground_truth is not None and catalog.ground_truth.kind == "concatenated":
             catalog.error(
                 "layout",

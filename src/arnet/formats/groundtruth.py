@@ -33,7 +33,7 @@ Sources (`load_ground_truth`):
   ``make_gt.py`` builds it). Event files carry no frame count: a video's labels span the 16T
   frames its features cover, and a video missing from the file is normal only when its video
   label says so. An event that starts after the last frame the features can stand for
-  (frame 16T + 15 under "drop", 16T - 1 under "pad") is a length mismatch, an error; one that
+  (frame 16T + 14 under "drop", 16T - 1 under "pad") is a length mismatch, an error; one that
   only ends past it is clipped, with a warning.
 """
 
@@ -276,8 +276,15 @@ def _from_json(path: Path) -> GroundTruth:
 
 def _from_events(path: Path) -> GroundTruth:
     """UCF-Crime or XD-Violence event annotations (module docstring)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(
+            f"{path}: not a text file of events, nor of a known ground-truth suffix "
+            f"(.npy, .npz, .pickle, .pkl, .json, or a folder of masks) ({exc})"
+        ) from exc
     gt = GroundTruth(str(path), events={})
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         tokens = line.split()
         if not tokens or tokens[0].startswith("#"):
             continue
@@ -364,7 +371,8 @@ def event_labels(
         (the span is clipped).
     """
     covered = fps * n_segments
-    _, last = frame_range(n_segments, tail, fps)
+    _, most = frame_range(n_segments, tail, fps)
+    last = most - 1  # the last frame index of a video with the most frames T segments allow
     labels = np.zeros(covered, np.uint8)
     notes = []
     for start, end in spans:

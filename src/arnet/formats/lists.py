@@ -38,8 +38,8 @@ import numpy as np
 
 from ..config import FRAMES_PER_SEGMENT
 from ..data import DataError
-from .catalog import Catalog, VideoEntry, group_crops
-from .groundtruth import label_from_name, load_ground_truth, video_name
+from .catalog import Catalog, VideoEntry, group_crops, read_ground_truth
+from .groundtruth import label_from_name, video_name
 
 LIST_SUFFIXES = (".list", ".txt")
 _LABEL_WORDS = {"normal": 0, "abnormal": 1, "anomalous": 1, "anomaly": 1}
@@ -222,13 +222,8 @@ def _attach_ground_truth(
     catalog: Catalog, ground_truth: str | Path | None, folder: Path, exclude: set[Path]
 ) -> None:
     path = Path(ground_truth) if ground_truth else find_ground_truth(catalog, folder)
-    if path is None or path in exclude:
-        return
-    try:
-        catalog.ground_truth = load_ground_truth(path)
-        catalog.notes.append(f"ground truth: {path} ({catalog.ground_truth.kind})")
-    except DataError as exc:
-        catalog.report("missing-file" if not path.exists() else "unreadable", path, exc)
+    if path is not None and path not in exclude:
+        read_ground_truth(catalog, path)
 
 
 def _add_test_videos(

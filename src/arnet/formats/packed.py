@@ -32,8 +32,16 @@ from typing import Any
 import numpy as np
 
 from ..data import DataError, FeatureDataset
-from .catalog import SPLITS, Catalog, VideoEntry, open_catalog, raise_on_errors, to_datasets
-from .groundtruth import GroundTruth, load_ground_truth
+from .catalog import (
+    SPLITS,
+    Catalog,
+    VideoEntry,
+    open_catalog,
+    raise_on_errors,
+    read_ground_truth,
+    to_datasets,
+)
+from .groundtruth import GroundTruth
 
 STORE_FORMAT = "arnet-store"
 STORE_VERSION = 1
@@ -216,6 +224,12 @@ def _read_index(root: Path) -> dict[str, Any]:
     uneven = [k for k in (*_INDEX_COLUMNS, "sources") if len(index[k]) != n]
     if uneven:
         raise DataError(f"{path}: index field(s) {', '.join(uneven)} do not have {n} entries")
+    for key in ("offsets", "lengths", "frame_offsets", "frames"):
+        bad = next((i for i, x in enumerate(index[key]) if type(x) is not int), None)
+        if bad is not None:
+            raise DataError(
+                f"{path}: index field {key}[{bad}] is {index[key][bad]!r}, not an integer"
+            )
     return index
 
 
@@ -245,7 +259,7 @@ def catalog_packed(
         raise
     except Exception as exc:
         raise DataError(f"{root}: store arrays unreadable ({exc})") from exc
-    if list(block.shape[1:]) != list(index.get("segment_shape", [])):
+    if list(block.shape[1:]) != index.get("segment_shape"):
         raise DataError(
             f"{features_path}: shape {block.shape} does not match the index's segment shape "
             f"{index.get('segment_shape')}"
@@ -285,11 +299,7 @@ def catalog_packed(
         catalog.videos.append(video)
     catalog.block = block
     if ground_truth:
-        path = Path(ground_truth)
-        try:
-            catalog.ground_truth = load_ground_truth(path)
-        except DataError as exc:
-            catalog.report("missing-file" if not path.exists() else "unreadable", path, exc)
+        read_ground_truth(catalog, ground_truth)
     elif stored:
         catalog.ground_truth = GroundTruth(str(root / FRAMES_FILE), frames=stored)
     return catalog
