@@ -37,6 +37,14 @@ def _config(tiny_data, **changes):
     return TrainConfig(**values)
 
 
+@pytest.fixture
+def ctrl_c():
+    """Ctrl-C as in a terminal: a background or nohup'ed test run starts with SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture(scope="module")
 def splits(tiny_data):
     return open_dataset(tiny_data, in_memory=True)
@@ -64,7 +72,7 @@ def test_checkpoint_round_trip_gives_identical_scores(tiny_data, splits, tmp_pat
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(
-    tiny_data, splits, tmp_path, monkeypatch
+    tiny_data, splits, tmp_path, monkeypatch, ctrl_c
 ):
     config = _config(tiny_data, iterations=40, snapshot_every=10)
     full = train(config, *splits, tmp_path / "full", progress=False)
@@ -238,17 +246,17 @@ def _ctrl_c_at(iterations, twice=False):
 
 
 def test_a_second_ctrl_c_stops_mid_step_and_keeps_the_snapshot(
-    tiny_data, splits, tmp_path, monkeypatch
+    tiny_data, splits, tmp_path, monkeypatch, ctrl_c
 ):
     monkeypatch.setattr(BalancedBatchSampler, "next_batch", _ctrl_c_at(15, twice=True))
     with pytest.raises(KeyboardInterrupt):
         train(_config(tiny_data, iterations=30), *splits, tmp_path / "run", progress=False)
     assert load_checkpoint(tmp_path / "run")["iteration"] == 10  # not a half-done step 15
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
 def test_ctrl_c_after_divergence_keeps_the_last_good_checkpoint(
-    tiny_data, splits, tmp_path, monkeypatch
+    tiny_data, splits, tmp_path, monkeypatch, ctrl_c
 ):
     trainer = Trainer(
         _config(tiny_data, iterations=30, log_every=30), *splits, tmp_path / "run", progress=False
@@ -301,3 +309,14 @@ def test_weights_of_another_shape_and_test_features_of_another_size_are_named(
         DataError, match="test features have 8 dimensions, the training features 64"
     ):
         Trainer(_config(tiny_data), train_set, narrow, tmp_path / "c")
+
+
+def test_an_ignored_sigint_stays_ignored(tiny_data, splits, tmp_path, monkeypatch):
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under nohup
+    monkeypatch.setattr(BalancedBatchSampler, "next_batch", _ctrl_c_at(3))
+    try:
+        result = train(_config(tiny_data, iterations=6), *splits, tmp_path / "r", progress=False)
+        assert result.iterations == 6
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -471,7 +471,7 @@ def _interrupt_between_steps() -> Iterator[Callable[[], bool]]:
     """Defer Ctrl-C to the next step boundary, so that the state saved on interruption is one
     an uninterrupted run passes through (resume is then exact); a second Ctrl-C stops at once.
     Yields a function that tells whether Ctrl-C was pressed. Outside the main thread, where
-    signal handlers cannot be set, Ctrl-C is left as it is."""
+    signal handlers cannot be set, and where SIGINT is ignored, SIGINT is left as it is."""
     pressed = []
 
     def handler(signum: int, frame: Any) -> None:
@@ -480,7 +480,10 @@ def _interrupt_between_steps() -> Iterator[Callable[[], bool]]:
         pressed.append(signum)
         tqdm.write("stopping after this step (Ctrl-C again to stop now)")
 
-    if threading.current_thread() is not threading.main_thread():
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # nohup, a background job
+    ):
         yield lambda: False
         return
     previous = signal.signal(signal.SIGINT, handler)
