@@ -30,7 +30,7 @@ from pathlib import Path
 MODES = {
     "store": ("packed store (float16)", "memory-mapped", False),
     "store-memory": ("packed store (float16)", "loaded into memory", True),
-    "arnet": ("AR-Net layout (float32 files)", "memory-mapped files", False),
+    "arnet": ("AR-Net layout (float32 files)", "read lazily, file by file", False),
     "arnet-memory": ("AR-Net layout (float32 files)", "loaded (--larger_mem 1)", True),
 }
 
