@@ -370,24 +370,13 @@ class Trainer:
                     bar.update(1)
                     it = self.iteration
                     if it % cfg.log_every == 0 or it == self.total:
-                        record = {
-                            "iteration": it,
-                            "loss": loss.item(),
-                            **{k: v.item() for k, v in parts.items()},
-                            "lr": self.optimizer.param_groups[0]["lr"],
-                            "it_per_s": (it - done_at_start) / (time.perf_counter() - started),
-                        }
-                        if not np.isfinite(record["loss"]):
-                            raise TrainingError(
-                                f"loss became {record['loss']} at iteration {it}; "
-                                + self._last_good()
-                            )
-                        log.append("log.jsonl", record)
-                        bar.set_postfix(loss=f"{record['loss']:.4f}")
+                        rate = (it - done_at_start) / (time.perf_counter() - started)
+                        self._log(loss, parts, rate, log, bar)
                     if it % cfg.snapshot_every == 0 or it == self.total:
                         self._snapshot(log, write_evaluation)
         except KeyboardInterrupt:
-            if between_steps and self.iteration > done_at_start and self._finite_parameters():
+            progressed = between_steps and self.iteration > done_at_start
+            if progressed and not self._non_finite_parameters():
                 save_checkpoint(last_path, self.state())
                 tqdm.write(f"interrupted at iteration {self.iteration}; resume from {last_path}")
             else:  # mid-step (a second Ctrl-C) or diverged: keep the last snapshot
@@ -397,6 +386,29 @@ class Trainer:
             bar.close()
             log.close()
         return TrainResult(self.out_dir, self.iteration, last_path, self.metrics, self.history)
+
+    def _log(
+        self,
+        loss: torch.Tensor,
+        parts: dict[str, torch.Tensor],
+        it_per_s: float,
+        log: _RunLog,
+        bar: Any,
+    ) -> None:
+        """Append the step's losses to log.jsonl (reading them syncs); stop on a NaN loss."""
+        record = {
+            "iteration": self.iteration,
+            "loss": loss.item(),
+            **{k: v.item() for k, v in parts.items()},
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "it_per_s": it_per_s,
+        }
+        if not np.isfinite(record["loss"]):
+            raise TrainingError(
+                f"loss became {record['loss']} at iteration {self.iteration}; {self._last_good()}"
+            )
+        log.append("log.jsonl", record)
+        bar.set_postfix(loss=f"{record['loss']:.4f}")
 
     def _step(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One optimisation step; the loss stays on the device (reading it would sync)."""
@@ -423,9 +435,6 @@ class Trainer:
 
     def _non_finite_parameters(self) -> list[str]:
         return [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
-
-    def _finite_parameters(self) -> bool:
-        return not self._non_finite_parameters()
 
     def _require_finite_parameters(self) -> None:
         bad = self._non_finite_parameters()
