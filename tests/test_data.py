@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from arnet.data import BalancedBatchSampler, DataError, Draw, FeatureDataset, sample_positions
+from arnet.data import BalancedBatchSampler, Draw, FeatureDataset, sample_positions
+from arnet.errors import DataError
 
 
 def _dataset(lengths, labels, dim=3, contiguous=False):

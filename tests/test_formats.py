@@ -13,16 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import load_packed, write_crops, write_csv, write_list
 
 from arnet.cli import main
 from arnet.config import TrainConfig
-from arnet.data import BalancedBatchSampler, DataError, FeatureDataset
+from arnet.data import BalancedBatchSampler, FeatureDataset
+from arnet.errors import DataError
 from arnet.evaluate import evaluate, predict
+from arnet.formats import arrays as arrays_module
 from arnet.formats import build_catalog, detect_format, open_catalog, open_dataset
-from arnet.formats import catalog as catalog_module
 from arnet.formats.arnet import write_arnet
-from arnet.formats.catalog import DataWarning, to_datasets
-from arnet.formats.crops import write_crops
+from arnet.formats.catalog import DataWarning
 from arnet.formats.groundtruth import (
     event_labels,
     fit_frame_labels,
@@ -30,8 +31,9 @@ from arnet.formats.groundtruth import (
     load_ground_truth,
     video_name,
 )
-from arnet.formats.lists import reroot, write_csv, write_list
-from arnet.formats.packed import PackedVideo, load_packed, pack_catalog, write_packed
+from arnet.formats.lists import reroot
+from arnet.formats.opening import to_datasets
+from arnet.formats.packed import PackedVideo, pack_catalog, write_packed
 from arnet.models import create_model
 from arnet.synth import SynthConfig, generate
 from arnet.train import train
@@ -378,7 +380,7 @@ def test_feature_files_are_not_held_open(tmp_path, monkeypatch):
             for crop in range(2):
                 features = rng.random((3, 4), dtype=np.float32)
                 np.save(tmp_path / split / f"{name}__{crop}.npy", features)
-    monkeypatch.setattr(catalog_module, "MAX_MAPPED", 20)
+    monkeypatch.setattr(arrays_module, "MAX_MAPPED", 20)
     before = len(list(fd.iterdir()))
     catalog = open_catalog(build_catalog(tmp_path))
     assert not catalog.errors and len(catalog.videos) == 300

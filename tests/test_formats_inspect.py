@@ -14,14 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import write_crops, write_list
 
 from arnet.cli import main
-from arnet.data import DataError
+from arnet.errors import DataError
 from arnet.formats import build_catalog, open_catalog, open_dataset
 from arnet.formats.arnet import write_arnet
 from arnet.formats.catalog import KINDS, DataWarning
-from arnet.formats.crops import write_crops
-from arnet.formats.lists import write_list
 from arnet.formats.packed import pack_catalog
 from arnet.formats.validate import inspect_catalog
 

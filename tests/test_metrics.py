@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
-from arnet.data import DataError
+from arnet.errors import DataError
 from arnet.metrics import expand_to_frames, frame_metrics, segment_label_counts
 
 

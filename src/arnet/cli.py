@@ -876,8 +876,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
-    from .data import DataError
-    from .train import CheckpointError, TrainingError
+    from .errors import CheckpointError, DataError, TrainingError
 
     parser = build_parser()
     args = parser.parse_args(argv)

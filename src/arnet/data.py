@@ -18,11 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import DataError
+
 ANOMALOUS, NORMAL = 1, 0
-
-
-class DataError(ValueError):
-    """A dataset is missing, malformed or inconsistent. The message names the file or video."""
 
 
 @dataclass
@@ -72,7 +70,7 @@ class Draw:
 class FeatureDataset:
     """Videos with segment features, video labels and (optionally) per-frame labels.
 
-    Features are kept as one array per video: files read lazily (`formats.catalog.NpyFile`),
+    Features are kept as one array per video: files read lazily (`formats.arrays.NpyFile`),
     or views into one contiguous block (in memory, or a packed store), in which case a batch is
     gathered from the block with one bulk row copy per video. Multi-crop features have shape
     (T, C, D).

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from ..config import FRAMES_PER_SEGMENT
-from . import ExtractError, require
+from ..errors import ExtractError
+from .optional import require
 
 CROP_MODES = ("center", "ten", "full")
 TAIL_POLICIES = ("drop", "pad")

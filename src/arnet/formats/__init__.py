@@ -18,12 +18,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import FRAMES_PER_SEGMENT
-from ..data import DataError, FeatureDataset
-from .arnet import catalog_arnet, is_arnet_layout
-from .catalog import Catalog, open_catalog, to_datasets
+from ..data import FeatureDataset
+from ..errors import DataError
+from .arnet import catalog_arnet
+from .catalog import Catalog
 from .crops import catalog_crops, is_crops_layout
 from .groundtruth import TAIL_POLICIES
+from .layout import is_arnet_layout
 from .lists import catalog_csv, catalog_list, is_csv_file, is_list_file
+from .opening import open_catalog, to_datasets
 from .packed import catalog_packed, is_packed
 
 FORMATS = ("arnet", "list", "csv", "crops", "packed")

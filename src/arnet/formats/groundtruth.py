@@ -49,7 +49,8 @@ from typing import Any
 import numpy as np
 
 from ..config import FRAMES_PER_SEGMENT
-from ..data import DataError
+from ..errors import DataError
+from .pickles import load_pickle
 
 TAIL_POLICIES = ("drop", "pad")
 
@@ -345,8 +346,6 @@ def load_ground_truth(path: str | Path) -> GroundTruth:
             raise DataError(f"{path}: concatenated frame labels must be 1-D, got {labels.shape}")
         return GroundTruth(str(path), concatenated=_check_binary(labels, str(path)))
     if suffix in (".pickle", ".pkl"):
-        from .arnet import load_pickle  # arnet.py builds on this module: import at use
-
         value = load_pickle(path)
         if not isinstance(value, Mapping):
             raise DataError(f"{path}: expected a dict of video -> frame labels")

@@ -31,15 +31,13 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
-from ..config import FRAMES_PER_SEGMENT
-from ..data import DataError
-from .catalog import Catalog, VideoEntry, group_crops, read_ground_truth
+from ..errors import DataError
+from .catalog import Catalog, VideoEntry, group_crops
 from .groundtruth import label_from_name, video_name
+from .gtattach import read_ground_truth
 
 LIST_SUFFIXES = (".list", ".txt")
 _LABEL_WORDS = {"normal": 0, "abnormal": 1, "anomalous": 1, "anomaly": 1}
@@ -324,89 +322,3 @@ def catalog_csv(
 
 
 # ---------------------------------------------------------------------- writing
-
-Video = tuple[str, int, np.ndarray, np.ndarray | None]
-
-
-def _feature_files(folder: Path, name: str, features: np.ndarray, per_crop: bool) -> list[Path]:
-    """Write one video's features: one file, or `NAME__K.npy` per crop of (T, C, D) features."""
-    folder.mkdir(parents=True, exist_ok=True)
-    features = np.asarray(features, dtype=np.float32)
-    if per_crop and features.ndim == 3:
-        paths = []
-        for crop in range(features.shape[1]):
-            path = folder / f"{name}__{crop}.npy"
-            np.save(path, np.ascontiguousarray(features[:, crop]))
-            paths.append(path)
-        return paths
-    path = folder / f"{name}.npy"
-    np.save(path, features)
-    return [path]
-
-
-def _covered(name: str, frames: np.ndarray | None, segments: int) -> np.ndarray:
-    """The frame labels of the 16 T frames a test video's segments cover."""
-    if frames is None:
-        raise DataError(f"test video {name!r} has no frame labels to write")
-    return np.asarray(frames, np.uint8)[: FRAMES_PER_SEGMENT * segments]
-
-
-def write_list(
-    folder: str | Path,
-    splits: Mapping[str, Iterable[Video]],
-    *,
-    stem: str = "data",
-    per_crop: bool = False,
-) -> Path:
-    """Write videos in the RTFM/MGFN list layout, for programs that read it.
-
-    Writes ``features/{split}/NAME.npy`` (or ``NAME__K.npy`` per crop), ``STEM-train.list``
-    with the anomalous videos first, ``STEM-test.list`` and ``gt-STEM.npy``: the test videos'
-    frame labels cut to 16 T and concatenated in list order.
-
-    Args:
-        folder: where to write.
-        splits: "train"/"test" -> (name, label, features (T, D) or (T, C, D), frame labels).
-        stem: the lists' name.
-        per_crop: one file per crop (UR-DMU style lines) instead of one (T, C, D) file.
-
-    Returns:
-        The train list.
-    """
-    folder = Path(folder)
-    gt = []
-    for split in ("train", "test"):
-        videos = list(splits[split])
-        if split == "train":
-            videos.sort(key=lambda v: -v[1])  # anomalous first, in order (stable sort)
-        lines = []
-        for name, _, features, frames in videos:
-            lines += _feature_files(folder / "features" / split, name, features, per_crop)
-            if split == "test":
-                gt.append(_covered(name, frames, len(features)))
-        (folder / f"{stem}-{split}.list").write_text("".join(f"{p.resolve()}\n" for p in lines))
-    np.save(folder / f"gt-{stem}.npy", np.concatenate(gt).astype(np.float64))
-    return folder / f"{stem}-train.list"
-
-
-def write_csv(
-    folder: str | Path, splits: Mapping[str, Iterable[Video]], *, per_crop: bool = False
-) -> Path:
-    """Write videos as ``train.csv``/``test.csv`` lists (``path,label`` with a header, paths
-    relative to the CSV) and ``gt.npy`` (test frame labels cut to 16 T, concatenated).
-
-    Returns:
-        The train CSV.
-    """
-    folder = Path(folder)
-    gt = []
-    for split in ("train", "test"):
-        rows = ["path,label"]
-        for name, label, features, frames in splits[split]:
-            for path in _feature_files(folder / split, name, features, per_crop):
-                rows.append(f"{path.relative_to(folder)},{label}")
-            if split == "test":
-                gt.append(_covered(name, frames, len(features)))
-        (folder / f"{split}.csv").write_text("\n".join(rows) + "\n")
-    np.save(folder / "gt.npy", np.concatenate(gt).astype(np.uint8))
-    return folder / "train.csv"

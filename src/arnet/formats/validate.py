@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .catalog import KINDS, SPLITS, Catalog, Problem, open_catalog, scan_values
+from .catalog import KINDS, SPLITS, Catalog, Problem
+from .opening import open_catalog, scan_values
 
 
 @dataclass
