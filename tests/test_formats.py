@@ -8,6 +8,7 @@ identical metrics.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -543,3 +544,18 @@ def test_options_that_do_not_apply_are_refused(layouts):
         open_dataset(layouts["arnet"][0], train_anomalous=3)
     with pytest.raises(DataError, match="unknown dataset format"):
         open_dataset(layouts["arnet"][0], "hdf5")
+
+
+def test_open_dataset_opens_only_the_split_asked_for(tmp_path, tiny_data):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    train_names = (data / "train_split.txt").read_text().split()
+    feature_file = data / "features_video" / "i3d" / "combine" / train_names[0] / "feature.npy"
+    feature_file.unlink()  # a broken training split ...
+    with pytest.raises(DataError, match="feature file of video"):
+        open_dataset(data)
+    test = open_dataset(data, split="test")  # ... does not stop the test split from opening
+    _, full_test = open_dataset(tiny_data)
+    assert test.names == full_test.names
+    assert all(np.array_equal(a, b) for a, b in zip(test.frame_labels, full_test.frame_labels))
+    assert open_dataset(tiny_data, split="train").names == train_names

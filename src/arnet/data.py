@@ -236,34 +236,20 @@ class FeatureDataset:
                 first elements, as (B, L, D)); None allocates a new array.
         """
         pos = draw.positions
-        pad = pos < 0
         shape = (*pos.shape, self.dim)
         if out is None:
             out = np.empty(shape, dtype=np.float32)
         else:
             out = out.reshape(-1)[: int(np.prod(shape))].reshape(shape)
-        if self._block is not None and self._block.ndim == 2:
-            # One bulk copy per video of its valid rows only, straight into the batch: padding
-            # is never read (on ShanghaiTech most of a batch is padding) and written once.
-            cast = self._block.dtype != np.float32
-            for b, (v, n) in enumerate(zip(draw.videos, (~pad).sum(axis=1))):
-                rows = self.offsets[v] + pos[b, :n]
-                if cast:
-                    out[b, :n] = self._block[rows]
-                else:
-                    np.take(self._block, rows, axis=0, out=out[b, :n])
-                out[b, n:] = 0.0
-            return out
-        if self._block is not None:
-            rows = self.offsets[draw.videos][:, None] + np.where(pad, 0, pos)  # (B, L)
-            out[...] = self._take(self._block, rows, draw.crops, crop_mode)
-        else:
-            for b, v in enumerate(draw.videos):
-                n = int((~pad[b]).sum())
-                rows = pos[b, :n]
-                out[b, :n] = self._take(self._features[v], rows, _crop_of(draw.crops, b), crop_mode)
-        out[pad] = 0.0
-        if not self.contiguous:
+        # One path for every storage: each video's features are an array (a view of the block,
+        # or a lazily read file), and only its valid rows are copied, straight into the batch:
+        # padding is never read (on ShanghaiTech most of a batch is padding) and written once.
+        for b, (v, n) in enumerate(zip(draw.videos, draw.lengths)):
+            _take_into(
+                out[b, :n], self._features[v], pos[b, :n], _crop_of(draw.crops, b), crop_mode
+            )
+            out[b, n:] = 0.0
+        if not self.contiguous:  # a block was checked once, when it was loaded
             self._check_finite_batch(out, draw.videos)
         return out
 
@@ -344,18 +330,6 @@ class FeatureDataset:
             labels=send(np.asarray(labels, dtype=np.float32)),
         )
 
-    @staticmethod
-    def _take(array: np.ndarray, rows: np.ndarray, crops: Any, crop_mode: str) -> np.ndarray:
-        if array.ndim == 2:
-            return np.asarray(array[rows], dtype=np.float32)
-        if crop_mode == "mean":
-            return np.asarray(array[rows], dtype=np.float32).mean(axis=-2)
-        if crops is None:
-            raise ValueError("random crop mode needs a crop index per video")
-        crops = np.asarray(crops)
-        index = crops[:, None] if rows.ndim == 2 else crops
-        return np.asarray(array[rows, index], dtype=np.float32)
-
     def _check_finite_batch(self, out: np.ndarray, videos: np.ndarray) -> None:
         finite = np.isfinite(out).reshape(len(videos), -1).all(axis=1)
         if not finite.all():
@@ -388,6 +362,22 @@ def _torch_dtype(dtype: np.dtype) -> torch.dtype:
 
 def _crop_of(crops: np.ndarray | None, b: int) -> Any:
     return None if crops is None else crops[b]
+
+
+def _take_into(out: np.ndarray, array: Any, rows: np.ndarray, crop: Any, crop_mode: str) -> None:
+    """Copy rows of one video's features into `out` (float32, (n, D)): (T, D) rows as they are;
+    (T, C, D) rows averaged over crops ("mean") or at crop `crop` ("random")."""
+    if array.ndim == 2:
+        if isinstance(array, np.ndarray) and array.dtype == np.float32:
+            np.take(array, rows, axis=0, out=out)
+        else:
+            out[...] = array[rows]
+    elif crop_mode == "mean":
+        out[...] = np.asarray(array[rows], dtype=np.float32).mean(axis=-2)
+    elif crop is None:
+        raise ValueError("random crop mode needs a crop index per video")
+    else:
+        out[...] = array[rows, int(crop)]
 
 
 def require_finite(array: np.ndarray, name: str, source: str) -> None:

@@ -235,6 +235,25 @@ def raise_on_errors(catalog: Catalog) -> None:
         )
 
 
+def select_split(catalog: Catalog, split: str) -> Catalog:
+    """Keep only the videos of one split, before `open_catalog`: the other split's files are
+    then neither opened nor checked (`arnet test` reads only the test split)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    catalog.videos = catalog.split(split)
+    return catalog
+
+
+def to_dataset(catalog: Catalog, split: str, in_memory: bool = False) -> FeatureDataset:
+    """One split of an opened catalog as a FeatureDataset (see `to_datasets`).
+
+    Raises:
+        DataError: when the catalog holds errors, or the split has no video.
+    """
+    raise_on_errors(catalog)
+    return _dataset(catalog, split, in_memory)
+
+
 def to_datasets(catalog: Catalog, in_memory: bool = False) -> tuple[FeatureDataset, FeatureDataset]:
     """(train, test) FeatureDatasets of an opened catalog.
 
@@ -251,21 +270,23 @@ def to_datasets(catalog: Catalog, in_memory: bool = False) -> tuple[FeatureDatas
             split has no video.
     """
     raise_on_errors(catalog)
-    out = []
-    for split in SPLITS:
-        videos = catalog.split(split)
-        if not videos:
-            raise DataError(f"{catalog.root}: the {split} split has no videos")
-        dataset = FeatureDataset(
-            [v.name for v in videos],
-            [v.label for v in videos],
-            [v.features for v in videos],
-            [v.frame_labels for v in videos],
-            [v.source for v in videos],
-            block=catalog.block,
-            offsets=None if catalog.block is None else [v.offset for v in videos],
-        )
-        if in_memory and catalog.block is None:
-            dataset = dataset.to_memory()
-        out.append(dataset)
-    return out[0], out[1]
+    train, test = (_dataset(catalog, split, in_memory) for split in SPLITS)
+    return train, test
+
+
+def _dataset(catalog: Catalog, split: str, in_memory: bool) -> FeatureDataset:
+    videos = catalog.split(split)
+    if not videos:
+        raise DataError(f"{catalog.root}: the {split} split has no videos")
+    dataset = FeatureDataset(
+        [v.name for v in videos],
+        [v.label for v in videos],
+        [v.features for v in videos],
+        [v.frame_labels for v in videos],
+        [v.source for v in videos],
+        block=catalog.block,
+        offsets=None if catalog.block is None else [v.offset for v in videos],
+    )
+    if in_memory and catalog.block is None:
+        dataset = dataset.to_memory()
+    return dataset
