@@ -36,7 +36,7 @@ def apply_ground_truth(catalog: Catalog) -> None:
     at 16 T_i labels per video. Test videos the source does not cover are reported.
     """
     gt = catalog.ground_truth
-    fps, tail = catalog.frames_per_segment, catalog.tail
+    frames_per_segment, tail = catalog.frames_per_segment, catalog.tail
     tests = catalog.split("test")
     if gt is None:
         if tests:
@@ -59,7 +59,7 @@ def apply_ground_truth(catalog: Catalog) -> None:
             pass  # the test videos got their slices above, each exactly 16 T long
         elif gt.frames is not None and video.name in gt.frames:
             labels = gt.frames[video.name]
-            mismatch = frame_count_mismatch(labels.size, T, tail, fps)
+            mismatch = frame_count_mismatch(labels.size, T, tail, frames_per_segment)
             if mismatch:
                 catalog.error(
                     "gt-length",
@@ -68,7 +68,7 @@ def apply_ground_truth(catalog: Catalog) -> None:
                 )
                 video.broken = True
                 continue
-            video.frame_labels = fit_frame_labels(labels, T, tail, fps)
+            video.frame_labels = fit_frame_labels(labels, T, tail, frames_per_segment)
         elif gt.events is not None and (video.name in gt.events or video.split == "test"):
             spans = gt.events.get(video.name)
             if spans is None:
@@ -82,7 +82,7 @@ def apply_ground_truth(catalog: Catalog) -> None:
                     video.broken = True
                     continue
                 spans = []  # XD-Violence lists only the videos with events
-            labels, notes = event_labels(spans, T, tail, fps)
+            labels, notes = event_labels(spans, T, tail, frames_per_segment)
             for is_error, text in notes:
                 catalog.add(
                     ERROR if is_error else WARNING,
@@ -117,7 +117,7 @@ def apply_ground_truth(catalog: Catalog) -> None:
 def _split_concatenated(catalog: Catalog, gt: GroundTruth) -> bool:
     """Cut a concatenated ground truth into the test videos' frame labels; False when it
     cannot be (reported)."""
-    fps = catalog.frames_per_segment
+    frames_per_segment = catalog.frames_per_segment
     tests = catalog.split("test")
     if any(v.broken for v in tests):
         catalog.warn(
@@ -127,21 +127,21 @@ def _split_concatenated(catalog: Catalog, gt: GroundTruth) -> bool:
             "videos in list order, and some test videos are unreadable",
         )
         return False
-    need = fps * sum(v.segments for v in tests)
+    need = frames_per_segment * sum(v.segments for v in tests)
     labels = gt.concatenated
     if labels.size != need:
         catalog.error(
             "gt-length",
             gt.source,
             f"holds {labels.size} frame labels, but the {len(tests)} test videos' segments "
-            f"cover {need} frames ({fps} per segment, in test-list order)",
+            f"cover {need} frames ({frames_per_segment} per segment, in test-list order)",
         )
         for video in tests:
             video.broken = True
         return False
     start = 0
     for video in tests:
-        end = start + fps * video.segments
+        end = start + frames_per_segment * video.segments
         video.frame_labels = labels[start:end]
         start = end
     return True
