@@ -420,7 +420,7 @@ def test_extract_shapes_tail_policy_combine_and_determinism(tmp_path, i3d_rgb_fl
 
     (short,) = find_inputs([video(tmp_path, "short", 10)])
     with pytest.raises(
-        ExtractError, match=r"short.mp4: 10 frames, fewer than one 16-frame.*--tail pad"
+        ExtractError, match=r"short.mp4: 10 frames, fewer than one 16-frame.*pad tail policy"
     ):
         drop.extract(short)
 

@@ -232,7 +232,7 @@ def test_train_list_without_names_needs_the_count(tmp_path, content):
         for split, videos in content.items()
     }
     train_list = write_list(tmp_path, renamed)
-    with pytest.raises(DataError, match="--train-anomalous"):
+    with pytest.raises(DataError, match="give train_anomalous"):
         open_dataset(train_list)
     train, test = open_dataset(train_list, train_anomalous=4)
     assert train.labels.tolist() == [1] * 4 + [0] * 8

@@ -166,7 +166,7 @@ def list_without_test_list(tmp_path: Path) -> Path:
 def test_layout_problem(tmp_path):
     train_list = list_without_test_list(tmp_path)
     layout = problems_by_kind(inspect_catalog(build_catalog(train_list)))["layout"]
-    assert layout[0].source == str(train_list) and "--test-list" in layout[0].message
+    assert layout[0].source == str(train_list) and "name the test list" in layout[0].message
 
 
 def test_every_claimed_problem_kind_is_provoked(tmp_path):

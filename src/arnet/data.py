@@ -277,7 +277,7 @@ class FeatureDataset:
         if self._block is None:
             raise DataError(
                 "features must be one contiguous block to live on a device: load them into "
-                "memory (--in-memory) or pack them into a store (arnet pack)"
+                "memory (`to_memory`) or pack them into a store (`formats.packed`)"
             )
         block = self._block
         out = torch.empty(block.shape, dtype=_torch_dtype(block.dtype), device=device)

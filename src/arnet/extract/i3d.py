@@ -263,7 +263,7 @@ def make_i3d(
         options = {"random_init": True, "seed": seed}
     else:
         raise ExtractError(
-            f"I3D {modality} needs a weight file (--weights-{modality} {modality}_imagenet.pt); "
+            f"I3D {modality} needs a weight file ({modality}_imagenet.pt); "
             "see the README for where to get it"
         )
     return ModuleBackbone("i3d", modality, FEATURE_DIM, model, weights, options=options)

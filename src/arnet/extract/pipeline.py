@@ -231,7 +231,7 @@ class FeatureExtractor:
         if segments == 0:
             raise ExtractError(
                 f"{video.path}: {segmenter.frames} frames, fewer than one "
-                f"{pp.frames_per_segment}-frame segment; use the pad tail policy (--tail pad)"
+                f"{pp.frames_per_segment}-frame segment; use the pad tail policy"
             )
         features = {m: np.concatenate(parts) for m, parts in collected.items()}
         if len(features) == 2:
@@ -377,7 +377,9 @@ def extract_dataset(
                 "the inputs"
             )
         if annotations is None:
-            raise ExtractError(f"writing the {split} split needs labels (--labels labels.json)")
+            raise ExtractError(
+                f"writing the {split} split needs labels (annotations, as from a labels.json)"
+            )
         unlabelled = [n for n in members if n not in annotations]
         if unlabelled:
             raise ExtractError(f"no labels for {split} video(s) {', '.join(unlabelled[:8])}")
@@ -392,7 +394,7 @@ def extract_dataset(
         )
         raise ExtractError(
             f"{extraction_record(folder)}: features there were extracted with other settings "
-            f"({', '.join(differ)}); choose another --out, or --overwrite to re-extract all"
+            f"({', '.join(differ)}); choose another output folder, or overwrite to re-extract all"
         )
     write_json_atomic(extraction_record(folder), meta)
     key = settings_key(meta)

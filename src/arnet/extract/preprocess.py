@@ -112,8 +112,8 @@ def crop_windows(
         return [(0, 0, height, width, False)]
     if crop_size > min(height, width):
         raise ExtractError(
-            f"crop_size {crop_size} does not fit a {width}x{height} frame; lower --crop-size "
-            "or raise --short-side"
+            f"crop_size {crop_size} does not fit a {width}x{height} frame; lower crop_size "
+            "or raise short_side"
         )
     c = crop_size
     center = ((height - c) // 2, (width - c) // 2, c, c, False)

@@ -52,7 +52,7 @@ def detect_format(path: str | Path) -> str:
     raise DataError(
         f"{path}: unrecognised dataset layout (looked for an arnet store, features_video/ of "
         "the AR-Net layout, train/ and test/ folders of .npy files, a .list/.txt or .csv list); "
-        f"name it with --format ({', '.join(FORMATS)})"
+        f"name the format ({', '.join(FORMATS)})"
     )
 
 

@@ -105,7 +105,7 @@ def catalog_crops(root: str | Path, *, ground_truth: str | Path | None = None) -
                 "layout",
                 path,
                 "a concatenated ground truth follows the order of a test list, which a folder "
-                "does not have: use a list layout (--test-list) or a per-video source",
+                "does not have: use a list layout with its test list, or a per-video source",
             )
             catalog.ground_truth = None
     return catalog

@@ -44,7 +44,7 @@ def apply_ground_truth(catalog: Catalog) -> None:
                 "gt-missing",
                 catalog.root,
                 f"no frame ground truth: the {len(tests)} test videos cannot be evaluated "
-                "(give one with --gt)",
+                "(give a ground-truth source)",
             )
         return
     for where, message in gt.problems:

@@ -76,7 +76,7 @@ def find_ground_truth(catalog: Catalog, folder: Path) -> Path | None:
             "gt-missing",
             folder,
             f"several ground-truth files ({', '.join(p.name for p in found)}): none used; "
-            "name one with --gt",
+            "give one as the ground-truth source",
         )
         return None
     return found[0] if found else None
@@ -178,7 +178,7 @@ def _add_videos(
                 "unlabelled",
                 origin,
                 f"the crops of video {name!r} have different labels {sorted(found, key=str)} "
-                "(with --train-anomalous: the count must not cut through a video's crops)",
+                "(a train_anomalous count must not cut through a video's crops)",
             )
             continue
         label = found.pop()
@@ -236,9 +236,7 @@ def _add_test_videos(
     file (`find_test_list`); a missing one is reported in the catalog."""
     test_path = Path(test_list) if test_list else find_test_list(train_file)
     if test_path is None:
-        catalog.error(
-            "layout", train_file, f"no test {kind} found next to it; name one with --test-list"
-        )
+        catalog.error("layout", train_file, f"no test {kind} found next to it; name the test list")
     elif not test_path.is_file():
         catalog.error("missing-file", test_path, f"test {kind} not found")
     else:
@@ -271,7 +269,7 @@ def catalog_list(
         raise DataError(f"{train_list}: list file not found")
     catalog = Catalog("list", train_list)
     catalog.label_hint = (
-        "its file name follows no dataset's naming; give --train-anomalous N, the number of "
+        "its file name follows no dataset's naming; give train_anomalous, the number of "
         "anomalous lines at the head of the train list"
     )
     catalog.labels_from_gt.add("test")

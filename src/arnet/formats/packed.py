@@ -98,7 +98,7 @@ def write_packed(
     if dtype not in DTYPES:
         raise DataError(f"store dtype must be one of {DTYPES}, got {dtype!r}")
     if out.exists() and not overwrite:
-        raise DataError(f"{out}: already exists (pass overwrite / --overwrite to replace it)")
+        raise DataError(f"{out}: already exists (pass overwrite=True to replace it)")
     if not videos:
         raise DataError(f"{out}: nothing to pack (no videos)")
     shape = tuple(videos[0].features.shape[1:])
