@@ -69,10 +69,6 @@ class Preprocessing:
         """Crops per segment: 10 for `ten`, else 1."""
         return 10 if self.crop == "ten" else 1
 
-    def segments_for(self, frames: int) -> int:
-        """Segments a video of `frames` frames yields under the tail policy."""
-        return segment_count(frames, self.frames_per_segment, self.tail)
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
