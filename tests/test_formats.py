@@ -18,7 +18,7 @@ from helpers import load_packed, write_crops, write_csv, write_list
 
 from arnet.cli import main
 from arnet.config import TrainConfig
-from arnet.data import BalancedBatchSampler, FeatureDataset
+from arnet.data import FeatureDataset
 from arnet.errors import DataError
 from arnet.evaluate import evaluate, predict
 from arnet.formats import arrays as arrays_module
@@ -36,6 +36,7 @@ from arnet.formats.lists import reroot
 from arnet.formats.opening import to_datasets
 from arnet.formats.packed import PackedVideo, pack_catalog, write_packed
 from arnet.models import create_model
+from arnet.sampling import BalancedBatchSampler
 from arnet.synth import SynthConfig, generate
 from arnet.train import train
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arnet.data import BalancedBatchSampler, FeatureDataset
+from arnet.data import FeatureDataset
 from arnet.errors import DataError
 from arnet.formats.ped2 import (
     FrameAnnotation,
@@ -25,6 +25,7 @@ from arnet.formats.ped2 import (
     read_annotations,
     read_frame_dataset,
 )
+from arnet.sampling import BalancedBatchSampler
 
 REPO = Path(__file__).resolve().parents[1]
 PED2 = Path(os.environ.get("ARNET_PED2", REPO.parent / "shared" / "data" / "ucsd-ped2"))

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from arnet.config import TrainConfig
-from arnet.data import BalancedBatchSampler, FeatureDataset
+from arnet.data import FeatureDataset
 from arnet.errors import DataError
 from arnet.evaluate import evaluate, predict
 from arnet.formats import open_dataset
+from arnet.sampling import BalancedBatchSampler
 from arnet.train import (
     CheckpointError,
     Trainer,

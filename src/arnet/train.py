@@ -32,13 +32,14 @@ from tqdm.auto import tqdm
 from . import __version__
 from .atomic import write_atomic
 from .config import TrainConfig
-from .data import BalancedBatchSampler, FeatureDataset
+from .data import FeatureDataset
 from .errors import CheckpointError, DataError, TrainingError
 from .evaluate import evaluate, predict
 from .losses import BasObjective, MilCenterObjective
 from .metrics import Metrics
 from .models import create_model, model_entry, model_spec
 from .runtime import keep_freed_memory, make_adam, prepare_model, resolve_device
+from .sampling import BalancedBatchSampler
 
 CHECKPOINT_FORMAT = "arnet-checkpoint"
 CHECKPOINT_VERSION = 1
