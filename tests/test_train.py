@@ -6,19 +6,17 @@ import numpy as np
 import pytest
 import torch
 
+from arnet.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
 from arnet.config import TrainConfig
 from arnet.data import BalancedBatchSampler, DataError, FeatureDataset
 from arnet.evaluate import evaluate, predict
 from arnet.formats import open_dataset
-from arnet.train import (
-    CheckpointError,
-    Trainer,
-    TrainingError,
-    load_checkpoint,
-    model_from_checkpoint,
-    save_checkpoint,
-    train,
-)
+from arnet.train import Trainer, TrainingError, train
 
 
 def _config(tiny_data, **changes):
@@ -225,7 +223,7 @@ def test_nan_loss_stops_without_touching_saved_work(tiny_data, splits, tmp_path)
 def test_feature_size_mismatch_names_the_file(tiny_data, splits, tmp_path):
     from arnet.data import DataError
 
-    with pytest.raises(DataError, match="feature_size is 2048.*dimension 64.*feature.npy"):
+    with pytest.raises(DataError, match="'feature_dim' is 2048.*dimension 64.*feature.npy"):
         Trainer(_config(tiny_data, feature_dim=2048), *splits, tmp_path / "run")
 
 
@@ -277,12 +275,12 @@ def test_ctrl_c_after_divergence_keeps_the_last_good_checkpoint(
 
 
 def test_a_failed_evaluation_keeps_the_training(tiny_data, splits, tmp_path, monkeypatch):
-    import arnet.train
+    import arnet.evaluate
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(arnet.train, "predict", broken)
+    monkeypatch.setattr(arnet.evaluate, "predict", broken)
     with pytest.raises(OSError, match="disk full"):
         train(_config(tiny_data, iterations=10), *splits, tmp_path / "run", progress=False)
     assert load_checkpoint(tmp_path / "run")["iteration"] == 10
