@@ -14,7 +14,7 @@ from arnet.checkpoint import (
 )
 from arnet.config import TrainConfig
 from arnet.data import BalancedBatchSampler, DataError, FeatureDataset
-from arnet.evaluate import evaluate, predict
+from arnet.evaluate import evaluate, evaluate_model, predict
 from arnet.formats import open_dataset
 from arnet.train import Trainer, TrainingError, train
 
@@ -67,6 +67,22 @@ def test_checkpoint_round_trip_gives_identical_scores(tiny_data, splits, tmp_pat
     for name in splits[1].names:
         np.testing.assert_array_equal(again[name], saved[name])
     assert evaluate(again, splits[1]).auc == pytest.approx(result.metrics.auc)
+
+
+def test_a_test_run_through_evaluate_model_writes_what_the_snapshot_wrote(
+    tiny_data, splits, tmp_path
+):
+    result = train(_config(tiny_data), *splits, tmp_path / "run", progress=False)
+    model = model_from_checkpoint(load_checkpoint(result.checkpoint))
+    again = evaluate_model(model, splits[1], out_dir=tmp_path / "again", plot=False, iteration=30)
+    assert again.metrics.summary() == result.metrics.summary()
+    for file in ("metrics.json", "per_video.csv"):
+        assert (tmp_path / "again" / file).read_text() == (tmp_path / "run" / file).read_text()
+    saved = np.load(tmp_path / "again" / "scores.npz")
+    for name in splits[1].names:
+        np.testing.assert_array_equal(again.scores[name], saved[name])
+    assert evaluate_model(model, splits[1]).metrics.summary() == again.metrics.summary()
+    assert not (tmp_path / "again" / "plots").exists()
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(
