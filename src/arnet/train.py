@@ -1,4 +1,4 @@
-"""The training loop (SPEC §5): seeding, checkpoints (atomic, resumable) and snapshots.
+"""The training loop (SPEC §5): seeding, resumable runs and snapshots (files: arnet.checkpoint).
 
 A run folder holds everything of one run:
 
