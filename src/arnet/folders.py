@@ -114,7 +114,7 @@ def require_empty(folder: Path, what: str) -> None:
     names = contents(folder)
     if names:
         shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
-        raise FolderError(f"{folder}: not empty (holds {shown}); {what}")
+        raise FolderError(f"{folder} is not empty (holds {shown}); {what}")
 
 
 @contextlib.contextmanager

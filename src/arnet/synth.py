@@ -283,12 +283,12 @@ def _replaceable_files(out: Path, overwrite: bool) -> set[str]:
     record = out / CONFIG_FILE
     if not overwrite:
         raise FolderError(
-            f"{out}: not empty: choose a new folder (--overwrite replaces a synthetic dataset)"
+            f"{out} is not empty: choose a new folder (--overwrite replaces a synthetic dataset)"
         )
     if not record.is_file():
         raise FolderError(
-            f"{out}: holds no synthetic dataset ({CONFIG_FILE}); --overwrite replaces only "
-            "one: choose a new folder"
+            f"{out} is not empty and holds no synthetic dataset ({CONFIG_FILE}); --overwrite "
+            "replaces only one: choose a new folder"
         )
     try:
         files = json.loads(record.read_text()).get("files")
