@@ -70,7 +70,8 @@ def claim_folder(folder: str | Path, command: str) -> Iterator[Path]:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
         raise FolderError(f"{folder}: exists and is not a folder") from None
-    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    lock = folder / LOCK_FILE
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -88,8 +89,12 @@ def claim_folder(folder: str | Path, command: str) -> Iterator[Path]:
                 f"{folder}: taking over from process {holder[0]} ({holder[1]}), which stopped "
                 "without finishing"
             )
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {command}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {command}\n".encode(), 0)
+        except OSError as exc:  # a full disk
+            exc.filename = exc.filename or str(lock)
+            raise
         try:
             yield folder
         finally:
@@ -107,10 +112,32 @@ def contents(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name != LOCK_FILE)
 
 
+def require_free(folder: Path) -> None:
+    """Refuse a folder that a running process holds (`claim_folder`), naming the process."""
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
+    except OSError:  # no lock file: nobody holds it
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        holder = _holder(fd)
+        if holder and holder[0] == os.getpid():  # this process holds it (claim_folder)
+            return
+        who = f"process {holder[0]} ({holder[1]})" if holder else "another process"
+        raise FolderError(
+            f"{folder}: in use by {who}; wait for it to finish or choose another folder"
+        ) from None
+    finally:
+        os.close(fd)
+
+
 def require_empty(folder: Path, what: str) -> None:
     """Refuse a folder that holds anything (but its lock file): `what` says what to do."""
     if folder.exists() and not folder.is_dir():
         raise FolderError(f"{folder}: exists and is not a folder")
+    if folder.is_dir():
+        require_free(folder)
     names = contents(folder)
     if names:
         shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
@@ -175,4 +202,15 @@ def remove_stale_temporaries(folder: str | Path, names: Iterable[str] | None = N
             continue
         notice(f"removed {path}, left by a process that was killed while writing")
         removed.append(path)
+    return removed
+
+
+def remove_stale_temporaries_under(root: str | Path) -> list[Path]:
+    """`remove_stale_temporaries` in `root` and every folder below it (one walk)."""
+    removed = []
+    root = Path(root)
+    if not root.is_dir():
+        return removed
+    for folder, _, _ in os.walk(root):
+        removed += remove_stale_temporaries(folder)
     return removed

@@ -24,7 +24,7 @@ from ..extract.pipeline import (
 )
 from ..extract.preprocess import Preprocessing
 from ..extract.video import find_inputs
-from ..folders import claim_empty_folder, require_empty
+from ..folders import claim_empty_folder, remove_stale_temporaries_under, require_empty
 from ..formats.layout import read_split
 from ..formats.ped2 import is_frame_dataset, read_annotations, read_frame_dataset
 from ..runtime import resolve_device
@@ -120,6 +120,7 @@ def run_extract(args: argparse.Namespace) -> int:
         args.batch_size,
     )
     extractor = FeatureExtractor(backbones, config, device)
+    remove_stale_temporaries_under(args.out)  # half-written files of a killed extraction
     summary = extract_dataset(
         videos,
         args.out,
