@@ -193,7 +193,7 @@ def test_synth_overwrite_removes_only_its_own_files(tmp_path, capsys):
     assert (data / "GT" / "notes.txt").read_text() == "mine"
     record = json.loads((data / "synth_config.json").read_text())
     assert record["seed"] == 4
-    on_disk = {p.relative_to(data).as_posix() for p in data.rglob("*") if p.is_file()}
+    on_disk = {p.relative_to(data).as_posix() for p in data.rglob("*") if p.is_file()} - {LOCK_FILE}
     assert on_disk == set(record["files"]) | {"runs/kept/metrics.json", "GT/notes.txt"}
     # A file of another's where synth would write: refused, nothing changed.
     other = tmp_path / "other"
@@ -202,6 +202,20 @@ def test_synth_overwrite_removes_only_its_own_files(tmp_path, capsys):
     assert main(["synth", str(other), *SYNTH, "--overwrite"]) == 2
     assert "holds no synthetic dataset" in _error(capsys)
     assert (other / "train_split.txt").read_text() == "mine"
+
+
+def test_demo_and_synth_refuse_a_folder_in_use_or_holding_work(tmp_path, capsys):
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    (demo / "notes.txt").write_text("keep")
+    assert main(["demo", "--out", str(demo), "--iterations", "2", *SYNTH]) == 2
+    assert "is not empty" in _error(capsys)
+    assert [p.name for p in demo.iterdir()] == ["notes.txt"]
+    data = tmp_path / "data"
+    with claim_folder(data, "arnet synth"):
+        assert main(["synth", str(data), *SYNTH]) == 2
+        assert "in use by process" in _error(capsys)
+    assert main(["synth", str(data), *SYNTH]) == 0
 
 
 def test_synth_into_a_file_or_through_a_link_is_one_line(tmp_path, capsys):

@@ -32,7 +32,7 @@ import numpy as np
 from .atomic import write_json_atomic
 from .config import FRAMES_PER_SEGMENT
 from .errors import FolderError
-from .folders import contents, remove_stale_temporaries, temporary_name
+from .folders import claim_folder, contents, remove_stale_temporaries, temporary_name
 from .formats.arnet import write_arnet
 
 
@@ -237,9 +237,13 @@ def write_synthetic(
     cfg = cfg or SynthConfig()
     cfg.validate()
     out = Path(out)
-    old_files = _replaceable_files(out, overwrite)
+    _replaceable_files(out, overwrite)  # refused before anything is created
+    with claim_folder(out, "arnet synth"):  # two synths into one folder: the second refused
+        return _write_synthetic(out, cfg, modal, _replaceable_files(out, overwrite))
+
+
+def _write_synthetic(out: Path, cfg: SynthConfig, modal: str, old_files: set[str]) -> Path:
     splits = generate(cfg)
-    out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out.parent, [out.name])
     tmp = temporary_name(out)
     if tmp.exists():
