@@ -32,6 +32,10 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any], fsync: boo
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk: say which file could not be written
+        if exc.filename is None and exc.errno is not None:
+            exc.filename = str(path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path

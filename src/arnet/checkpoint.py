@@ -36,7 +36,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "checkpoints" / "last.pt"
+        path = run_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
@@ -52,6 +52,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     payload["path"] = str(path)
     return payload
+
+
+def run_checkpoint(run: Path) -> Path:
+    """The checkpoint a run folder resumes from: last.pt, or the newest iter_*.pt when last.pt
+    is missing (a disk that filled while it was being written)."""
+    folder = run / "checkpoints"
+    last = folder / "last.pt"
+    if last.is_file():
+        return last
+    snapshots = sorted(folder.glob("iter_*.pt"))
+    return snapshots[-1] if snapshots else last
 
 
 def model_from_checkpoint(payload: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:

@@ -25,3 +25,8 @@ class CheckpointError(ValueError):
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss became NaN); saved work is left untouched."""
+
+
+class FolderError(ValueError):
+    """An output folder cannot be written: another process holds it, it holds other work, or
+    it is the input itself. Names the folder; nothing in it was changed."""

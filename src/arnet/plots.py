@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # files only: no display is needed or assumed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .atomic import write_atomic  # noqa: E402
 from .config import FRAMES_PER_SEGMENT  # noqa: E402
 
 
@@ -84,7 +85,7 @@ def plot_videos(
         for name, s in scores.items():
             ax.clear()
             _draw(ax, name, s, frame_labels.get(name), frames_per_segment, threshold)
-            fig.savefig(folder / plot_filename(name))
+            write_atomic(folder / plot_filename(name), lambda f: fig.savefig(f, format="png"))
     finally:
         plt.close(fig)
     return folder

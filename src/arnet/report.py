@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import html
+import io
 import json
 import math
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import write_json_atomic
+from .atomic import write_atomic, write_json_atomic
 from .config import FRAMES_PER_SEGMENT
 from .data import FeatureDataset
 from .metrics import Metrics, json_ready
@@ -83,7 +84,8 @@ def write_evaluation(
     (one PNG per video) and report.html. Earlier files of the same names are replaced."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "scores.npz", **scores)
+    # Every file through write_atomic: a full disk leaves the previous one, never half of it.
+    write_atomic(out / "scores.npz", lambda f: np.savez_compressed(f, **scores))
     if metrics is not None:
         write_json_atomic(
             out / "metrics.json",
@@ -93,11 +95,13 @@ def write_evaluation(
                 "per_video": [json_ready(dataclasses.asdict(v)) for v in metrics.per_video],
             },
         )
-        with (out / "per_video.csv").open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(_VIDEO_COLUMNS)
-            for v in metrics.per_video:
-                writer.writerow([getattr(v, c) for c in _VIDEO_COLUMNS])
+        table = io.StringIO(newline="")
+        writer = csv.writer(table)
+        writer.writerow(_VIDEO_COLUMNS)
+        for v in metrics.per_video:
+            writer.writerow([getattr(v, c) for c in _VIDEO_COLUMNS])
+        data = table.getvalue().encode()
+        write_atomic(out / "per_video.csv", lambda f: f.write(data))
     if plot:
         from .plots import plot_videos
 
@@ -136,8 +140,10 @@ def _curves(out: Path) -> str | None:
     for ax in axes:
         ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "curves.png")
-    plt.close(fig)
+    try:
+        write_atomic(out / "curves.png", lambda f: fig.savefig(f, format="png"))
+    finally:
+        plt.close(fig)
     return "curves.png"
 
 
@@ -184,6 +190,5 @@ def write_html_report(out_dir: str | Path, metrics: Metrics | None, iteration: i
                 + "</tr>"
             )
         parts.append("</table>")
-    path = out / "report.html"
-    path.write_text("\n".join(parts) + "\n")
-    return path
+    text = ("\n".join(parts) + "\n").encode()
+    return write_atomic(out / "report.html", lambda f: f.write(text))

@@ -20,13 +20,19 @@ anomalous) and 199 test videos (44 anomalous), 13 scenes, names `SS_NNN` (normal
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_json_atomic
 from .config import FRAMES_PER_SEGMENT
+from .errors import FolderError
+from .folders import claim_folder, contents, remove_stale_temporaries, temporary_name
 from .formats.arnet import write_arnet
 
 
@@ -207,20 +213,112 @@ def generate(cfg: SynthConfig) -> dict[str, list[SyntheticVideo]]:
     return splits
 
 
+CONFIG_FILE = "synth_config.json"
+
+
 def write_synthetic(
-    out: str | Path, cfg: SynthConfig | None = None, modal: str = "combine"
+    out: str | Path,
+    cfg: SynthConfig | None = None,
+    modal: str = "combine",
+    *,
+    overwrite: bool = False,
 ) -> Path:
-    """Generate a dataset and write it in the AR-Net layout under `out`; returns `out`."""
+    """Generate a dataset and write it in the AR-Net layout under `out`; returns `out`.
+
+    `out` must be new or empty; with `overwrite`, it may hold an earlier synthetic dataset,
+    whose files (listed in its `synth_config.json`) are replaced while everything else saved in
+    the folder (a run, notes) is kept. The new dataset is written beside `out` first and moved
+    in once complete.
+
+    Raises:
+        FolderError: `out` is not a folder, is a symbolic link given with `overwrite`, or holds
+            something other than a synthetic dataset this function may replace.
+    """
     cfg = cfg or SynthConfig()
-    splits = generate(cfg)
+    cfg.validate()
     out = Path(out)
-    write_arnet(
-        out,
-        {
-            split: [(v.name, v.label, v.features, v.frame_labels) for v in videos]
-            for split, videos in splits.items()
-        },
-        modal=modal,
-    )
-    (out / "synth_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    _replaceable_files(out, overwrite)  # refused before anything is created
+    with claim_folder(out, "arnet synth"):  # two synths into one folder: the second refused
+        return _write_synthetic(out, cfg, modal, _replaceable_files(out, overwrite))
+
+
+def _write_synthetic(out: Path, cfg: SynthConfig, modal: str, old_files: set[str]) -> Path:
+    splits = generate(cfg)
+    remove_stale_temporaries(out.parent, [out.name])
+    tmp = temporary_name(out)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        write_arnet(
+            tmp,
+            {
+                split: [(v.name, v.label, v.features, v.frame_labels) for v in videos]
+                for split, videos in splits.items()
+            },
+            modal=modal,
+        )
+        files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
+        clash = [f for f in files if f not in old_files and (out / f).exists()]
+        if clash:
+            raise FolderError(
+                f"{out / clash[0]}: exists and was not written by `arnet synth`; choose a new "
+                "folder"
+            )
+        _remove_files(out, old_files)
+        for name in files:
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp / name, out / name)
+        record = {**asdict(cfg), "modal": modal, "files": [*files, CONFIG_FILE]}
+        write_json_atomic(out / CONFIG_FILE, record)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _replaceable_files(out: Path, overwrite: bool) -> set[str]:
+    """The files of an earlier synthetic dataset in `out` that may be replaced (none when `out`
+    is new or empty); refuses anything else."""
+    if out.is_symlink() and overwrite:
+        raise FolderError(f"{out}: is a symbolic link; give the folder it points to")
+    if out.exists() and not out.is_dir():
+        raise FolderError(f"{out}: exists and is not a folder")
+    if not contents(out):
+        return set()
+    record = out / CONFIG_FILE
+    if not overwrite:
+        raise FolderError(
+            f"{out} is not empty: choose a new folder (--overwrite replaces a synthetic dataset)"
+        )
+    if not record.is_file():
+        raise FolderError(
+            f"{out} is not empty and holds no synthetic dataset ({CONFIG_FILE}); --overwrite "
+            "replaces only one: choose a new folder"
+        )
+    try:
+        files = json.loads(record.read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        files = None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise FolderError(
+            f"{record}: lists no files (written by an earlier arnet, or edited); remove that "
+            "dataset by hand or choose a new folder"
+        )
+    root = out.absolute().resolve()
+    for name in files:  # only files inside the folder, never through a link out of it
+        path = (root / name).resolve()
+        if ".." in Path(name).parts or Path(name).is_absolute() or root not in path.parents:
+            raise FolderError(f"{record}: lists {name!r}, outside {out}")
+    return set(files)
+
+
+def _remove_files(out: Path, files: set[str]) -> None:
+    """Delete the listed files of `out`, then the folders they leave empty."""
+    folders = set()
+    for name in files:
+        path = out / name
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+        folders.update(p for p in (out / name).parents if out in p.parents)
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty: something else is kept in it
+            folder.rmdir()

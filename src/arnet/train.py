@@ -8,13 +8,20 @@ RUN/checkpoints/iter_NNNNNN.pt  one per snapshot; last.pt = the newest
 RUN/log.jsonl                   training losses, one JSON object per logged iteration
 RUN/results.jsonl               one JSON object per evaluation (appended)
 RUN/metrics.json, per_video.csv, scores.npz, plots/, report.html   the latest evaluation
+RUN/.arnet.lock                 held by the process training into RUN (arnet.folders)
 ```
+
+A new run needs a new or empty folder. A resumed run continues in its own folder (the one
+holding the checkpoint's `checkpoints/`), its logs cut back to the checkpoint's iteration; given
+another folder, which must be new or empty, it continues there as a copy (the logs up to the
+checkpoint copied over), leaving the original run untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import signal
 import threading
@@ -29,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
+from .atomic import write_atomic
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -41,6 +49,7 @@ from .config import TrainConfig
 from .data import FeatureDataset
 from .errors import CheckpointError, DataError, TrainingError
 from .evaluate import evaluate_model
+from .folders import claim_folder, remove_stale_temporaries, require_empty
 from .losses import BasObjective, MilCenterObjective
 from .metrics import Metrics
 from .models import create_model, model_entry, model_spec
@@ -105,8 +114,14 @@ class _RunLog:
                 self.writer = SummaryWriter(str(out_dir / "tensorboard"))
 
     def append(self, file: str, record: dict[str, Any]) -> None:
-        with (self.out_dir / file).open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        path = self.out_dir / file
+        try:
+            with path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as exc:  # a full disk: name the file
+            if exc.filename is None and exc.errno is not None:
+                exc.filename = str(path)
+            raise
         if self.writer is not None:
             step = record["iteration"]
             for key, value in record.items():
@@ -157,6 +172,7 @@ class Trainer:
                 f"{test_set.sources[0]}: test features have {test_set.dim} dimensions, the "
                 f"training features {train_set.dim}"
             )
+        _require_batch_fits(config, train_set)
         self.device = resolve_device(config.device)
         if config.reuse_memory:
             keep_freed_memory()
@@ -189,8 +205,10 @@ class Trainer:
         self.iteration = 0
         self.history: list[dict[str, Any]] = []
         self.metrics: Metrics | None = None
+        self.resumed_from: Path | None = None
         if resume_from is not None:
             self.restore(resume_from)
+            self.resumed_from = Path(resume_from.get("path", out_dir)).absolute()
 
     # -- state
     def state(self) -> dict[str, Any]:
@@ -242,8 +260,9 @@ class Trainer:
         """Save the full state as iter_NNNNNN.pt and last.pt, pruning old snapshots."""
         folder = self.out_dir / "checkpoints"
         payload = self.state()
-        path = save_checkpoint(folder / f"iter_{self.iteration:06d}.pt", payload)
+        # last.pt first: a disk that fills between the two leaves the one --resume reads.
         save_checkpoint(folder / "last.pt", payload)
+        path = save_checkpoint(folder / f"iter_{self.iteration:06d}.pt", payload)
         keep = self.config.keep_checkpoints
         if keep:
             for old in sorted(folder.glob("iter_*.pt"))[:-keep]:
@@ -252,14 +271,41 @@ class Trainer:
 
     # -- loop
     def run(self) -> TrainResult:
-        last_path = self.out_dir / "checkpoints" / "last.pt"
-        if self.iteration == 0 and last_path.exists():
-            raise TrainingError(
-                f"{self.out_dir} already holds a run ({last_path}); resume it from that "
-                "checkpoint or choose another run folder"
+        """Train to the end (or to Ctrl-C), holding the run folder for this process."""
+        with claim_folder(self.out_dir, "arnet train"):
+            self._prepare_folder()
+            return self._run()
+
+    def _prepare_folder(self) -> None:
+        """Check the run folder is this run's to write, and cut its logs back to the
+        checkpoint (a killed run may have logged past its last snapshot)."""
+        out = self.out_dir
+        last_path = out / "checkpoints" / "last.pt"
+        source = _run_folder_of(self.resumed_from) if self.resumed_from else None
+        if self.resumed_from is None:
+            if last_path.exists():
+                raise TrainingError(
+                    f"{out} already holds a run ({last_path}); resume it from that "
+                    "checkpoint or choose another run folder"
+                )
+            require_empty(out, "train into a new or empty folder, or resume a run with --resume")
+        elif source is None or source != out.absolute().resolve():
+            require_empty(
+                out,
+                f"a run resumed from {self.resumed_from} continues in its own folder, or in "
+                "a new or empty one as a copy",
             )
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.config.save(self.out_dir / "config.json")
+        remove_stale_temporaries(out)
+        remove_stale_temporaries(out / "checkpoints")
+        if self.resumed_from is not None:
+            for name in ("log.jsonl", "results.jsonl"):
+                origin = (source or out) / name
+                if origin.is_file() or (out / name).is_file():
+                    truncate_log(out / name, self.iteration, origin)
+        self.config.save(out / "config.json")
+
+    def _run(self) -> TrainResult:
+        last_path = self.out_dir / "checkpoints" / "last.pt"
         log = _RunLog(self.out_dir, self.config.tensorboard)
         cfg = self.config
         bar = tqdm(
@@ -364,7 +410,10 @@ class Trainer:
         try:
             self._evaluate(log)
         except BaseException:
-            self.checkpoint()  # the training is kept even when its evaluation fails
+            # The training is kept even when its evaluation fails; when saving fails too (a
+            # full disk), the evaluation's error is the one reported.
+            with contextlib.suppress(Exception):
+                self.checkpoint()
             raise
         self.checkpoint()
 
@@ -416,6 +465,56 @@ def _interrupt_between_steps() -> Iterator[Callable[[], bool]]:
         yield lambda: bool(pressed)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _run_folder_of(checkpoint: Path) -> Path | None:
+    """The run folder holding `checkpoint` (RUN/checkpoints/*.pt), or None for a loose file."""
+    checkpoint = checkpoint.resolve()
+    if checkpoint.is_dir():
+        return checkpoint
+    if checkpoint.parent.name == "checkpoints":
+        return checkpoint.parent.parent
+    return None
+
+
+def truncate_log(path: Path, iteration: int, source: Path | None = None) -> None:
+    """Rewrite the JSON-lines log `path` (from `source`, default itself) keeping the records of
+    iterations up to `iteration` in increasing order: no line logged after the checkpoint, no
+    iteration twice, no half-written last line of a killed run."""
+    source = source or path
+    kept: list[str] = []
+    last = 0
+    lines = source.read_text(errors="replace").splitlines() if source.is_file() else []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        it = record.get("iteration") if isinstance(record, dict) else None
+        if type(it) is int and last < it <= iteration:
+            kept.append(line)
+            last = it
+    text = "".join(line + "\n" for line in kept).encode()
+    write_atomic(path, lambda f: f.write(text))
+
+
+def _require_batch_fits(config: TrainConfig, train_set: FeatureDataset) -> None:
+    """Refuse a batch shape that cannot fit in this machine's memory, naming the options, before
+    anything is allocated (numpy's own error names neither)."""
+    videos = config.draws_per_step * config.videos_per_class * 2
+    per_segment = 8 * 2 + 4 * max(train_set.dim, 1)  # sampling draws and positions, features
+    need = videos * max(config.max_segments, 1) * per_segment
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return
+    if need > memory:
+        raise ValueError(
+            f"config field 'max_segments' (--max-seqlen) is {config.max_segments}: a batch of "
+            f"{videos} videos of that many segments needs {need / 2**30:,.0f} GiB, this machine "
+            f"has {memory / 2**30:,.0f} GiB; lower --max-seqlen (or --videos-per-class, "
+            "--draws-per-step)"
+        )
 
 
 def _bar_disabled(progress: bool | None) -> bool | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig, config_fields
+from ..folders import fresh_folder, require_empty
 from ..formats import open_dataset
 from ..models import resolve_model_name
 
@@ -47,14 +48,19 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def new_run_folder(prefix: str) -> Path:
-    """runs/PREFIX-YYYYmmdd-HHMMSS, numbered when that exists already."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path("runs") / f"{prefix}-{stamp}"
-    n = 1
-    while path.exists():
-        n += 1
-        path = Path("runs") / f"{prefix}-{stamp}-{n}"
-    return path
+    """Create runs/PREFIX-YYYYmmdd-HHMMSS, numbered -2, -3, ... when taken (one mkdir each:
+    two commands started in the same second get different folders)."""
+    return fresh_folder("runs", f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def output_folder(given: str | None, default_parent: Path, default_name: str, what: str) -> Path:
+    """The folder a command writes its results into: `given` must be new or empty (results of
+    one command never replace another's); without it, a fresh DEFAULT_PARENT/DEFAULT_NAME
+    (numbered -2, -3, ... when taken)."""
+    if given:
+        require_empty(Path(given), f"{what} into a new or empty --out")
+        return Path(given)
+    return fresh_folder(default_parent, default_name)
 
 
 def layout(config: TrainConfig) -> dict[str, Any]:

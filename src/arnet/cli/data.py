@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 from ..config import TrainConfig
@@ -33,15 +32,7 @@ def synth_config(args: argparse.Namespace) -> SynthConfig:
 
 def run_synth(args: argparse.Namespace) -> int:
     cfg = synth_config(args)
-    out = Path(args.out)
-    if out.is_dir() and any(out.iterdir()):
-        if not (args.overwrite and (out / "synth_config.json").is_file()):
-            hint = "only a synthetic dataset" if args.overwrite else "a synthetic dataset"
-            raise ValueError(
-                f"{out} is not empty: choose a new folder (--overwrite replaces {hint})"
-            )
-        shutil.rmtree(out)
-    out = write_synthetic(out, cfg, modal=args.modal)
+    out = write_synthetic(Path(args.out), cfg, modal=args.modal, overwrite=args.overwrite)
     print(
         f"wrote a synthetic dataset to {out} "
         f"({cfg.train_videos} train / {cfg.test_videos} test videos, dim {cfg.dim})"

@@ -97,14 +97,34 @@ def runner(command: str) -> Callable[[argparse.Namespace], int]:
     return getattr(module, f"run_{command}")
 
 
+def describe_os_error(exc: OSError) -> str:
+    """One line for an operating-system error: the file, then what went wrong."""
+    what = (exc.strerror or str(exc)).lower() if exc.strerror else str(exc)
+    if exc.filename is None:
+        return what
+    if exc.filename2 is not None:
+        return f"{exc.filename} -> {exc.filename2}: {what}"
+    return f"{exc.filename}: {what}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
     args = build_parser().parse_args(argv)
     run = runner(args.command)
     try:
         return run(args)
-    except (DataError, CheckpointError, TrainingError, ValueError, FileNotFoundError) as exc:
+    except (DataError, CheckpointError, TrainingError, ValueError) as exc:
         print(f"arnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a folder given where a file is wanted, a permission
+        print(f"arnet {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError as exc:
+        print(
+            f"arnet {args.command}: error: out of memory ({exc or 'allocation failed'}); "
+            "smaller batches, sequences or datasets need less",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"arnet {args.command}: interrupted", file=sys.stderr)

@@ -11,13 +11,14 @@ from pathlib import Path
 from ..checkpoint import load_checkpoint, model_from_checkpoint
 from ..config import NAIVE_BASELINE, TrainConfig, config_fields
 from ..evaluate import evaluate_model
+from ..folders import claim_empty_folder, require_empty
 from ..formats import open_dataset
 from ..models import count_parameters, create_model, list_models, model_entry, resolve_model_name
 from ..report import metrics_table, per_video_table
 from ..runtime import keep_freed_memory, prepare_model, resolve_device
 from ..synth import write_synthetic
 from ..train import Trainer, train
-from .common import config_overrides, emit, new_run_folder, open_data, progress
+from .common import config_overrides, emit, new_run_folder, open_data, output_folder, progress
 from .data import synth_config
 
 
@@ -33,18 +34,37 @@ def run_train(args: argparse.Namespace) -> int:
         if fixed:
             raise ValueError(f"cannot change {', '.join(fixed)} when resuming a run")
         config = TrainConfig.from_dict({**payload["config"], **overrides})
-        out = Path(getattr(args, "out", None) or Path(payload["path"]).parent.parent)
+        checkpoint = Path(payload["path"])
+        own = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
+        given = getattr(args, "out", None)
+        if given is None and own is None:
+            raise ValueError(
+                f"{checkpoint} is not in a run folder (RUN/checkpoints/): give --out, a new or "
+                "empty folder to continue the run in"
+            )
+        out = Path(given or own)
+        if own is None or out.absolute().resolve() != own.absolute().resolve():
+            # Continuing elsewhere copies the run: only into a folder holding nothing else.
+            require_empty(
+                out,
+                f"a resumed run continues in its own folder ({own or checkpoint}) or, as a "
+                "copy, in a new or empty --out",
+            )
     else:
         config = TrainConfig(**overrides)
-        out = Path(getattr(args, "out", None) or new_run_folder(config.model))
-        last = out / "checkpoints" / "last.pt"
-        if last.exists():  # the Trainer refuses it too; this says how in the CLI's words
-            raise ValueError(
-                f"{out} already holds a run ({last}); resume it with --resume or choose "
-                "another --out"
-            )
+        out = Path(args.out) if getattr(args, "out", None) else None
+        if out is not None:
+            last = out / "checkpoints" / "last.pt"
+            if last.exists():  # the Trainer refuses it too; this says how in the CLI's words
+                raise ValueError(
+                    f"{out} already holds a run ({last}); resume it with --resume or choose "
+                    "another --out"
+                )
+            require_empty(out, "train into a new or empty --out, or resume a run with --resume")
     config.validate()
     train_set, test_set = open_data(config)
+    if out is None:  # made only now: a command refused above leaves no empty folder behind
+        out = new_run_folder(config.model)
     trainer = Trainer(
         config, train_set, test_set, out, progress=progress(args), resume_from=payload
     )
@@ -94,20 +114,23 @@ def run_test(args: argparse.Namespace) -> int:
             f"features, the test set has {test_set.dim}-d ({test_set.sources[0]})"
         )
     ckpt_path = Path(payload["path"])
-    out = Path(getattr(args, "out", None) or ckpt_path.parent.parent / f"test-{ckpt_path.stem}")
+    run = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
+    what = "write test results into a new or empty --out (or leave --out out)"
+    out = output_folder(getattr(args, "out", None), run, f"test-{ckpt_path.stem}", what)
     if config.reuse_memory:
         keep_freed_memory()
-    result = evaluate_model(
-        prepare_model(model, device, config.precision, config.compile),
-        test_set,
-        device,
-        crop_mode=config.test_crop,
-        frames_per_segment=config.frames_per_segment,
-        threshold=config.threshold,
-        out_dir=out,
-        plot=config.plot,
-        iteration=payload["iteration"],
-    )
+    with claim_empty_folder(out, "arnet test", what):
+        result = evaluate_model(
+            prepare_model(model, device, config.precision, config.compile),
+            test_set,
+            device,
+            crop_mode=config.test_crop,
+            frames_per_segment=config.frames_per_segment,
+            threshold=config.threshold,
+            out_dir=out,
+            plot=config.plot,
+            iteration=payload["iteration"],
+        )
     metrics = result.metrics
     assert metrics is not None  # labels are required: a video without them raised
     text = metrics_table(metrics, f"{ckpt_path} (iteration {payload['iteration']})")
@@ -128,7 +151,10 @@ def run_test(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    out = Path(getattr(args, "out", None) or new_run_folder("demo"))
+    given = getattr(args, "out", None)
+    if given:
+        require_empty(Path(given), "write the demo into a new or empty --out")
+    out = Path(given) if given else new_run_folder("demo")
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
     data = write_synthetic(out / "data", synth_config(args))
     log(f"synthetic dataset: {data}")

@@ -24,10 +24,11 @@ from ..extract.pipeline import (
 )
 from ..extract.preprocess import Preprocessing
 from ..extract.video import find_inputs
+from ..folders import claim_empty_folder, remove_stale_temporaries_under, require_empty
 from ..formats.layout import read_split
 from ..formats.ped2 import is_frame_dataset, read_annotations, read_frame_dataset
 from ..runtime import resolve_device
-from .common import emit, progress
+from .common import emit, output_folder, progress
 
 # load_detector's words for what `arnet detect` calls options.
 _FLAGS = {
@@ -119,6 +120,7 @@ def run_extract(args: argparse.Namespace) -> int:
         args.batch_size,
     )
     extractor = FeatureExtractor(backbones, config, device)
+    remove_stale_temporaries_under(args.out)  # half-written files of a killed extraction
     summary = extract_dataset(
         videos,
         args.out,
@@ -165,6 +167,9 @@ def run_detect(args: argparse.Namespace) -> int:
         raise ExtractError("give --threshold or --calibrate, not both")
     if not 0 <= args.false_alarm_rate < 1:
         raise ExtractError(f"--false-alarm-rate must be in [0, 1), got {args.false_alarm_rate}")
+    what = "write detections into a new or empty --out (or leave --out out)"
+    if args.out:
+        require_empty(Path(args.out), what)
     videos = find_inputs(args.inputs, fps=args.fps)
     normal = find_inputs(args.calibrate, fps=args.fps) if args.calibrate else []
     weights = {m: w for m, w in (("rgb", args.weights_rgb), ("flow", args.weights_flow)) if w}
@@ -192,7 +197,31 @@ def run_detect(args: argparse.Namespace) -> int:
         threshold = args.threshold
     else:
         threshold = detector.threshold
-    out = Path(args.out) if args.out else Path(meta["checkpoint"]).parent.parent / "detect"
+    checkpoint = Path(meta["checkpoint"])
+    run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    out = output_folder(args.out, run, "detect", what)
+    with claim_empty_folder(out, "arnet detect", what):
+        header, lines, summary = _detect_into(
+            out, detector, videos, threshold, calibration, meta, args
+        )
+    emit(
+        args,
+        json.loads(summary.read_text()) | {"out": str(out)},
+        "\n".join([header, *lines, f"results: {out}"]),
+    )
+    return 0
+
+
+def _detect_into(
+    out: Path,
+    detector: Any,
+    videos: list[Any],
+    threshold: float,
+    calibration: dict[str, Any] | None,
+    meta: dict[str, Any],
+    args: argparse.Namespace,
+) -> tuple[str, list[str], Path]:
+    """Detect every video into `out`: the header line, the per-video lines, detect.json."""
     detections, lines = [], []
     for video in videos:
         detection = detector.detect(video, threshold, args.min_alert_frames, args.merge_gap)
@@ -217,9 +246,4 @@ def run_detect(args: argparse.Namespace) -> int:
         if calibration
         else ""
     )
-    emit(
-        args,
-        json.loads(summary.read_text()) | {"out": str(out)},
-        "\n".join([header, *lines, f"results: {out}"]),
-    )
-    return 0
+    return header, lines, summary

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..folders import notice, remove_stale_temporaries, stale_temporaries, temporary_name
 from .catalog import SPLITS, Catalog, VideoEntry
 from .groundtruth import GroundTruth
 from .gtattach import read_ground_truth
@@ -43,6 +44,7 @@ INDEX_FILE = "arnet-store.json"
 FEATURES_FILE = "features.npy"
 FRAMES_FILE = "frame_labels.npy"
 DTYPES = ("float16", "float32")
+_STORE_FILES = (INDEX_FILE, FEATURES_FILE, FRAMES_FILE)
 _INDEX_COLUMNS = ("names", "splits", "labels", "offsets", "lengths", "frame_offsets", "frames")
 
 
@@ -97,8 +99,7 @@ def write_packed(
     out = Path(out)
     if dtype not in DTYPES:
         raise DataError(f"store dtype must be one of {DTYPES}, got {dtype!r}")
-    if out.exists() and not overwrite:
-        raise DataError(f"{out}: already exists (pass overwrite=True to replace it)")
+    require_replaceable(out, overwrite)
     if not videos:
         raise DataError(f"{out}: nothing to pack (no videos)")
     shape = tuple(videos[0].features.shape[1:])
@@ -115,10 +116,12 @@ def write_packed(
     frame_counts = [-1 if f is None else int(f.size) for f in frames]
     frame_offsets = np.concatenate([[0], np.cumsum(np.maximum(frame_counts, 0))[:-1]])
 
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _recover(out)
+    tmp = temporary_name(out)
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp.mkdir()
     try:
         block = np.lib.format.open_memmap(
             tmp / FEATURES_FILE, mode="w+", dtype=dtype, shape=(int(lengths.sum()), *shape)
@@ -148,13 +151,50 @@ def write_packed(
             "sources": [v.source for v in videos],
         }
         (tmp / INDEX_FILE).write_text(json.dumps(index) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        _move_into_place(tmp, out, overwrite)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
     return out
+
+
+def require_replaceable(out: Path, overwrite: bool) -> None:
+    """Refuse `out` unless it is new, or (with `overwrite`) an earlier store holding nothing but
+    the store's own files: `--overwrite` never deletes a dataset or a folder of other work."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise DataError(f"{out}: exists and is not a store folder; choose a new OUT")
+    if not out.exists():
+        return
+    if not overwrite:
+        raise DataError(f"{out}: already exists (pass overwrite=True to replace it)")
+    if not is_packed(out):
+        raise DataError(
+            f"{out}: not an arnet store (no {INDEX_FILE}); overwrite replaces only an earlier "
+            "store: choose a new OUT"
+        )
+    others = sorted(p.name for p in out.iterdir() if p.name not in _STORE_FILES)
+    if others:
+        raise DataError(
+            f"{out}: holds {', '.join(others[:4])} besides the store; overwrite replaces only a "
+            "folder holding nothing but a store: choose a new OUT"
+        )
+
+
+def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
+    """Rename the finished store `tmp` to `out`; an earlier store there is moved aside first
+    and deleted only once the new one is in place (a crash in between leaves one of them)."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    require_replaceable(out, overwrite)  # checked again: it may have changed while packing
+    old = out.with_name(f".{out.name}.old.{os.getpid()}.tmp")
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old)
 
 
 def _copy_video(
@@ -188,12 +228,35 @@ def pack_catalog(
         DataError: the catalog holds errors (listed), or see `write_packed`.
     """
     raise_on_errors(catalog)
+    out = Path(out)
+    sources = [Path(catalog.root), *(Path(f) for v in catalog.videos for f in v.files)]
+    if _same_or_inside(out, Path(catalog.root)) or any(_same_or_inside(p, out) for p in sources):
+        raise DataError(
+            f"{out}: is the dataset being packed ({catalog.root}) or holds it; choose an OUT "
+            "outside it"
+        )
     videos = [
         PackedVideo(v.name, v.split, int(v.label), v.features, v.frame_labels, v.source)
         for split in SPLITS
         for v in catalog.split(split)
     ]
     return write_packed(out, videos, dtype, overwrite)
+
+
+def _recover(out: Path) -> None:
+    """Tidy what a `pack` killed while writing `out` left: its temporary store is deleted; an
+    earlier store it had moved aside is put back when `out` is missing, else deleted."""
+    for old in stale_temporaries(out.parent, [f"{out.name}.old"]):
+        if not out.exists():
+            os.replace(old, out)
+            notice(f"{out}: put back the store a killed `pack` had moved aside ({old.name})")
+    remove_stale_temporaries(out.parent, [out.name, f"{out.name}.old"])
+
+
+def _same_or_inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies inside it (symbolic links followed)."""
+    path, folder = path.absolute().resolve(), folder.absolute().resolve()
+    return path == folder or folder in path.parents
 
 
 # ---------------------------------------------------------------------- reading

@@ -1,0 +1,216 @@
+"""Folders a command writes into: owned by one process at a time, made fresh without a gap
+between checking and creating, and never holding another command's work.
+
+- `claim_folder` locks a folder (an exclusive `flock` on its `.arnet.lock`, which holds the
+  owner's PID and command) for as long as a command writes into it. The kernel drops the lock
+  when its process dies, so a lock left by a killed process is taken over (with a message); a
+  live owner makes the claim fail at once, naming the process.
+- `fresh_folder` creates `PARENT/NAME`, or `NAME-2`, `NAME-3`, ... when that exists, with one
+  `mkdir` each: two processes can never both get the same folder.
+- `remove_stale_temporaries` deletes the hidden `.NAME.PID.tmp` files and folders that a killed
+  process left beside `NAME` (the writers of `arnet.atomic`, `pack` and `synth` make them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import re
+import shutil
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .errors import FolderError
+
+LOCK_FILE = ".arnet.lock"
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
+
+
+def notice(message: str) -> None:
+    """A message for the person at the terminal (stderr), not part of a command's output."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` is running (a zombie, killed but not yet reaped, is not)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def _holder(fd: int) -> tuple[int, str] | None:
+    """(PID, command) written in a lock file, or None when it is empty or unreadable."""
+    text = os.pread(fd, 256, 0).decode(errors="replace").strip()
+    pid, _, command = text.partition(" ")
+    return (int(pid), command or "arnet") if pid.isdigit() else None
+
+
+@contextlib.contextmanager
+def claim_folder(folder: str | Path, command: str) -> Iterator[Path]:
+    """Hold `folder` (created if missing) for this process while the block runs.
+
+    Raises:
+        FolderError: another running process holds it (its PID and command are named).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise FolderError(f"{folder}: exists and is not a folder") from None
+    lock = folder / LOCK_FILE
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            holder = _holder(fd)
+            who = f"process {holder[0]} ({holder[1]})" if holder else "another process"
+            raise FolderError(
+                f"{folder}: in use by {who}; wait for it to finish or choose another folder"
+            ) from None
+        holder = _holder(fd)
+        if holder and holder[0] != os.getpid():
+            notice(
+                f"{folder}: taking over from process {holder[0]} ({holder[1]}), which stopped "
+                "without finishing"
+            )
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {command}\n".encode(), 0)
+        except OSError as exc:  # a full disk
+            exc.filename = exc.filename or str(lock)
+            raise
+        try:
+            yield folder
+        finally:
+            # Emptied, never removed: removing it would let a process waiting on the old file
+            # and one creating a new file both believe they hold the folder.
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def contents(folder: Path) -> list[str]:
+    """Names in `folder` other than its lock file (empty for a missing folder)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.name != LOCK_FILE)
+
+
+def require_free(folder: Path) -> None:
+    """Refuse a folder that a running process holds (`claim_folder`), naming the process."""
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
+    except OSError:  # no lock file: nobody holds it
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        holder = _holder(fd)
+        if holder and holder[0] == os.getpid():  # this process holds it (claim_folder)
+            return
+        who = f"process {holder[0]} ({holder[1]})" if holder else "another process"
+        raise FolderError(
+            f"{folder}: in use by {who}; wait for it to finish or choose another folder"
+        ) from None
+    finally:
+        os.close(fd)
+
+
+def require_empty(folder: Path, what: str) -> None:
+    """Refuse a folder that holds anything (but its lock file): `what` says what to do."""
+    if folder.exists() and not folder.is_dir():
+        raise FolderError(f"{folder}: exists and is not a folder")
+    if folder.is_dir():
+        require_free(folder)
+    names = contents(folder)
+    if names:
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise FolderError(f"{folder} is not empty (holds {shown}); {what}")
+
+
+@contextlib.contextmanager
+def claim_empty_folder(folder: str | Path, command: str, what: str) -> Iterator[Path]:
+    """`claim_folder`, then `require_empty` under the lock: of two commands given the same
+    empty folder, the second is refused however their steps interleave."""
+    with claim_folder(folder, command) as path:
+        require_empty(path, what)
+        yield path
+
+
+def fresh_folder(parent: str | Path, name: str) -> Path:
+    """Create and return PARENT/NAME, or the first of NAME-2, NAME-3, ... not taken yet."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        path = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise FolderError(f"{parent}: no free folder name {name}-N left")
+
+
+def temporary_name(path: Path) -> Path:
+    """The hidden temporary `.NAME.PID.tmp` beside `path` that this process writes first."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def stale_temporaries(folder: Path, names: Iterable[str] | None = None) -> list[Path]:
+    """Temporaries in `folder` (of `names` only, when given) whose process is gone."""
+    wanted = None if names is None else set(names)
+    found = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if not match or (wanted is not None and match["name"] not in wanted):
+            continue
+        if int(match["pid"]) != os.getpid() and not process_alive(int(match["pid"])):
+            found.append(entry)
+    return sorted(found)
+
+
+def remove_stale_temporaries(folder: str | Path, names: Iterable[str] | None = None) -> list[Path]:
+    """Delete what `stale_temporaries` finds, saying so; returns what was removed."""
+    removed = []
+    for path in stale_temporaries(Path(folder), names):
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except FileNotFoundError:  # another process cleaned it first
+            continue
+        notice(f"removed {path}, left by a process that was killed while writing")
+        removed.append(path)
+    return removed
+
+
+def remove_stale_temporaries_under(root: str | Path) -> list[Path]:
+    """`remove_stale_temporaries` in `root` and every folder below it (one walk)."""
+    removed = []
+    root = Path(root)
+    if not root.is_dir():
+        return removed
+    for folder, _, _ in os.walk(root):
+        removed += remove_stale_temporaries(folder)
+    return removed
