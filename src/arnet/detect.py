@@ -137,7 +137,11 @@ def find_alerts(
 
     Returns:
         Alerts in time order.
+
+    Raises:
+        ValueError: a threshold outside [0, 1] (NaN included), or a negative count.
     """
+    check_alert_settings(threshold, min_frames, merge_gap)
     scores = np.asarray(scores, dtype=np.float64)
     starts, stops = spans(np.nan_to_num(scores, nan=-np.inf) >= threshold)
     ends = stops - 1  # inclusive
@@ -155,6 +159,17 @@ def find_alerts(
         peak = s + int(np.argmax(window))
         alerts.append(Alert(s, e, s / fps, (e + 1) / fps, float(scores[peak]), peak))
     return alerts
+
+
+def check_alert_settings(threshold: float, min_frames: int = 1, merge_gap: int = 0) -> None:
+    """Scores lie in [0, 1]: a threshold above 1 never alerts, one below 0 alerts on every
+    frame, and NaN compares false with everything; each is refused, as are negative counts."""
+    if not 0.0 <= float(threshold) <= 1.0:  # NaN fails the comparison
+        raise ValueError(f"the alert threshold must be a number in [0, 1], got {threshold!r}")
+    if min_frames < 0:
+        raise ValueError(f"the minimum alert length must be >= 0 frames, got {min_frames}")
+    if merge_gap < 0:
+        raise ValueError(f"the merge gap must be >= 0 frames, got {merge_gap}")
 
 
 def calibrate_threshold(normal_scores: Iterable[np.ndarray], false_alarm_rate: float) -> float:

@@ -82,6 +82,7 @@ def run_test(args: argparse.Namespace) -> int:
     saved.pop("device", None)
     saved.pop("in_memory", None)
     config = TrainConfig.from_dict({**saved, **overrides})
+    config.validate()
     device = resolve_device(config.device)
     if config.precision == "fp16" and device.type != "cuda":
         warnings.warn("the run trained in fp16, which needs CUDA: testing in fp32", stacklevel=1)

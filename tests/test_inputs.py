@@ -1,0 +1,191 @@
+"""Damaged and hostile inputs: each is refused with exit status 2 and one line naming the file,
+video or option at fault (checkpoints, stores, datasets, options and the CSVs arnet writes)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from arnet.checkpoint import load_checkpoint
+from arnet.cli.main import main
+from arnet.errors import CheckpointError
+
+TRAIN = ["--iterations", "2", "--snapshot", "2", "--sample_size", "4", "--no-plot", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def run(tiny_data, tmp_path_factory) -> Path:
+    """A finished two-iteration run of the tiny dataset (read-only: copy before changing)."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    assert main(["train", "--data", str(tiny_data), *TRAIN, "--out", str(out)]) == 0
+    return out
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip() and "Warning" not in line]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _test(checkpoint: Path, data: Path, tmp_path: Path) -> int:
+    out = tmp_path / f"test-{checkpoint.stem}"
+    return main(["test", "--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out)])
+
+
+def _payload(run: Path) -> dict:
+    return torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+
+
+# ---------------------------------------------------------------------- checkpoints
+
+
+def _member_offset(path: Path, name_end: str) -> int:
+    """Where the data of the archive member ending in `name_end` starts."""
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith(name_end))
+    with path.open("rb") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = np.frombuffer(f.read(4), dtype="<u2")
+    return info.header_offset + 30 + int(name_len) + int(extra_len)
+
+
+@pytest.mark.parametrize("member", ["data.pkl", "data/0"])
+def test_checkpoint_with_overwritten_bytes_is_refused(member, run, tiny_data, tmp_path, capsys):
+    damaged = tmp_path / "damaged.pt"
+    shutil.copy(run / "checkpoints" / "last.pt", damaged)
+    data = bytearray(damaged.read_bytes())
+    start = _member_offset(damaged, member) + 8
+    data[start : start + 64] = bytes(b ^ 0x5A for b in data[start : start + 64])  # same length
+    damaged.write_bytes(bytes(data))
+    assert _test(damaged, tiny_data, tmp_path) == 2
+    assert _error(capsys).endswith(
+        f"damaged.pt: damaged file: member 'archive/{member}' fails its CRC-32 check "
+        "(the bytes changed after it was written)"
+    )
+    with pytest.raises(CheckpointError, match="damaged.pt: damaged file"):
+        load_checkpoint(damaged)
+
+
+def test_damaged_checkpoint_is_refused_for_resume_pretrained_and_detect(run, tiny_data, tmp_path):
+    damaged = tmp_path / "damaged.pt"
+    shutil.copy(run / "checkpoints" / "last.pt", damaged)
+    data = bytearray(damaged.read_bytes())
+    start = _member_offset(damaged, "data/0") + 4
+    data[start : start + 16] = b"\x7f" * 16
+    damaged.write_bytes(bytes(data))
+    from arnet.checkpoint import load_pretrained
+    from arnet.detect import load_detector
+    from arnet.models import create_model
+
+    with pytest.raises(CheckpointError, match="damaged.pt: damaged file"):
+        load_pretrained(create_model("single", 64), damaged)
+    with pytest.raises(CheckpointError, match="damaged.pt: damaged file"):
+        load_detector(damaged, backbone="i3d", backbone_options={"random_init": True})
+    resumed = main(["train", "--resume", str(damaged), "--iterations", "4", "--quiet"])
+    assert resumed == 2
+
+
+def test_checkpoint_with_nan_weights_names_the_weight(run, tiny_data, tmp_path, capsys):
+    payload = _payload(run)
+    name = next(iter(payload["state_dict"]))
+    payload["state_dict"][name] = torch.full_like(payload["state_dict"][name], float("nan"))
+    torch.save(payload, tmp_path / "nan.pt")
+    assert _test(tmp_path / "nan.pt", tiny_data, tmp_path) == 2
+    line = _error(capsys)
+    assert "nan.pt: weight" in line and name in line and "NaN/Inf" in line
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("config", [1, 2], "field 'config' is a list, not a dict"),
+        ("config", "hello", "field 'config' is a str, not a dict"),
+        ("model", "single", "field 'model' is not a {name, kwargs} dict"),
+        ("iteration", "7", "field 'iteration' is '7', not a count"),
+        ("state_dict", [1], "weights are a list, not a dict"),
+    ],
+)
+def test_checkpoint_fields_of_the_wrong_type(
+    field, value, message, run, tiny_data, tmp_path, capsys
+):
+    payload = _payload(run)
+    payload[field] = value
+    torch.save(payload, tmp_path / "odd.pt")
+    assert _test(tmp_path / "odd.pt", tiny_data, tmp_path) == 2
+    line = _error(capsys)
+    assert "odd.pt: " in line and message in line
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_checkpoint_holding_code_is_refused_in_one_line(
+    run, tiny_data, tmp_path, capsys, monkeypatch
+):
+    payload = _payload(run)
+    payload["extra"] = _Payload()
+    torch.save(payload, tmp_path / "evil.pt")
+    monkeypatch.chdir(tmp_path)
+    assert _test(tmp_path / "evil.pt", tiny_data, tmp_path) == 2
+    line = _error(capsys)
+    assert "evil.pt: refused: the checkpoint holds code (" in line
+    assert line.endswith("system), which arnet never runs")
+    assert "weights_only" not in line and not (tmp_path / "PWNED").exists()
+
+
+# ---------------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["detect", "v.mp4", "--checkpoint", "c.pt", "--threshold", "nan"], "--threshold"),
+        (["detect", "v.mp4", "--checkpoint", "c.pt", "--threshold", "1.5"], "--threshold"),
+        (["detect", "v.mp4", "--checkpoint", "c.pt", "--threshold", "-0.2"], "--threshold"),
+        (["detect", "v.mp4", "--checkpoint", "c.pt", "--merge-gap", "-1"], "--merge-gap"),
+        (["detect", "v.mp4", "--checkpoint", "c.pt", "--min-alert-frames", "-2"], "--min-alert"),
+        (["detect", "v.mp4", "--checkpoint", "c.pt", "--false-alarm-rate", "inf"], "--false-ala"),
+        (["train", "--data", "d", "--threshold", "nan"], "--threshold"),
+        (["train", "--data", "d", "--threshold", "2"], "--threshold"),
+        (["test", "--checkpoint", "c.pt", "--threshold", "-1e-9"], "--threshold"),
+        (["train", "--data", "d", "--seed", "-1"], "--seed"),
+        (["train", "--data", "d", "--lr", "nan"], "--lr"),
+        (["train", "--data", "d", "--center-weight", "inf"], "--center-weight"),
+        (["train", "--data", "d", "--sample_size", "0"], "--sample_size"),
+        (["demo", "--seed", "-5"], "--seed"),
+        (["extract", "v.mp4", "--out", "o", "--fps", "nan"], "--fps"),
+    ],
+)
+def test_out_of_range_options_exit_2_naming_the_option(argv, option, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    line = _error(capsys)
+    assert f"argument {option}" in line
+
+
+def test_library_refuses_what_the_options_refuse():
+    from arnet.config import TrainConfig
+    from arnet.detect import find_alerts
+
+    for threshold in (float("nan"), 1.5, -0.2):
+        with pytest.raises(ValueError, match="threshold"):
+            find_alerts(np.zeros(4), threshold, 25.0)
+        with pytest.raises(ValueError, match="'threshold'"):
+            TrainConfig(threshold=threshold).validate()
+    with pytest.raises(ValueError, match="merge gap"):
+        find_alerts(np.zeros(4), 0.5, 25.0, merge_gap=-1)
+    with pytest.raises(ValueError, match="'seed'"):
+        TrainConfig(seed=-1).validate()
+    with pytest.raises(ValueError, match="'lr' must be a finite"):
+        TrainConfig(lr=float("nan")).validate()
