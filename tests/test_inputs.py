@@ -189,3 +189,96 @@ def test_library_refuses_what_the_options_refuse():
         TrainConfig(seed=-1).validate()
     with pytest.raises(ValueError, match="'lr' must be a finite"):
         TrainConfig(lr=float("nan")).validate()
+
+
+# ---------------------------------------------------------------------- stores and datasets
+
+
+@pytest.fixture(scope="module")
+def store(tiny_data, tmp_path_factory) -> Path:
+    """A float32 store of the tiny dataset (read-only: copy before changing)."""
+    out = tmp_path_factory.mktemp("store") / "store"
+    assert main(["pack", str(tiny_data), str(out), "--dtype", "float32"]) == 0
+    return out
+
+
+def _store_copy(store: Path, tmp_path: Path) -> tuple[Path, dict]:
+    import json
+
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    return copy, json.loads((copy / "arnet-store.json").read_text())
+
+
+def _train(data: Path, tmp_path: Path) -> int:
+    return main(["train", "--data", str(data), *TRAIN, "--out", str(tmp_path / "r")])
+
+
+def test_store_frame_labels_other_than_0_1_are_refused(store, tmp_path, capsys):
+    copy, _ = _store_copy(store, tmp_path)
+    frames = np.load(copy / "frame_labels.npy")
+    frames[:5] = 7
+    np.save(copy / "frame_labels.npy", frames)
+    assert _train(copy, tmp_path) == 2
+    line = _error(capsys)
+    assert "frame_labels.npy[" in line and "frame labels must be 0 or 1, found 7" in line
+    out = tmp_path / "t"
+    assert main(["test", "--checkpoint", str(tmp_path), "--data", str(copy), "--out", str(out)])
+    assert main(["inspect", str(copy)]) == 1
+    assert "error [unreadable]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_nan_in_a_store_video_names_the_store_and_video(split, store, run, tmp_path, capsys):
+    copy, index = _store_copy(store, tmp_path)
+    i = index["splits"].index(split)
+    block = np.load(copy / "features.npy", mmap_mode="r+")
+    block[index["offsets"][i] + 1, 2] = np.nan
+    block.flush()
+    del block
+    name, start = index["names"][i], index["offsets"][i]
+    if split == "train":
+        assert _train(copy, tmp_path) == 2
+    else:
+        assert _test(run, copy, tmp_path) == 2
+    line = _error(capsys)
+    assert f"features.npy[{start}:" in line and f"video {name!r} hold NaN or Inf" in line
+
+
+def _first_train_feature(root: Path) -> Path:
+    return sorted((root / "features_video" / "i3d" / "combine").glob("*/feature.npy"))[0]
+
+
+def test_float64_beyond_float32_is_reported_by_inspect_and_train(tiny_data, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    path = _first_train_feature(data)
+    features = np.load(path).astype(np.float64)
+    features[1, 1] = 1e300
+    np.save(path, features)
+    assert main(["inspect", str(data)]) == 1
+    assert "beyond the float32 range (largest magnitude 1e+300" in capsys.readouterr().out
+    assert _train(data, tmp_path) == 2
+    line = _error(capsys)
+    assert f"{path}: features of video" in line and "beyond the float32 range" in line
+
+
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        (b"1 2 3\n4 5 6\n", "a text file starting '1 2 3'"),
+        (b"", "the file is empty"),
+        (b"PK\x03\x04rest", "a zip archive"),
+        (b"\x80\x04\x95junk", "a Python pickle"),
+    ],
+)
+def test_a_feature_file_that_is_no_npy_array_says_what_it_is(
+    content, says, tiny_data, tmp_path, capsys
+):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    path = _first_train_feature(data)
+    path.write_bytes(content)
+    assert _train(data, tmp_path) == 2
+    line = _error(capsys)
+    assert f"{path}: features of video" in line and says in line and "pickled object" not in line

@@ -48,7 +48,7 @@ KINDS = {
     "missing-file": "a listed or expected file does not exist",
     "unreadable": "a file exists but cannot be read as what it should be",
     "dimension": "a video's feature shape differs from the others'",
-    "non-finite": "features hold NaN or Inf",
+    "non-finite": "features hold NaN or Inf, or values beyond the float32 range",
     "empty": "a video has 0 segments",
     "gt-length": "ground truth and feature lengths disagree beyond the tail policy",
     "gt-missing": "test videos without frame labels",

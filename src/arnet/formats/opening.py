@@ -27,6 +27,12 @@ def _open_array(catalog: Catalog, path: Path, video: VideoEntry) -> Any:
     if not path.is_file():
         catalog.error("missing-file", path, f"feature file of video {video.name!r} not found")
         return None
+    not_npy = _not_npy(path)
+    if not_npy:
+        catalog.error(
+            "unreadable", path, f"features of video {video.name!r}: not a .npy array ({not_npy})"
+        )
+        return None
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError:
@@ -66,6 +72,33 @@ def _open_array(catalog: Catalog, path: Path, video: VideoEntry) -> Any:
         return None
     # Keep the header, not the map: a map holds its file open (one descriptor per video).
     return NpyFile(path, array) if isinstance(array, np.memmap) else array
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _not_npy(path: Path) -> str:
+    """What a file that does not start as a .npy array is instead ('' when it does): numpy
+    would call any of them a pickle."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(64)
+    except OSError as exc:
+        return f"cannot read it: {exc}"
+    if head.startswith(_NPY_MAGIC):
+        return ""
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK"):
+        return "a zip archive (.npz?); save one array with np.save"
+    if head[:1] == b"\x80":
+        return "a Python pickle; arnet never unpickles feature files: re-save it with np.save"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"unknown content starting with {head[:8]!r}"
+    first = text.splitlines()[0][:40] if text.strip() else text[:40]
+    return f"a text file starting {first!r}; save the array with np.save"
 
 
 def _open_video(catalog: Catalog, video: VideoEntry) -> Any:
@@ -187,21 +220,36 @@ def _check_shapes(catalog: Catalog) -> None:
 
 
 def scan_values(catalog: Catalog, rows_per_read: int = 4096) -> None:
-    """Read every feature value once and report videos holding NaN or Inf."""
+    """Read every feature value once and report videos holding NaN or Inf, or values that
+    become infinite in float32, the dtype training and scoring compute in."""
     for video in catalog.usable():
-        bad, first = 0, None
+        bad, first, huge, largest = 0, None, 0, 0.0
         for start in range(0, video.segments, rows_per_read):
             chunk = np.asarray(video.features[start : start + rows_per_read])
-            finite = np.isfinite(chunk).reshape(chunk.shape[0], -1).all(axis=1)
-            if not finite.all():
-                if first is None:
-                    first = start + int(np.flatnonzero(~finite)[0])
-                bad += int((~np.isfinite(chunk)).sum())
+            stored = np.isfinite(chunk)
+            with np.errstate(over="ignore"):
+                used = np.isfinite(chunk.astype(np.float32))
+            rows = used.reshape(chunk.shape[0], -1).all(axis=1)
+            if not rows.all() and first is None:
+                first = start + int(np.flatnonzero(~rows)[0])
+            bad += int((~stored).sum())
+            overflow = stored & ~used
+            if overflow.any():
+                huge += int(overflow.sum())
+                largest = max(largest, float(np.abs(chunk[overflow]).max()))
         if bad:
             catalog.error(
                 "non-finite",
                 video.source,
                 f"video {video.name!r} holds {bad} NaN/Inf value(s), first at segment {first}",
+            )
+            video.broken = True
+        elif huge:
+            catalog.error(
+                "non-finite",
+                video.source,
+                f"video {video.name!r} holds {huge} value(s) beyond the float32 range (largest "
+                f"magnitude {largest:.3g}, first at segment {first}); arnet computes in float32",
             )
             video.broken = True
 
