@@ -282,3 +282,108 @@ def test_a_feature_file_that_is_no_npy_array_says_what_it_is(
     assert _train(data, tmp_path) == 2
     line = _error(capsys)
     assert f"{path}: features of video" in line and says in line and "pickled object" not in line
+
+
+# ---------------------------------------------------------------------- entries outside
+
+
+def _escaping_split(tiny_data: Path, tmp_path: Path) -> tuple[Path, str]:
+    """A copy of the dataset whose first train entry climbs out of it to a file elsewhere."""
+    from arnet.formats.pickles import dump_pickle, load_pickle
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    split = data / "train_split.txt"
+    names = split.read_text().splitlines()
+    elsewhere = tmp_path / "elsewhere" / "x"
+    elsewhere.mkdir(parents=True)
+    folder = data / "features_video" / "i3d" / "combine"
+    shutil.copy(folder / names[0] / "feature.npy", elsewhere / "feature.npy")
+    entry = "../../../../elsewhere/x"
+    labels = load_pickle(data / "GT" / "video_label.pickle")
+    labels[entry] = labels.pop(names[0])
+    dump_pickle(data / "GT" / "video_label.pickle", labels)
+    split.write_text("\n".join([entry, *names[1:]]) + "\n")
+    return data, entry
+
+
+def test_split_entry_outside_the_dataset_is_warned_and_refused_with_strict(
+    tiny_data, tmp_path, capsys
+):
+    data, entry = _escaping_split(tiny_data, tmp_path)
+    assert main(["inspect", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "warning [outside]" in out and str(tmp_path / "elsewhere" / "x") in out
+    assert main(["inspect", str(data), "--strict"]) == 1
+    assert "error [outside]" in capsys.readouterr().out
+    argv = ["train", "--data", str(data), *TRAIN, "--out", str(tmp_path / "r"), "--strict"]
+    assert main(argv) == 2
+    line = _error(capsys)
+    assert "train_split.txt:1: " in line and "outside the dataset" in line and "--strict" in line
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_list_line_outside_the_list_folder_is_warned_and_refused_with_strict(tmp_path, capsys):
+    from helpers import write_list
+
+    rng = np.random.default_rng(0)
+
+    def video(name, label, split):
+        t = int(rng.integers(4, 9))
+        return (name, label, rng.normal(size=(t, 8)).astype(np.float32), np.zeros(16 * t))
+
+    splits = {
+        "train": [video(f"v{i}", int(i < 3), "train") for i in range(6)],
+        "test": [video(f"t{i}", 0, "test") for i in range(3)],
+    }
+    train_list = write_list(tmp_path / "lists", splits)
+    elsewhere = tmp_path / "elsewhere.npy"
+    lines = train_list.read_text().splitlines()
+    shutil.copy(lines[-1], elsewhere)
+    train_list.write_text("\n".join([*lines[:-1], str(elsewhere)]) + "\n")
+    args = ["inspect", str(train_list), "--train-anomalous", "3"]
+    assert main(args) == 0
+    assert "warning [outside]" in capsys.readouterr().out
+    assert main([*args, "--strict"]) == 1
+    assert f"reads {elsewhere}, outside the dataset" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------- CSV cells
+
+
+def test_csv_cell_neutralises_formulas_and_keeps_numbers():
+    from arnet.report import csv_cell
+
+    for text in ("=1+2", "+cmd", "-x", "@SUM(A1)", "\t=1", '=HYPERLINK("http://x")'):
+        assert csv_cell(text) == "'" + text
+    for value in ("video_01", "-0.25", "+3", "1e-3", 7, -1.5, None, ""):
+        assert csv_cell(value) == value
+
+
+def test_per_video_csv_names_starting_like_formulas_are_text(tmp_path):
+    import csv
+
+    from arnet.formats.arnet import write_arnet
+
+    rng = np.random.default_rng(1)
+
+    def video(name, label):
+        t = int(rng.integers(5, 9))
+        frames = np.zeros(16 * t, np.uint8)
+        frames[:16] = label
+        return (name, label, rng.normal(size=(t, 8)).astype(np.float32), frames)
+
+    hostile = ["=cmd|' /C calc'!A0", "+1+2", "-2+3", "@SUM(A1)"]
+    write_arnet(
+        tmp_path / "data",
+        {
+            "train": [video(f"v{i}", int(i < 3)) for i in range(6)],
+            "test": [video(n, i % 2) for i, n in enumerate(hostile)],
+        },
+    )
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tmp_path / "data"), "--sample_size", "2", "--out", str(out)]
+    assert main([*argv, "--iterations", "2", "--snapshot", "2", "--no-plot", "--quiet"]) == 0
+    with (out / "per_video.csv").open(newline="") as f:
+        names = [row["name"] for row in csv.DictReader(f)]
+    assert sorted(names) == sorted("'" + n for n in hostile)

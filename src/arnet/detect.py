@@ -41,6 +41,7 @@ from .extract.weights import file_sha256
 from .formats.layout import backbone_folder
 from .metrics import expand_to_frames
 from .plots import file_stem, plt, spans
+from .report import csv_row
 from .runtime import resolve_device
 
 
@@ -300,7 +301,9 @@ def write_detection(folder: str | Path, detection: Detection) -> dict[str, Path]
     writer = csv.writer(scores)
     writer.writerow(["frame", "time_s", "score"])
     for i, s in enumerate(detection.frame_scores):
-        writer.writerow([i, f"{i / detection.fps:.3f}", "" if math.isnan(s) else f"{s:.6f}"])
+        writer.writerow(
+            csv_row([i, f"{i / detection.fps:.3f}", "" if math.isnan(s) else f"{s:.6f}"])
+        )
     alerts = io.StringIO(newline="")
     writer = csv.writer(alerts)
     writer.writerow(
@@ -316,15 +319,17 @@ def write_detection(folder: str | Path, detection: Detection) -> dict[str, Path]
     )
     for a in detection.alerts:
         writer.writerow(
-            [
-                a.start_frame,
-                a.end_frame,
-                f"{a.start_s:.3f}",
-                f"{a.end_s:.3f}",
-                f"{a.duration_s:.3f}",
-                f"{a.peak_score:.6f}",
-                a.peak_frame,
-            ]
+            csv_row(
+                [
+                    a.start_frame,
+                    a.end_frame,
+                    f"{a.start_s:.3f}",
+                    f"{a.end_s:.3f}",
+                    f"{a.duration_s:.3f}",
+                    f"{a.peak_score:.6f}",
+                    a.peak_frame,
+                ]
+            )
         )
     for key, text in (("scores", scores), ("alerts", alerts)):
         data = text.getvalue().encode()

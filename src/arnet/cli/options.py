@@ -202,6 +202,15 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     _field_option(g, "threshold", "--threshold", type=_unit)
 
 
+def _add_strict_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse split or list entries that read feature files outside the dataset's "
+        "folders (../ or absolute paths elsewhere); without it they are warned about",
+    )
+
+
 def _add_plot_options(g: Group) -> None:
     _field_option(g, "plot", "--plot", type=_flag01)
     _field_option(g, "plot", "--no-plot", action="store_const", const=False, help=None)
@@ -306,6 +315,7 @@ def _synth(p: argparse.ArgumentParser) -> None:
 
 def _train(p: argparse.ArgumentParser) -> None:
     _add_data_options(p)
+    _add_strict_option(p)
     _add_train_options(p)
     _add_output_options(p)
     p.add_argument(
@@ -319,6 +329,7 @@ def _train(p: argparse.ArgumentParser) -> None:
 def _test(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
     _add_data_options(p)
+    _add_strict_option(p)
     _add_output_options(p)
     _add_plot_options(p)
     p.add_argument("--per-video", action="store_true", help="print the per-video table too")
@@ -352,6 +363,7 @@ def _inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--skip-values", action="store_true", help="do not read every value (NaN/Inf check)"
     )
+    _add_strict_option(p)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
@@ -359,6 +371,7 @@ def _pack(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", metavar="SRC", help="dataset in any layout")
     p.add_argument("out", metavar="OUT", help="store folder to create")
     _add_layout_options(p.add_argument_group("layout"))
+    _add_strict_option(p)
     _field_option(p, "frames_per_segment", "--frames-per-segment", type=int)
     p.add_argument(
         "--dtype",

@@ -44,7 +44,7 @@ def run_train(args: argparse.Namespace) -> int:
                 "another --out"
             )
     config.validate()
-    train_set, test_set = open_data(config)
+    train_set, test_set = open_data(config, strict=args.strict)
     trainer = Trainer(
         config, train_set, test_set, out, progress=progress(args), resume_from=payload
     )
@@ -88,7 +88,7 @@ def run_test(args: argparse.Namespace) -> int:
         warnings.warn("the run trained in fp16, which needs CUDA: testing in fp32", stacklevel=1)
         config = dataclasses.replace(config, precision="fp32")
     model = model_from_checkpoint(payload, device)
-    test_set = open_data(config, split="test")
+    test_set = open_data(config, split="test", strict=args.strict)
     if test_set.dim != payload["model"]["kwargs"].get("feature_dim", test_set.dim):
         raise ValueError(
             f"{payload['path']}: the model takes {payload['model']['kwargs']['feature_dim']}-d "

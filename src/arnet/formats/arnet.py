@@ -69,6 +69,7 @@ def catalog_arnet(
             f"{folder}: feature folder not found (modality {modal!r}, backbone {backbone!r})"
         )
     catalog = Catalog("arnet", root)
+    catalog.data_roots.append(folder)
     catalog.notes.append(f"features: {folder}")
     label_file = video_label_file(root)
     frame_file = frame_label_file(root)

@@ -58,6 +58,7 @@ KINDS = {
     "label-conflict": "a video's label from the list order contradicts its file name",
     "crops": "a video's per-crop files are incomplete or inconsistent",
     "layout": "the layout itself is incomplete (no split, no list, ...)",
+    "outside": "an entry (../, an absolute path) reads files outside the dataset's folders",
 }
 
 
@@ -147,6 +148,11 @@ class Catalog:
     """How to give the labels this layout lacks, appended to `unlabelled` errors."""
     block: np.ndarray | None = None
     """The one array every video is a view of (a packed store), else None."""
+    data_roots: list[Path] = field(default_factory=list)
+    """Folders the videos' feature files belong in; an entry reading a file elsewhere is
+    reported (`opening.open_catalog`). Empty: the layout names no files (a store)."""
+    strict: bool = False
+    """Entries reading files outside `data_roots` are errors (and not read), not warnings."""
 
     def add(self, severity: str, kind: str, source: str | Path, message: str) -> None:
         """Record a problem of a known kind."""

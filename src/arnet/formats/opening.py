@@ -4,6 +4,7 @@ files and check what can be checked without reading values (`open_catalog`), rea
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ import numpy as np
 from ..data import FeatureDataset
 from ..errors import DataError
 from .arrays import CropStack, NpyFile
-from .catalog import SPLITS, Catalog, DataWarning, Problem, VideoEntry
+from .catalog import ERROR, SPLITS, WARNING, Catalog, DataWarning, Problem, VideoEntry
 from .gtattach import apply_ground_truth
 
 # ---------------------------------------------------------------------- opening
@@ -141,6 +142,7 @@ def open_catalog(catalog: Catalog) -> Catalog:
     Returns:
         The same catalog.
     """
+    check_containment(catalog)
     seen: dict[str, VideoEntry] = {}
     for video in catalog.videos:
         if video.name in seen:
@@ -180,6 +182,41 @@ def open_catalog(catalog: Catalog) -> Catalog:
                 covered = video.frame_labels[: catalog.frames_per_segment * video.segments]
                 video.label = int(covered.any())
     return catalog
+
+
+def _lexical(path: Path) -> Path:
+    """An absolute path with `..` resolved by name, links left alone: a feature folder may
+    well be a link to another disk; an entry climbing out of the dataset by name may not."""
+    return Path(os.path.normpath(os.path.abspath(path)))
+
+
+def check_containment(catalog: Catalog) -> None:
+    """Report entries whose feature files lie outside `catalog.data_roots` (a split entry
+    `../../x`, a list line with an absolute path elsewhere): one problem per declaring file,
+    a warning, or with `catalog.strict` an error that keeps those files unread."""
+    roots = [_lexical(r) for r in catalog.data_roots]
+    if not roots:
+        return
+    found: dict[str, list[tuple[VideoEntry, Path]]] = {}
+    for video in catalog.videos:
+        for path in video.files:
+            where = _lexical(path)
+            if not any(where == r or r in where.parents for r in roots):
+                declared = video.origin.rsplit(":", 1)[0]
+                found.setdefault(declared, []).append((video, path))
+                if catalog.strict:
+                    video.broken = True
+                break
+    for entries in found.values():
+        video, path = entries[0]
+        others = f" and {len(entries) - 1} more" if len(entries) > 1 else ""
+        folders = ", ".join(str(r) for r in catalog.data_roots)
+        message = (
+            f"video {video.name!r} reads {_lexical(path)}, outside the dataset ({folders})"
+            f"{others}; "
+            + ("refused (--strict)" if catalog.strict else "--strict refuses such entries")
+        )
+        catalog.add(ERROR if catalog.strict else WARNING, "outside", video.origin, message)
 
 
 def _unlabelled(catalog: Catalog, video: VideoEntry) -> None:
