@@ -268,7 +268,7 @@ def test_float64_beyond_float32_is_reported_by_inspect_and_train(tiny_data, tmp_
     [
         (b"1 2 3\n4 5 6\n", "a text file starting '1 2 3'"),
         (b"", "the file is empty"),
-        (b"PK\x03\x04rest", "a zip archive"),
+        (b"PK\x03\x04rest", "a .npz archive"),
         (b"\x80\x04\x95junk", "a Python pickle"),
     ],
 )
@@ -387,3 +387,58 @@ def test_per_video_csv_names_starting_like_formulas_are_text(tmp_path):
     with (out / "per_video.csv").open(newline="") as f:
         names = [row["name"] for row in csv.DictReader(f)]
     assert sorted(names) == sorted("'" + n for n in hostile)
+
+
+# ---------------------------------------------------------------------- extraction settings
+
+
+def test_partial_overwrite_with_new_settings_is_refused_and_inspect_names_mixed_videos(
+    tmp_path, capsys
+):
+    pytest.importorskip("av", reason="the extract extra (PyAV) is not installed")
+    pytest.importorskip("cv2", reason="the extract extra (OpenCV) is not installed")
+    import json
+
+    from helpers import write_video
+
+    src = tmp_path / "videos"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c"):
+        write_video(src / f"{name}.mp4", list(rng.integers(0, 255, (34, 48, 64, 3), np.uint8)))
+    labels = {n: {"frames": 34, "anomalous_frames": [[1, 20]] if n != "a" else []} for n in "abc"}
+    (tmp_path / "labels.json").write_text(json.dumps(labels))
+    (tmp_path / "train.txt").write_text("a\nb\n")
+    (tmp_path / "test.txt").write_text("c\n")
+    out = tmp_path / "data"
+    base = ["extract", "--out", str(out), "--random-init", "--modal", "rgb", "--quiet"]
+    splits = ["--labels", str(tmp_path / "labels.json"), "--train-split"]
+    splits += [str(tmp_path / "train.txt"), "--test-split", str(tmp_path / "test.txt")]
+    old = ["--short-side", "24", "--crop-size", "16"]
+    assert main([*base[:1], str(src), *base[1:], *old, *splits]) == 0
+    folder = out / "features_video" / "i3d"
+    before = (folder / "extraction.json").read_text()
+    new = ["--short-side", "32", "--crop-size", "16", "--overwrite"]
+    assert main([*base[:1], str(src / "a.mp4"), *base[1:], *new]) == 2
+    line = _error(capsys)
+    assert "2 video(s) there (b, c) were extracted with other settings" in line
+    assert (folder / "extraction.json").read_text() == before  # nothing changed
+    # every video given: all re-extracted with the new settings
+    assert main([*base[:1], str(src), *base[1:], *new, *splits]) == 0
+    assert json.loads((folder / "extraction.json").read_text())["preprocessing"]["short_side"] == 32
+    assert main(["inspect", str(out), "--feature-modal", "rgb"]) == 0
+    capsys.readouterr()
+
+    # a folder mixed by other means (an older arnet, a copied record): inspect names the video
+    record = folder / "videos" / "b.json"
+    info = json.loads(record.read_text())
+    record.write_text(json.dumps({**info, "settings": "0123456789abcdef"}))
+    from arnet.formats.arnet import catalog_arnet
+    from arnet.formats.validate import inspect_catalog
+
+    catalog = catalog_arnet(out, modal="rgb")
+    report = inspect_catalog(catalog, values=False)
+    mixed = [p for p in report.problems if p.kind == "extraction"]
+    assert (
+        len(mixed) == 1 and "video 'b' was extracted with settings other than" in mixed[0].message
+    )

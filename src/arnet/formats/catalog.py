@@ -58,6 +58,7 @@ KINDS = {
     "label-conflict": "a video's label from the list order contradicts its file name",
     "crops": "a video's per-crop files are incomplete or inconsistent",
     "layout": "the layout itself is incomplete (no split, no list, ...)",
+    "extraction": "a video's features were extracted with settings other than the dataset's",
     "outside": "an entry (../, an absolute path) reads files outside the dataset's folders",
 }
 

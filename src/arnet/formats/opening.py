@@ -91,7 +91,7 @@ def _not_npy(path: Path) -> str:
     if not head:
         return "the file is empty"
     if head.startswith(b"PK"):
-        return "a zip archive (.npz?); save one array with np.save"
+        return "a .npz archive (a zip), not one .npy array; save one array with np.save"
     if head[:1] == b"\x80":
         return "a Python pickle; arnet never unpickles feature files: re-save it with np.save"
     try:
