@@ -124,6 +124,33 @@ def test_checkpoint_fields_of_the_wrong_type(
     assert "odd.pt: " in line and message in line
 
 
+def test_other_damaged_checkpoints_exit_2_in_one_line(run, tiny_data, tmp_path, capsys):
+    good = (run / "checkpoints" / "last.pt").read_bytes()
+    payload = _payload(run)
+    cases = {
+        "truncated.pt": (good[: len(good) // 2], "damaged file: a truncated zip archive"),
+        "empty.pt": (b"", "not a readable checkpoint (the file is empty)"),
+        "text.pt": (b"hello", "not a readable checkpoint (not a PyTorch file"),
+    }
+    for name, (content, says) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        assert _test(tmp_path / name, tiny_data, tmp_path) == 2
+        assert f"{name}: {says}" in _error(capsys)
+    for config, says in (
+        ({**payload["config"], "threshold": "abc"}, "is not a usable training config"),
+        ({**payload["config"], "seed": -4}, "'seed' must be in"),
+        ({**payload["config"], "bogus": 1}, "unknown config field(s): bogus"),
+    ):
+        torch.save({**payload, "config": config}, tmp_path / "config.pt")
+        assert _test(tmp_path / "config.pt", tiny_data, tmp_path) == 2
+        line = _error(capsys)
+        assert "config.pt: field 'config'" in line and says in line
+    huge = {**payload, "model": {"name": "single", "kwargs": {"feature_dim": 10**8}}}
+    torch.save(huge, tmp_path / "huge.pt")
+    assert _test(tmp_path / "huge.pt", tiny_data, tmp_path) == 2
+    assert "huge.pt: cannot rebuild model" in _error(capsys)
+
+
 class _Payload:
     def __reduce__(self):
         return (os.system, ("touch PWNED",))

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .atomic import write_atomic
+from .config import TrainConfig
 from .errors import CheckpointError
 from .models import create_model, model_spec
 
@@ -32,7 +33,9 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     return write_atomic(path, lambda f: torch.save(payload, f), fsync=True)
 
 
-def verify_archive(path: str | Path, error: type[Exception] = CheckpointError) -> None:
+def verify_archive(
+    path: str | Path, error: type[Exception] = CheckpointError, what: str = "checkpoint"
+) -> None:
     """Check every member of a torch zip archive against its CRC-32 before it is unpickled:
     `torch.load` does not, so bytes damaged after writing would load as other weights.
 
@@ -43,13 +46,23 @@ def verify_archive(path: str | Path, error: type[Exception] = CheckpointError) -
         `error`: naming the file and the first damaged member.
     """
     path = Path(path)
+    bad, problem = None, ""
     try:
-        if not zipfile.is_zipfile(path):
-            return
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()  # reads every member once; CRC-32 runs at memory speed
+        with path.open("rb") as f:
+            head = f.read(4)
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()  # reads every member once; CRC-32 runs at memory speed
+        elif not head:
+            problem = f"not a readable {what} (the file is empty)"
+        elif head.startswith(b"PK\x03\x04"):
+            problem = "damaged file: a truncated zip archive (no end record)"
+        elif not head.startswith(b"\x80"):  # torch's legacy format is a pickle
+            problem = f"not a readable {what} (not a PyTorch file: it starts with {head!r})"
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
-        raise error(f"{path}: damaged file: its archive is inconsistent ({exc})") from None
+        problem = f"damaged file: its archive is inconsistent ({exc})"
+    if problem:
+        raise error(f"{path}: {problem}")
     if bad is not None:
         raise error(
             f"{path}: damaged file: member {bad!r} fails its CRC-32 check (the bytes changed "
@@ -57,7 +70,7 @@ def verify_archive(path: str | Path, error: type[Exception] = CheckpointError) -
         )
 
 
-_BLOCKED = re.compile(r"(?:GLOBAL|global:?)\s+([\w.]+)")
+_BLOCKED = re.compile(r"GLOBAL\s+([\w.]+)")  # torch names the global it refused
 
 
 def read_torch_file(
@@ -72,7 +85,7 @@ def read_torch_file(
     other than tensors and plain values (refused, never run), or not a torch file at all.
     """
     path = Path(path)
-    verify_archive(path, error)
+    verify_archive(path, error, what)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -137,6 +150,12 @@ def _check_fields(path: Path, payload: dict[str, Any]) -> None:
         raise CheckpointError(
             f"{path}: field 'config' is a {type(config).__name__}, not a dict of settings"
         )
+    try:  # every command reading it rebuilds and trusts this config
+        TrainConfig.from_dict(config).validate()
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path}: field 'config' is not a usable training config ({exc})"
+        ) from None
     iteration = payload["iteration"]
     if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
         raise CheckpointError(f"{path}: field 'iteration' is {iteration!r}, not a count")
@@ -172,10 +191,14 @@ def model_from_checkpoint(payload: dict[str, Any], device: str | torch.device = 
     try:
         model = create_model(spec["name"], **spec["kwargs"])
         load_weights(model, payload["state_dict"], payload.get("path", "checkpoint"))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError, MemoryError) as exc:
+        # RuntimeError, MemoryError: arguments (a huge feature_dim) that cannot be allocated
+        if isinstance(exc, CheckpointError):
+            raise
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise CheckpointError(
-            f"{payload.get('path', 'checkpoint')}: cannot rebuild model ({exc})"
-        ) from exc
+            f"{payload.get('path', 'checkpoint')}: cannot rebuild model ({reason})"
+        ) from None
     return model.to(device)
 
 

@@ -534,7 +534,7 @@ def _detect(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--false-alarm-rate",
-        type=_unit,
+        type=_real,
         default=0.01,
         help="target share of normal frames that alert when calibrating (default 0.01)",
     )

@@ -253,6 +253,8 @@ def catalog_packed(
         raise
     except Exception as exc:
         raise DataError(f"{root}: store arrays unreadable ({exc})") from exc
+    if block.dtype.name not in DTYPES:
+        raise DataError(f"{features_path}: dtype {block.dtype}, not one of {DTYPES}")
     if frames.ndim != 1:
         raise DataError(f"{root / FRAMES_FILE}: shape {frames.shape}, expected (frames,)")
     if list(block.shape[1:]) != index.get("segment_shape"):
