@@ -190,18 +190,23 @@ def _lexical(path: Path) -> Path:
     return Path(os.path.normpath(os.path.abspath(path)))
 
 
+def _within(path: Path, roots: list[Path]) -> bool:
+    return any(path == r or r in path.parents for r in roots)
+
+
 def check_containment(catalog: Catalog) -> None:
     """Report entries whose feature files lie outside `catalog.data_roots` (a split entry
     `../../x`, a list line with an absolute path elsewhere): one problem per declaring file,
     a warning, or with `catalog.strict` an error that keeps those files unread."""
-    roots = [_lexical(r) for r in catalog.data_roots]
-    if not roots:
+    if not catalog.data_roots:
         return
+    # By name, and with links resolved (a list written through /tmp may name /private/tmp).
+    lexical = [_lexical(r) for r in catalog.data_roots]
+    resolved = [r.resolve() for r in catalog.data_roots]
     found: dict[str, list[tuple[VideoEntry, Path]]] = {}
     for video in catalog.videos:
         for path in video.files:
-            where = _lexical(path)
-            if not any(where == r or r in where.parents for r in roots):
+            if not (_within(_lexical(path), lexical) or _within(path.resolve(), resolved)):
                 declared = video.origin.rsplit(":", 1)[0]
                 found.setdefault(declared, []).append((video, path))
                 if catalog.strict:
