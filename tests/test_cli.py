@@ -248,7 +248,6 @@ def test_synth_and_models(tmp_path, capsys):
         (["train", "--data", "/nonexistent/data"], "/nonexistent/data: dataset not found"),
         (["train", "--data", "DATA", "--model", "transformer"], "unknown model 'transformer'"),
         (["train"], "no dataset"),
-        (["train", "--data", "DATA", "--sample_size", "0"], "'videos_per_class' must be >= 1"),
         (["test", "--checkpoint", "/nonexistent/ckpt.pt"], "ckpt.pt: checkpoint not found"),
         (["train", "--data", "DATA", "--feature_size", "1024"], "but feature_dim is 1024"),
         (["train", "--data", "DATA", "--model-arg", "hidden_dim=-5"], "hidden_dim must be a pos"),

@@ -367,7 +367,7 @@ def test_mismatched_or_corrupt_weights_are_refused(tmp_path):
         load_i3d(tmp_path / "absent.pt", "rgb")
     with open(tmp_path / "code.pt", "wb") as f:  # a pickle that would build an arbitrary object
         pickle.dump({"x": ExtractConfig()}, f, protocol=2)
-    with pytest.raises(ExtractError, match="code.pt: not a readable"):
+    with pytest.raises(ExtractError, match="code.pt: refused: the I3D rgb weight file holds code"):
         load_i3d(tmp_path / "code.pt", "rgb")
     with pytest.raises(ExtractError, match="needs a weight file"):
         create_backbone("i3d", "rgb")

@@ -179,6 +179,7 @@ def test_every_claimed_problem_kind_is_provoked(tmp_path):
         build_catalog(list_without_test_list(tmp_path / "layout")),
         build_catalog(broken_arnet_dataset(tmp_path / "arnet")),
         build_catalog(broken_crops_dataset(tmp_path / "crops")),
+        build_catalog(escaping_mixed_dataset(tmp_path / "mixed")),
     ]
     provoked = {p.kind for c in catalogs for p in inspect_catalog(c).problems}
     assert provoked == set(KINDS)
@@ -197,6 +198,22 @@ def broken_arnet_dataset(tmp_path: Path) -> Path:
     shutil.rmtree(root / "features_video" / "i3d" / "combine" / "01_0002")
     with (root / "test_split.txt").open("a") as f:
         f.write("02_0000\n")
+    return root
+
+
+def escaping_mixed_dataset(tmp_path: Path) -> Path:
+    """A split entry climbing out of the features folder, and a video whose extraction record
+    holds other settings than the folder's extraction.json."""
+    root = write_arnet(tmp_path / "d", clean_content(np.random.default_rng(5))).parents[2]
+    folder = root / "features_video" / "i3d"
+    (folder / "extraction.json").write_text(json.dumps({"backbone": "i3d", "views": 1}))
+    (folder / "videos").mkdir()
+    (folder / "videos" / "01_0001.json").write_text(json.dumps({"settings": "other"}))
+    split = root / "train_split.txt"
+    split.write_text(split.read_text().replace("01_0000\n", "../../../../d/x/01_0000\n"))
+    labels = pickle.loads((root / "GT" / "video_label.pickle").read_bytes())
+    labels["../../../../d/x/01_0000"] = labels.pop("01_0000")
+    (root / "GT" / "video_label.pickle").write_bytes(pickle.dumps(labels))
     return root
 
 

@@ -7,6 +7,10 @@ and random-generator states.
 
 from __future__ import annotations
 
+import pickle
+import re
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,7 @@ import torch
 from torch import nn
 
 from .atomic import write_atomic
+from .config import TrainConfig
 from .errors import CheckpointError
 from .models import create_model, model_spec
 
@@ -28,28 +33,105 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     return write_atomic(path, lambda f: torch.save(payload, f), fsync=True)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read an arnet checkpoint without executing code from it (weights-only unpickling).
+def verify_archive(
+    path: str | Path, error: type[Exception] = CheckpointError, what: str = "checkpoint"
+) -> None:
+    """Check every member of a torch zip archive against its CRC-32 before it is unpickled:
+    `torch.load` does not, so bytes damaged after writing would load as other weights.
+
+    A file that is not a zip archive (torch's legacy format, or not a checkpoint at all) is
+    left to `torch.load`, which says what it is.
 
     Raises:
-        CheckpointError: missing, truncated/corrupt, or not an arnet checkpoint.
+        `error`: naming the file and the first damaged member.
+    """
+    path = Path(path)
+    bad, problem = None, ""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()  # reads every member once; CRC-32 runs at memory speed
+        elif not head:
+            problem = f"not a readable {what} (the file is empty)"
+        elif head.startswith(b"PK\x03\x04"):
+            problem = "damaged file: a truncated zip archive (no end record)"
+        elif not head.startswith(b"\x80"):  # torch's legacy format is a pickle
+            problem = f"not a readable {what} (not a PyTorch file: it starts with {head!r})"
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+        problem = f"damaged file: its archive is inconsistent ({exc})"
+    if problem:
+        raise error(f"{path}: {problem}")
+    if bad is not None:
+        raise error(
+            f"{path}: damaged file: member {bad!r} fails its CRC-32 check (the bytes changed "
+            "after it was written)"
+        )
+
+
+_BLOCKED = re.compile(r"GLOBAL\s+([\w.]+)")  # torch names the global it refused
+
+
+def read_torch_file(
+    path: str | Path,
+    what: str = "checkpoint",
+    error: type[Exception] = CheckpointError,
+    map_location: str | torch.device = "cpu",
+) -> Any:
+    """Load a torch file without executing code from it, after `verify_archive`.
+
+    Every failure is one line naming the file: damaged bytes, a file holding code or objects
+    other than tensors and plain values (refused, never run), or not a torch file at all.
+    """
+    path = Path(path)
+    verify_archive(path, error, what)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        blocked = _BLOCKED.search(text)
+        if blocked is not None:
+            raise error(
+                f"{path}: refused: the {what} holds code ({blocked.group(1)}), which arnet "
+                "never runs"
+            ) from None
+        raise error(f"{path}: not a readable {what} ({_first_reason(text)})") from None
+    except Exception as exc:
+        raise error(
+            f"{path}: not a readable {what} ({type(exc).__name__}: {_first_reason(str(exc))})"
+        ) from None
+
+
+def _first_reason(text: str) -> str:
+    """The informative line of torch's several-line unpickling message."""
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0][:200] if lines else "unknown error"
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read an arnet checkpoint without executing code from it (weights-only unpickling),
+    after checking its bytes (`verify_archive`) and the types of its fields.
+
+    Raises:
+        CheckpointError: missing, damaged, holding code, not an arnet checkpoint, or a field
+            of the wrong type; naming the file.
     """
     path = Path(path)
     if path.is_dir():
         path = run_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})"
-        ) from exc
+    payload = read_torch_file(path, "checkpoint", CheckpointError, map_location)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not an arnet checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
     missing = [k for k in _REQUIRED_FIELDS if k not in payload]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    _check_fields(path, payload)
     payload["path"] = str(path)
     return payload
 
@@ -65,21 +147,76 @@ def run_checkpoint(run: Path) -> Path:
     return snapshots[-1] if snapshots else last
 
 
+def _check_fields(path: Path, payload: dict[str, Any]) -> None:
+    """The checkpoint's fields have the types the code reading them relies on."""
+    spec = payload["model"]
+    if not (
+        isinstance(spec, dict)
+        and isinstance(spec.get("name"), str)
+        and isinstance(spec.get("kwargs"), dict)
+    ):
+        raise CheckpointError(f"{path}: field 'model' is not a {{name, kwargs}} dict")
+    config = payload["config"]
+    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+        raise CheckpointError(
+            f"{path}: field 'config' is a {type(config).__name__}, not a dict of settings"
+        )
+    try:  # every command reading it rebuilds and trusts this config
+        TrainConfig.from_dict(config).validate()
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path}: field 'config' is not a usable training config ({exc})"
+        ) from None
+    iteration = payload["iteration"]
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
+        raise CheckpointError(f"{path}: field 'iteration' is {iteration!r}, not a count")
+    check_state_dict(payload["state_dict"], str(path))
+
+
+def check_state_dict(state: Any, source: str) -> None:
+    """A dict of name -> tensor whose floating-point values are all finite.
+
+    Raises:
+        CheckpointError: naming `source` and the first tensor that is not.
+    """
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source}: weights are a {type(state).__name__}, not a dict")
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{source}: weight {name!r} is a {type(value).__name__}, not a tensor"
+            )
+        if (value.is_floating_point() or value.is_complex()) and not bool(
+            torch.isfinite(value).all()
+        ):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(
+                f"{source}: weight {name!r} holds {bad} NaN/Inf value(s) of {value.numel()}: "
+                "the checkpoint is damaged or came from a diverged run"
+            )
+
+
 def model_from_checkpoint(payload: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the checkpoint's model (its name and arguments are stored in it)."""
     spec = payload["model"]
     try:
         model = create_model(spec["name"], **spec["kwargs"])
         load_weights(model, payload["state_dict"], payload.get("path", "checkpoint"))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError, MemoryError) as exc:
+        # RuntimeError, MemoryError: arguments (a huge feature_dim) that cannot be allocated
+        if isinstance(exc, CheckpointError):
+            raise
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise CheckpointError(
-            f"{payload.get('path', 'checkpoint')}: cannot rebuild model ({exc})"
-        ) from exc
+            f"{payload.get('path', 'checkpoint')}: cannot rebuild model ({reason})"
+        ) from None
     return model.to(device)
 
 
 def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
-    """Load weights strictly, with an error that lists missing and unexpected keys."""
+    """Load weights strictly, with an error that lists missing and unexpected keys; NaN or
+    Inf weights are refused (`check_state_dict`)."""
+    check_state_dict(state_dict, source)
     try:
         result = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as exc:  # tensors of the wrong shape
@@ -98,10 +235,7 @@ def load_pretrained(model: nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: pretrained checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
+    payload = read_torch_file(path, "pretrained checkpoint")
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: holds no state dict")

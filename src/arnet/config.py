@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -283,8 +284,18 @@ class TrainConfig:
                 raise ValueError(f"config field {name!r} must be >= 1, got {value}")
         if self.iterations is not None and self.iterations < 1:
             raise ValueError(f"config field 'iterations' must be >= 1, got {self.iterations}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"config field {f.name!r} must be a finite number, got {value}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"config field 'seed' must be in [0, 2**32), got {self.seed}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"config field 'threshold' must be in [0, 1], got {self.threshold}")
         if self.lr <= 0:
             raise ValueError(f"config field 'lr' must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"config field 'weight_decay' must be >= 0, got {self.weight_decay}")
         if self.mil_weight < 0 or self.center_weight < 0:
             raise ValueError("config fields 'mil_weight' and 'center_weight' must be >= 0")
         for name in ("bas_base_weight", "bas_suppressed_weight", "bas_foreground_weight"):

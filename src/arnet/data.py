@@ -83,6 +83,9 @@ class FeatureDataset:
         sources: per video, the file its features come from (for error messages).
         block, offsets: when the per-video arrays are views of one (S, D) or (S, C, D) block,
             that block and each video's first row in it.
+        checked: every value is known to be finite in float32 (`to_memory` checks once);
+            otherwise every batch and every scored video is checked when read, so a damaged
+            file or store is named with its video instead of turning the loss into NaN.
     """
 
     def __init__(
@@ -95,8 +98,10 @@ class FeatureDataset:
         *,
         block: np.ndarray | None = None,
         offsets: np.ndarray | None = None,
+        checked: bool = False,
     ) -> None:
         self.names = list(names)
+        self.checked = checked
         self.labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         self._features = list(features)
         self.sources = list(sources) if sources is not None else list(self.names)
@@ -194,6 +199,7 @@ class FeatureDataset:
             [self.sources[i] for i in idx],
             block=self._block,
             offsets=None if self.offsets is None else self.offsets[idx],
+            checked=self.checked,
         )
 
     def to_memory(self, dtype: np.dtype | type = np.float32) -> FeatureDataset:
@@ -208,8 +214,9 @@ class FeatureDataset:
         views, start = [], 0
         for i, feats in enumerate(self._features):
             end = start + feats.shape[0]
-            block[start:end] = feats
-            require_finite(block[start:end], self.names[i], self.sources[i])
+            with np.errstate(over="ignore"):  # values beyond the dtype are reported below
+                block[start:end] = feats
+            require_finite(block[start:end], self.names[i], self.sources[i], feats)
             offsets[i] = start
             views.append(block[start:end])
             start = end
@@ -221,7 +228,27 @@ class FeatureDataset:
             self.sources,
             block=block,
             offsets=offsets,
+            checked=True,
         )
+
+    def check_values(self, rows_per_read: int = 4096) -> None:
+        """Read every value once and raise DataError naming the first video whose features
+        hold NaN or Inf, or values beyond float32; afterwards batches are not checked again.
+
+        A store written by `arnet pack` was checked when packed, but its file may have changed
+        since: training checks it once, before the first step (a single sequential read of
+        the mapped block, which the first epoch reads anyway).
+        """
+        if self.checked:
+            return
+        for name, feats, source in zip(self.names, self._features, self.sources):
+            for start in range(0, int(feats.shape[0]), rows_per_read):
+                raw = np.asarray(feats[start : start + rows_per_read])
+                with np.errstate(over="ignore"):
+                    used = raw.astype(np.float32, copy=False)
+                if not np.isfinite(used).all():
+                    raise _non_finite(name, source, raw)
+        self.checked = True
 
     # ------------------------------------------------------------------ batches
     def gather(
@@ -244,12 +271,13 @@ class FeatureDataset:
         # One path for every storage: each video's features are an array (a view of the block,
         # or a lazily read file), and only its valid rows are copied, straight into the batch:
         # padding is never read (on ShanghaiTech most of a batch is padding) and written once.
-        for b, (v, n) in enumerate(zip(draw.videos, draw.lengths)):
-            _take_into(
-                out[b, :n], self._features[v], pos[b, :n], _crop_of(draw.crops, b), crop_mode
-            )
-            out[b, n:] = 0.0
-        if not self.contiguous:  # a block was checked once, when it was loaded
+        with np.errstate(over="ignore"):  # values beyond float32: the batch check names them
+            for b, (v, n) in enumerate(zip(draw.videos, draw.lengths)):
+                _take_into(
+                    out[b, :n], self._features[v], pos[b, :n], _crop_of(draw.crops, b), crop_mode
+                )
+                out[b, n:] = 0.0
+        if not self.checked:  # an in-memory block was checked once, when it was made
             self._check_finite_batch(out, draw.videos)
         return out
 
@@ -284,6 +312,8 @@ class FeatureDataset:
         step = max(1, (64 << 20) // max(1, block[:1].nbytes))  # ~64 MB per copy
         for start in range(0, len(block), step):
             chunk = np.array(block[start : start + step])  # a writable host copy of the chunk
+            if not self.checked:
+                self._check_finite_rows(chunk, start)
             out[start : start + step].copy_(torch.from_numpy(chunk))
         return out
 
@@ -334,7 +364,22 @@ class FeatureDataset:
         finite = np.isfinite(out).reshape(len(videos), -1).all(axis=1)
         if not finite.all():
             v = int(videos[int(np.flatnonzero(~finite)[0])])
-            raise _non_finite(self.names[v], self.sources[v])
+            raise _non_finite(self.names[v], self.sources[v], self._features[v])
+
+    def _check_finite_rows(self, rows: np.ndarray, start: int) -> None:
+        """Rows [start, start + len(rows)) of the block; the error names their video."""
+        with np.errstate(over="ignore"):
+            finite = np.isfinite(rows.astype(np.float32, copy=False)).reshape(len(rows), -1)
+        bad = np.flatnonzero(~finite.all(axis=1))
+        if not bad.size:
+            return
+        order = np.argsort(self.offsets, kind="stable")  # offsets need not be sorted
+        for row in (start + bad).tolist():
+            k = int(np.searchsorted(self.offsets[order], row, side="right")) - 1
+            v = int(order[k]) if k >= 0 else -1
+            # The block may hold other videos too (a store's test split): only ours count.
+            if v >= 0 and row < self.offsets[v] + self.lengths[v]:
+                raise _non_finite(self.names[v], self.sources[v], self._features[v])
 
     def batch(
         self,
@@ -380,13 +425,23 @@ def _take_into(out: np.ndarray, array: Any, rows: np.ndarray, crop: Any, crop_mo
         out[...] = array[rows, int(crop)]
 
 
-def require_finite(array: np.ndarray, name: str, source: str) -> None:
-    """DataError naming the file and the video when `array` holds NaN or Inf."""
+def require_finite(array: np.ndarray, name: str, source: str, raw: Any = None) -> None:
+    """DataError naming the file and the video when `array` (features as used, float32)
+    holds NaN or Inf; `raw`, the features as stored, tells values beyond float32's range
+    from NaN or Inf in the file."""
     if not np.isfinite(array).all():
-        raise _non_finite(name, source)
+        raise _non_finite(name, source, raw)
 
 
-def _non_finite(name: str, source: str) -> DataError:
+def _non_finite(name: str, source: str, raw: Any = None) -> DataError:
+    if raw is not None:
+        stored = np.asarray(raw)
+        if stored.dtype.kind == "f" and stored.size and np.isfinite(stored).all():
+            return DataError(
+                f"{source}: features of video {name!r} hold values beyond the float32 range "
+                f"(largest magnitude {float(np.abs(stored).max()):.3g}); arnet computes in "
+                "float32: rescale the features"
+            )
     return DataError(f"{source}: features of video {name!r} hold NaN or Inf")
 
 

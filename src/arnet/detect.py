@@ -41,6 +41,7 @@ from .extract.weights import file_sha256
 from .formats.layout import backbone_folder
 from .metrics import expand_to_frames
 from .plots import file_stem, plt, spans
+from .report import csv_row
 from .runtime import resolve_device
 
 
@@ -137,7 +138,11 @@ def find_alerts(
 
     Returns:
         Alerts in time order.
+
+    Raises:
+        ValueError: a threshold outside [0, 1] (NaN included), or a negative count.
     """
+    check_alert_settings(threshold, min_frames, merge_gap)
     scores = np.asarray(scores, dtype=np.float64)
     starts, stops = spans(np.nan_to_num(scores, nan=-np.inf) >= threshold)
     ends = stops - 1  # inclusive
@@ -155,6 +160,17 @@ def find_alerts(
         peak = s + int(np.argmax(window))
         alerts.append(Alert(s, e, s / fps, (e + 1) / fps, float(scores[peak]), peak))
     return alerts
+
+
+def check_alert_settings(threshold: float, min_frames: int = 1, merge_gap: int = 0) -> None:
+    """Scores lie in [0, 1]: a threshold above 1 never alerts, one below 0 alerts on every
+    frame, and NaN compares false with everything; each is refused, as are negative counts."""
+    if not 0.0 <= float(threshold) <= 1.0:  # NaN fails the comparison
+        raise ValueError(f"the alert threshold must be a number in [0, 1], got {threshold!r}")
+    if min_frames < 0:
+        raise ValueError(f"the minimum alert length must be >= 0 frames, got {min_frames}")
+    if merge_gap < 0:
+        raise ValueError(f"the merge gap must be >= 0 frames, got {merge_gap}")
 
 
 def calibrate_threshold(normal_scores: Iterable[np.ndarray], false_alarm_rate: float) -> float:
@@ -285,7 +301,9 @@ def write_detection(folder: str | Path, detection: Detection) -> dict[str, Path]
     writer = csv.writer(scores)
     writer.writerow(["frame", "time_s", "score"])
     for i, s in enumerate(detection.frame_scores):
-        writer.writerow([i, f"{i / detection.fps:.3f}", "" if math.isnan(s) else f"{s:.6f}"])
+        writer.writerow(
+            csv_row([i, f"{i / detection.fps:.3f}", "" if math.isnan(s) else f"{s:.6f}"])
+        )
     alerts = io.StringIO(newline="")
     writer = csv.writer(alerts)
     writer.writerow(
@@ -301,15 +319,17 @@ def write_detection(folder: str | Path, detection: Detection) -> dict[str, Path]
     )
     for a in detection.alerts:
         writer.writerow(
-            [
-                a.start_frame,
-                a.end_frame,
-                f"{a.start_s:.3f}",
-                f"{a.end_s:.3f}",
-                f"{a.duration_s:.3f}",
-                f"{a.peak_score:.6f}",
-                a.peak_frame,
-            ]
+            csv_row(
+                [
+                    a.start_frame,
+                    a.end_frame,
+                    f"{a.start_s:.3f}",
+                    f"{a.end_s:.3f}",
+                    f"{a.duration_s:.3f}",
+                    f"{a.peak_score:.6f}",
+                    a.peak_frame,
+                ]
+            )
         )
     for key, text in (("scores", scores), ("alerts", alerts)):
         data = text.getvalue().encode()

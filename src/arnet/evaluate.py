@@ -23,9 +23,10 @@ MAX_BATCH_SEGMENTS = 1 << 16
 
 def _video_rows(dataset: FeatureDataset, i: int, crop_mode: str) -> list[np.ndarray]:
     """The (T, D) inputs that score video i: one, or one per crop with "per_crop"."""
-    feats = np.asarray(dataset.features(i), dtype=np.float32)
-    if not dataset.contiguous:  # a block was checked when it was made
-        require_finite(feats, dataset.names[i], dataset.sources[i])
+    with np.errstate(over="ignore"):  # values beyond float32 are reported by require_finite
+        feats = np.asarray(dataset.features(i), dtype=np.float32)
+    if not dataset.checked:  # an in-memory block was checked when it was made
+        require_finite(feats, dataset.names[i], dataset.sources[i], dataset.features(i))
     if feats.ndim == 2:
         return [feats]
     if crop_mode == "mean":
@@ -107,7 +108,8 @@ def _predict_packed(
     scores: dict[str, np.ndarray] = {}
 
     def flush(chunk: list[int]) -> None:
-        rows = dataset.block_rows(chunk) if dataset.crops is None else None
+        # A block's rows are used as they are only once checked; otherwise video by video.
+        rows = dataset.block_rows(chunk) if dataset.crops is None and dataset.checked else None
         if rows is None:
             rows = np.concatenate([r for i in chunk for r in _video_rows(dataset, i, crop_mode)])
         with warnings.catch_warnings():  # a read-only store: the model only reads its input

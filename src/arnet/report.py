@@ -47,6 +47,29 @@ def metrics_table(metrics: Metrics, title: str | None = None) -> str:
     return "\n".join(lines)
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (or, for tab and
+# carriage return, strips them first): a video named "=HYPERLINK(...)" would run as one.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """`value` as a CSV cell that a spreadsheet shows as the text it is: a string starting
+    like a formula gets a leading apostrophe (shown as text, the apostrophe hidden); numbers,
+    and strings that are numbers ("-0.5"), are left as they are."""
+    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
+
+
+def csv_row(values: Any) -> list[Any]:
+    """Every cell of a row through `csv_cell`."""
+    return [csv_cell(v) for v in values]
+
+
 _VIDEO_COLUMNS = (
     "name",
     "label",
@@ -99,7 +122,7 @@ def write_evaluation(
         writer = csv.writer(table)
         writer.writerow(_VIDEO_COLUMNS)
         for v in metrics.per_video:
-            writer.writerow([getattr(v, c) for c in _VIDEO_COLUMNS])
+            writer.writerow(csv_row(getattr(v, c) for c in _VIDEO_COLUMNS))
         data = table.getvalue().encode()
         write_atomic(out / "per_video.csv", lambda f: f.write(data))
     if plot:

@@ -162,6 +162,8 @@ class Trainer:
                 f"config field 'feature_dim' is {config.feature_dim}, but the training features "
                 f"have dimension {train_set.dim} ({train_set.sources[0]})"
             )
+        if train_set.contiguous:  # a store: checked once here, not per batch
+            train_set.check_values()
         self.config = config
         self.train_set = train_set
         self.test_set = test_set

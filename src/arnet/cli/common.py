@@ -78,8 +78,9 @@ def layout(config: TrainConfig) -> dict[str, Any]:
     }
 
 
-def open_data(config: TrainConfig, split: str | None = None) -> Any:
-    """The train and test sets of the config's dataset, or only `split` ("train" or "test")."""
+def open_data(config: TrainConfig, split: str | None = None, strict: bool = False) -> Any:
+    """The train and test sets of the config's dataset, or only `split` ("train" or "test");
+    `strict` refuses entries reading files outside the dataset (`--strict`)."""
     if not config.data:
         raise ValueError("no dataset: give --data DIR (or --dataset_path and --dataset_name)")
     return open_dataset(
@@ -88,6 +89,7 @@ def open_data(config: TrainConfig, split: str | None = None) -> Any:
         feature_dim=config.feature_dim,
         in_memory=config.in_memory,
         split=split,
+        strict=strict,
         **layout(config),
     )
 

@@ -42,7 +42,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_inspect(args: argparse.Namespace) -> int:
     config = TrainConfig(**config_overrides(args))
-    catalog = build_catalog(config.data, config.format, **layout(config))
+    catalog = build_catalog(config.data, config.format, strict=args.strict, **layout(config))
     report = inspect_catalog(catalog, values=not args.skip_values)
     emit(args, report.to_dict(), render(report))
     return 0 if report.ok else 1
@@ -50,7 +50,9 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 def run_pack(args: argparse.Namespace) -> int:
     config = TrainConfig(**config_overrides(args))
-    catalog = open_catalog(build_catalog(config.data, config.format, **layout(config)))
+    catalog = open_catalog(
+        build_catalog(config.data, config.format, strict=args.strict, **layout(config))
+    )
     out = pack_catalog(catalog, args.out, args.dtype, args.overwrite)
     size = sum(f.stat().st_size for f in out.iterdir())
     counts = {split: len(catalog.split(split)) for split in ("train", "test")}

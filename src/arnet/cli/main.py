@@ -76,6 +76,10 @@ class _CommandParser(argparse.ArgumentParser):
         self._defined()
         return super().format_usage()
 
+    def error(self, message: str) -> Any:
+        """One line naming the option, exit status 2 (not argparse's usage block first)."""
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The `arnet` parser; each command's options are defined when it is first used."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import warnings
 from typing import Any
 
@@ -83,6 +84,53 @@ def _device(text: str) -> str:
     return text
 
 
+def _real(text: str) -> float:
+    """A finite number: NaN and infinities are never a setting."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _unit(text: str) -> float:
+    """A threshold or a rate: a finite number in [0, 1]."""
+    value = _real(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def _positive_real(text: str) -> float:
+    value = _real(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _at_least(minimum: int, maximum: int | None = None) -> Any:
+    """An integer type with bounds (argparse names the option in its one-line error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+            raise argparse.ArgumentTypeError(f"expected an integer {bounds}, got {text!r}")
+        return value
+
+    return parse
+
+
+# Smallest value of each integer TrainConfig option (the config validates the same).
+_MINIMA = {"seed": 0, "keep_checkpoints": 0}
+SEED_MAX = 2**32 - 1  # numpy's legacy generator takes 32-bit seeds
+
+
 def _optional_path(text: str) -> str | None:
     """A path, or None for the reference's default spelling `None` (or an empty string)."""
     return None if text in ("", "None") else text
@@ -97,6 +145,10 @@ def _field_option(g: Group, name: str, *flags: str, **kwargs: Any) -> None:
     """An option that sets the TrainConfig field `name`, with the field's choices and help
     unless given here; absent from the namespace unless given on the command line."""
     meta = config_field(name).metadata
+    if kwargs.get("type") is float:
+        kwargs["type"] = _real
+    elif kwargs.get("type") is int:
+        kwargs["type"] = _at_least(_MINIMA.get(name, 1), SEED_MAX if name == "seed" else None)
     if meta.get("choices") is not None and "action" not in kwargs:
         kwargs.setdefault("choices", meta["choices"])
     kwargs.setdefault("help", meta.get("help"))
@@ -147,7 +199,16 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
         g, "features_on_device", "--no-features-on-device", action="store_const", const=False
     )
     _field_option(g, "frames_per_segment", "--frames-per-segment", type=int)
-    _field_option(g, "threshold", "--threshold", type=float)
+    _field_option(g, "threshold", "--threshold", type=_unit)
+
+
+def _add_strict_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse split or list entries that read feature files outside the dataset's "
+        "folders (../ or absolute paths elsewhere); without it they are warned about",
+    )
 
 
 def _add_plot_options(g: Group) -> None:
@@ -231,9 +292,9 @@ def _synth_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--max-video-segments", dest="max_video_segments", type=int, default=d.max_segments
     )
-    g.add_argument("--difficulty", type=float, default=d.difficulty)
-    g.add_argument("--distractor-rate", type=float, default=d.distractor_rate)
-    g.add_argument("--data-seed", type=int, default=d.seed, help="seed of the generator")
+    g.add_argument("--difficulty", type=_real, default=d.difficulty)
+    g.add_argument("--distractor-rate", type=_unit, default=d.distractor_rate)
+    g.add_argument("--data-seed", type=_at_least(0), default=d.seed, help="seed of the generator")
 
 
 def _synth(p: argparse.ArgumentParser) -> None:
@@ -254,6 +315,7 @@ def _synth(p: argparse.ArgumentParser) -> None:
 
 def _train(p: argparse.ArgumentParser) -> None:
     _add_data_options(p)
+    _add_strict_option(p)
     _add_train_options(p)
     _add_output_options(p)
     p.add_argument(
@@ -267,6 +329,7 @@ def _train(p: argparse.ArgumentParser) -> None:
 def _test(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
     _add_data_options(p)
+    _add_strict_option(p)
     _add_output_options(p)
     _add_plot_options(p)
     p.add_argument("--per-video", action="store_true", help="print the per-video table too")
@@ -284,8 +347,8 @@ def _demo(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="extra model constructor argument (repeatable), e.g. hidden_dim=256",
     )
-    p.add_argument("--iterations", type=int, default=DEMO_ITERATIONS)
-    p.add_argument("--seed", type=int, default=1, help="training seed")
+    p.add_argument("--iterations", type=_at_least(1), default=DEMO_ITERATIONS)
+    p.add_argument("--seed", type=_at_least(0, SEED_MAX), default=1, help="training seed")
     p.add_argument("--no-baseline", action="store_true", help="skip the naive baseline")
     p.add_argument("--device", type=_device, default="auto")
     p.add_argument("--json", action="store_true")
@@ -300,6 +363,7 @@ def _inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--skip-values", action="store_true", help="do not read every value (NaN/Inf check)"
     )
+    _add_strict_option(p)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
 
@@ -307,6 +371,7 @@ def _pack(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", metavar="SRC", help="dataset in any layout")
     p.add_argument("out", metavar="OUT", help="store folder to create")
     _add_layout_options(p.add_argument_group("layout"))
+    _add_strict_option(p)
     _field_option(p, "frames_per_segment", "--frames-per-segment", type=int)
     p.add_argument(
         "--dtype",
@@ -372,7 +437,7 @@ def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
     g = p.add_argument_group("preprocessing")
     g.add_argument(
         "--short-side",
-        type=int,
+        type=_at_least(0),
         default=None,
         help=f"resize the short side to this (default {d.short_side}; 0 keeps the size){note}",
     )
@@ -380,10 +445,16 @@ def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
         "--crop", choices=CROP_MODES, default=None, help=f"views per frame (default {d.crop}){note}"
     )
     g.add_argument(
-        "--crop-size", type=int, default=None, help=f"crop side (default {d.crop_size}){note}"
+        "--crop-size",
+        type=_at_least(1),
+        default=None,
+        help=f"crop side (default {d.crop_size}){note}",
     )
     g.add_argument(
-        "--frames-per-segment", type=int, default=None, help=f"default {d.frames_per_segment}"
+        "--frames-per-segment",
+        type=_at_least(1),
+        default=None,
+        help=f"default {d.frames_per_segment}",
     )
     g.add_argument(
         "--tail",
@@ -400,15 +471,15 @@ def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
     )
     g.add_argument(
         "--flow-bound",
-        type=float,
+        type=_positive_real,
         default=None,
         help=f"flow clipping bound in pixels (default 20){note}",
     )
     g.add_argument(
-        "--fps", type=float, default=None, help="frame rate of frame folders (default 25)"
+        "--fps", type=_positive_real, default=None, help="frame rate of frame folders (default 25)"
     )
     g = p.add_argument_group("run")
-    g.add_argument("--batch-size", type=int, default=16, help="segments per forward pass")
+    g.add_argument("--batch-size", type=_at_least(1), default=16, help="segments per forward pass")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--json", action="store_true", help="print the result as one JSON object")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -450,7 +521,7 @@ def _detect(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("alerts")
     g.add_argument(
         "--threshold",
-        type=float,
+        type=_unit,
         default=None,
         help="alert threshold (default: the checkpoint's, 0.5)",
     )
@@ -463,12 +534,15 @@ def _detect(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--false-alarm-rate",
-        type=float,
+        type=_real,
         default=0.01,
         help="target share of normal frames that alert when calibrating (default 0.01)",
     )
-    g.add_argument("--min-alert-frames", type=int, default=1, help="drop shorter alerts")
+    g.add_argument("--min-alert-frames", type=_at_least(0), default=1, help="drop shorter alerts")
     g.add_argument(
-        "--merge-gap", type=int, default=0, help="join alerts separated by at most this many frames"
+        "--merge-gap",
+        type=_at_least(0),
+        default=0,
+        help="join alerts separated by at most this many frames",
     )
     _add_backbone_options(p, recorded=True)

@@ -62,7 +62,7 @@ def run_train(args: argparse.Namespace) -> int:
                 )
             require_empty(out, "train into a new or empty --out, or resume a run with --resume")
     config.validate()
-    train_set, test_set = open_data(config)
+    train_set, test_set = open_data(config, strict=args.strict)
     if out is None:  # made only now: a command refused above leaves no empty folder behind
         out = new_run_folder(config.model)
     trainer = Trainer(
@@ -102,12 +102,13 @@ def run_test(args: argparse.Namespace) -> int:
     saved.pop("device", None)
     saved.pop("in_memory", None)
     config = TrainConfig.from_dict({**saved, **overrides})
+    config.validate()
     device = resolve_device(config.device)
     if config.precision == "fp16" and device.type != "cuda":
         warnings.warn("the run trained in fp16, which needs CUDA: testing in fp32", stacklevel=1)
         config = dataclasses.replace(config, precision="fp32")
     model = model_from_checkpoint(payload, device)
-    test_set = open_data(config, split="test")
+    test_set = open_data(config, split="test", strict=args.strict)
     if test_set.dim != payload["model"]["kwargs"].get("feature_dim", test_set.dim):
         raise ValueError(
             f"{payload['path']}: the model takes {payload['model']['kwargs']['feature_dim']}-d "

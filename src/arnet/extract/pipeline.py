@@ -22,7 +22,6 @@ whichever process finds every video done.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -42,7 +41,10 @@ from ..formats.groundtruth import fit_frame_labels, normalize_name
 from ..formats.layout import (
     backbone_folder,
     extraction_record,
+    extraction_settings,
     feature_path,
+    recorded_settings,
+    settings_key,
     video_record,
     write_labels_and_splits,
 )
@@ -295,23 +297,6 @@ class ExtractSummary:
     ground_truth: bool = False
 
 
-def _settings(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The parts of extraction.json that decide feature values (not paths or versions)."""
-    out = {k: v for k, v in meta.items() if k != "arnet_version"}
-    out["backbones"] = {
-        m: {k: v for k, v in b.items() if k != "weights"}
-        for m, b in meta.get("backbones", {}).items()
-    }
-    return out
-
-
-def settings_key(meta: Mapping[str, Any]) -> str:
-    """A short fingerprint of `_settings(meta)`, stored with each video's features: a video
-    counts as done only when it was extracted with the folder's current settings."""
-    text = json.dumps(_settings(meta), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def read_metadata(folder: str | Path) -> dict[str, Any] | None:
     """extraction.json of a features_video/BACKBONE folder, or None when absent."""
     path = extraction_record(folder)
@@ -386,18 +371,32 @@ def extract_dataset(
 
     meta = extractor.metadata()
     existing = read_metadata(folder)
-    if existing is not None and _settings(existing) != _settings(meta) and not overwrite:
+    if (
+        existing is not None
+        and extraction_settings(existing) != extraction_settings(meta)
+        and not overwrite
+    ):
         differ = sorted(
             k
             for k in set(meta) | set(existing)
-            if _settings(existing).get(k) != _settings(meta).get(k)
+            if extraction_settings(existing).get(k) != extraction_settings(meta).get(k)
         )
         raise ExtractError(
             f"{extraction_record(folder)}: features there were extracted with other settings "
             f"({', '.join(differ)}); choose another output folder, or overwrite to re-extract all"
         )
-    write_json_atomic(extraction_record(folder), meta)
     key = settings_key(meta)
+    # One dataset, one set of settings: videos of other settings that this call will not
+    # redo would stay beside the new ones, under an extraction.json that no longer says so.
+    stale = sorted(n for n, k in recorded_settings(folder).items() if k != key and n not in names)
+    if stale:
+        shown = ", ".join(stale[:5]) + (" ..." if len(stale) > 5 else "")
+        raise ExtractError(
+            f"{folder}: {len(stale)} video(s) there ({shown}) were extracted with other "
+            "settings and are not among the inputs: give every video of the dataset to "
+            "re-extract them all with these settings, or choose another output folder"
+        )
+    write_json_atomic(extraction_record(folder), meta)
 
     index, count = shard
     ordered = sorted(videos, key=lambda v: v.name)

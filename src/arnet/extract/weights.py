@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import read_torch_file
 from ..errors import ExtractError
 
 
@@ -34,12 +35,7 @@ def read_weight_file(path: Path, what: str) -> dict[str, torch.Tensor]:
     """
     if not path.is_file():
         raise ExtractError(f"{path}: {what} weight file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ExtractError(
-            f"{path}: not a readable PyTorch state dict ({type(exc).__name__}: {exc})"
-        ) from exc
+    state = read_torch_file(path, f"{what} weight file", ExtractError)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

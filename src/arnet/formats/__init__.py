@@ -70,6 +70,7 @@ def build_catalog(
     tail: str = "drop",
     frames_per_segment: int = FRAMES_PER_SEGMENT,
     in_memory: bool = False,
+    strict: bool = False,
 ) -> Catalog:
     """A layout's catalog (not yet opened): the common first step of loading, inspecting and
     packing. Arguments as in `open_dataset`.
@@ -114,6 +115,7 @@ def build_catalog(
         catalog = catalog_packed(path, ground_truth=ground_truth, in_memory=in_memory)
     catalog.tail = tail
     catalog.frames_per_segment = frames_per_segment
+    catalog.strict = strict
     return catalog
 
 
@@ -133,6 +135,7 @@ def open_dataset(
     train_anomalous: int | None = None,
     tail: str = "drop",
     frames_per_segment: int = FRAMES_PER_SEGMENT,
+    strict: bool = False,
     split: None = None,
 ) -> tuple[FeatureDataset, FeatureDataset]: ...
 
@@ -153,6 +156,7 @@ def open_dataset(
     train_anomalous: int | None = None,
     tail: str = "drop",
     frames_per_segment: int = FRAMES_PER_SEGMENT,
+    strict: bool = False,
     split: Literal["train", "test"],
 ) -> FeatureDataset: ...
 
@@ -172,6 +176,7 @@ def open_dataset(
     train_anomalous: int | None = None,
     tail: str = "drop",
     frames_per_segment: int = FRAMES_PER_SEGMENT,
+    strict: bool = False,
     split: str | None = None,
 ) -> tuple[FeatureDataset, FeatureDataset] | FeatureDataset:
     """Open a dataset in any supported layout as (train, test) FeatureDatasets, or one split.
@@ -189,6 +194,9 @@ def open_dataset(
         train_anomalous: text lists: the number of leading anomalous lines of the train list.
         tail: how frame labels meet segments: "drop" or "pad" (`formats.groundtruth`).
         frames_per_segment: frames behind each segment feature.
+        strict: refuse entries that read feature files outside the dataset's folders (a
+            split entry with `../`, a list line with an absolute path elsewhere) instead of
+            warning about them.
         split: "train" or "test" to open, check and return that split only; None for both.
 
     Raises:
@@ -208,6 +216,7 @@ def open_dataset(
         tail=tail,
         frames_per_segment=frames_per_segment,
         in_memory=in_memory,
+        strict=strict,
     )
     if split is not None:
         dataset = to_dataset(open_catalog(select_split(catalog, split)), split, in_memory)

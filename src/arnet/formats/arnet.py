@@ -4,6 +4,7 @@ its writer.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,14 @@ from .groundtruth import ground_truth_from_mapping, normalize_name
 from .gtattach import read_ground_truth
 from .layout import (
     SPLITS,
+    backbone_folder,
+    extraction_record,
     feature_folder,
     feature_path,
     frame_label_file,
     read_lines,
+    recorded_settings,
+    settings_key,
     split_file,
     video_label_file,
     write_labels_and_splits,
@@ -69,6 +74,7 @@ def catalog_arnet(
             f"{folder}: feature folder not found (modality {modal!r}, backbone {backbone!r})"
         )
     catalog = Catalog("arnet", root)
+    catalog.data_roots.append(folder)
     catalog.notes.append(f"features: {folder}")
     label_file = video_label_file(root)
     frame_file = frame_label_file(root)
@@ -122,7 +128,32 @@ def catalog_arnet(
                     catalog.report("unlabelled", label_file, exc)
                     video.broken = True
             catalog.videos.append(video)
+    if backbone != "c3d":
+        _check_extraction(catalog, backbone_folder(root, backbone))
     return catalog
+
+
+def _check_extraction(catalog: Catalog, folder: Path) -> None:
+    """Videos whose record says they were extracted with settings other than those of the
+    folder's extraction.json (an `arnet extract --overwrite` of part of the dataset)."""
+    record = extraction_record(folder)
+    if not record.is_file():
+        return
+    try:
+        key = settings_key(json.loads(record.read_text()))
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        catalog.error("unreadable", record, f"not a readable extraction record ({exc})")
+        return
+    recorded = recorded_settings(folder)
+    for video in catalog.videos:
+        if video.name in recorded and recorded[video.name] != key:
+            catalog.error(
+                "extraction",
+                video.origin,
+                f"video {video.name!r} was extracted with settings other than those of {record}"
+                " (its features do not match the others'): re-extract it with them",
+            )
+            video.broken = True
 
 
 def _as_mapping(value: Any, path: Path) -> Mapping[str, Any]:

@@ -48,7 +48,7 @@ KINDS = {
     "missing-file": "a listed or expected file does not exist",
     "unreadable": "a file exists but cannot be read as what it should be",
     "dimension": "a video's feature shape differs from the others'",
-    "non-finite": "features hold NaN or Inf",
+    "non-finite": "features hold NaN or Inf, or values beyond the float32 range",
     "empty": "a video has 0 segments",
     "gt-length": "ground truth and feature lengths disagree beyond the tail policy",
     "gt-missing": "test videos without frame labels",
@@ -58,6 +58,8 @@ KINDS = {
     "label-conflict": "a video's label from the list order contradicts its file name",
     "crops": "a video's per-crop files are incomplete or inconsistent",
     "layout": "the layout itself is incomplete (no split, no list, ...)",
+    "extraction": "a video's features were extracted with settings other than the dataset's",
+    "outside": "an entry (../, an absolute path) reads files outside the dataset's folders",
 }
 
 
@@ -147,6 +149,11 @@ class Catalog:
     """How to give the labels this layout lacks, appended to `unlabelled` errors."""
     block: np.ndarray | None = None
     """The one array every video is a view of (a packed store), else None."""
+    data_roots: list[Path] = field(default_factory=list)
+    """Folders the videos' feature files belong in; an entry reading a file elsewhere is
+    reported (`opening.open_catalog`). Empty: the layout names no files (a store)."""
+    strict: bool = False
+    """Entries reading files outside `data_roots` are errors (and not read), not warnings."""
 
     def add(self, severity: str, kind: str, source: str | Path, message: str) -> None:
         """Record a problem of a known kind."""

@@ -78,6 +78,7 @@ def catalog_crops(root: str | Path, *, ground_truth: str | Path | None = None) -
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
     catalog = Catalog("crops", root)
+    catalog.data_roots.append(root)
     catalog.label_hint = (
         "its file name follows no dataset's naming (XD-Violence label_A, UCF-Crime, "
         "ShanghaiTech); list the files with their labels in a CSV (path,label) instead"

@@ -214,7 +214,10 @@ class GroundTruth:
 def _check_binary(labels: np.ndarray, where: str) -> np.ndarray:
     flat = np.asarray(labels).reshape(-1)
     if flat.size and not np.isin(flat, (0, 1)).all():
-        raise DataError(f"{where}: frame labels must be 0 or 1")
+        first = int(np.flatnonzero(~np.isin(flat, (0, 1)))[0])
+        raise DataError(
+            f"{where}: frame labels must be 0 or 1, found {flat[first].item()!r} at frame {first}"
+        )
     return flat.astype(np.uint8)
 
 

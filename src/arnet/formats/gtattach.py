@@ -48,7 +48,8 @@ def apply_ground_truth(catalog: Catalog) -> None:
             )
         return
     for where, message in gt.problems:
-        catalog.error("unreadable", where, message)
+        prefix = f"{where}: "
+        catalog.error("unreadable", where, message.removeprefix(prefix))
     if gt.concatenated is not None and not _split_concatenated(catalog, gt):
         return
     for video in catalog.videos:

@@ -16,8 +16,11 @@ Every module that reads or writes this layout (the AR-Net and Ped2 readers, `ext
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,6 +70,37 @@ def extraction_record(folder: str | Path) -> Path:
 def video_record(folder: str | Path, video: str) -> Path:
     """The per-video record (frames, segments, settings) in a `backbone_folder`."""
     return Path(folder) / VIDEOS_DIR / f"{video}.json"
+
+
+def extraction_settings(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of extraction.json that decide feature values (not paths or versions)."""
+    out = {k: v for k, v in meta.items() if k != "arnet_version"}
+    out["backbones"] = {
+        m: {k: v for k, v in b.items() if k != "weights"}
+        for m, b in meta.get("backbones", {}).items()
+    }
+    return out
+
+
+def settings_key(meta: Mapping[str, Any]) -> str:
+    """A short fingerprint of `extraction_settings(meta)`, stored with each video's features:
+    a video counts as done only when it was extracted with the folder's current settings."""
+    text = json.dumps(extraction_settings(meta), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def recorded_settings(folder: str | Path) -> dict[str, str | None]:
+    """video -> the settings fingerprint its record holds (None when unreadable or absent),
+    for every per-video record in a `backbone_folder`."""
+    out: dict[str, str | None] = {}
+    records = Path(folder) / VIDEOS_DIR
+    for path in sorted(records.glob("*.json")) if records.is_dir() else []:
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            info = None
+        out[path.name[: -len(".json")]] = info.get("settings") if isinstance(info, dict) else None
+    return out
 
 
 def split_file(root: str | Path, split: str) -> Path:

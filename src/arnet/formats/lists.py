@@ -164,7 +164,11 @@ def _add_videos(
     rows: list[tuple[int, str, int | None]],
     list_root: str | None,
 ) -> None:
-    """Group rows (line, path, label) into videos; a video's crops must agree on the label."""
+    """Group rows (line, path, label) into videos; a video's crops must agree on the label.
+    The list's folder, and the re-rooting folder, hold the dataset (`Catalog.data_roots`)."""
+    for root in (list_file.parent, list_root.partition("=")[2] or list_root if list_root else None):
+        if root and Path(root) not in catalog.data_roots:
+            catalog.data_roots.append(Path(root))
     labels: dict[Path, int | None] = {}
     items = []
     for number, text, label in rows:

@@ -4,6 +4,7 @@ files and check what can be checked without reading values (`open_catalog`), rea
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ import numpy as np
 from ..data import FeatureDataset
 from ..errors import DataError
 from .arrays import CropStack, NpyFile
-from .catalog import SPLITS, Catalog, DataWarning, Problem, VideoEntry
+from .catalog import ERROR, SPLITS, WARNING, Catalog, DataWarning, Problem, VideoEntry
 from .gtattach import apply_ground_truth
 
 # ---------------------------------------------------------------------- opening
@@ -26,6 +27,12 @@ def _open_array(catalog: Catalog, path: Path, video: VideoEntry) -> Any:
     when it cannot be read (reported)."""
     if not path.is_file():
         catalog.error("missing-file", path, f"feature file of video {video.name!r} not found")
+        return None
+    not_npy = _not_npy(path)
+    if not_npy:
+        catalog.error(
+            "unreadable", path, f"features of video {video.name!r}: not a .npy array ({not_npy})"
+        )
         return None
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -68,6 +75,33 @@ def _open_array(catalog: Catalog, path: Path, video: VideoEntry) -> Any:
     return NpyFile(path, array) if isinstance(array, np.memmap) else array
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _not_npy(path: Path) -> str:
+    """What a file that does not start as a .npy array is instead ('' when it does): numpy
+    would call any of them a pickle."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(64)
+    except OSError as exc:
+        return f"cannot read it: {exc}"
+    if head.startswith(_NPY_MAGIC):
+        return ""
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK"):
+        return "a .npz archive (a zip), not one .npy array; save one array with np.save"
+    if head[:1] == b"\x80":
+        return "a Python pickle; arnet never unpickles feature files: re-save it with np.save"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"unknown content starting with {head[:8]!r}"
+    first = text.splitlines()[0][:40] if text.strip() else text[:40]
+    return f"a text file starting {first!r}; save the array with np.save"
+
+
 def _open_video(catalog: Catalog, video: VideoEntry) -> Any:
     arrays = [_open_array(catalog, p, video) for p in video.files]
     if any(a is None for a in arrays):
@@ -108,6 +142,7 @@ def open_catalog(catalog: Catalog) -> Catalog:
     Returns:
         The same catalog.
     """
+    check_containment(catalog)
     seen: dict[str, VideoEntry] = {}
     for video in catalog.videos:
         if video.name in seen:
@@ -149,6 +184,46 @@ def open_catalog(catalog: Catalog) -> Catalog:
     return catalog
 
 
+def _lexical(path: Path) -> Path:
+    """An absolute path with `..` resolved by name, links left alone: a feature folder may
+    well be a link to another disk; an entry climbing out of the dataset by name may not."""
+    return Path(os.path.normpath(os.path.abspath(path)))
+
+
+def _within(path: Path, roots: list[Path]) -> bool:
+    return any(path == r or r in path.parents for r in roots)
+
+
+def check_containment(catalog: Catalog) -> None:
+    """Report entries whose feature files lie outside `catalog.data_roots` (a split entry
+    `../../x`, a list line with an absolute path elsewhere): one problem per declaring file,
+    a warning, or with `catalog.strict` an error that keeps those files unread."""
+    if not catalog.data_roots:
+        return
+    # By name, and with links resolved (a list written through /tmp may name /private/tmp).
+    lexical = [_lexical(r) for r in catalog.data_roots]
+    resolved = [r.resolve() for r in catalog.data_roots]
+    found: dict[str, list[tuple[VideoEntry, Path]]] = {}
+    for video in catalog.videos:
+        for path in video.files:
+            if not (_within(_lexical(path), lexical) or _within(path.resolve(), resolved)):
+                declared = video.origin.rsplit(":", 1)[0]
+                found.setdefault(declared, []).append((video, path))
+                if catalog.strict:
+                    video.broken = True
+                break
+    for entries in found.values():
+        video, path = entries[0]
+        others = f" and {len(entries) - 1} more" if len(entries) > 1 else ""
+        folders = ", ".join(str(r) for r in catalog.data_roots)
+        message = (
+            f"video {video.name!r} reads {_lexical(path)}, outside the dataset ({folders})"
+            f"{others}; "
+            + ("refused (--strict)" if catalog.strict else "--strict refuses such entries")
+        )
+        catalog.add(ERROR if catalog.strict else WARNING, "outside", video.origin, message)
+
+
 def _unlabelled(catalog: Catalog, video: VideoEntry) -> None:
     hint = f" ({catalog.label_hint})" if catalog.label_hint else ""
     catalog.error(
@@ -187,21 +262,36 @@ def _check_shapes(catalog: Catalog) -> None:
 
 
 def scan_values(catalog: Catalog, rows_per_read: int = 4096) -> None:
-    """Read every feature value once and report videos holding NaN or Inf."""
+    """Read every feature value once and report videos holding NaN or Inf, or values that
+    become infinite in float32, the dtype training and scoring compute in."""
     for video in catalog.usable():
-        bad, first = 0, None
+        bad, first, huge, largest = 0, None, 0, 0.0
         for start in range(0, video.segments, rows_per_read):
             chunk = np.asarray(video.features[start : start + rows_per_read])
-            finite = np.isfinite(chunk).reshape(chunk.shape[0], -1).all(axis=1)
-            if not finite.all():
-                if first is None:
-                    first = start + int(np.flatnonzero(~finite)[0])
-                bad += int((~np.isfinite(chunk)).sum())
+            stored = np.isfinite(chunk)
+            with np.errstate(over="ignore"):
+                used = np.isfinite(chunk.astype(np.float32))
+            rows = used.reshape(chunk.shape[0], -1).all(axis=1)
+            if not rows.all() and first is None:
+                first = start + int(np.flatnonzero(~rows)[0])
+            bad += int((~stored).sum())
+            overflow = stored & ~used
+            if overflow.any():
+                huge += int(overflow.sum())
+                largest = max(largest, float(np.abs(chunk[overflow]).max()))
         if bad:
             catalog.error(
                 "non-finite",
                 video.source,
                 f"video {video.name!r} holds {bad} NaN/Inf value(s), first at segment {first}",
+            )
+            video.broken = True
+        elif huge:
+            catalog.error(
+                "non-finite",
+                video.source,
+                f"video {video.name!r} holds {huge} value(s) beyond the float32 range (largest "
+                f"magnitude {largest:.3g}, first at segment {first}); arnet computes in float32",
             )
             video.broken = True
 

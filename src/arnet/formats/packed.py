@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import DataError
 from ..folders import notice, remove_stale_temporaries, stale_temporaries, temporary_name
 from .catalog import SPLITS, Catalog, VideoEntry
-from .groundtruth import GroundTruth
+from .groundtruth import ground_truth_from_mapping
 from .gtattach import read_ground_truth
 from .opening import raise_on_errors
 
@@ -316,6 +316,10 @@ def catalog_packed(
         raise
     except Exception as exc:
         raise DataError(f"{root}: store arrays unreadable ({exc})") from exc
+    if block.dtype.name not in DTYPES:
+        raise DataError(f"{features_path}: dtype {block.dtype}, not one of {DTYPES}")
+    if frames.ndim != 1:
+        raise DataError(f"{root / FRAMES_FILE}: shape {frames.shape}, expected (frames,)")
     if list(block.shape[1:]) != index.get("segment_shape"):
         raise DataError(
             f"{features_path}: shape {block.shape} does not match the index's segment shape "
@@ -358,5 +362,6 @@ def catalog_packed(
     if ground_truth:
         read_ground_truth(catalog, ground_truth)
     elif stored:
-        catalog.ground_truth = GroundTruth(str(root / FRAMES_FILE), frames=stored)
+        # Checked as strictly as a frame_label.pickle: values other than 0/1 are errors.
+        catalog.ground_truth = ground_truth_from_mapping(stored, root / FRAMES_FILE, str)
     return catalog
