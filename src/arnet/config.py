@@ -17,6 +17,18 @@ FRAMES_PER_SEGMENT = 16
 # center loss nothing else remains: the same model and loop as AR-Net, minus its two ideas.
 NAIVE_BASELINE = {"topk_divisor": 1, "center_weight": 0.0}
 
+# `--compat reference`: every training behaviour of the reference AR-Net code where arnet
+# deliberately differs (README, "What differs from the reference implementation").
+REFERENCE_COMPAT = {
+    "center_loss": "padded",
+    "window_start": "reference",
+    "strided_window": "reference",
+    "perturbed_sampling": "reference",
+    "dropout_mask": "torch",
+    "fused_adam": False,
+}
+COMPAT_PRESETS = {"reference": REFERENCE_COMPAT}
+
 
 @dataclass
 class TrainConfig:
@@ -72,6 +84,15 @@ class TrainConfig:
     """Longer videos are sampled down to 300 segments (reference --max-seqlen)."""
     sample_step: int = 1
     """Stride of the random window taken from long normal videos."""
+    window_start: str = "any"
+    """Start of a long normal video's window: "any" of the T - L + 1, or "reference" (never
+    the last one, as the reference code draws it)."""
+    strided_window: str = "full"
+    """With sample_step s > 1: "full" windows of max_segments segments, or "reference"
+    (ceil(max_segments / s) segments, the rest padding)."""
+    perturbed_sampling: str = "bins"
+    """Long anomalous videos: one segment per bin, in order ("bins"), or "reference" (closed
+    bins that can repeat a segment, the last one fixed)."""
 
     # --- losses (SPEC §4) ---
     mil_loss: str = "bce"
@@ -82,6 +103,11 @@ class TrainConfig:
     """lambda_1 of --Lambda 1_20."""
     center_weight: float = 20.0
     """lambda_2 of --Lambda 1_20: the center loss dominates the scale, as published."""
+    center_loss: str = "anchored"
+    """Center loss of normal videos: "anchored" (each video's variance taken together with as
+    many scores of an empty scene, an all-zero feature: one level for normal scores, measured
+    in benchmarks/compat.py), "valid" (each video's own variance only) or "padded" (the
+    reference code's: over the batch's longest length, padded positions included)."""
     bas_base_weight: float = 1.0
     """BaS-Net (model bas): base-branch loss weight; BaS-Net weighs both branches equally."""
     bas_suppressed_weight: float = 1.0
@@ -122,6 +148,12 @@ class TrainConfig:
     features_on_device: bool = True
     """CUDA: copy the training features to the GPU once and gather every batch there (no
     per-step host-to-device copy); needs them in memory or in a packed store."""
+    dropout_mask: str = "fast"
+    """Model `single` on the CPU: dropout masks from 16 random bits ("fast", a tenth of the
+    cost) or torch's Bernoulli masks ("torch", the reference code's)."""
+    fused_adam: bool = True
+    """Adam's fused update (one pass per parameter) where torch has it; False: torch's
+    default per-parameter update, the reference code's. Equal up to float rounding."""
     pretrained: str | None = None
     """Start from the weights of this checkpoint (reference --pretrained_ckpt)."""
 
@@ -187,11 +219,25 @@ class TrainConfig:
             "tail": ("drop", "pad"),
             "mil_loss": ("bce", "mse", "hinge"),
             "precision": ("fp32", "bf16", "fp16"),
+            "center_loss": ("anchored", "valid", "padded"),
+            "window_start": ("any", "reference"),
+            "strided_window": ("full", "reference"),
+            "perturbed_sampling": ("bins", "reference"),
+            "dropout_mask": ("fast", "torch"),
         }
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"config field {name!r} must be one of {allowed}, got {value!r}")
+
+    def reference_sampling(self) -> tuple[str, ...]:
+        """The reference code's sampling behaviours this config turns on."""
+        chosen = {
+            "window_start": self.window_start,
+            "strided_window": self.strided_window,
+            "perturbed_sampling": self.perturbed_sampling,
+        }
+        return tuple(name for name, value in chosen.items() if value == "reference")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .reference import SAMPLING_BEHAVIOURS, sample_positions_compat
+
 ANOMALOUS, NORMAL = 1, 0
 
 
@@ -468,6 +470,8 @@ class BalancedBatchSampler:
     uniformly without replacement (anomalous first). A class with fewer videos than that
     contributes all of its videos, once each: with Ped2's 6 anomalous and 4 normal training
     videos, a batch is those 10 videos. `draws` balanced draws are stacked per batch.
+    `reference_sampling` names behaviours of the reference code's segment sampling to
+    reproduce (`arnet.reference.SAMPLING_BEHAVIOURS`).
 
     The sampler owns its random generator; `state_dict()` / `load_state_dict()` make a resumed
     run draw exactly the batches the uninterrupted run would have drawn.
@@ -489,13 +493,19 @@ class BalancedBatchSampler:
         seed: int | None = None,
         device: torch.device | str | None = None,
         reuse_buffer: bool = False,
+        reference_sampling: Sequence[str] = (),
     ) -> None:
         self.dataset = dataset
+        # the reference code's sampling behaviours to reproduce (arnet.reference)
+        self.reference_sampling = {name: True for name in reference_sampling}
         self.videos_per_class = videos_per_class
         self.max_segments = max_segments
         self.sample_step = sample_step
         self.draws = draws
         self.crop_mode = crop_mode
+        unknown = sorted(set(self.reference_sampling) - set(SAMPLING_BEHAVIOURS))
+        if unknown:
+            raise ValueError(f"unknown reference sampling behaviour {unknown[0]!r}")
         self.rng = np.random.default_rng(seed)
         self.anomalous = dataset.indices_of(ANOMALOUS)
         self.normal = dataset.indices_of(NORMAL)
@@ -524,12 +534,13 @@ class BalancedBatchSampler:
                 n = min(self.videos_per_class, len(pool))
                 videos.append(self.rng.choice(pool, size=n, replace=False))
         vids = np.concatenate(videos)
-        positions = sample_positions(
+        positions = (sample_positions_compat if self.reference_sampling else sample_positions)(
             self.dataset.lengths[vids],
             self.dataset.labels[vids] == ANOMALOUS,
             self.max_segments,
             self.rng,
             self.sample_step,
+            **self.reference_sampling,
         )
         crops = None
         if self.dataset.crops is not None and self.crop_mode == "random":
