@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from arnet.config import REFERENCE_COMPAT, TrainConfig
-from arnet.data import BalancedBatchSampler, Batch, FeatureDataset, sample_positions
+from arnet.data import Batch, FeatureDataset
 from arnet.losses import MilCenterObjective, anchored_center_loss
 from arnet.models import create_model
 from arnet.reference import padded_center_loss, sample_positions_compat
 from arnet.runtime import make_adam
+from arnet.sampling import BalancedBatchSampler, sample_positions
 
 
 def _draws(lengths, anomalous, L, seed, step=1, **behaviours):
