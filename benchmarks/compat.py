@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--results", default=str(CACHE / "runs.jsonl"))
     p.add_argument("--json", default=None, help="write the table here")
+    p.add_argument("--report-only", action="store_true",
+                   help="tabulate the finished runs of --results; train nothing")  # fmt: skip
     p.add_argument("--plot", default=str(REPO / "benchmarks" / "compat_curves.png"))
     args = p.parse_args(argv)
 
@@ -259,7 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         for tier in (0, 1, 2) for s in sets for seed in range(1, args.seeds + 1) for v in chosen
         if planned(s, v, args.variants is not None) == tier
     ]  # fmt: skip
-    records = run_all(jobs, Path(args.results), args.processes)
+    if args.report_only:
+        done = {job_key(r): r for r in map(json.loads, Path(args.results).read_text().splitlines())}
+        records = [done[job_key(j)] for j in jobs if job_key(j) in done]
+    else:
+        records = run_all(jobs, Path(args.results), args.processes)
     checkpoints = [int(x) for x in args.report.split(",")]
     rows = table(records, checkpoints)
     print_table(rows, checkpoints)

@@ -224,3 +224,15 @@ def test_reference_compat_turns_every_behaviour_on(tiny_data, tmp_path):
     assert default.model.fast_mask and default.optimizer.defaults["fused"]
     with pytest.raises(ValueError, match="center_loss"):
         TrainConfig(center_loss="pooled").validate()
+
+
+@pytest.mark.parametrize("mask_kind", ["fast", "torch"])
+def test_empty_scores_are_scores_of_zero_features(mask_kind):
+    model = create_model("single", 8, dropout_mask=mask_kind).train()
+    torch.nn.init.normal_(model.fc.bias)  # some positive biases: dropout then shows
+    torch.manual_seed(2)
+    got = model.empty_scores(37)
+    torch.manual_seed(2)
+    expected = model.segment_scores(torch.zeros(37, 8))
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert got.std() > 0  # each zero feature has its own dropout mask

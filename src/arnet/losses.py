@@ -208,8 +208,13 @@ class MilCenterObjective:
         if not bool(normal.any()):
             return scores.new_zeros(())
         mask = batch.mask[normal]
-        zeros = batch.features.new_zeros(*mask.shape, batch.features.shape[-1])
-        empty = model(zeros, mask)  # one empty-scene score per valid segment
+        # one empty-scene score per valid segment
+        shortcut = getattr(model, "empty_scores", None)
+        if shortcut is not None:  # a per-segment model scores zeros without multiplying them
+            empty = mask.to(scores.dtype).masked_scatter(mask, shortcut(int(mask.sum())))
+        else:
+            zeros = batch.features.new_zeros(*mask.shape, batch.features.shape[-1])
+            empty = model(zeros, mask)
         return anchored_center_loss(scores[normal], empty, batch.labels[normal], mask)
 
 

@@ -164,3 +164,13 @@ class SingleLayer(nn.Module):
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """features (B, T, D), mask (B, T) -> scores (B, T)."""
         return per_segment(self.segment_scores, features, mask)
+
+    def empty_scores(self, n: int) -> torch.Tensor:
+        """(n,) scores of an all-zero feature, each with its own dropout mask in training:
+        `segment_scores(zeros(n, D))` without multiplying zeros, since fc(0) is fc's bias."""
+        pre = self.fc.bias.expand(n, -1)
+        if self.fast_mask:
+            h = relu_dropout(pre, self.dropout.p, self.training)
+        else:
+            h = F.dropout(torch.relu(pre), self.dropout.p, self.training)
+        return score_head(self.classifier, h)
