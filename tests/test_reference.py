@@ -236,3 +236,50 @@ def test_empty_scores_are_scores_of_zero_features(mask_kind):
     expected = model.segment_scores(torch.zeros(37, 8))
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     assert got.std() > 0  # each zero feature has its own dropout mask
+
+
+# ---------------------------------------------------------------------- command line
+
+
+def _overrides(*argv):
+    from arnet.cli import build_parser
+    from arnet.cli.common import config_overrides
+
+    return config_overrides(build_parser().parse_args(["train", *argv]))
+
+
+def test_cli_compat_reference_sets_every_behaviour():
+    assert _overrides("--compat", "reference") == REFERENCE_COMPAT
+    assert TrainConfig(**_overrides("--compat", "reference")).reference_sampling() == (
+        "window_start",
+        "strided_window",
+        "perturbed_sampling",
+    )
+    # an option given explicitly wins over the preset
+    mixed = _overrides("--compat", "reference", "--center-loss", "anchored")
+    assert mixed == {**REFERENCE_COMPAT, "center_loss": "anchored"}
+    assert _overrides() == {}
+
+
+def test_cli_each_behaviour_option():
+    assert _overrides(
+        "--center-loss", "valid", "--window-start", "reference", "--strided-window",
+        "reference", "--perturbed-sampling", "reference", "--dropout-mask", "torch",
+        "--no-fused-adam",
+    ) == {
+        "center_loss": "valid", "window_start": "reference", "strided_window": "reference",
+        "perturbed_sampling": "reference", "dropout_mask": "torch", "fused_adam": False,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--compat", "arnet"], ["--center-loss", "pooled"], ["--dropout-mask", "bits"]],
+)
+def test_cli_refuses_unknown_values(argv, capsys):
+    from arnet.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["train", *argv])
+    assert exc.value.code == 2
+    assert argv[0] in capsys.readouterr().err
