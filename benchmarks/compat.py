@@ -1,15 +1,20 @@
 """What each deliberate difference from the reference AR-Net code costs: an ablation.
 
-    python benchmarks/compat.py                      # the README table and curves (long)
-    python benchmarks/compat.py --sets A --seeds 2 --iterations 100 --eval-every 50  # quick
+    python benchmarks/compat.py --sets D,A --variants arnet,valid,reference   # README table
+    python benchmarks/compat.py --sets D --seeds 2 --iterations 100 --variants arnet,valid
+    python benchmarks/compat.py --report-only ...   # the table and curves of finished runs
 
 Datasets come from `benchmarks/featuregen.py` (a generator independent of `arnet synth`,
 cached under benchmarks/.cache/compat/) and, when its features are cached, UCSD Ped2
-(`benchmarks/ped2.py` extracts them). Each variant is `arnet train`'s `single` model at the
-paper's settings with one reference behaviour switched on (or all of them, or none), trained
-with seeds 1..N on the CPU; the frame-level test AUC is measured every `--eval-every`
-iterations. Prints mean ± sample std at the chosen iterations and writes
-`benchmarks/compat_curves.png` (AUC versus iteration) and a JSON of every run.
+(`benchmarks/ped2.py` extracts them). Each variant is a set of TrainConfig changes to
+`arnet train`'s `single` model at the paper's settings: "arnet" (the defaults), "valid" (the
+center loss over valid segments only, arnet's former default), "reference" (`--compat
+reference`), or one reference behaviour on top of "valid". Each is trained with seeds 1..N on
+the CPU, one thread per process; the frame-level test AUC is measured every `--eval-every`
+iterations (scoring draws no random numbers, so it does not change training). Prints mean ±
+sample std at the `--report` iterations, writes AUC-versus-iteration curves (`--plot`) and keeps
+every run in `--results` (JSON lines), so an interrupted sweep resumes where it stopped.
+Without `--variants`, a plan runs each variant where it can differ from "valid" (`planned`).
 """
 
 from __future__ import annotations
