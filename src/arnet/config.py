@@ -18,6 +18,18 @@ FRAMES_PER_SEGMENT = 16
 # center loss nothing else remains: the same model and loop as AR-Net, minus its two ideas.
 NAIVE_BASELINE = {"topk_divisor": 1, "center_weight": 0.0}
 
+# `--compat reference`: every training behaviour of the reference AR-Net code where arnet
+# deliberately differs (README, "What differs from the reference implementation").
+REFERENCE_COMPAT = {
+    "center_loss": "padded",
+    "window_start": "reference",
+    "strided_window": "reference",
+    "perturbed_sampling": "reference",
+    "dropout_mask": "torch",
+    "fused_adam": False,
+}
+COMPAT_PRESETS = {"reference": REFERENCE_COMPAT}
+
 
 def _field(
     default: Any = dataclasses.MISSING,
@@ -161,6 +173,30 @@ class TrainConfig:
     """Longer videos are sampled down to 300 segments (reference --max-seqlen)."""
     sample_step: int = 1
     """Stride of the random window taken from long normal videos."""
+    window_start: str = _field(
+        "any",
+        choices=("any", "reference"),
+        help="start of a long normal video's window: any (default) or as the reference code "
+        "draws it (never the last possible start)",
+    )
+    """Start of a long normal video's window: "any" of the T - L + 1, or "reference" (never
+    the last one, as the reference code draws it)."""
+    strided_window: str = _field(
+        "full",
+        choices=("full", "reference"),
+        help="with --sample-step s > 1: full windows of --max-segments segments (default), or "
+        "the reference code's ceil(max_segments / s) segments",
+    )
+    """With sample_step s > 1: "full" windows of max_segments segments, or "reference"
+    (ceil(max_segments / s) segments, the rest padding)."""
+    perturbed_sampling: str = _field(
+        "bins",
+        choices=("bins", "reference"),
+        help="long anomalous videos: one segment per bin, in order (default), or the "
+        "reference code's closed bins (a segment may repeat, the last position is fixed)",
+    )
+    """Long anomalous videos: one segment per bin, in order ("bins"), or "reference" (closed
+    bins that can repeat a segment, the last one fixed)."""
 
     # --- losses (SPEC §4) ---
     mil_loss: str = _field("bce", choices=("bce", "mse", "hinge"))
@@ -171,6 +207,18 @@ class TrainConfig:
     """lambda_1 of --Lambda 1_20."""
     center_weight: float = 20.0
     """lambda_2 of --Lambda 1_20: the center loss dominates the scale, as published."""
+    center_loss: str = _field(
+        "anchored",
+        choices=("anchored", "valid", "padded"),
+        help="center loss of normal videos: anchored (default; each video's scores and as "
+        "many scores of an empty scene share one center), valid (each video's own variance) or "
+        "padded (the reference code's: over the batch's longest length)",
+    )
+    """Center loss of normal videos: "anchored" (each video's variance taken together with as
+    many scores of an empty scene, an all-zero feature: one level for normal scores; README,
+    "Learning as fast as the reference code"), "valid" (each video's own variance only) or
+    "padded" (the reference code's: over the batch's longest length, padded positions scored
+    on all-zero features)."""
     bas_base_weight: float = _field(
         1.0, help="model bas: weight of the base-branch loss (default 1)"
     )
@@ -243,6 +291,19 @@ class TrainConfig:
     )
     """CUDA: copy the training features to the GPU once and gather every batch there (no
     per-step host-to-device copy); needs them in memory or in a packed store."""
+    dropout_mask: str = _field(
+        "fast",
+        choices=("fast", "torch"),
+        help="model single on the CPU: dropout masks from 16 random bits (default, a tenth of "
+        "the cost) or torch's Bernoulli masks (the reference code's)",
+    )
+    """Model `single` on the CPU: dropout masks from 16 random bits ("fast", a tenth of the
+    cost) or torch's Bernoulli masks ("torch", the reference code's)."""
+    fused_adam: bool = _field(
+        True, help="Adam's fused update where torch has it (off: the reference code's)"
+    )
+    """Adam's fused update (one pass per parameter) where torch has it; False: torch's
+    default per-parameter update, the reference code's. Equal up to float rounding."""
     pretrained: str | None = _field(
         None, help="initialise from this checkpoint or state dict", path=True
     )
@@ -318,6 +379,15 @@ class TrainConfig:
             if allowed is not None and value not in allowed:
                 name = f.name
                 raise ValueError(f"config field {name!r} must be one of {allowed}, got {value!r}")
+
+    def reference_sampling(self) -> tuple[str, ...]:
+        """The reference code's sampling behaviours this config turns on."""
+        chosen = {
+            "window_start": self.window_start,
+            "strided_window": self.strided_window,
+            "perturbed_sampling": self.perturbed_sampling,
+        }
+        return tuple(name for name, value in chosen.items() if value == "reference")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

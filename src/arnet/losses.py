@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Batch
+from .reference import padded_center_loss
 
 
 def topk_counts(lengths: torch.Tensor, k: int) -> torch.Tensor:
@@ -106,6 +107,34 @@ def center_loss(scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) 
     return (var * normal).sum() / normal.sum().clamp(min=1)
 
 
+def anchored_center_loss(
+    scores: torch.Tensor, empty: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Center loss with an anchor: per normal video, the unbiased variance of its n valid
+    scores together with n scores of an empty scene (an all-zero feature), around their one
+    shared mean; averaged over normal videos.
+
+    The anchor ties every normal video's score level to the model's answer for "nothing
+    there", the same for all videos, so normal scores cannot follow the sheer amount of
+    activity in a scene; the reference code had this pull by accident, through the padded
+    positions of its batches (README, "Learning as fast as the reference code").
+
+    Args:
+        scores: (B, T) valid scores; empty: (B, T) scores of all-zero features (each drawn
+            with its own dropout mask in training); labels: (B,); mask: (B, T) bool.
+    """
+    both = torch.cat((scores, empty), dim=1)
+    m = torch.cat((mask, mask), dim=1).to(scores.dtype)
+    n = m.sum(dim=1)
+    mean = (both * m).sum(dim=1) / n.clamp(min=1)
+    var = ((both - mean[:, None]) ** 2 * m).sum(dim=1) / (n - 1).clamp(min=1)
+    normal = (labels == 0).to(scores.dtype)
+    return (var * normal).sum() / normal.sum().clamp(min=1)
+
+
+CENTER_LOSSES = ("valid", "anchored", "padded")
+
+
 def hinge_ranking_loss(
     scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
@@ -129,6 +158,9 @@ class MilCenterObjective:
         mil_loss: "bce" or "mse" (dynamic top-k MIL) or "hinge" (ranking over video maxima).
         topk_divisor: k of the dynamic top-k.
         mil_weight, center_weight: lambda_1 and lambda_2 (reference --Lambda 1_20).
+        center: "valid" (variance over each normal video's valid segments), "anchored"
+            (`anchored_center_loss`) or "padded" (the reference's: over the batch's longest
+            length, positions past a video's end scored on all-zero features).
     """
 
     def __init__(
@@ -137,9 +169,13 @@ class MilCenterObjective:
         topk_divisor: int = 4,
         mil_weight: float = 1.0,
         center_weight: float = 20.0,
+        center: str = "valid",
     ) -> None:
         if mil_loss not in ("bce", "mse", "hinge"):
             raise ValueError(f"unknown MIL loss {mil_loss!r}; choose bce, mse or hinge")
+        if center not in CENTER_LOSSES:
+            raise ValueError(f"unknown center loss {center!r}; choose {', '.join(CENTER_LOSSES)}")
+        self.center = center
         self.mil_loss = mil_loss
         self.topk_divisor = topk_divisor
         self.mil_weight = mil_weight
@@ -149,16 +185,37 @@ class MilCenterObjective:
         self, model: nn.Module, batch: Batch
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and its named parts for one batch."""
-        scores = model(batch.features, batch.mask)
+        if self.center == "padded":  # padded positions scored too (features are zero there)
+            scores = model(batch.features, torch.ones_like(batch.mask))
+        else:
+            scores = model(batch.features, batch.mask)
         if self.mil_loss == "hinge":
             mil = hinge_ranking_loss(scores, batch.labels, batch.mask)
         else:
             mil = dynamic_mil_loss(
                 scores, batch.labels, batch.mask, self.topk_divisor, self.mil_loss
             )
-        center = center_loss(scores, batch.labels, batch.mask)
+        center = self._center(model, batch, scores)
         total = self.mil_weight * mil + self.center_weight * center
         return total, {"mil": mil, "center": center}
+
+    def _center(self, model: nn.Module, batch: Batch, scores: torch.Tensor) -> torch.Tensor:
+        if self.center == "padded":
+            return padded_center_loss(scores, batch.labels)
+        if self.center == "valid":
+            return center_loss(scores, batch.labels, batch.mask)
+        normal = batch.labels == 0
+        if not bool(normal.any()):
+            return scores.new_zeros(())
+        mask = batch.mask[normal]
+        # one empty-scene score per valid segment
+        shortcut = getattr(model, "empty_scores", None)
+        if shortcut is not None:  # a per-segment model scores zeros without multiplying them
+            empty = mask.to(scores.dtype).masked_scatter(mask, shortcut(int(mask.sum())))
+        else:
+            zeros = batch.features.new_zeros(*mask.shape, batch.features.shape[-1])
+            empty = model(zeros, mask)
+        return anchored_center_loss(scores[normal], empty, batch.labels[normal], mask)
 
 
 # ---------------------------------------------------------------------- BaS-Net (SPEC §3)

@@ -4,6 +4,7 @@ each training batch. `FeatureDataset.batch` (or `batch_from` on a device) then a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from .data import ANOMALOUS, NORMAL, Batch, Draw, FeatureDataset
 from .errors import DataError
+from .reference import SAMPLING_BEHAVIOURS, sample_positions_compat
 
 
 def sample_positions(
@@ -76,6 +78,8 @@ class BalancedBatchSampler:
     uniformly without replacement (anomalous first). A class with fewer videos than that
     contributes all of its videos, once each: with Ped2's 6 anomalous and 4 normal training
     videos, a batch is those 10 videos. `draws` balanced draws are stacked per batch.
+    `reference_sampling` names behaviours of the reference code's segment sampling to
+    reproduce (`arnet.reference.SAMPLING_BEHAVIOURS`).
 
     The sampler owns its random generator; `state_dict()` / `load_state_dict()` make a resumed
     run draw exactly the batches the uninterrupted run would have drawn.
@@ -97,8 +101,14 @@ class BalancedBatchSampler:
         seed: int | None = None,
         device: torch.device | str | None = None,
         reuse_buffer: bool = False,
+        reference_sampling: Sequence[str] = (),
     ) -> None:
         self.dataset = dataset
+        # the reference code's sampling behaviours to reproduce (arnet.reference)
+        self.reference_sampling = {name: True for name in reference_sampling}
+        unknown = sorted(set(self.reference_sampling) - set(SAMPLING_BEHAVIOURS))
+        if unknown:
+            raise ValueError(f"unknown reference sampling behaviour {unknown[0]!r}")
         self.videos_per_class = videos_per_class
         self.max_segments = max_segments
         self.sample_step = sample_step
@@ -132,12 +142,13 @@ class BalancedBatchSampler:
                 n = min(self.videos_per_class, len(pool))
                 videos.append(self.rng.choice(pool, size=n, replace=False))
         vids = np.concatenate(videos)
-        positions = sample_positions(
+        positions = (sample_positions_compat if self.reference_sampling else sample_positions)(
             self.dataset.lengths[vids],
             self.dataset.labels[vids] == ANOMALOUS,
             self.max_segments,
             self.rng,
             self.sample_step,
+            **self.reference_sampling,
         )
         crops = None
         if self.dataset.crops is not None and self.crop_mode == "random":

@@ -20,6 +20,7 @@ checkpoint copied over), leaving the original run untouched.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import random
@@ -71,7 +72,11 @@ def build_objective(model_name: str, config: TrainConfig) -> Any:
     kind = model_entry(model_name).objective
     if kind == "mil":
         return MilCenterObjective(
-            config.mil_loss, config.topk_divisor, config.mil_weight, config.center_weight
+            config.mil_loss,
+            config.topk_divisor,
+            config.mil_weight,
+            config.center_weight,
+            config.center_loss,
         )
     if kind == "bas":
         if config.mil_loss != "bce":
@@ -83,6 +88,16 @@ def build_objective(model_name: str, config: TrainConfig) -> Any:
             config.bas_base_weight, config.bas_suppressed_weight, config.bas_foreground_weight
         )
     raise ValueError(f"model {model_name!r} asks for unknown objective {kind!r}")
+
+
+def model_args(config: TrainConfig) -> dict[str, Any]:
+    """The model's constructor arguments: `model_args`, plus `dropout_mask` for a model that
+    takes it (`single`; the others draw torch's masks anyway)."""
+    args = dict(config.model_args)
+    takes = inspect.signature(model_entry(config.model).cls).parameters
+    if config.dropout_mask != "fast" and "dropout_mask" in takes:
+        args.setdefault("dropout_mask", config.dropout_mask)
+    return args
 
 
 # ---------------------------------------------------------------------- the run
@@ -179,13 +194,13 @@ class Trainer:
         if config.reuse_memory:
             keep_freed_memory()
         seed_everything(config.seed)
-        self.model = create_model(config.model, train_set.dim, **config.model_args).to(self.device)
+        self.model = create_model(config.model, train_set.dim, **model_args(config)).to(self.device)
         if config.pretrained and resume_from is None:  # a resumed run has its own weights
             load_pretrained(self.model, config.pretrained)
         # What the steps and the snapshots call: the model, compiled and/or under autocast.
         self.run_model = prepare_model(self.model, self.device, config.precision, config.compile)
         cuda = self.device.type == "cuda"
-        self.optimizer = make_adam(self.model, config.lr, config.weight_decay)
+        self.optimizer = make_adam(self.model, config.lr, config.weight_decay, config.fused_adam)
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
         self.sampler = BalancedBatchSampler(
             train_set,
@@ -201,6 +216,7 @@ class Trainer:
             # The step is done with a batch before the next is drawn; on CUDA the copy to the
             # device may still be reading the buffer, so each batch gets its own there.
             reuse_buffer=not cuda,
+            reference_sampling=config.reference_sampling(),
         )
         self.objective = build_objective(config.model, config)
         self.total = config.total_iterations(len(train_set))
@@ -372,6 +388,13 @@ class Trainer:
             )
         log.append("log.jsonl", record)
         bar.set_postfix(loss=f"{record['loss']:.4f}")
+
+    def step(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One training iteration outside `run` (no logging, snapshots or checkpoints): for
+        callers that drive their own loop, such as benchmarks/compat.py."""
+        loss, parts = self._step()
+        self.iteration += 1
+        return loss, parts
 
     def _step(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One optimisation step; the loss stays on the device (reading it would sync)."""

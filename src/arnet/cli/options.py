@@ -17,7 +17,7 @@ import math
 import warnings
 from typing import Any
 
-from ..config import config_field
+from ..config import COMPAT_PRESETS, config_field
 
 S = argparse.SUPPRESS  # options not given stay out of the namespace: explicit ones override
 
@@ -245,6 +245,28 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     _field_option(g, "mil_weight", "--mil-weight", type=float)
     _field_option(g, "center_weight", "--center-weight", type=float)
     _field_option(g, "mil_loss", "--mil-loss")
+    _field_option(g, "center_loss", "--center-loss")
+    g.add_argument(
+        "--compat",
+        choices=tuple(COMPAT_PRESETS),
+        default=S,
+        help="reference: train as the reference AR-Net code does (its padded center loss, "
+        "window and perturbed sampling, dropout masks and Adam); options given explicitly "
+        "still apply",
+    )
+    _field_option(g, "window_start", "--window-start")
+    _field_option(g, "strided_window", "--strided-window")
+    _field_option(g, "perturbed_sampling", "--perturbed-sampling")
+    _field_option(g, "dropout_mask", "--dropout-mask")
+    _field_option(
+        g,
+        "fused_adam",
+        "--no-fused-adam",
+        action="store_const",
+        const=False,
+        help="torch's default per-parameter Adam update (the reference code's) instead of the "
+        "fused one",
+    )
     _field_option(g, "bas_base_weight", "--bas-base-weight", type=float)
     _field_option(g, "bas_suppressed_weight", "--bas-suppressed-weight", type=float)
     _field_option(g, "bas_foreground_weight", "--bas-foreground-weight", type=float)

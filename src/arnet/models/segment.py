@@ -31,6 +31,8 @@ def per_segment(
     return valid.new_zeros(mask.shape).masked_scatter(mask, valid)
 
 
+DROPOUT_MASKS = ("fast", "torch")
+
 # Dropout masks on the CPU come from 16 random bits per element: drawing 64-bit integers and
 # splitting them costs a tenth of torch's Bernoulli sampler, which took ~10% of a training
 # step of `single` at the paper's settings (benchmarks/speed.py).
@@ -126,6 +128,8 @@ class SingleLayer(nn.Module):
         feature_dim: D.
         hidden_dim: width of the hidden layer (default D, as published).
         dropout: dropout rate after the hidden layer in training.
+        dropout_mask: "fast" (16-bit masks on the CPU, `dropout_keep_mask`) or "torch"
+            (torch's own Bernoulli masks, as the reference code draws them).
     """
 
     independent_segments = True
@@ -133,9 +137,16 @@ class SingleLayer(nn.Module):
     videos into one row with no padding (`arnet.evaluate.predict`)."""
 
     def __init__(
-        self, feature_dim: int, hidden_dim: int | None = None, dropout: float = 0.7
+        self,
+        feature_dim: int,
+        hidden_dim: int | None = None,
+        dropout: float = 0.7,
+        dropout_mask: str = "fast",
     ) -> None:
         super().__init__()
+        if dropout_mask not in DROPOUT_MASKS:
+            raise ValueError(f"dropout_mask must be one of {DROPOUT_MASKS}, got {dropout_mask!r}")
+        self.fast_mask = dropout_mask == "fast"
         hidden = hidden_dim or feature_dim
         self.fc = nn.Linear(feature_dim, hidden)
         self.dropout = nn.Dropout(dropout)
@@ -144,9 +155,22 @@ class SingleLayer(nn.Module):
 
     def segment_scores(self, x: torch.Tensor) -> torch.Tensor:
         """(N, D) features -> (N,) scores."""
-        h = relu_dropout(self.fc(x), self.dropout.p, self.training)
+        if self.fast_mask:
+            h = relu_dropout(self.fc(x), self.dropout.p, self.training)
+        else:
+            h = F.dropout(torch.relu(self.fc(x)), self.dropout.p, self.training)
         return score_head(self.classifier, h)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """features (B, T, D), mask (B, T) -> scores (B, T)."""
         return per_segment(self.segment_scores, features, mask)
+
+    def empty_scores(self, n: int) -> torch.Tensor:
+        """(n,) scores of an all-zero feature, each with its own dropout mask in training:
+        `segment_scores(zeros(n, D))` without multiplying zeros, since fc(0) is fc's bias."""
+        pre = self.fc.bias.expand(n, -1)
+        if self.fast_mask:
+            h = relu_dropout(pre, self.dropout.p, self.training)
+        else:
+            h = F.dropout(torch.relu(pre), self.dropout.p, self.training)
+        return score_head(self.classifier, h)
