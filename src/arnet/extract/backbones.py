@@ -256,7 +256,16 @@ def make_efficientnet_lite0(
     pool: str = "mean",
     frame_batch: int = 64,
     spatial: str = "mean",
+    runtime: str = "torch",
+    threads: int | None = None,
 ) -> Backbone:
     from .image import efficientnet_lite0
 
-    return efficientnet_lite0(weights=weights, pool=pool, frame_batch=frame_batch, spatial=spatial)
+    return efficientnet_lite0(
+        weights=weights,
+        pool=pool,
+        frame_batch=frame_batch,
+        spatial=spatial,
+        runtime=runtime,
+        threads=threads,
+    )

@@ -12,6 +12,7 @@ from typing import Any
 from .flow import FLOW_METHODS
 from .image import POOLS, SPATIAL
 from .preprocess import CROP_MODES, TAIL_POLICIES, Preprocessing
+from .runtimes import RUNTIMES
 
 
 def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
@@ -85,9 +86,31 @@ def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
         help=f"flow clipping bound in pixels (default 20){note}",
     )
     g.add_argument(
+        "--frame-stride",
+        type=int,
+        default=None,
+        metavar="K",
+        help="2D backbones: encode every K-th frame only, K dividing the segment length "
+        f"(default 1; recorded with the features){note}",
+    )
+    g.add_argument(
         "--fps", type=float, default=None, help="frame rate of frame folders (default 25)"
     )
     g = p.add_argument_group("run")
+    g.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=None,
+        help="2D backbones: what runs the network: torch (default), or onnxruntime / openvino, "
+        'several times faster on CPUs (pip install "arnet-vad[export]"); same features to '
+        "float rounding",
+    )
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for the network (default: torch's, one per core)",
+    )
     g.add_argument("--batch-size", type=int, default=16, help="segments per forward pass")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -184,6 +207,16 @@ def _backbone_options(args: argparse.Namespace) -> dict[str, Any]:
         options["pool"] = args.pool
     if args.spatial is not None:
         options["spatial"] = args.spatial
+    if args.runtime not in (None, "torch"):
+        options["runtime"] = args.runtime
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+        if args.runtime not in (None, "torch"):
+            options["threads"] = args.threads
     return options
 
 
