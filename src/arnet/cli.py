@@ -440,6 +440,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_detect_arguments(p)
     p.set_defaults(func=cmd_detect)
 
+    from .export import add_export_arguments, run_export
+
+    p = sub.add_parser(
+        "export", help="write a run's scoring head (and backbone) as ONNX or TorchScript files"
+    )
+    add_export_arguments(p)
+    p.set_defaults(func=run_export)
+
     p = sub.add_parser("models", help="list the models")
     p.add_argument(
         "--feature-dim",

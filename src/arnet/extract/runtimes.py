@@ -119,7 +119,7 @@ class CompiledNetwork:
         self._outputs[index] = request.get_output_tensor(0).data.copy()
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(x)  # the graph's input type: float32 frames, uint8 pixels
         with self._lock:
             step = self.request_frames
             if self.runtime == "onnxruntime":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import queue
 import threading
 import time
@@ -31,7 +32,8 @@ _tuned = False
 def limit_allocator_churn(mmap_threshold: int = 1 << 30) -> bool:
     """Keep large freed blocks in the process's heap instead of returning them to the kernel.
 
-    Only glibc is affected (other C libraries: nothing happens). Idempotent.
+    Only glibc is affected (other C libraries: nothing happens). Idempotent. The environment
+    variable ARNET_ALLOCATOR_TUNING=0 leaves the allocator as it is (to measure the difference).
 
     Returns:
         True when the setting was applied.
@@ -39,6 +41,8 @@ def limit_allocator_churn(mmap_threshold: int = 1 << 30) -> bool:
     global _tuned
     if _tuned:
         return True
+    if os.environ.get("ARNET_ALLOCATOR_TUNING", "1") == "0":
+        return False
     name = ctypes.util.find_library("c")
     if name is None:
         return False
