@@ -59,14 +59,23 @@ def ped2_videos(data: Path, count: int) -> list[Path]:
 
 def h264_copy(folder: Path, cache: Path) -> Path:
     """The frames of `folder` as an H.264 file (made once, kept in the cache)."""
-    from arnet.extract.video import VideoInput, write_video
+    import av
+
+    from arnet.extract.video import VideoInput
 
     path = cache / f"{folder.name}.mp4"
     if not path.is_file():
         cache.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".part.mp4")
-        frames = VideoInput(folder, folder.name, "frames").frames()
-        write_video(partial, frames, fps=25.0, codec="libx264")
+        with av.open(str(partial), "w") as container:
+            stream = None
+            for frame in VideoInput(folder, folder.name, "frames").frames():
+                if stream is None:
+                    stream = container.add_stream("libx264", rate=25)
+                    stream.height, stream.width = frame.shape[:2]
+                    stream.pix_fmt = "yuv420p"
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode())
         partial.replace(path)
     return path
 

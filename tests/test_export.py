@@ -36,7 +36,7 @@ def scene(n: int, event_from: int | None, seed: int) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def lite_run(tmp_path_factory):
     """A run trained on EfficientNet-Lite0 features of generated videos (48 x 64 frames)."""
-    from arnet.extract.video import write_video
+    from helpers import write_video
 
     root = tmp_path_factory.mktemp("export")
     videos = root / "videos"

@@ -14,17 +14,18 @@ pytest.importorskip("av", reason="the extract extra (PyAV) is not installed")
 pytest.importorskip("cv2", reason="the extract extra (OpenCV) is not installed")
 pytest.importorskip("efficientnet_lite_pytorch", reason="the extract extra is not installed")
 
+from helpers import write_video  # noqa: E402
+
 from arnet.cli import main  # noqa: E402
+from arnet.errors import ExtractError  # noqa: E402
 from arnet.extract import (  # noqa: E402
     ExtractConfig,
-    ExtractError,
     FeatureExtractor,
     Preprocessing,
     create_backbone,
     find_inputs,
 )
 from arnet.extract.tuning import limit_allocator_churn, prefetch  # noqa: E402
-from arnet.extract.video import write_video  # noqa: E402
 
 
 def moving_frames(n: int, seed: int = 0, size: tuple[int, int] = (60, 80)) -> list[np.ndarray]:

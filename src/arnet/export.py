@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from .atomic import write_json_atomic
-from .data import DataError
+from .errors import DataError
 
 EXPORT_FORMAT = "arnet-export"
 EXPORT_VERSION = 1

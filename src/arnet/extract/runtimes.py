@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import ExtractError, MissingExtraError
+from ..errors import ExtractError, MissingExtraError
 
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 EXPORT_HINT = 'pip install "arnet-vad[export]"'
