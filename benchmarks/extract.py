@@ -9,7 +9,8 @@ EfficientNet-Lite0 on UCSD Ped2 test videos (360 x 240 frames, whole frame resiz
 H.264 file made from the same frames (libx264, cached under benchmarks/.cache/extract/). Each
 configuration runs in a fresh process (thread counts and the allocator are per process):
 
-1. one warm-up pass over the first video (runtimes compile their graph for the frame size);
+1. one warm-up pass over 16 frames of the first video (runtimes compile their graph for the
+   frame size);
 2. `--repeats` timed passes of `arnet extract`'s own code (`extract_dataset`: decode, resize,
    crop and scale, network, pooling, writing the .npy files) over `--videos` videos.
 
@@ -119,7 +120,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     precision = torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec["precision"] == "bf16")
     out = Path(spec["out"])
     with precision:
-        extract_dataset(videos[:1], out / "warmup", extractor, progress=False)
+        warmup = find_inputs([spec["warmup"]])
+        extract_dataset(warmup, out / "warmup", extractor, progress=False)
         passes = []
         for _ in range(spec["repeats"]):
             extractor.timings.reset()
@@ -150,6 +152,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         "system_ms_per_frame": 1000 * statistics.median(p["system"] for p in passes) / frames,
         "stages_s": {k: round(v, 3) for k, v in best["stages"].items()},
         "wall_s": round(best["wall"], 3),
+        "allocator": "stock" if os.environ.get("ARNET_ALLOCATOR_TUNING") == "0" else "tuned",
         "torch_threads": torch.get_num_threads(),
         "load_1min": os.getloadavg()[0],
         "features": str(out / "run" / "features_video" / "efficientnet-lite0" / "rgb"),
@@ -212,6 +215,13 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(REPO / "src"))
     folders = ped2_videos(args.data, args.videos)
+    warmup = args.cache / "warmup" / folders[0].name
+    if not warmup.is_dir():
+        import shutil
+
+        warmup.mkdir(parents=True)
+        for file in sorted(folders[0].iterdir())[:16]:
+            shutil.copy(file, warmup / file.name)
     sources = {
         "frames": [str(f) for f in folders],
         "video": [str(h264_copy(f, args.cache)) for f in folders] if "video" in args.inputs else [],
@@ -233,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                             spec = {
                                 "input": kind,
                                 "inputs": sources[kind],
+                                "warmup": str(warmup),
                                 "runtime": runtime,
                                 "precision": precision,
                                 "threads": threads,
@@ -271,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
 def print_row(row: dict[str, Any], header: bool) -> None:
     if header:
         print(
-            f"{'input':6} {'runtime':11} {'prec':4} {'thr':>3} {'k':>2} {'fps best':>8} "
+            f"{'input':6} {'runtime':11} {'prec':4} {'thr':>3} {'k':>2} {'pf':>3} {'alloc':5} "
+            f"{'fps best':>8} "
             f"{'median':>6} {'usr ms/f':>8} {'sys ms/f':>8} "
             + " ".join(f"{s:>7}" for s in STAGES)
             + f" {'wall s':>6} {'load':>4} {'max diff':>8}"
@@ -280,7 +292,7 @@ def print_row(row: dict[str, Any], header: bool) -> None:
     diff = "-" if row["max_abs_diff"] is None else f"{row['max_abs_diff']:.1e}"
     print(
         f"{row['input']:6} {row['runtime']:11} {row['precision']:4} {row['threads']:3d} "
-        f"{row['stride']:2d} {row['fps_best']:8.1f} {row['fps_median']:6.1f} "
+        f"{row['stride']:2d} {row['prefetch']:3d} {row['allocator']:5} {row['fps_best']:8.1f} {row['fps_median']:6.1f} "
         f"{row['user_ms_per_frame']:8.1f} {row['system_ms_per_frame']:8.1f} {stages} "
         f"{row['wall_s']:6.2f} {row['load_1min']:4.1f} {diff:>8}",
         flush=True,
