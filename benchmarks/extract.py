@@ -292,7 +292,8 @@ def print_row(row: dict[str, Any], header: bool) -> None:
     diff = "-" if row["max_abs_diff"] is None else f"{row['max_abs_diff']:.1e}"
     print(
         f"{row['input']:6} {row['runtime']:11} {row['precision']:4} {row['threads']:3d} "
-        f"{row['stride']:2d} {row['prefetch']:3d} {row['allocator']:5} {row['fps_best']:8.1f} {row['fps_median']:6.1f} "
+        f"{row['stride']:2d} {row['prefetch']:3d} {row['allocator']:5} "
+        f"{row['fps_best']:8.1f} {row['fps_median']:6.1f} "
         f"{row['user_ms_per_frame']:8.1f} {row['system_ms_per_frame']:8.1f} {stages} "
         f"{row['wall_s']:6.2f} {row['load_1min']:4.1f} {diff:>8}",
         flush=True,
