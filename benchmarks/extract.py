@@ -51,11 +51,27 @@ STAGES = ("decode", "resize", "preprocess", "network", "pooling", "write")
 # ---------------------------------------------------------------------- inputs
 
 
-def ped2_videos(data: Path, count: int) -> list[Path]:
-    frames = sorted((data / "frames").iterdir())
-    if not frames:
+def ped2_videos(data: Path, count: int, frames: int, cache: Path) -> list[Path]:
+    """The first `count` Ped2 test videos; with `frames`, copies of their first frames."""
+    import shutil
+
+    folders = sorted((data / "frames").iterdir())
+    if not folders:
         raise SystemExit(f"{data}/frames: no Ped2 frame folders")
-    return frames[:count]
+    if not frames:
+        return folders[:count]
+    cut = []
+    for folder in folders[:count]:
+        target = cache / f"first{frames}" / folder.name
+        if not target.is_dir():
+            partial = target.with_name(target.name + ".part")
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+            for file in sorted(folder.iterdir())[:frames]:
+                shutil.copy(file, partial / file.name)
+            partial.replace(target)
+        cut.append(target)
+    return cut
 
 
 def h264_copy(folder: Path, cache: Path) -> Path:
@@ -64,7 +80,7 @@ def h264_copy(folder: Path, cache: Path) -> Path:
 
     from arnet.extract.video import VideoInput
 
-    path = cache / f"{folder.name}.mp4"
+    path = cache / f"{folder.parent.name}-{folder.name}.mp4"
     if not path.is_file():
         cache.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".part.mp4")
@@ -188,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="UCSD Ped2 folder")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where H.264 copies go")
     p.add_argument("--videos", type=int, default=2, help="Ped2 test videos per pass (default 2)")
+    p.add_argument(
+        "--frames", type=int, default=0, help="only the first N frames of each video (0: all)"
+    )
     p.add_argument("--inputs", nargs="+", default=["frames", "video"], choices=("frames", "video"))
     p.add_argument(
         "--runtimes", nargs="+", default=["torch", "onnxruntime", "openvino"], metavar="RUNTIME"
@@ -214,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     sys.path.insert(0, str(REPO / "src"))
-    folders = ped2_videos(args.data, args.videos)
+    folders = ped2_videos(args.data, args.videos, args.frames, args.cache)
     warmup = args.cache / "warmup" / folders[0].name
     if not warmup.is_dir():
         import shutil
