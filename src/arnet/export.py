@@ -21,11 +21,11 @@ through torch) behind a small interface: `frame_features(frames)`, `segment_feat
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,13 @@ import torch
 from torch import nn
 
 from .atomic import write_json_atomic
-from .errors import DataError
+from .checkpoint import load_checkpoint, model_from_checkpoint
+from .errors import ExportError
+from .extract.backbones import create_backbone
+from .extract.image import pool_frames
+from .extract.pipeline import read_metadata
+from .extract.preprocess import crop_windows, resize_short_side
+from .extract.runtimes import CompiledNetwork, onnx_bytes, require_runtime
 
 EXPORT_FORMAT = "arnet-export"
 EXPORT_VERSION = 1
@@ -43,10 +49,6 @@ FORMATS = ("onnx", "torchscript")
 MANIFEST = "manifest.json"
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 EXPORTABLE_BACKBONES = ("efficientnet-lite0",)
-
-
-class ExportError(DataError):
-    """A run, export folder or option that cannot be exported or loaded; names it."""
 
 
 # ---------------------------------------------------------------------- modules to export
@@ -127,8 +129,6 @@ def _write_module(
     free_axis: str,
 ) -> None:
     if fmt == "onnx":
-        from .extract.runtimes import onnx_bytes, require_runtime
-
         require_runtime("onnx", "exporting to ONNX")
         data = onnx_bytes(
             module,
@@ -139,8 +139,6 @@ def _write_module(
         )
         path.write_bytes(data)
     else:
-        import warnings
-
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer notes on shape arithmetic, fixed by design
             traced = torch.jit.trace(module.eval(), example, check_trace=False)
@@ -169,10 +167,6 @@ def export_run(
     Raises:
         ExportError, CheckpointError: naming the run, folder or option.
     """
-    from .extract.backbones import create_backbone
-    from .extract.pipeline import read_metadata
-    from .train import load_checkpoint, model_from_checkpoint
-
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     payload = load_checkpoint(run)
@@ -275,8 +269,6 @@ class _Runner:
     def __init__(self, path: Path, fmt: str, runtime: str, threads: int | None) -> None:
         self.fmt = fmt
         if fmt == "torchscript":
-            import warnings
-
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DeprecationWarning)
@@ -284,8 +276,6 @@ class _Runner:
             except (RuntimeError, ValueError) as exc:
                 raise ExportError(f"{path}: not a loadable TorchScript file ({exc})") from exc
             return
-        from .extract.runtimes import CompiledNetwork
-
         try:
             self.compiled = CompiledNetwork(
                 path.read_bytes(), runtime, threads or torch.get_num_threads()
@@ -348,8 +338,6 @@ class ExportedDetector:
     def prepare(self, frame: np.ndarray) -> np.ndarray:
         """A decoded RGB frame (H, W, 3) uint8 -> the backbone's input: resized to the short
         side and cropped as the features were (`full` or `center` crop)."""
-        from .extract.preprocess import crop_windows, resize_short_side
-
         backbone = self._need_backbone()
         pp = self.manifest["extraction"]["preprocessing"]
         frame = resize_short_side(frame, pp["short_side"])
@@ -381,8 +369,6 @@ class ExportedDetector:
     def segment_feature(self, frame_features: np.ndarray) -> np.ndarray:
         """(L, frame_dim) features of one segment's frames -> its (D,) feature, pooled as the
         training features were."""
-        from .extract.image import pool_frames
-
         pooled = pool_frames(torch.from_numpy(np.asarray(frame_features))[None], self._pool())
         return pooled[0].numpy()
 
@@ -441,46 +427,3 @@ def load_exported(
     if "head" not in runners:
         raise ExportError(f"{path}: names no head")
     return ExportedDetector(folder, manifest, runtime, runners["head"], runners.get("backbone"))
-
-
-# ---------------------------------------------------------------------- command line
-
-
-def add_export_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", metavar="RUN", help="run folder or checkpoint file")
-    p.add_argument(
-        "--format",
-        required=True,
-        metavar="FORMAT",
-        help="onnx (ONNX Runtime, OpenVINO, ...) or torchscript (PyTorch without arnet)",
-    )
-    p.add_argument("--out", default=None, help="folder to write (default: RUN/export-FORMAT)")
-    p.add_argument(
-        "--input-size",
-        default=None,
-        metavar="WxH",
-        help="frame size the backbone takes after resizing (default: that of the extracted "
-        "training videos)",
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
-    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
-
-
-def run_export(args: argparse.Namespace) -> int:
-    size = parse_size(args.input_size) if args.input_size else None
-    out, manifest = export_run(args.run, args.format, args.out, size, args.overwrite)
-    if args.json:
-        print(json.dumps({"out": str(out), **manifest}))
-        return 0
-    lines = [f"{manifest['model']} head: {out / manifest['head']['file']}"]
-    backbone = manifest["backbone"]
-    if backbone:
-        lines.append(
-            f"{backbone['name']} backbone ({backbone['width']}x{backbone['height']} frames): "
-            f"{out / backbone['file']}"
-        )
-    else:
-        lines.append("no backbone exported (only efficientnet-lite0 rgb features have one)")
-    lines.append(f"manifest: {out / MANIFEST}")
-    print("\n".join(lines))
-    return 0

@@ -1,0 +1,235 @@
+"""Commands on videos: `arnet extract` (features in the AR-Net layout) and `arnet detect`
+(scores and alerts from a checkpoint)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..detect import load_detector, write_detection, write_summary
+from ..errors import ExtractError
+from ..extract.backbones import backbone_entry, create_backbone
+from ..extract.flow import FlowSettings
+from ..extract.pipeline import (
+    ExtractConfig,
+    FeatureExtractor,
+    extract_dataset,
+    parse_shard,
+    settings_summary,
+    torchrun_rank,
+)
+from ..extract.preprocess import Preprocessing
+from ..extract.video import find_inputs
+from ..formats.layout import read_split
+from ..formats.ped2 import is_frame_dataset, read_annotations, read_frame_dataset
+from ..runtime import resolve_device
+from .common import emit, progress
+
+# load_detector's words for what `arnet detect` calls options.
+_FLAGS = {
+    "give the backbone (and its weights)": "give --backbone (and --weights-rgb / --weights-flow)",
+    "give the rgb weights": "give --weights-rgb",
+    "give the flow weights": "give --weights-flow",
+}
+
+
+def _in_flags(message: str) -> str:
+    for words, flags in _FLAGS.items():
+        message = message.replace(words, flags)
+    return message
+
+
+def _given(args: argparse.Namespace, fields: Mapping[str, str] | Iterable[str]) -> dict[str, Any]:
+    """Fields whose option was given: {field: value}, for fields named as their option's dest
+    or mapped {option dest: field}."""
+    pairs = fields.items() if isinstance(fields, Mapping) else ((f, f) for f in fields)
+    return {field: getattr(args, dest) for dest, field in pairs if getattr(args, dest) is not None}
+
+
+_PREPROCESSING = tuple(f.name for f in dataclasses.fields(Preprocessing))  # options of that name
+_FLOW = {"flow": "method", "flow_bound": "bound"}
+
+
+def _backbone_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.random_init:
+        options["random_init"] = True
+    if args.pool is not None:
+        options["pool"] = args.pool
+    if args.spatial is not None:
+        options["spatial"] = args.spatial
+    if args.runtime not in (None, "torch"):
+        options["runtime"] = args.runtime
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+        if args.runtime not in (None, "torch"):
+            options["threads"] = args.threads
+    return options
+
+
+# ---------------------------------------------------------------------- extract
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    name = args.backbone or "i3d"
+    entry = backbone_entry(name)
+    weights = {"rgb": args.weights_rgb, "flow": args.weights_flow}
+    if args.modal is not None:
+        modalities = ["rgb", "flow"] if args.modal == "combine" else [args.modal]
+    elif entry.needs_weights and not args.random_init:
+        modalities = [m for m in ("rgb", "flow") if weights[m]]
+        if not modalities:
+            raise ExtractError(
+                f"backbone {name!r} needs weights: give --weights-rgb and/or --weights-flow"
+            )
+    else:
+        modalities = [m for m in ("rgb", "flow") if m in entry.modalities][:1]
+    for modality, path in weights.items():
+        if path and modality not in modalities:
+            raise ExtractError(
+                f"--weights-{modality} given, but --modal {args.modal} leaves {modality} out"
+            )
+
+    # A frame dataset folder (Ped2 layout) brings its own videos, labels and weak splits.
+    inputs: list[str] = []
+    annotations = read_annotations(args.labels) if args.labels else None
+    splits: dict[str, list[str]] = {}
+    for raw in args.inputs:
+        if is_frame_dataset(raw):
+            dataset = read_frame_dataset(raw)
+            inputs += [str(p) for p in dataset.videos.values()]
+            if annotations is None:
+                annotations = dict(dataset.annotations)
+            splits.update(dataset.splits)
+        else:
+            inputs.append(raw)
+    for split, path in (("train", args.train_split), ("test", args.test_split)):
+        if path:
+            splits[split] = read_split(path)
+    videos = find_inputs(inputs, fps=args.fps)
+
+    rank, world, local_rank = torchrun_rank()
+    if args.shard and world > 1:
+        raise ExtractError("give --shard or run under torchrun, not both")
+    shard = parse_shard(args.shard) if args.shard else (rank, world)
+    device = resolve_device(args.device, local_rank)
+    options = _backbone_options(args)
+    backbones = {m: create_backbone(name, m, weights[m], **options) for m in modalities}
+    config = ExtractConfig(
+        Preprocessing(**_given(args, _PREPROCESSING)),
+        FlowSettings(**_given(args, _FLOW)),
+        args.batch_size,
+    )
+    extractor = FeatureExtractor(backbones, config, device)
+    summary = extract_dataset(
+        videos,
+        args.out,
+        extractor,
+        annotations=annotations,
+        splits=splits or None,
+        shard=shard,
+        overwrite=args.overwrite,
+        progress=progress(args),
+    )
+    meta = extractor.metadata()
+    text = (
+        f"{settings_summary(meta)}\n"
+        f"extracted {len(summary.extracted)} video(s) ({summary.frames} frames, "
+        f"{summary.seconds:.1f} s), {len(summary.skipped)} already done"
+        + (f", {summary.other_shards} left to other shards" if summary.other_shards else "")
+        + f"\nfeatures: {summary.folder}"
+        + (f"\nground truth and splits: {summary.out}" if summary.ground_truth else "")
+    )
+    emit(
+        args,
+        {
+            "out": str(summary.out),
+            "folder": str(summary.folder),
+            "extracted": summary.extracted,
+            "skipped": summary.skipped,
+            "other_shards": summary.other_shards,
+            "frames": summary.frames,
+            "seconds": round(summary.seconds, 2),
+            "ground_truth": summary.ground_truth,
+            "settings": meta,
+        },
+        text,
+    )
+    return 0
+
+
+# ---------------------------------------------------------------------- detect
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    # Arguments and inputs first: a mistake shows before any model or video is loaded.
+    if args.calibrate and args.threshold is not None:
+        raise ExtractError("give --threshold or --calibrate, not both")
+    if not 0 <= args.false_alarm_rate < 1:
+        raise ExtractError(f"--false-alarm-rate must be in [0, 1), got {args.false_alarm_rate}")
+    videos = find_inputs(args.inputs, fps=args.fps)
+    normal = find_inputs(args.calibrate, fps=args.fps) if args.calibrate else []
+    weights = {m: w for m, w in (("rgb", args.weights_rgb), ("flow", args.weights_flow)) if w}
+    try:
+        detector, meta = load_detector(
+            args.checkpoint,
+            backbone=args.backbone,
+            weights=weights,
+            backbone_options=_backbone_options(args),
+            preprocessing=_given(args, _PREPROCESSING),
+            flow=_given(args, _FLOW),
+            batch_size=args.batch_size,
+            device=args.device,
+        )
+    except ExtractError as exc:
+        raise ExtractError(_in_flags(str(exc))) from exc
+    calibration = None
+    if normal:
+        threshold = detector.calibrate(normal, args.false_alarm_rate)
+        calibration = {
+            "videos": [str(v.path) for v in normal],
+            "false_alarm_rate": args.false_alarm_rate,
+        }
+    elif args.threshold is not None:
+        threshold = args.threshold
+    else:
+        threshold = detector.threshold
+    out = Path(args.out) if args.out else Path(meta["checkpoint"]).parent.parent / "detect"
+    detections, lines = [], []
+    for video in videos:
+        detection = detector.detect(video, threshold, args.min_alert_frames, args.merge_gap)
+        paths = write_detection(out, detection)
+        detections.append(detection)
+        lines.append(
+            f"{video.name}: {len(detection.alerts)} alert(s), max score "
+            f"{float(detection.segment_scores.max()):.3f}; {paths['scores'].name}, "
+            f"{paths['alerts'].name}, {paths['plot'].name}"
+        )
+        for a in detection.alerts:
+            lines.append(
+                f"  {a.start_s:8.2f} s - {a.end_s:8.2f} s  (frames {a.start_frame}-{a.end_frame}), "
+                f"peak {a.peak_score:.3f} at frame {a.peak_frame}"
+            )
+    summary = write_summary(
+        out, detections, {"threshold": threshold, "calibration": calibration, "extraction": meta}
+    )
+    header = f"threshold {threshold:.4f}" + (
+        f" (calibrated to {args.false_alarm_rate:.2%} false alarms on {len(calibration['videos'])} "
+        "normal video(s))"
+        if calibration
+        else ""
+    )
+    emit(
+        args,
+        json.loads(summary.read_text()) | {"out": str(out)},
+        "\n".join([header, *lines, f"results: {out}"]),
+    )
+    return 0
