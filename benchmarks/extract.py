@@ -253,8 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="extract-bench-") as tmp:
         for kind in args.inputs:
             reference = None
-            for runtime in args.runtimes:
-                for precision in args.precisions:
+            # the reference row (torch, fp32) first, so every other row is compared with it
+            for runtime in sorted(args.runtimes, key=lambda r: r != "torch"):
+                for precision in sorted(args.precisions, key=lambda p: p != "fp32"):
                     if precision == "bf16" and runtime != "torch":
                         continue  # runtimes take their precision from the CPU: fp32 on AVX2
                     for threads in args.threads:
