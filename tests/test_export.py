@@ -64,8 +64,8 @@ def lite_run(tmp_path_factory):
 
 def _reference(run):
     """The run's PyTorch model and backbone."""
-    from arnet.extract.backbones import create_backbone
     from arnet.checkpoint import load_checkpoint, model_from_checkpoint
+    from arnet.extract.backbones import create_backbone
 
     model = model_from_checkpoint(load_checkpoint(run)).eval()
     backbone = create_backbone("efficientnet-lite0", "rgb", pool="mean_std")

@@ -174,7 +174,8 @@ class FeatureExtractor:
                 backbone.timings = self.timings
         self.name = names.pop()
         limit_allocator_churn()
-        limit_library_threads()
+        if "flow" not in self.backbones:  # TV-L1 is the cost there: it keeps OpenCV's threads
+            limit_library_threads()
 
     @property
     def outputs(self) -> list[str]:
