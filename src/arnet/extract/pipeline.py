@@ -232,6 +232,7 @@ class FeatureExtractor:
                 yield frame
 
         if "flow" in self.backbones:
+            # the "flow" stage includes the decoding and resizing that each field pulls in
             flows = timings.timed(with_flow(resized(), self.config.flow), "flow")
             produced: Iterator[tuple[np.ndarray | None, np.ndarray | None]] = flows
         else:
@@ -257,8 +258,6 @@ class FeatureExtractor:
         timings.frames += segmenter.frames
         if segmenter.frames == 0:
             raise ExtractError(f"{video.path}: no frames decoded")
-        if not first_size:
-            raise ExtractError(f"{video.path}: no frame decoded")
         segments = segmenter.segments
         if segments == 0:
             raise ExtractError(
