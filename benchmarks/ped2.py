@@ -67,9 +67,19 @@ def extract(args: argparse.Namespace) -> tuple[Path, float, bool, int]:
         tag += f"{args.crop_size}"
     out = Path(args.cache) / tag
     timing = out / "extraction_seconds.json"
-    backbone = create_backbone(args.backbone, pool=args.pool, spatial=args.spatial)
+    if args.frame_stride > 1:
+        tag += f"-k{args.frame_stride}"
+    if args.runtime != "torch":  # same features to float rounding: its own cache, to compare
+        tag += f"-{args.runtime}"
+    runtime = {} if args.runtime == "torch" else {"runtime": args.runtime}
+    backbone = create_backbone(args.backbone, pool=args.pool, spatial=args.spatial, **runtime)
     config = ExtractConfig(
-        Preprocessing(short_side=args.short_side, crop=args.crop, crop_size=args.crop_size),
+        Preprocessing(
+            short_side=args.short_side,
+            crop=args.crop,
+            crop_size=args.crop_size,
+            frame_stride=args.frame_stride,
+        ),
         batch_size=args.batch_size,
     )
     extractor = FeatureExtractor({"rgb": backbone}, config, resolve_device(args.device))
@@ -165,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crop", default="full", choices=("full", "center", "ten"))
     p.add_argument("--crop-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=8, help="segments per forward pass")
+    p.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime", "openvino"))
+    p.add_argument("--frame-stride", type=int, default=1, help="encode every k-th frame")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the figures here")
     p.add_argument("--quiet", action="store_true")

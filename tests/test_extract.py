@@ -152,7 +152,7 @@ def test_preprocessing_validation_names_the_setting():
 # ---------------------------------------------------------------------- flow
 
 
-@pytest.mark.parametrize("method", ["tvl1", "farneback"])
+@pytest.mark.parametrize("method", ["tvl1", "dis", "farneback"])
 def test_flow_sees_rightward_motion(method):
     frames = moving_square(3, width=48, height=32, step=3)
     estimator = FlowEstimator(method)

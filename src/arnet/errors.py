@@ -15,6 +15,10 @@ class ExtractError(DataError):
     """A video, frame folder, weight file or extraction setting cannot be used; names it."""
 
 
+class ExportError(DataError):
+    """A run, export folder or option that cannot be exported or loaded; names it."""
+
+
 class MissingExtraError(ImportError, ValueError):
     """An optional library of the `extract` extra is not installed (the message says which)."""
 

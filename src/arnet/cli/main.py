@@ -48,6 +48,11 @@ COMMANDS: dict[str, Command] = {
         options._detect,
         "video",
     ),
+    "export": Command(
+        "write a run's scoring head (and backbone) as ONNX or TorchScript files",
+        options._export,
+        "export",
+    ),
     "models": Command("list the models", options._models, "training"),
 }
 

@@ -63,6 +63,16 @@ def _backbone_options(args: argparse.Namespace) -> dict[str, Any]:
         options["pool"] = args.pool
     if args.spatial is not None:
         options["spatial"] = args.spatial
+    if args.runtime not in (None, "torch"):
+        options["runtime"] = args.runtime
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+        if args.runtime not in (None, "torch"):
+            options["threads"] = args.threads
     return options
 
 

@@ -1,4 +1,4 @@
-"""Optical flow for the I3D flow stream: TV-L1 (the field's choice) or Farneback (faster).
+"""Optical flow for the I3D flow stream: TV-L1 (the field's choice), DIS or Farneback (faster).
 
 Flow is computed between consecutive resized grayscale frames, before cropping, so every crop
 of a segment sees the same field. Field i is the motion from frame i to frame i + 1; the last
@@ -8,9 +8,12 @@ frame, which has no successor, repeats the previous field, so a video of F frame
 Channel 0 is the horizontal displacement, channel 1 the vertical one.
 
 TV-L1 uses OpenCV contrib's `optflow.DualTVL1OpticalFlow` with its default parameters;
-it costs about a second per frame pair at 256 x 340 on a CPU core. Farneback (OpenCV core) is
-one to two orders of magnitude faster and gives coarser fields: features extracted with it are
-not comparable with TV-L1 features, which is why the method is recorded with the features.
+it costs about a second per frame pair at 256 x 340 on a CPU core. DIS (OpenCV core, the
+`medium` preset) is about a hundred times faster and the closest of the fast methods to TV-L1
+(benchmarks/i3d.py: on Ped2 frame pairs its fields differ from TV-L1's by a third less than
+Farneback's). Farneback (OpenCV core) is one to two orders of magnitude faster and gives
+coarser fields. Features of one method are not comparable with another's, which is why the
+method is recorded with the features.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 from ..errors import ExtractError
 from .optional import require
 
-FLOW_METHODS = ("tvl1", "farneback")
+FLOW_METHODS = ("tvl1", "dis", "farneback")
 FLOW_BOUND = 20.0
 
 
@@ -33,7 +36,7 @@ class FlowSettings:
     """How flow fields are computed and scaled.
 
     Attributes:
-        method: `tvl1` (TV-L1, OpenCV contrib) or `farneback` (OpenCV core, faster).
+        method: `tvl1` (TV-L1, OpenCV contrib), `dis` or `farneback` (OpenCV core, faster).
         bound: displacements are clipped to [-bound, bound] pixels, then divided by bound.
     """
 
@@ -65,12 +68,16 @@ class FlowEstimator:
                     'in `pip install "arnet-vad[extract]"`); or choose --flow farneback'
                 )
             self._tvl1 = optflow.DualTVL1OpticalFlow_create()
+        elif method == "dis":
+            self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         elif method != "farneback":
             raise ExtractError(f"flow method must be one of {FLOW_METHODS}, got {method!r}")
 
     def __call__(self, previous: np.ndarray, following: np.ndarray) -> np.ndarray:
         if self.method == "tvl1":
             flow = self._tvl1.calc(previous, following, None)
+        elif self.method == "dis":
+            flow = self._dis.calc(previous, following, None)
         else:
             # OpenCV's documented example settings: 3 pyramid levels halving the size, 15-pixel
             # windows, 3 iterations, 5-pixel polynomial neighbourhoods.

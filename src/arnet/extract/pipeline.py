@@ -2,7 +2,9 @@
 
 `FeatureExtractor.extract(video)` streams one video: frames are decoded, resized, paired with
 their flow field when a flow backbone is present, grouped into segments (tail policy), cropped
-and encoded `batch_size` segments at a time, so memory stays bounded for long videos.
+and encoded `batch_size` segments at a time, so memory stays bounded for long videos. Decoding,
+resizing and flow run in a background thread a bounded number of frames ahead of the network
+(`ExtractConfig.prefetch`), and the time of each stage is summed in `FeatureExtractor.timings`.
 
 `extract_dataset` writes what training reads (SPEC §1, AR-Net layout) plus what makes the
 features reproducible:
@@ -58,6 +60,7 @@ from .preprocess import (
     resize_short_side,
     scale_rgb,
 )
+from .tuning import StageTimes, limit_allocator_churn, limit_library_threads, prefetch
 from .video import VideoInput
 
 EXTRACTION_FORMAT = "arnet-extraction"
@@ -72,17 +75,22 @@ class ExtractConfig:
         preprocessing: resizing, cropping, segmenting (see `Preprocessing`).
         flow: flow method and bound (used when a flow backbone is present).
         batch_size: segments per forward pass (ten crops make 10 clips of each).
+        prefetch: frames decoded ahead of the network in a background thread (0: decode in
+            the calling thread, between forward passes).
     """
 
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     flow: FlowSettings = field(default_factory=FlowSettings)
     batch_size: int = 16
+    prefetch: int = 64
 
     def validate(self) -> None:
         self.preprocessing.validate()
         self.flow.validate()
         if self.batch_size < 1:
             raise ExtractError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.prefetch < 0:
+            raise ExtractError(f"prefetch must be >= 0, got {self.prefetch}")
 
 
 @dataclass
@@ -153,9 +161,23 @@ class FeatureExtractor:
         self.config.validate()
         self.device = torch.device(device)
         self.backbones = {m: backbones[m] for m in ("rgb", "flow") if m in backbones}
+        stride = self.config.preprocessing.frame_stride
+        if stride > 1:
+            clips = [b.name for b in self.backbones.values() if not getattr(b, "per_frame", False)]
+            if clips or "flow" in self.backbones:
+                raise ExtractError(
+                    f"a frame stride of {stride} needs a per-frame backbone on rgb frames "
+                    f"(such as efficientnet-lite0); {', '.join(clips) or 'flow'} needs every frame"
+                )
+        self.timings = StageTimes()
         for backbone in self.backbones.values():
             backbone.to(self.device)
+            if hasattr(backbone, "timings"):
+                backbone.timings = self.timings
         self.name = names.pop()
+        limit_allocator_churn()
+        if "flow" not in self.backbones:  # TV-L1 is the cost there: it keeps OpenCV's threads
+            limit_library_threads()
 
     @property
     def outputs(self) -> list[str]:
@@ -197,26 +219,34 @@ class FeatureExtractor:
         """
         pp = self.config.preprocessing
         first_size: list[tuple[int, int]] = []
+        timings = self.timings
 
-        def resized() -> Iterator[np.ndarray]:
-            for frame in video.frames():  # all of one size (checked there, naming the file)
+        def resized() -> Iterator[np.ndarray | None]:
+            # all of one size (checked there, naming the file); None: skipped by the stride
+            for frame in timings.timed(video.frames(pp.frame_stride), "decode"):
+                if frame is None:
+                    yield None
+                    continue
                 if not first_size:
                     first_size.append((frame.shape[1], frame.shape[0]))
-                yield resize_short_side(frame, pp.short_side)
+                with timings.stage("resize"):
+                    frame = resize_short_side(frame, pp.short_side)
+                yield frame
 
         if "flow" in self.backbones:
-            items: Iterator[tuple[np.ndarray, np.ndarray | None]] = with_flow(
-                resized(), self.config.flow
-            )
+            # the "flow" stage includes the decoding and resizing that each field pulls in
+            flows = timings.timed(with_flow(resized(), self.config.flow), "flow")
+            produced: Iterator[tuple[np.ndarray | None, np.ndarray | None]] = flows
         else:
-            items = ((frame, None) for frame in resized())
+            produced = ((frame, None) for frame in resized())
+        items = prefetch(produced, self.config.prefetch)
         segmenter = Segmenter(pp.frames_per_segment, pp.tail)
         collected: dict[str, list[np.ndarray]] = {m: [] for m in self.backbones}
         pending: list[list[tuple[np.ndarray, np.ndarray | None]]] = []
         windows = None
         for segment in segmenter(items):
             if windows is None:
-                h, w = segment[0][0].shape[:2]
+                h, w = segment[0][0].shape[:2]  # the stride keeps each segment's first frame
                 try:
                     windows = crop_windows(h, w, pp.crop_size, pp.crop)
                 except ExtractError as exc:
@@ -227,6 +257,7 @@ class FeatureExtractor:
                 pending = []
         if pending:
             self._encode(pending, windows, collected)
+        timings.frames += segmenter.frames
         if segmenter.frames == 0:
             raise ExtractError(f"{video.path}: no frames decoded")
         segments = segmenter.segments
@@ -256,17 +287,32 @@ class FeatureExtractor:
         collected: dict[str, list[np.ndarray]],
     ) -> None:
         n, views = len(segments), len(windows)
+        timings = self.timings
         for modality, backbone in self.backbones.items():
+            start = time.perf_counter()
             if modality == "rgb":
-                stack = np.stack([[frame for frame, _ in seg] for seg in segments])
+                stack = np.stack([_strided(seg, self.config.preprocessing) for seg in segments])
                 clips = scale_rgb(crop_clips(stack, windows))  # (N, V, L, h, w, 3)
             else:
                 stack = np.stack([[flow for _, flow in seg] for seg in segments])
                 clips = crop_clips(stack, windows, flow=True)  # (N, V, L, h, w, 2)
             tensor = torch.from_numpy(clips).permute(0, 1, 5, 2, 3, 4).flatten(0, 1)
-            out = backbone.encode(tensor.contiguous()).cpu().numpy()  # (N V, D)
+            tensor = tensor.contiguous()
+            timings.add("preprocess", time.perf_counter() - start)
+            start = time.perf_counter()
+            out = backbone.encode(tensor).cpu().numpy()  # (N V, D)
+            if not hasattr(backbone, "timings"):  # a frame backbone times its own stages
+                timings.add("network", time.perf_counter() - start)
             out = out.reshape(n, views, -1)
             collected[modality].append(out[:, 0] if views == 1 else out)
+
+
+def _strided(segment: list[tuple[np.ndarray | None, Any]], pp: Preprocessing) -> list[np.ndarray]:
+    """The frames of a segment that the frame stride keeps (all of them at stride 1); a padded
+    last segment is completed with its last kept frame, as `pad` completes it with its last."""
+    kept = [frame for frame, _ in segment if frame is not None]
+    want = pp.frames_per_segment // pp.frame_stride
+    return kept + [kept[-1]] * (want - len(kept))
 
 
 # ---------------------------------------------------------------------- whole datasets
@@ -423,9 +469,10 @@ def extract_dataset(
                     f"{video.path}: decoded {result.frames} frames, but its labels say "
                     f"{annotation.frames}"
                 )
-        for output, array in result.features.items():
-            path = feature_path(folder / output, video.name)
-            write_atomic(path, lambda f, a=array: np.save(f, a.astype(np.float32)))
+        with extractor.timings.stage("write"):
+            for output, array in result.features.items():
+                path = feature_path(folder / output, video.name)
+                write_atomic(path, lambda f, a=array: np.save(f, a.astype(np.float32)))
         write_json_atomic(info_path, {**result.info(video.path), "settings": key})
         summary.extracted.append(video.name)
         summary.frames += result.frames
@@ -509,6 +556,8 @@ def settings_summary(meta: Mapping[str, Any]) -> str:
         f"crop {pp['crop']}" + (f" {pp['crop_size']}" if pp["crop"] != "full" else ""),
         f"{pp['frames_per_segment']}-frame segments, tail {pp['tail']}",
     ]
+    if pp.get("frame_stride", 1) > 1:
+        parts.append(f"every {pp['frame_stride']}th frame encoded")
     if flow:
         parts.append(f"flow {flow['method']} bound {flow['bound']:g}")
     return ", ".join(parts)

@@ -10,6 +10,10 @@ RGB pixels map to [-1, 1] as x / 127.5 - 1. Frames are grouped into non-overlapp
   has floor(F / 16) segments and evaluation cuts its frame labels to 16 T.
 - `pad`: the last partial segment is completed by repeating its last frame (and that frame's
   flow field), so every frame is covered: ceil(F / 16) segments.
+
+With `frame_stride` k > 1 (frame backbones only, for live use) a segment still spans 16
+frames, but only every k-th frame of the video is read, resized and encoded: the segment's
+feature pools its 16 / k frames. Segments, frame counts and labels are those of k = 1.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class Preprocessing:
         crop: `center`, `ten` or `full` (the whole resized frame, no crop).
         frames_per_segment: frames per segment (16, the I3D/C3D clip length).
         tail: `drop` or `pad`, the policy for frames after the last full segment.
+        frame_stride: encode every k-th frame only (frame backbones); must divide
+            frames_per_segment so every segment holds the same number of frames.
     """
 
     short_side: int = 256
@@ -46,6 +52,7 @@ class Preprocessing:
     crop: str = "center"
     frames_per_segment: int = FRAMES_PER_SEGMENT
     tail: str = "drop"
+    frame_stride: int = 1
 
     def validate(self) -> None:
         """Raise ExtractError naming the first setting that cannot work."""
@@ -63,6 +70,11 @@ class Preprocessing:
             )
         if self.frames_per_segment < 1:
             raise ExtractError(f"frames_per_segment must be >= 1, got {self.frames_per_segment}")
+        if self.frame_stride < 1 or self.frames_per_segment % self.frame_stride:
+            raise ExtractError(
+                f"frame_stride must be a divisor of frames_per_segment "
+                f"({self.frames_per_segment}), got {self.frame_stride}"
+            )
 
     @property
     def views(self) -> int:

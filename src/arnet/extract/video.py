@@ -45,14 +45,19 @@ class VideoInput:
     kind: str
     fps: float | None = None
 
-    def frames(self) -> Iterator[np.ndarray]:
+    def frames(self, stride: int = 1) -> Iterator[np.ndarray | None]:
         """Decode the frames in order as RGB (H, W, 3) uint8 arrays, all of one size.
+
+        Args:
+            stride: keep every `stride`-th frame (0, k, 2k, ...); the others are yielded as
+                None, unread (a frame folder) or decoded but not converted (a video file,
+                whose frames depend on the ones before), so frame counts stay exact.
 
         Raises:
             ExtractError: naming the file, when a frame cannot be read or changes size.
         """
         read = _read_folder if self.kind == "frames" else _decode_video
-        return _same_size(read(self.path))
+        return _same_size(read(self.path, max(1, stride)))
 
     def frame_rate(self) -> float:
         """Frames per second (container rate, or the folder's given or default rate)."""
@@ -178,11 +183,15 @@ def _as_input(path: Path) -> VideoInput:
     return VideoInput(path, normalize_name(path.stem), "video")
 
 
-def _same_size(frames: Iterator[tuple[Path, np.ndarray]]) -> Iterator[np.ndarray]:
+def _same_size(
+    frames: Iterator[tuple[Path, np.ndarray | None]],
+) -> Iterator[np.ndarray | None]:
     """The frames of (source file, frame) pairs, checked to keep the first frame's size."""
     shape = None
     for source, frame in frames:
-        if shape is None:
+        if frame is None:
+            pass
+        elif shape is None:
             shape = frame.shape
         elif frame.shape != shape:
             raise ExtractError(
@@ -192,7 +201,7 @@ def _same_size(frames: Iterator[tuple[Path, np.ndarray]]) -> Iterator[np.ndarray
         yield frame
 
 
-def _decode_video(path: Path) -> Iterator[tuple[Path, np.ndarray]]:
+def _decode_video(path: Path, stride: int = 1) -> Iterator[tuple[Path, np.ndarray | None]]:
     av = require("av", "decoding video")
     try:
         container = av.open(str(path))
@@ -204,18 +213,21 @@ def _decode_video(path: Path) -> Iterator[tuple[Path, np.ndarray]]:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame-threaded decoding: same frames, faster
         try:
-            for frame in container.decode(stream):
-                yield path, frame.to_ndarray(format="rgb24")
+            for i, frame in enumerate(container.decode(stream)):
+                yield path, (frame.to_ndarray(format="rgb24") if i % stride == 0 else None)
         except av.error.FFmpegError as exc:
             raise ExtractError(f"{path}: decoding failed ({exc})") from exc
 
 
-def _read_folder(folder: Path) -> Iterator[tuple[Path, np.ndarray]]:
+def _read_folder(folder: Path, stride: int = 1) -> Iterator[tuple[Path, np.ndarray | None]]:
     cv2 = require("cv2", "reading frame images")
     files = frame_files(folder)
     if not files:
         raise ExtractError(f"{folder}: holds no frame images")
-    for file in files:
+    for i, file in enumerate(files):
+        if i % stride:
+            yield file, None
+            continue
         image = cv2.imread(str(file), cv2.IMREAD_COLOR)
         if image is None:
             raise ExtractError(f"{file}: not a readable image")

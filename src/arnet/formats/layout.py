@@ -75,8 +75,8 @@ def video_record(folder: str | Path, video: str) -> Path:
 def extraction_settings(meta: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of extraction.json that decide feature values (not paths or versions)."""
     out = {k: v for k, v in meta.items() if k != "arnet_version"}
-    out["backbones"] = {
-        m: {k: v for k, v in b.items() if k != "weights"}
+    out["backbones"] = {  # where the weights lie and which runtime ran them change no value
+        m: {k: v for k, v in b.items() if k not in ("weights", "runtime")}
         for m, b in meta.get("backbones", {}).items()
     }
     return out

@@ -1,0 +1,429 @@
+"""`arnet export`: a trained run as files other programs can run, and a loader for them.
+
+```
+arnet export RUN --format onnx          # RUN/export-onnx/{head.onnx, backbone.onnx, manifest.json}
+arnet export RUN --format torchscript   # RUN/export-torchscript/{head.pt, backbone.pt, ...}
+```
+
+- `head`: the scoring model. Input `features` (T, D) float32, the segment features of one
+  video in order; output `scores` (T,) in [0, 1]. T is free.
+- `backbone` (when the run's features are EfficientNet-Lite0's): input `frames` (M, H, W, 3)
+  uint8 RGB, already resized (and cropped) as the manifest says; output `features` (M, 1280),
+  one per frame before the segment pooling. M is free; H and W are the export's input size
+  (EfficientNet's "same" padding is fixed at export, so one file serves one frame size).
+- `manifest.json`: what the files take and how features were made (backbone options, segment
+  pooling, preprocessing, frame stride, threshold), with each file's SHA-256.
+
+`load_exported(folder)` runs an export (ONNX through ONNX Runtime or OpenVINO, TorchScript
+through torch) behind a small interface: `frame_features(frames)`, `segment_feature(...)`,
+`score(features)`; see `ExportedDetector`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .atomic import write_json_atomic
+from .checkpoint import load_checkpoint, model_from_checkpoint
+from .errors import ExportError
+from .extract.backbones import create_backbone
+from .extract.image import pool_frames
+from .extract.pipeline import read_metadata
+from .extract.preprocess import crop_windows, resize_short_side
+from .extract.runtimes import CompiledNetwork, onnx_bytes, require_runtime
+
+EXPORT_FORMAT = "arnet-export"
+EXPORT_VERSION = 1
+FORMATS = ("onnx", "torchscript")
+MANIFEST = "manifest.json"
+SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
+EXPORTABLE_BACKBONES = ("efficientnet-lite0",)
+
+
+# ---------------------------------------------------------------------- modules to export
+
+
+class HeadForExport(nn.Module):
+    """(T, D) features of one video -> (T,) scores, every segment valid."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = features[None]  # (1, T, D)
+        mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+        return self.model(x, mask)[0]
+
+
+class FramesForExport(nn.Module):
+    """(M, H, W, 3) uint8 RGB -> (M, D): the pipeline's scaling to [-1, 1], then the network."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network.eval()
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = frames.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return self.network(x)
+
+
+# ---------------------------------------------------------------------- writing
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`WxH` -> (H, W)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ExportError(f"--input-size takes WIDTHxHEIGHT (e.g. 336x224), got {text!r}") from None
+    if width < 32 or height < 32:
+        raise ExportError(f"--input-size {text}: both sides must be at least 32 pixels")
+    return height, width
+
+
+def network_input_size(meta: dict[str, Any], folder: Path) -> tuple[int, int] | None:
+    """(H, W) the backbone saw, from the preprocessing and the first extracted video's size."""
+    pp = meta["preprocessing"]
+    if pp["crop"] != "full":
+        return pp["crop_size"], pp["crop_size"]
+    for info in sorted((folder / "videos").glob("*.json")):
+        try:
+            video = json.loads(info.read_text())
+            width, height = int(video["width"]), int(video["height"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        short = pp["short_side"]
+        if not short or min(width, height) == short:
+            return height, width
+        scale = short / min(width, height)
+        return max(round(height * scale), short), max(round(width * scale), short)
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_module(
+    module: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    fmt: str,
+    names: tuple[str, str],
+    free_axis: str,
+) -> None:
+    if fmt == "onnx":
+        require_runtime("onnx", "exporting to ONNX")
+        data = onnx_bytes(
+            module,
+            (example,),
+            [names[0]],
+            [names[1]],
+            {names[0]: {0: free_axis}, names[1]: {0: free_axis}},
+        )
+        path.write_bytes(data)
+    else:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer notes on shape arithmetic, fixed by design
+            traced = torch.jit.trace(module.eval(), example, check_trace=False)
+        traced.save(str(path))
+
+
+def export_run(
+    run: str | Path,
+    fmt: str,
+    out: str | Path | None = None,
+    input_size: tuple[int, int] | None = None,
+    overwrite: bool = False,
+) -> tuple[Path, dict[str, Any]]:
+    """Export a run's scoring head (and its EfficientNet-Lite0 backbone) to `out`.
+
+    Args:
+        run: run folder or checkpoint file.
+        fmt: `onnx` or `torchscript`.
+        out: folder to write (default RUN/export-FORMAT); written whole or not at all.
+        input_size: (H, W) of the backbone's frames (default: from the extraction record).
+        overwrite: replace an existing export folder.
+
+    Returns:
+        The folder and its manifest.
+
+    Raises:
+        ExportError, CheckpointError: naming the run, folder or option.
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    payload = load_checkpoint(run)
+    checkpoint = Path(payload["path"])
+    model = model_from_checkpoint(payload, "cpu").eval()
+    config = payload["config"]
+    feature_dim = int(payload["model"]["kwargs"]["feature_dim"])
+    run_folder = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
+    default_parent = run_folder or checkpoint.parent
+    out = Path(out) if out is not None else default_parent / f"export-{fmt}"
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ExportError(f"{out}: exists and is not empty; choose another --out or --overwrite")
+
+    meta = None
+    if config.get("data"):
+        folder = Path(config["data"]) / "features_video" / config.get("feature_backbone", "i3d")
+        meta = read_metadata(folder)
+    output = config.get("feature_modal", "combine")
+    manifest: dict[str, Any] = {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "files_format": fmt,
+        "checkpoint": str(checkpoint),
+        "model": payload["model"]["name"],
+        "feature_dim": feature_dim,
+        "threshold": float(config.get("threshold", 0.5)),
+        "head": {"file": f"head{SUFFIX[fmt]}", "input": "features", "output": "scores"},
+        "backbone": None,
+        "extraction": meta,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        with torch.no_grad():
+            _write_module(
+                HeadForExport(model),
+                torch.zeros(8, feature_dim),
+                staging / manifest["head"]["file"],
+                fmt,
+                ("features", "scores"),
+                "segments",
+            )
+        manifest["head"]["sha256"] = _sha256(staging / manifest["head"]["file"])
+        backbone_name = (meta or {}).get("backbone")
+        if meta is not None and backbone_name in EXPORTABLE_BACKBONES and output == "rgb":
+            size = input_size or network_input_size(meta, folder)
+            if size is None:
+                raise ExportError(
+                    f"{folder}: no extracted video records the frame size; give --input-size WxH"
+                )
+            recorded = meta["backbones"]["rgb"]
+            options = dict(recorded.get("options", {}))
+            pool = options.pop("pool", "mean")
+            backbone = create_backbone(backbone_name, "rgb", recorded.get("weights"), **options)
+            if backbone.sha256 != recorded.get("sha256"):
+                raise ExportError(
+                    f"{folder}/extraction.json: the {backbone_name} weights found differ from "
+                    "the recorded ones (SHA-256)"
+                )
+            file = f"backbone{SUFFIX[fmt]}"
+            _write_module(
+                FramesForExport(backbone.reference.to(memory_format=torch.contiguous_format)),
+                torch.zeros(2, size[0], size[1], 3, dtype=torch.uint8),
+                staging / file,
+                fmt,
+                ("frames", "features"),
+                "frames",
+            )
+            manifest["backbone"] = {
+                "file": file,
+                "name": backbone_name,
+                "input": "frames",
+                "output": "features",
+                "height": size[0],
+                "width": size[1],
+                "frame_dim": backbone.frame_dim,
+                "pool": pool,
+                "options": options,
+                "sha256": _sha256(staging / file),
+            }
+        write_json_atomic(staging / MANIFEST, manifest)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.replace(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return out, manifest
+
+
+# ---------------------------------------------------------------------- loading
+
+
+RUNTIMES_FOR = {"onnx": ("onnxruntime", "openvino"), "torchscript": ("torch",)}
+
+
+class _Runner:
+    """One exported file behind `run(array) -> array`."""
+
+    def __init__(self, path: Path, fmt: str, runtime: str, threads: int | None) -> None:
+        self.fmt = fmt
+        if fmt == "torchscript":
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    self.module = torch.jit.load(str(path), map_location="cpu").eval()
+            except (RuntimeError, ValueError) as exc:
+                raise ExportError(f"{path}: not a loadable TorchScript file ({exc})") from exc
+            return
+        try:
+            self.compiled = CompiledNetwork(
+                path.read_bytes(), runtime, threads or torch.get_num_threads()
+            )
+        except ExportError:
+            raise
+        except Exception as exc:  # the runtimes raise their own types for a bad model file
+            raise ExportError(f"{path}: {runtime} cannot load it ({exc})") from exc
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        if self.fmt == "torchscript":
+            with torch.inference_mode():
+                return self.module(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+        return self.compiled.run(x)
+
+
+@dataclass
+class ExportedDetector:
+    """A run exported by `arnet export`, ready to score frames or features.
+
+    Attributes:
+        folder: the export folder.
+        manifest: its manifest.json.
+        runtime: what runs the files (`onnxruntime` or `openvino` for ONNX, `torch` for
+            TorchScript).
+    """
+
+    folder: Path
+    manifest: dict[str, Any]
+    runtime: str
+    _head: _Runner
+    _backbone: _Runner | None
+
+    @property
+    def has_backbone(self) -> bool:
+        return self._backbone is not None
+
+    @property
+    def frames_per_segment(self) -> int:
+        extraction = self.manifest.get("extraction") or {}
+        return int(extraction.get("preprocessing", {}).get("frames_per_segment", 16))
+
+    @property
+    def frame_stride(self) -> int:
+        extraction = self.manifest.get("extraction") or {}
+        return int(extraction.get("preprocessing", {}).get("frame_stride", 1))
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """(T, D) segment features (or (T, V, D) multi-crop, averaged over crops) -> (T,)."""
+        x = np.asarray(features, dtype=np.float32)
+        if x.ndim == 3:
+            x = x.mean(axis=1)
+        if x.ndim != 2 or x.shape[1] != self.manifest["feature_dim"]:
+            raise ExportError(
+                f"{self.folder}: the head takes (T, {self.manifest['feature_dim']}) features, "
+                f"got {tuple(np.shape(features))}"
+            )
+        return self._head.run(x).astype(np.float32)
+
+    def prepare(self, frame: np.ndarray) -> np.ndarray:
+        """A decoded RGB frame (H, W, 3) uint8 -> the backbone's input: resized to the short
+        side and cropped as the features were (`full` or `center` crop)."""
+        backbone = self._need_backbone()
+        pp = self.manifest["extraction"]["preprocessing"]
+        frame = resize_short_side(frame, pp["short_side"])
+        if pp["crop"] == "ten":
+            raise ExportError(f"{self.folder}: ten-crop features are not supported by the loader")
+        top, left, h, w, _ = crop_windows(
+            frame.shape[0], frame.shape[1], pp["crop_size"], pp["crop"]
+        )[0]
+        frame = frame[top : top + h, left : left + w]
+        if frame.shape[:2] != (backbone["height"], backbone["width"]):
+            raise ExportError(
+                f"{self.folder}: the backbone was exported for {backbone['width']}x"
+                f"{backbone['height']} frames, this one becomes {frame.shape[1]}x{frame.shape[0]}; "
+                "export again with --input-size"
+            )
+        return np.ascontiguousarray(frame)
+
+    def frame_features(self, frames: np.ndarray) -> np.ndarray:
+        """(M, H, W, 3) uint8 RGB frames from `prepare` -> (M, frame_dim) features."""
+        backbone = self._need_backbone()
+        x = np.ascontiguousarray(frames, dtype=np.uint8)
+        if x.ndim != 4 or x.shape[1:] != (backbone["height"], backbone["width"], 3):
+            raise ExportError(
+                f"{self.folder}: the backbone takes (M, {backbone['height']}, "
+                f"{backbone['width']}, 3) uint8 frames, got {tuple(x.shape)}"
+            )
+        return self._backbone.run(x).astype(np.float32)  # type: ignore[union-attr]
+
+    def segment_feature(self, frame_features: np.ndarray) -> np.ndarray:
+        """(L, frame_dim) features of one segment's frames -> its (D,) feature, pooled as the
+        training features were."""
+        pooled = pool_frames(torch.from_numpy(np.asarray(frame_features))[None], self._pool())
+        return pooled[0].numpy()
+
+    def _pool(self) -> str:
+        return self._need_backbone()["pool"]
+
+    def _need_backbone(self) -> dict[str, Any]:
+        if self._backbone is None:
+            raise ExportError(f"{self.folder}: holds no backbone (only the scoring head)")
+        return self.manifest["backbone"]
+
+
+def load_exported(
+    folder: str | Path, runtime: str | None = None, threads: int | None = None
+) -> ExportedDetector:
+    """Load an `arnet export` folder.
+
+    Args:
+        folder: the export folder (holding manifest.json).
+        runtime: for ONNX files `onnxruntime` (default) or `openvino`; for TorchScript `torch`.
+        threads: CPU threads of the runtime (None: torch's thread count).
+
+    Raises:
+        ExportError: no manifest, a file missing or changed since export (SHA-256), a runtime
+            that does not run this format. MissingExtraError: the runtime is not installed.
+    """
+    folder = Path(folder)
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ExportError(f"{path}: not found (not an arnet export folder)") from None
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{path}: unreadable ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
+        raise ExportError(f"{path}: not an arnet export manifest")
+    fmt = manifest.get("files_format")
+    if fmt not in FORMATS:
+        raise ExportError(f"{path}: unknown files_format {fmt!r}")
+    runtime = runtime or RUNTIMES_FOR[fmt][0]
+    if runtime not in RUNTIMES_FOR[fmt]:
+        raise ExportError(
+            f"{folder}: {fmt} files run with {' or '.join(RUNTIMES_FOR[fmt])}, not {runtime}"
+        )
+    runners = {}
+    for part in ("head", "backbone"):
+        entry = manifest.get(part)
+        if entry is None:
+            continue
+        file = folder / entry["file"]
+        if not file.is_file():
+            raise ExportError(f"{file}: missing from the export")
+        if _sha256(file) != entry.get("sha256"):
+            raise ExportError(f"{file}: changed since export (SHA-256 differs from {MANIFEST})")
+        runners[part] = _Runner(file, fmt, runtime, threads)
+    if "head" not in runners:
+        raise ExportError(f"{path}: names no head")
+    return ExportedDetector(folder, manifest, runtime, runners["head"], runners.get("backbone"))

@@ -1,0 +1,180 @@
+"""Inference runtimes for frame networks: PyTorch (the reference), ONNX Runtime and OpenVINO.
+
+A frame network (frames (M, 3, H, W) in [-1, 1] -> features (M, D)) is exported to ONNX in
+memory and compiled by the runtime for each frame size it meets (EfficientNet's "same"
+padding depends on the size, so an exported graph holds one size). The runtimes are the
+`export` extra (`pip install "arnet-vad[export]"`); the features agree with PyTorch's to about
+1e-5 (tests/test_extract_speed.py).
+
+Why a runtime at all: on CPUs without AVX-512, PyTorch's depthwise convolutions (most of
+EfficientNet's layers) run several times slower than OpenVINO's or ONNX Runtime's kernels
+(README, "Extraction speed").
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import threading
+import warnings
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ExtractError, MissingExtraError
+
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+EXPORT_HINT = 'pip install "arnet-vad[export]"'
+ONNX_OPSET = 17
+
+
+def require_runtime(module: str, purpose: str) -> ModuleType:
+    """Import a module of the `export` extra, or raise MissingExtraError saying how to get it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"{purpose} needs the {module!r} module, which is not installed: {EXPORT_HINT}"
+        ) from exc
+
+
+def onnx_bytes(
+    module: nn.Module,
+    example: tuple[torch.Tensor, ...],
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_axes: dict[str, dict[int, str]],
+) -> bytes:
+    """Export `module` (traced on `example`) to an ONNX model held in memory."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # Tracing turns shape arithmetic (EfficientNet's padding) into constants, which is
+        # what we want for one frame size; the tracer warns about each such place.
+        warnings.simplefilter("ignore")
+        with torch.no_grad():
+            torch.onnx.export(
+                module.eval(),
+                example,
+                buffer,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=dynamic_axes,
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+            )
+    return buffer.getvalue()
+
+
+def frame_network_onnx(network: nn.Module, height: int, width: int) -> bytes:
+    """A frame network as ONNX for frames of one size; the frame count is free."""
+    example = torch.zeros(2, 3, height, width)
+    return onnx_bytes(
+        network, (example,), ["frames"], ["features"], {"frames": {0: "n"}, "features": {0: "n"}}
+    )
+
+
+class CompiledNetwork:
+    """One compiled ONNX graph: `run(x float32 (M, ...)) -> (M, D)` on one runtime.
+
+    Args:
+        model: the ONNX model (bytes).
+        runtime: `onnxruntime` or `openvino`.
+        threads: CPU threads the runtime may use.
+        request_frames: frames per inference request. Small requests keep a request's
+            activations in cache; with two threads, OpenVINO runs two requests at once (its
+            throughput mode), one per core.
+    """
+
+    def __init__(self, model: bytes, runtime: str, threads: int, request_frames: int = 1) -> None:
+        self.runtime = runtime
+        self.request_frames = max(1, request_frames)
+        self._lock = threading.Lock()  # a session runs one batch at a time
+        if runtime == "onnxruntime":
+            ort = require_runtime("onnxruntime", "the onnxruntime runtime")
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            self._session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+            self._input = self._session.get_inputs()[0].name
+        elif runtime == "openvino":
+            ov = require_runtime("openvino", "the openvino runtime")
+            core = ov.Core()
+            compiled = core.compile_model(
+                core.read_model(model=model, weights=b""),
+                "CPU",
+                {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "THROUGHPUT"},
+            )
+            requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+            self._queue = ov.AsyncInferQueue(compiled, max(1, requests))
+            self._outputs: dict[int, np.ndarray] = {}
+            self._queue.set_callback(self._collect)
+        else:
+            raise ExtractError(f"runtime must be one of {RUNTIMES[1:]}, got {runtime!r}")
+
+    def _collect(self, request: Any, index: int) -> None:
+        self._outputs[index] = request.get_output_tensor(0).data.copy()
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x)  # the graph's input type: float32 frames, uint8 pixels
+        with self._lock:
+            step = self.request_frames
+            if self.runtime == "onnxruntime":
+                parts = [
+                    self._session.run(None, {self._input: x[start : start + step]})[0]
+                    for start in range(0, x.shape[0], step)
+                ]
+                return np.concatenate(parts)
+            self._outputs = {}
+            for i, start in enumerate(range(0, x.shape[0], step)):
+                self._queue.start_async({0: x[start : start + step]}, i)
+            self._queue.wait_all()
+            return np.concatenate([self._outputs[i] for i in range(len(self._outputs))])
+
+
+class RuntimeNetwork(nn.Module):
+    """A frame network run by ONNX Runtime or OpenVINO: a drop-in for the PyTorch module.
+
+    The PyTorch module is kept to export from; each new frame size is exported and compiled
+    once (a few seconds), then reused.
+
+    Args:
+        network: (M, 3, H, W) -> (M, D), the PyTorch reference.
+        runtime: `onnxruntime` or `openvino`.
+        threads: CPU threads for the runtime (None: torch.get_num_threads()).
+    """
+
+    def __init__(self, network: nn.Module, runtime: str, threads: int | None = None) -> None:
+        super().__init__()
+        if runtime not in RUNTIMES[1:]:
+            raise ExtractError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+        require_runtime("onnx", f"the {runtime} runtime")  # the exporter needs it
+        require_runtime(runtime, f"the {runtime} runtime")
+        self.network = network.eval()
+        self.runtime = runtime
+        self.threads = threads
+        self._compiled: dict[tuple[int, ...], CompiledNetwork] = {}
+
+    def compiled(self, shape: tuple[int, ...]) -> CompiledNetwork:
+        """The compiled graph for frames of `shape` (C, H, W), made on first use."""
+        if shape not in self._compiled:
+            model = frame_network_onnx(self.network, shape[1], shape[2])
+            threads = self.threads or torch.get_num_threads()
+            self._compiled[shape] = CompiledNetwork(model, self.runtime, threads)
+        return self._compiled[shape]
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = frames.detach().float().cpu().contiguous().numpy()
+        return torch.from_numpy(self.compiled(tuple(x.shape[1:])).run(x))
+
+
+def runtime_network(
+    network: nn.Module, runtime: str, threads: int | None = None
+) -> nn.Module | Callable[[torch.Tensor], torch.Tensor]:
+    """`network` itself for `torch`, else a RuntimeNetwork around it."""
+    if runtime == "torch":
+        return network
+    return RuntimeNetwork(network, runtime, threads)

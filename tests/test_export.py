@@ -1,0 +1,143 @@
+"""`arnet export`: ONNX and TorchScript files of a run's head and EfficientNet-Lite0 backbone
+give the scores and features of the PyTorch model; bad input is one line and exit status 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("av", reason="the extract extra (PyAV) is not installed")
+pytest.importorskip("cv2", reason="the extract extra (OpenCV) is not installed")
+pytest.importorskip("efficientnet_lite_pytorch", reason="the extract extra is not installed")
+
+from arnet.cli import main  # noqa: E402
+from arnet.export import load_exported  # noqa: E402
+
+
+def scene(n: int, event_from: int | None, seed: int) -> list[np.ndarray]:
+    """A textured 64x48 scene with a slow square; from `event_from` on, a bright block."""
+    rng = np.random.default_rng(seed)
+    background = rng.integers(40, 90, size=(48, 64, 3), dtype=np.uint8)
+    frames = []
+    for i in range(n):
+        frame = background.copy()
+        x = i % 40
+        frame[30:38, x : x + 8] = 120
+        if event_from is not None and i >= event_from:
+            y = (7 * i) % 30
+            frame[y : y + 18, 10:50] = (255, 255, 40)
+        frames.append(frame)
+    return frames
+
+
+@pytest.fixture(scope="module")
+def lite_run(tmp_path_factory):
+    """A run trained on EfficientNet-Lite0 features of generated videos (48 x 64 frames)."""
+    from helpers import write_video
+
+    root = tmp_path_factory.mktemp("export")
+    videos = root / "videos"
+    videos.mkdir()
+    plan = {"train_event": (32, 16), "train_quiet": (32, None), "test_event": (32, 8)}
+    labels = {}
+    for i, (name, (n, start)) in enumerate(plan.items()):
+        write_video(videos / f"{name}.mp4", scene(n, start, seed=i), fps=8)
+        labels[name] = {"frames": n, "anomalous_frames": [] if start is None else [[start + 1, n]]}
+    (root / "labels.json").write_text(json.dumps(labels))
+    (root / "train.txt").write_text("train_event\ntrain_quiet\n")
+    (root / "test.txt").write_text("test_event\n")
+    data = root / "data"
+    assert main(["extract", str(videos), "--out", str(data), "--backbone", "efficientnet-lite0",
+                 "--short-side", "48", "--crop", "full", "--pool", "mean_std",
+                 "--labels", str(root / "labels.json"), "--train-split", str(root / "train.txt"),
+                 "--test-split", str(root / "test.txt"), "--quiet"]) == 0  # fmt: skip
+    run = root / "run"
+    assert main(["train", "--data", str(data), "--feature-modal", "rgb",
+                 "--feature-backbone", "efficientnet-lite0", "--iterations", "5",
+                 "--snapshot", "5", "--out", str(run), "--no-plot", "--no-tensorboard",
+                 "--quiet"]) == 0  # fmt: skip
+    return run, data, videos
+
+
+def _reference(run):
+    """The run's PyTorch model and backbone."""
+    from arnet.checkpoint import load_checkpoint, model_from_checkpoint
+    from arnet.extract.backbones import create_backbone
+
+    model = model_from_checkpoint(load_checkpoint(run)).eval()
+    backbone = create_backbone("efficientnet-lite0", "rgb", pool="mean_std")
+    return model, backbone
+
+
+@pytest.mark.parametrize(
+    ("fmt", "runtime"),
+    [("onnx", "onnxruntime"), ("torchscript", "torch"), ("onnx", "openvino")],
+)
+def test_exported_files_match_the_pytorch_model(lite_run, tmp_path, capsys, fmt, runtime):
+    if runtime != "torch":
+        pytest.importorskip(runtime, reason=f"the export extra ({runtime}) is not installed")
+        pytest.importorskip("onnx", reason="the export extra (onnx) is not installed")
+    run, data, videos = lite_run
+    out = tmp_path / "exported"
+    assert main(["export", str(run), "--format", fmt, "--out", str(out), "--json"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["backbone"]["width"] == 64 and manifest["backbone"]["height"] == 48
+    assert manifest["backbone"]["pool"] == "mean_std" and manifest["feature_dim"] == 2560
+    exported = load_exported(out, runtime)
+    model, backbone = _reference(run)
+
+    # the head: scores of the extracted test features, and of a longer random sequence
+    feats = np.load(data / "features_video/efficientnet-lite0/rgb/test_event/feature.npy")
+    rng = np.random.default_rng(0)
+    for x in (feats, rng.random((37, 2560), dtype=np.float32) * 3):
+        with torch.no_grad():
+            t = torch.from_numpy(x)[None]
+            want = model(t, torch.ones(t.shape[:2], dtype=torch.bool))[0].numpy()
+        got = exported.score(x)
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() < 1e-5
+
+    # the backbone: frame features, then a segment's pooled feature, from decoded frames
+    from arnet.extract.video import find_inputs
+
+    frames = [f for f in find_inputs([videos / "test_event.mp4"])[0].frames()][:16]
+    prepared = np.stack([exported.prepare(f) for f in frames])
+    got = exported.frame_features(prepared)
+    pixels = torch.from_numpy(prepared).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    with torch.inference_mode():
+        want = backbone.network(pixels).numpy()
+    assert got.shape == (16, 1280) and np.abs(got - want).max() < 1e-4
+    segment = exported.segment_feature(got)
+    assert np.abs(segment - feats[0]).max() < 1e-4  # the extracted feature of segment 0
+
+
+def test_export_refuses_bad_input_with_one_line(lite_run, tmp_path, capsys):
+    run, _, _ = lite_run
+
+    def fails(argv, names):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and names in err, err
+
+    fails(["export", str(tmp_path / "nowhere"), "--format", "onnx"], "nowhere")
+    corrupt = tmp_path / "corrupt" / "checkpoints"
+    corrupt.mkdir(parents=True)
+    (corrupt / "last.pt").write_bytes(b"not a checkpoint")
+    fails(["export", str(corrupt.parent), "--format", "onnx"], "last.pt")
+    fails(["export", str(run), "--format", "tflite", "--out", str(tmp_path / "x")], "--format")
+    fails(["export", str(run), "--format", "onnx", "--input-size", "big"], "--input-size")
+    # an existing export is never replaced without --overwrite
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "mine.txt").write_text("saved by the user")
+    fails(["export", str(run), "--format", "torchscript", "--out", str(kept)], str(kept))
+    assert (kept / "mine.txt").read_text() == "saved by the user"
+    # a changed file is found when loading
+    out = tmp_path / "ts"
+    assert main(["export", str(run), "--format", "torchscript", "--out", str(out)]) == 0
+    (out / "head.pt").write_bytes(b"changed")
+    with pytest.raises(ValueError, match="head.pt: changed since export"):
+        load_exported(out)
