@@ -111,6 +111,8 @@ class MjpegServer:
             after the last one (a stream that dies); None -> the server answers with
             `garbage` bytes instead (a corrupt stream).
         fps: sending rate (0: as fast as the client reads).
+        hold: when given, the first connection stays open and silent after its frames until
+            this event is set (a camera that stalls).
     """
 
     def __init__(
@@ -118,8 +120,9 @@ class MjpegServer:
         frames: Callable[[int], Sequence[np.ndarray] | None],
         fps: float = 0.0,
         garbage: bytes = b"",
+        hold: threading.Event | None = None,
     ) -> None:
-        self.frames, self.fps, self.garbage = frames, fps, garbage
+        self.frames, self.fps, self.garbage, self.hold = frames, fps, garbage, hold
         self.connections = 0
         self.sent: list[float] = []  # wall time each frame was written
         server = self
@@ -156,6 +159,8 @@ class MjpegServer:
                         )
                         self.wfile.flush()
                         server.sent.append(time.time())
+                    if number == 0 and server.hold is not None:
+                        server.hold.wait()
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 

@@ -148,7 +148,7 @@ class CameraWorker(threading.Thread):
         while not self.stopping.is_set():
             skip = self.frame if self.source.kind in ("file", "folder") else 0
             try:
-                self.reader = self.source.open(skip, self.realtime, self.timeout)
+                self.reader = self.source.open(skip, self.realtime, self.timeout, self.stopping)
             except SourceError as exc:
                 self.first_error = self.first_error or str(exc)
                 if not self.source.live:

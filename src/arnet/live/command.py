@@ -175,13 +175,12 @@ def run_watch(args: argparse.Namespace) -> int:
         options = WatchOptions(
             realtime=args.realtime,
             batch_size=args.batch_size,
-            frame_stride=args.frame_stride,
             open_timeout=args.open_timeout,
             reconnect_max=args.reconnect_max,
             quiet=args.quiet or args.json,
         )
         watcher = Watcher(scorer, store, sources, thresholds, options)
-        install_signals(watcher)
+        restore_signals = install_signals(watcher)
         kind = "per-segment" if scorer.independent else f"causal window of {args.context}"
         if not options.quiet:
             print(
@@ -191,10 +190,13 @@ def run_watch(args: argparse.Namespace) -> int:
                 + (" (calibrated)" if normal else ""),
                 flush=True,
             )
-        watcher.start()
-        for line in watcher.check_started():
-            print(f"arnet watch: warning: {line}; retrying in the background", file=sys.stderr)
-        scored = watcher.run()
+        try:
+            watcher.start()
+            for line in watcher.check_started():
+                print(f"arnet watch: warning: {line}; retrying in the background", file=sys.stderr)
+            scored = watcher.run()
+        finally:
+            restore_signals()
     finally:
         store.close()
     summary = {

@@ -54,6 +54,7 @@ class SegmentScorer:
                         "can skip frames"
                     )
         self.detector = detector
+        self.frame_stride = frame_stride
         self.independent = bool(getattr(detector.model, "independent_segments", False))
         self.context = context
         self.history: dict[str, deque[np.ndarray]] = {}
@@ -103,6 +104,21 @@ class SegmentScorer:
         for (camera, members), n in zip(by_camera.items(), new):
             result[members] = scored[camera][-n:]
         return result
+
+    def warm_up(self) -> None:
+        """Run the backbone and the model once on a blank segment, so that the first camera's
+        first segment is not also the one that pays for the libraries' lazy start-up."""
+        pp = self.detector.extractor.config.preprocessing
+        side = max(pp.short_side or 0, pp.crop_size if pp.crop != "full" else 0, 32)
+        frame = np.zeros((side, side, 3), dtype=np.uint8)
+        flow = np.zeros((side, side, 2), dtype=np.float32)
+        with_flow = "flow" in self.detector.extractor.backbones
+        items = [(frame, flow if with_flow else None)] * len(
+            range(0, pp.frames_per_segment, self.frame_stride)
+        )
+        blank = Segment("warm-up", 0, 0, 0, 0.0, 0.0, items, frame)
+        self.score([blank])
+        self.forget("warm-up")
 
     def forget(self, camera: str) -> None:
         """Drop a camera's left context (after a gap, the past is no longer adjacent)."""

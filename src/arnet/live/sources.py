@@ -16,6 +16,7 @@ Streams, files and devices are decoded by PyAV (FFmpeg); frame images by OpenCV.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -64,7 +65,13 @@ class Source:
         """Whether an end or error means "reconnect" (streams, devices, folders), not "done"."""
         return self.kind != "file"
 
-    def open(self, skip: int = 0, realtime: bool = False, timeout: float = 10.0) -> Reader:
+    def open(
+        self,
+        skip: int = 0,
+        realtime: bool = False,
+        timeout: float = 10.0,
+        stopping: threading.Event | None = None,
+    ) -> Reader:
         """Open the source for reading.
 
         Args:
@@ -72,12 +79,13 @@ class Source:
                 or a folder's frames already scored).
             realtime: pace a file at its own frame rate (as a camera would deliver it).
             timeout: seconds to wait for a network stream to open or to deliver data.
+            stopping: set when the watcher stops (a folder stops waiting for frames).
 
         Raises:
             SourceError: naming the source, when it cannot be opened.
         """
         if self.kind == "folder":
-            return FolderReader(self, skip)
+            return FolderReader(self, skip, stopping=stopping)
         return AvReader(self, skip, realtime and self.kind == "file", timeout)
 
 
@@ -164,6 +172,10 @@ class AvReader(Reader):
         self.av, self.source, self.skip, self.realtime = av, source, skip, realtime
         options: dict[str, str] = {}
         fmt = None
+        if source.kind == "stream":
+            # probe briefly: a camera's first frames are scored at once, not after seconds of
+            # stream analysis (the frame rate, when the container has none, defaults to 25)
+            options.update(probesize="65536", analyzeduration="500000")
         if source.url.startswith(("rtsp://", "rtsps://")):
             options["rtsp_transport"] = "tcp"
         if source.kind == "device":
@@ -226,16 +238,23 @@ class FolderReader(Reader):
     them, or in name order, and every frame is read exactly once. Frames are never deleted.
     """
 
-    def __init__(self, source: Source, skip: int, poll: float = 0.1, settle: float = 1.0) -> None:
+    def __init__(
+        self,
+        source: Source,
+        skip: int,
+        poll: float = 0.1,
+        settle: float = 1.0,
+        stopping: threading.Event | None = None,
+    ) -> None:
         self.cv2 = require("cv2", "reading frame images")
         self.source, self.done, self.poll, self.settle = source, skip, poll, settle
         self.fps = float(source.fps or DEFAULT_FOLDER_FPS)
-        self.stopped = False
+        self.stopping = stopping or threading.Event()
         if not Path(source.url).is_dir():
             raise SourceError(f"{source.name} ({source.url}): the frame folder is gone")
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        while not self.stopped:
+        while not self.stopping.is_set():
             try:
                 files = frame_files(self.source.url)
             except OSError as exc:
@@ -259,10 +278,7 @@ class FolderReader(Reader):
                     continue  # not an image after all: skipped, never retried
                 yield np.ascontiguousarray(image[:, :, ::-1])
             if not progressed:
-                time.sleep(self.poll)
-
-    def close(self) -> None:
-        self.stopped = True
+                self.stopping.wait(self.poll)
 
 
 def _reason(exc: BaseException) -> str:

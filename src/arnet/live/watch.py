@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,6 @@ class WatchOptions:
     realtime: bool = False
     batch_size: int = 16
     max_wait: float = 0.05
-    frame_stride: int = 1
     open_timeout: float = 10.0
     reconnect_first: float = 0.5
     reconnect_max: float = 30.0
@@ -142,11 +141,12 @@ class Watcher:
                 next_frame=camera["next_frame"] if same_file else 0,
                 next_segment=camera["next_segment"],
                 last_seen=camera["last_seen"] if source.live else None,
-                frame_stride=o.frame_stride,
+                frame_stride=self.scorer.frame_stride,
                 realtime=o.realtime,
                 backoff=Backoff(o.reconnect_first, o.reconnect_max),
                 timeout=o.open_timeout,
             )
+        self.scorer.warm_up()
         for worker in self.workers.values():
             worker.start()
 
@@ -236,14 +236,14 @@ class Watcher:
         ids = self.store.commit_segments(self.ids[camera], segs, rows)
         for row, alert_id in zip(rows, ids):
             announced = self.announced[camera]
-            if row["state"] == "open" and row["start_segment"] not in announced:
+            if row["start_segment"] not in announced:
                 announced.add(row["start_segment"])
                 self.alerts_opened += 1
                 self._say(
                     f"{camera}: alert {alert_id} open at frame {row['start_frame']} "
                     f"(score {row['peak_score']:.3f})"
                 )
-            elif row["state"] == "closed":
+            if row["state"] == "closed":
                 announced.discard(row["start_segment"])
                 self._say(
                     f"{camera}: alert {alert_id} closed, frames {row['start_frame']}-"
@@ -260,8 +260,10 @@ class Watcher:
             self._on_state(camera, "stopped", "the watcher stopped", "stopped", None)
 
 
-def install_signals(watcher: Watcher) -> None:
-    """SIGTERM and SIGINT (Ctrl-C) stop the watcher cleanly; a second one exits at once."""
+def install_signals(watcher: Watcher) -> Callable[[], None]:
+    """SIGTERM and SIGINT (Ctrl-C) stop the watcher cleanly; a second one exits at once. An
+    ignored signal stays ignored (nohup, background jobs). Returns a function that puts the
+    previous handlers back."""
 
     def handler(signum: int, _frame: object) -> None:
         if watcher.stopping.is_set():
@@ -269,6 +271,13 @@ def install_signals(watcher: Watcher) -> None:
             raise SystemExit(130)
         watcher.stop()
 
+    previous = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         if signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, handler)
+            previous[sig] = signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore

@@ -123,10 +123,11 @@ def check_reachable(engine) -> None:  # noqa: ANN001
 
 @contextmanager
 def _sqlite_migration_lock(url) -> Iterator[None]:  # noqa: ANN001
-    """flock on the database file: processes opening a new store one at a time migrate it
-    one at a time (SQLite's own locks are POSIX record locks, independent of flock)."""
-    path = Path(url.database)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    """flock on the database's folder, so that processes opening a new store migrate it one at
+    a time. Not on the database file itself: closing any descriptor of that file would drop
+    the POSIX locks SQLite holds on it in this process, and another process could then delete
+    a write-ahead log still in use."""
+    fd = os.open(Path(url.database).parent, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
