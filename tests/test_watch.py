@@ -169,6 +169,11 @@ def test_watch_over_a_file_scores_as_detect_does(tmp_path: Path, detector) -> No
         image = store.alert_image(alert["id"])
         assert image[:2] == b"\xff\xd8"  # a JPEG
         assert store.camera("parity")["state"] == "stopped"
+        # watched again: the file is read on after its last scored frame, nothing is repeated
+        again = _watcher(detector, store, [str(video)])
+        again.start()
+        assert again.run() == 0
+        assert len(store.scores("parity", limit=None)) == 11 and store.alerts()[1] == 1
 
 
 # ---------------------------------------------------------------------- streams

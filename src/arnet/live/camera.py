@@ -96,6 +96,7 @@ class CameraWorker(threading.Thread):
         stopping: set when the watcher stops.
         on_state: callback(camera, state, detail, event, frame) for the store.
         next_frame, next_segment: where the camera's numbering continues.
+        resume: frames of this file or folder already scored (a restart reads on from there).
         last_seen: wall time of the camera's last scored frame (a restart's gap), or None.
         frame_stride: feed every k-th frame of a segment to the backbone.
         realtime: pace files at their frame rate.
@@ -112,6 +113,7 @@ class CameraWorker(threading.Thread):
         on_state: StateCallback,
         next_frame: int = 0,
         next_segment: int = 0,
+        resume: int = 0,
         last_seen: float | None = None,
         frame_stride: int = 1,
         realtime: bool = False,
@@ -122,6 +124,7 @@ class CameraWorker(threading.Thread):
         self.source, self.config, self.with_flow = source, config, with_flow_fields
         self.out, self.stopping, self.on_state = out, stopping, on_state
         self.frame, self.segment = next_frame, next_segment
+        self.resume, self.frame_base = resume, next_frame
         self.last_time = last_seen
         self.stride, self.realtime = frame_stride, realtime
         self.backoff = backoff or Backoff()
@@ -146,7 +149,10 @@ class CameraWorker(threading.Thread):
     def _run(self) -> None:
         name = self.source.name
         while not self.stopping.is_set():
-            skip = self.frame if self.source.kind in ("file", "folder") else 0
+            # a file or folder is read on after the frames already scored; a stream from now
+            skip = 0
+            if self.source.kind in ("file", "folder"):
+                skip = self.resume + self.frame - self.frame_base
             try:
                 self.reader = self.source.open(skip, self.realtime, self.timeout, self.stopping)
             except SourceError as exc:

@@ -110,6 +110,7 @@ class Watcher:
         t, o = self.thresholds, self.options
         pp = self.scorer.detector.extractor.config.preprocessing
         for source in self.sources:
+            before = self.store.camera(source.name)  # the source it watched last time
             camera = self.store.register_camera(
                 source.name,
                 source.url,
@@ -130,7 +131,11 @@ class Watcher:
                     f"(frame {camera['next_frame']})"
                     + (f", alert {resume['id']} still open" if resume else "")
                 )
-            same_file = source.kind in ("file", "folder") and camera["source"] == source.url
+            same_file = (
+                source.kind in ("file", "folder")
+                and before is not None
+                and before["source"] == source.url
+            )
             self.workers[source.name] = CameraWorker(
                 source,
                 self.scorer.detector.extractor.config,
@@ -138,8 +143,9 @@ class Watcher:
                 self.queue,
                 self.stopping,
                 self._on_state,
-                next_frame=camera["next_frame"] if same_file else 0,
+                next_frame=camera["next_frame"],
                 next_segment=camera["next_segment"],
+                resume=camera["next_frame"] if same_file else 0,
                 last_seen=camera["last_seen"] if source.live else None,
                 frame_stride=self.scorer.frame_stride,
                 realtime=o.realtime,
