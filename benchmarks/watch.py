@@ -184,9 +184,9 @@ def latency(run: Path, data: Path, name: str, first: int, stride: int, threshold
 
 
 def causal_cost(data: Path, train, test, models: list[str], contexts: list[int], its: int) -> list:  # noqa: ANN001
+    from arnet.checkpoint import load_checkpoint, model_from_checkpoint
     from arnet.evaluate import evaluate, predict
     from arnet.live.scorer import causal_scores
-    from arnet.train import load_checkpoint, model_from_checkpoint
 
     rows = []
     for name in models:

@@ -5,6 +5,7 @@
 - `scorer`: segments of all cameras encoded together with the checkpoint's backbone, then
   scored by its model (per-segment models exactly; temporal ones over a causal window);
 - `tracker`: alerts from scores (hysteresis, minimum length, merging);
-- `watch`: the loop tying them to the event store (`arnet.store`);
-- `command`: the `arnet watch` and `arnet alerts` command lines.
+- `watch`: the loop tying them to the event store (`arnet.store`).
+
+The `arnet watch` and `arnet alerts` command lines are `arnet.cli.live`.
 """

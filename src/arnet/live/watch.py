@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..data import DataError
+from ..errors import DataError
 from .camera import Backoff, CameraWorker, Segment, SourceEnded
 from .scorer import SegmentScorer
 from .sources import Source

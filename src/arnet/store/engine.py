@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..data import DataError
+from ..errors import DataError
 
 BUSY_TIMEOUT_S = 30.0
 # An arbitrary constant key for PostgreSQL's advisory lock held while migrating.

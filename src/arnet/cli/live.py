@@ -1,7 +1,9 @@
-"""Options and actions of `arnet watch` and `arnet alerts` (registered by `arnet.cli`).
+"""Commands on live cameras: `arnet watch` (scores streams into an event store) and
+`arnet alerts` (lists, filters, exports and acknowledges stored alerts).
 
-`add_watch_arguments(parser)` / `run_watch(args) -> int` and `add_alerts_arguments(parser)` /
-`run_alerts(args) -> int` are all a command-line front end needs.
+Their options are defined here (`add_watch_arguments`, `add_alerts_arguments`, registered in
+`cli/main.py`'s table); this module imports only the standard library at load time, so that
+`arnet --help` stays light.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ DEFAULT_STORE = "arnet-events.db"
 
 
 def add_watch_arguments(p: argparse.ArgumentParser) -> None:
-    from ..extract.command import _add_backbone_options
+    from .options import _add_backbone_options
 
     p.add_argument(
         "sources",
@@ -111,7 +113,7 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _camera_lines(path: str) -> list[str]:
-    from ..extract import ExtractError
+    from ..errors import ExtractError
 
     try:
         text = Path(path).read_text()
@@ -126,15 +128,15 @@ def _camera_lines(path: str) -> list[str]:
 
 def run_watch(args: argparse.Namespace) -> int:
     from ..detect import load_detector
-    from ..extract import ExtractError
-    from ..extract.command import _FLOW, _PREPROCESSING, _backbone_options, _given
+    from ..errors import ExtractError
     from ..extract.pipeline import parse_shard
     from ..extract.video import find_inputs
+    from ..live.scorer import SegmentScorer
+    from ..live.sources import parse_sources
+    from ..live.tracker import Thresholds
+    from ..live.watch import Watcher, WatchOptions, install_signals
     from ..store import open_store
-    from .scorer import SegmentScorer
-    from .sources import parse_sources
-    from .tracker import Thresholds
-    from .watch import Watcher, WatchOptions, install_signals
+    from .video import _FLOW, _PREPROCESSING, _backbone_options, _given, _in_flags
 
     # Arguments, sources and the store first: a mistake shows before the model loads.
     if args.calibrate and args.threshold is not None:
@@ -154,16 +156,19 @@ def run_watch(args: argparse.Namespace) -> int:
     store = open_store(args.db)
     try:
         weights = {m: w for m, w in (("rgb", args.weights_rgb), ("flow", args.weights_flow)) if w}
-        detector, _meta = load_detector(
-            args.checkpoint,
-            backbone=args.backbone,
-            weights=weights,
-            backbone_options=_backbone_options(args),
-            preprocessing=_given(args, _PREPROCESSING),
-            flow=_given(args, _FLOW),
-            batch_size=args.batch_size,
-            device=args.device,
-        )
+        try:
+            detector, _meta = load_detector(
+                args.checkpoint,
+                backbone=args.backbone,
+                weights=weights,
+                backbone_options=_backbone_options(args),
+                preprocessing=_given(args, _PREPROCESSING),
+                flow=_given(args, _FLOW),
+                batch_size=args.batch_size,
+                device=args.device,
+            )
+        except ExtractError as exc:
+            raise ExtractError(_in_flags(str(exc))) from exc
         scorer = SegmentScorer(detector, args.context, args.frame_stride)
         if normal:
             start = detector.calibrate(normal, args.false_alarm_rate)
@@ -308,7 +313,7 @@ def export_row(alert: dict[str, Any]) -> dict[str, Any]:
 
 def run_alerts(args: argparse.Namespace) -> int:
     from ..atomic import write_atomic
-    from ..data import DataError
+    from ..errors import DataError
     from ..store import open_store
 
     if args.limit < 0 or args.offset < 0:
