@@ -40,7 +40,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # ped2.py: the features
-sys.path.insert(0, str(HERE.parent / "tests"))  # livekit.py: the MJPEG server of the tests
+sys.path.insert(0, str(HERE.parent / "tests"))  # the tests' MJPEG server and video writer
 
 import ped2  # noqa: E402
 
@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, metavar="FILE")
     args = p.parse_args(argv)
 
-    from arnet.extract.video import write_video
+    from helpers import write_video
+
     from arnet.formats.ped2 import load_ped2
 
     data = Path(args.data)
