@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import DataError
+from .migrations_path import MIGRATIONS, VERSION_TABLE
 
 BUSY_TIMEOUT_S = 30.0
 # An arbitrary constant key for PostgreSQL's advisory lock held while migrating.
@@ -149,8 +150,6 @@ def migrate(engine) -> str:  # noqa: ANN001
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    from .migrations_path import MIGRATIONS, VERSION_TABLE
-
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     script = ScriptDirectory.from_config(config)
@@ -173,7 +172,7 @@ def migrate(engine) -> str:  # noqa: ANN001
                 )
             if current is None:
                 existing = set(sa.inspect(conn).get_table_names()) - {VERSION_TABLE}
-                from .schema import metadata
+                from .schema import metadata  # SQLAlchemy: the live extra, loaded on use
 
                 clash = existing & set(metadata.tables)
                 if clash:
