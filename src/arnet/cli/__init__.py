@@ -3,8 +3,9 @@
 - `options`: every option of every command, TrainConfig options from the config's fields;
 - `main`: the commands, the parser and the error policy (one line, exit status 2);
 - `common`: turning options into a TrainConfig and a dataset, printing results;
-- `data` (synth, inspect, pack), `training` (train, test, demo, models) and `video` (extract,
-  detect): the commands themselves, each imported only when it runs.
+- `data` (synth, inspect, pack), `training` (train, test, demo, models), `video` (extract,
+  detect) and `live` (watch, alerts; their options too): the commands themselves, each
+  imported only when it runs.
 """
 
 from .main import build_parser, main

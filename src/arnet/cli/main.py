@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from .. import __version__
 from ..errors import CheckpointError, DataError, TrainingError
-from . import options
+from . import live, options
 
 
 class Command(NamedTuple):
@@ -54,6 +54,14 @@ COMMANDS: dict[str, Command] = {
         "export",
     ),
     "models": Command("list the models", options._models, "training"),
+    "watch": Command(
+        "score live cameras and streams; alerts into an event store",
+        live.add_watch_arguments,
+        "live",
+    ),
+    "alerts": Command(
+        "list, filter, export or acknowledge stored alerts", live.add_alerts_arguments, "live"
+    ),
 }
 
 
