@@ -440,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_detect_arguments(p)
     p.set_defaults(func=cmd_detect)
 
+    from .web.serve import add_serve_arguments, run_serve
+
+    p = sub.add_parser("serve", help="web dashboard of cameras, alerts and training runs")
+    add_serve_arguments(p)
+    p.set_defaults(func=run_serve)
+
     p = sub.add_parser("models", help="list the models")
     p.add_argument(
         "--feature-dim",
