@@ -9,6 +9,8 @@ a CDN, so they are switched off.
 from __future__ import annotations
 
 import hmac
+import importlib
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -74,6 +76,12 @@ def create_app(
         redoc_url=None,
     )
     folders = RunFolders(runs)
+    if runs is not None:
+        # Ground truth is read with the dataset readers, which import torch: seconds on a busy
+        # machine. Import them now, so the first score plot does not wait for it.
+        threading.Thread(
+            target=importlib.import_module, args=("arnet.formats",), daemon=True
+        ).start()
     app.state.store = store
     app.state.runs = folders
     hosts = allowed_hosts or (["*"] if token else list(LOOPBACK_HOSTS))

@@ -95,6 +95,13 @@ const charts = (() => {
       const path = svg("path", { d: d.join(""), class: "series " + (s.cls || "") });
       if (s.name) path.setAttribute("data-name", s.name);
       root.append(path);
+      // A few points (an evaluation every N iterations) are marked, so one point still shows.
+      if (!s.step && s.xs.length <= 60) {
+        s.xs.forEach((x, i) => {
+          if (s.ys[i] === null || !Number.isFinite(s.ys[i])) return;
+          root.append(svg("circle", { cx: px(x), cy: py(s.ys[i]), r: 2.5, class: "marker " + (s.cls || "") }));
+        });
+      }
     }
     if (opts.xlabel) {
       const t = svg("text", { x: (m.left + W - m.right) / 2, y: H - 4, class: "axis-label", "text-anchor": "middle" });

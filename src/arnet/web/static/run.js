@@ -136,7 +136,7 @@
       });
       return b;
     });
-    picker.append(buttons);
+    arnet.append(picker, buttons);
     clear(box).append(
       row("run-header", runs.map(header)),
       el("h2", {}, "Metrics (latest evaluation)"), metricsTable(runs),
