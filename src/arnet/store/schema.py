@@ -1,0 +1,112 @@
+"""The event store's tables (SQLAlchemy Core): cameras, their segment scores and events,
+alerts and acknowledgements.
+
+Times are seconds since the Unix epoch (UTC) as floats: portable between SQLite and
+PostgreSQL, and ordered and filtered as numbers. Frames and segments are counted per camera
+from its first frame ever watched, so a restarted watcher continues the numbering.
+
+The migrations under `migrations/versions/` create exactly these tables; a change here needs
+a new migration (the test suite compares the two).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+CAMERA_STATES = ("starting", "streaming", "reconnecting", "stopped", "failed")
+ALERT_STATES = ("open", "closed")
+
+metadata = MetaData()
+
+cameras = Table(
+    "cameras",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("source", Text, nullable=False),
+    Column("state", String(20), nullable=False, default="starting"),
+    Column("state_detail", Text),
+    Column("start_threshold", Float),
+    Column("stop_threshold", Float),
+    Column("fps", Float),
+    Column("frames_per_segment", Integer),
+    Column("next_segment", Integer, nullable=False, default=0),
+    Column("next_frame", Integer, nullable=False, default=0),
+    Column("last_seen", Float),
+    Column("last_score", Float),
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+)
+
+segment_scores = Table(
+    "segment_scores",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("camera_id", Integer, ForeignKey("cameras.id", ondelete="CASCADE"), nullable=False),
+    Column("segment", Integer, nullable=False),
+    Column("start_frame", Integer, nullable=False),
+    Column("end_frame", Integer, nullable=False),
+    Column("start_time", Float, nullable=False),
+    Column("end_time", Float, nullable=False),
+    Column("score", Float, nullable=False),
+    UniqueConstraint("camera_id", "segment", name="uq_segment_scores_camera_segment"),
+    Index("ix_segment_scores_camera_time", "camera_id", "start_time"),
+)
+
+camera_events = Table(
+    "camera_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("camera_id", Integer, ForeignKey("cameras.id", ondelete="CASCADE"), nullable=False),
+    Column("time", Float, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("detail", Text),
+    Column("frame", Integer),
+    Index("ix_camera_events_camera_time", "camera_id", "time"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("camera_id", Integer, ForeignKey("cameras.id", ondelete="CASCADE"), nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("start_segment", Integer, nullable=False),
+    Column("end_segment", Integer, nullable=False),
+    Column("start_frame", Integer, nullable=False),
+    Column("end_frame", Integer, nullable=False),
+    Column("start_time", Float, nullable=False),
+    Column("end_time", Float, nullable=False),
+    Column("peak_score", Float, nullable=False),
+    Column("peak_frame", Integer, nullable=False),
+    Column("peak_time", Float, nullable=False),
+    Column("peak_image", LargeBinary),
+    Column("threshold", Float),
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+    UniqueConstraint("camera_id", "start_segment", name="uq_alerts_camera_start"),
+    Index("ix_alerts_start_time", "start_time"),
+)
+
+acknowledgements = Table(
+    "acknowledgements",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("time", Float, nullable=False),
+    Column("note", Text, nullable=False, default=""),
+    Column("by", String(200)),
+    Index("ix_acknowledgements_alert", "alert_id"),
+)
