@@ -121,6 +121,12 @@ def _guard(app: FastAPI, token: str | None) -> None:
                     "or send the header 'Authorization: Bearer TOKEN'",
                     status_code=401,
                 )
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            # A page of another site can post forms and text/plain without asking; JSON needs
+            # the browser's permission (CORS), which this server never gives.
+            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind != "application/json":
+                return PlainTextResponse("send JSON (Content-Type: application/json)", 415)
         response = await call_next(request)
         path = request.url.path
         response.headers.setdefault(
