@@ -216,6 +216,7 @@ def serving(app: Any) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{config.port}"
     finally:
+        app.state.closing.set()  # as `arnet serve` does on Ctrl-C: live streams end
         server.should_exit = True
         thread.join(timeout=30)
 

@@ -84,10 +84,12 @@ def create_app(
         ).start()
     app.state.store = store
     app.state.runs = folders
+    # Set by whoever stops the server: open live streams end, so shutdown need not wait.
+    app.state.closing = threading.Event()
     hosts = allowed_hosts or (["*"] if token else list(LOOPBACK_HOSTS))
     _guard(app, token)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
-    app.include_router(events_router(store, poll_seconds), prefix="/api")
+    app.include_router(events_router(store, poll_seconds, app.state.closing), prefix="/api")
     _runs_routes(app, folders)
     _pages(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

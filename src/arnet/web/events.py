@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
@@ -50,8 +51,12 @@ def _no_store() -> HTTPException:
     return HTTPException(404, "no event store: arnet serve --db STORE")
 
 
-def events_router(store: Any, poll_seconds: float = 1.0) -> APIRouter:
-    """The /api routes over `store` (None: every store route answers 404)."""
+def events_router(
+    store: Any, poll_seconds: float = 1.0, closing: threading.Event | None = None
+) -> APIRouter:
+    """The /api routes over `store` (None: every store route answers 404). Live streams end
+    when `closing` is set, so a server stops without waiting for its open dashboards."""
+    closing = closing or threading.Event()
     router = APIRouter()
 
     def need() -> Any:
@@ -157,7 +162,7 @@ def events_router(store: Any, poll_seconds: float = 1.0) -> APIRouter:
     async def events(request: Request) -> StreamingResponse:
         need()
         return StreamingResponse(
-            _stream(store, request, poll_seconds),
+            _stream(store, request, poll_seconds, closing),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -192,13 +197,15 @@ def _changes(store: Any, last: dict[str, int], sent: dict[str, Any]) -> list[str
     return out
 
 
-async def _stream(store: Any, request: Request, poll_seconds: float) -> AsyncIterator[str]:
+async def _stream(
+    store: Any, request: Request, poll_seconds: float, closing: threading.Event
+) -> AsyncIterator[str]:
     last: dict[str, int] = {}
     sent: dict[str, Any] = {}
     quiet = 0.0
     # The browser reconnects by itself after a dropped connection; this is how soon.
     yield f"retry: {int(max(poll_seconds, 1.0) * 1000)}\n\n"
-    while not await request.is_disconnected():
+    while not closing.is_set() and not await request.is_disconnected():
         messages = await run_in_threadpool(_changes, store, last, sent)
         for message in messages:
             yield message

@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +71,19 @@ def _read_token(args: argparse.Namespace) -> str | None:
     return args.token
 
 
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """Ends the live streams when asked to stop: they would otherwise hold it up."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            self.config.app.state.closing.set()
+            super().handle_exit(sig, frame)
+
+    return Server
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Check the options, open the store and serve until interrupted; the exit status."""
     try:
@@ -107,10 +121,11 @@ def run_serve(args: argparse.Namespace) -> int:
     app = create_app(store, args.runs, token=token, allowed_hosts=hosts, poll_seconds=args.poll)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"arnet serve: http://{shown}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5
+    )
     try:
-        uvicorn.run(
-            app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=2
-        )
+        _server_class()(config).run()
     finally:
         store.close()
     return 0
