@@ -440,6 +440,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_detect_arguments(p)
     p.set_defaults(func=cmd_detect)
 
+    from .live.command import add_alerts_arguments, add_watch_arguments
+
+    p = sub.add_parser("watch", help="score live cameras and streams; alerts into an event store")
+    add_watch_arguments(p)
+    p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("alerts", help="list, filter, export or acknowledge stored alerts")
+    add_alerts_arguments(p)
+    p.set_defaults(func=cmd_alerts)
+
     from .web.serve import add_serve_arguments, run_serve
 
     p = sub.add_parser("serve", help="web dashboard of cameras, alerts and training runs")
@@ -859,6 +869,18 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from .extract.command import run_detect
 
     return run_detect(args)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from .live.command import run_watch
+
+    return run_watch(args)
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from .live.command import run_alerts
+
+    return run_alerts(args)
 
 
 def cmd_models(args: argparse.Namespace) -> int:

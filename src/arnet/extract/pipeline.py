@@ -244,6 +244,25 @@ class FeatureExtractor:
             size=first_size[0],
         )
 
+    def encode_segments(
+        self, segments: Sequence[Sequence[tuple[np.ndarray, np.ndarray | None]]]
+    ) -> dict[str, np.ndarray]:
+        """Features of already-segmented frames, every modality (not `combine`).
+
+        Args:
+            segments: N segments, each a list of (resized frame, flow field or None) pairs as
+                `extract` groups them; all frames of one size.
+
+        Returns:
+            modality -> (N, D), or (N, V, D) with several views.
+        """
+        h, w = segments[0][0][0].shape[:2]
+        pp = self.config.preprocessing
+        windows = crop_windows(h, w, pp.crop_size, pp.crop)
+        collected: dict[str, list[np.ndarray]] = {m: [] for m in self.backbones}
+        self._encode([list(s) for s in segments], windows, collected)
+        return {m: parts[0] for m, parts in collected.items()}
+
     def _encode(
         self,
         segments: list[list[tuple[np.ndarray, np.ndarray | None]]],

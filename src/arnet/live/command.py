@@ -1,0 +1,363 @@
+"""Options and actions of `arnet watch` and `arnet alerts` (registered by `arnet.cli`).
+
+`add_watch_arguments(parser)` / `run_watch(args) -> int` and `add_alerts_arguments(parser)` /
+`run_alerts(args) -> int` are all a command-line front end needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STORE = "arnet-events.db"
+
+
+# ---------------------------------------------------------------------- watch
+
+
+def add_watch_arguments(p: argparse.ArgumentParser) -> None:
+    from ..extract.command import _add_backbone_options
+
+    p.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="[NAME=]URL: rtsp://, http(s)://, rtmp://, udp://, tcp://, srt:// streams, video "
+        "files, /dev/videoN or device:N webcams, or folders that frames are written into",
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    p.add_argument(
+        "--db",
+        default=DEFAULT_STORE,
+        metavar="STORE",
+        help="event store: a SQLite file or postgresql://USER:PW@HOST/DB "
+        f"(default {DEFAULT_STORE})",
+    )
+    p.add_argument(
+        "--cameras",
+        default=None,
+        metavar="FILE",
+        help="a file of sources, one [NAME=]URL per line (# comments), added to SOURCE...",
+    )
+    p.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="watch every N-th source from the I-th (of --cameras and SOURCE..., in order): "
+        "N watchers on N machines share one camera list and one PostgreSQL store",
+    )
+    g = p.add_argument_group("alerts")
+    g.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="start threshold of an alert (default: the checkpoint's, 0.5)",
+    )
+    g.add_argument(
+        "--stop-threshold",
+        type=float,
+        default=None,
+        help="an alert lasts while segments score at least this (default: the start threshold)",
+    )
+    g.add_argument(
+        "--calibrate",
+        nargs="+",
+        default=None,
+        metavar="NORMAL_VIDEO",
+        help="calibrate the start threshold on these normal videos (as detect does)",
+    )
+    g.add_argument(
+        "--false-alarm-rate",
+        type=float,
+        default=0.01,
+        help="target share of normal frames that alert when calibrating (default 0.01)",
+    )
+    g.add_argument("--min-alert-frames", type=int, default=1, help="never store shorter alerts")
+    g.add_argument(
+        "--merge-gap", type=int, default=0, help="join alerts separated by at most this many frames"
+    )
+    g = p.add_argument_group("streaming")
+    g.add_argument(
+        "--realtime", action="store_true", help="replay video files at their own frame rate"
+    )
+    g.add_argument(
+        "--frame-stride",
+        type=int,
+        default=1,
+        help="per-frame backbones (efficientnet-lite0): encode every k-th frame of a segment",
+    )
+    g.add_argument(
+        "--context",
+        type=int,
+        default=64,
+        help="temporal models: segments of left context per live score (default 64)",
+    )
+    g.add_argument(
+        "--open-timeout", type=float, default=10.0, help="seconds to open or read a stream"
+    )
+    g.add_argument(
+        "--reconnect-max",
+        type=float,
+        default=30.0,
+        help="longest wait between reconnection attempts, seconds (backoff from 0.5 s)",
+    )
+    _add_backbone_options(p, recorded=True)
+
+
+def _camera_lines(path: str) -> list[str]:
+    from ..extract import ExtractError
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ExtractError(f"{path}: cannot read the camera list ({exc.strerror})") from None
+    lines = [
+        line.split("#", 1)[0].strip() if line.lstrip().startswith("#") else line.strip()
+        for line in text.splitlines()
+    ]
+    return [line for line in lines if line]
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    from ..detect import load_detector
+    from ..extract import ExtractError
+    from ..extract.command import _FLOW, _PREPROCESSING, _backbone_options, _given
+    from ..extract.pipeline import parse_shard
+    from ..extract.video import find_inputs
+    from ..store import open_store
+    from .scorer import SegmentScorer
+    from .sources import parse_sources
+    from .tracker import Thresholds
+    from .watch import Watcher, WatchOptions, install_signals
+
+    # Arguments, sources and the store first: a mistake shows before the model loads.
+    if args.calibrate and args.threshold is not None:
+        raise ExtractError("give --threshold or --calibrate, not both")
+    if not 0 <= args.false_alarm_rate < 1:
+        raise ExtractError(f"--false-alarm-rate must be in [0, 1), got {args.false_alarm_rate}")
+    texts = (_camera_lines(args.cameras) if args.cameras else []) + list(args.sources)
+    if not texts:
+        raise ExtractError("no source to watch: give SOURCE... or --cameras FILE")
+    if args.shard:
+        index, count = parse_shard(args.shard)
+        texts = texts[index::count]
+        if not texts:
+            raise ExtractError(f"--shard {args.shard}: no source falls in this shard")
+    sources = parse_sources(texts, fps=args.fps)
+    normal = find_inputs(args.calibrate, fps=args.fps) if args.calibrate else []
+    store = open_store(args.db)
+    try:
+        weights = {m: w for m, w in (("rgb", args.weights_rgb), ("flow", args.weights_flow)) if w}
+        detector, _meta = load_detector(
+            args.checkpoint,
+            backbone=args.backbone,
+            weights=weights,
+            backbone_options=_backbone_options(args),
+            preprocessing=_given(args, _PREPROCESSING),
+            flow=_given(args, _FLOW),
+            batch_size=args.batch_size,
+            device=args.device,
+        )
+        scorer = SegmentScorer(detector, args.context, args.frame_stride)
+        if normal:
+            start = detector.calibrate(normal, args.false_alarm_rate)
+        else:
+            start = args.threshold if args.threshold is not None else detector.threshold
+        stop = args.stop_threshold if args.stop_threshold is not None else start
+        thresholds = Thresholds(start, stop, args.min_alert_frames, args.merge_gap)
+        thresholds.validate()
+        options = WatchOptions(
+            realtime=args.realtime,
+            batch_size=args.batch_size,
+            frame_stride=args.frame_stride,
+            open_timeout=args.open_timeout,
+            reconnect_max=args.reconnect_max,
+            quiet=args.quiet or args.json,
+        )
+        watcher = Watcher(scorer, store, sources, thresholds, options)
+        install_signals(watcher)
+        kind = "per-segment" if scorer.independent else f"causal window of {args.context}"
+        if not options.quiet:
+            print(
+                f"watching {len(sources)} source(s) into {store.url}: {scorer.model_name} "
+                f"({kind}), threshold {start:.4f}"
+                + (f", stop {stop:.4f}" if stop != start else "")
+                + (" (calibrated)" if normal else ""),
+                flush=True,
+            )
+        watcher.start()
+        for line in watcher.check_started():
+            print(f"arnet watch: warning: {line}; retrying in the background", file=sys.stderr)
+        scored = watcher.run()
+    finally:
+        store.close()
+    summary = {
+        "store": store.url,
+        "cameras": [s.name for s in sources],
+        "segments": scored,
+        "alerts_opened": watcher.alerts_opened,
+        "threshold": start,
+        "stop_threshold": stop,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    elif not options.quiet:
+        print(f"stopped: {scored} segment(s) scored, {watcher.alerts_opened} alert(s) opened")
+    return 0
+
+
+# ---------------------------------------------------------------------- alerts
+
+
+def _time(text: str) -> float:
+    """An ISO date or time (UTC unless it says otherwise) or epoch seconds -> epoch seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r} (use 2026-12-01T08:30, 2026-12-01 or epoch seconds)"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
+
+
+def add_alerts_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--db",
+        default=DEFAULT_STORE,
+        metavar="STORE",
+        help=f"event store: a SQLite file or postgresql://... (default {DEFAULT_STORE})",
+    )
+    p.add_argument("--camera", default=None, help="only this camera")
+    p.add_argument("--since", type=_time, default=None, help="alerts starting at or after this")
+    p.add_argument("--until", type=_time, default=None, help="alerts starting at or before this")
+    ack = p.add_mutually_exclusive_group()
+    ack.add_argument("--acknowledged", dest="acknowledged", action="store_true", default=None)
+    ack.add_argument("--unacknowledged", dest="acknowledged", action="store_false")
+    p.add_argument("--state", choices=("open", "closed"), default=None)
+    p.add_argument("--limit", type=int, default=50, help="newest N alerts (0: all)")
+    p.add_argument("--offset", type=int, default=0, help="skip the newest N first")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--out", default=None, help="write the export to this file (not stdout)")
+    p.add_argument(
+        "--images",
+        default=None,
+        metavar="FOLDER",
+        help="also write each alert's peak frame as FOLDER/alert-ID.jpg",
+    )
+    p.add_argument(
+        "--ack",
+        type=int,
+        default=None,
+        metavar="ALERT_ID",
+        help="acknowledge this alert (with --note and --by) instead of listing",
+    )
+    p.add_argument("--note", default="", help="note of an acknowledgement")
+    p.add_argument("--by", default=None, help="who acknowledges")
+
+
+EXPORT_FIELDS = (
+    "id",
+    "camera",
+    "state",
+    "start_iso",
+    "end_iso",
+    "duration_s",
+    "start_frame",
+    "end_frame",
+    "peak_score",
+    "peak_frame",
+    "peak_iso",
+    "threshold",
+    "acknowledged",
+    "start_time",
+    "end_time",
+    "peak_time",
+)
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def export_row(alert: dict[str, Any]) -> dict[str, Any]:
+    """An alert from the store as exported: ISO times (UTC) beside the epoch seconds."""
+    return {
+        **{k: alert[k] for k in EXPORT_FIELDS if k in alert},
+        "start_iso": _iso(alert["start_time"]),
+        "end_iso": _iso(alert["end_time"]),
+        "peak_iso": _iso(alert["peak_time"]),
+        "duration_s": round(alert["end_time"] - alert["start_time"], 3),
+    }
+
+
+def run_alerts(args: argparse.Namespace) -> int:
+    from ..atomic import write_atomic
+    from ..data import DataError
+    from ..store import open_store
+
+    if args.limit < 0 or args.offset < 0:
+        raise DataError("--limit and --offset must be >= 0")
+    if args.out and Path(args.out).exists():
+        raise DataError(f"{args.out}: exists; choose a new file (nothing is overwritten)")
+    with open_store(args.db) as store:
+        if args.ack is not None:
+            try:
+                ack = store.acknowledge(args.ack, args.note, args.by)
+            except KeyError:
+                raise DataError(f"--ack {args.ack}: no such alert in {store.url}") from None
+            print(json.dumps(ack) if args.format == "json" else f"alert {args.ack} acknowledged")
+            return 0
+        alerts, total = store.alerts(
+            camera=args.camera,
+            since=args.since,
+            until=args.until,
+            acknowledged=args.acknowledged,
+            state=args.state,
+            offset=args.offset,
+            limit=args.limit or None,
+        )
+        if args.images:
+            folder = Path(args.images)
+            folder.mkdir(parents=True, exist_ok=True)
+            for a in alerts:
+                image = store.alert_image(a["id"])
+                target = folder / f"alert-{a['id']}.jpg"
+                if image and not target.exists():
+                    write_atomic(target, lambda f, b=image: f.write(b))
+    rows = [export_row(a) for a in alerts]
+    if args.format == "json":
+        text = json.dumps({"total": total, "alerts": rows}, indent=1) + "\n"
+    elif args.format == "csv":
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    else:
+        lines = [f"{len(rows)} of {total} alert(s)"]
+        for r in rows:
+            lines.append(
+                f"{r['id']:>6}  {r['camera']:<16} {r['state']:<6} {r['start_iso']}  "
+                f"{r['duration_s']:7.2f} s  peak {r['peak_score']:.3f}"
+                + ("  acknowledged" if r["acknowledged"] else "")
+            )
+        text = "\n".join(lines) + "\n"
+    if args.out:
+        write_atomic(args.out, lambda f: f.write(text.encode()))
+    else:
+        sys.stdout.write(text)
+    return 0

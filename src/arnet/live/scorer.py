@@ -1,0 +1,119 @@
+"""Scoring segments from many cameras together: one backbone pass per batch, then the model.
+
+Segments of every camera are encoded in one batch (grouped by frame size), with the
+checkpoint's extractor, so that many cameras share the backbone's cost. The model scores them
+through `evaluate.predict`, as `detect` and `test` do:
+
+- a per-segment model (`single`, AR-Net) scores each segment alone: its live scores equal
+  the scores of the whole video;
+- a temporal model (`mean`, `sequence`, `concat`, `lstm`, `bas`) looks at neighbouring
+  segments, later ones included. Live, it scores each new segment at the right end of a
+  causal window: the camera's last `context` segments (left context only). Its scores differ
+  from offline scoring of a finished video; the README reports by how much.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..data import FeatureDataset
+from ..detect import Detector
+from ..evaluate import predict
+from ..extract import ExtractError
+from .camera import Segment
+
+
+class SegmentScorer:
+    """Scores segments for a Detector (model + extractor from `load_detector`).
+
+    Args:
+        detector: the checkpoint's detector.
+        context: segments a temporal model sees per score (the new one and those before).
+        frame_stride: frames per segment are subsampled by this for the backbone; only
+            backbones that pool per-frame features over a segment accept fewer frames.
+    """
+
+    def __init__(self, detector: Detector, context: int = 64, frame_stride: int = 1) -> None:
+        from ..extract.image import FrameBackbone
+
+        if context < 1:
+            raise ExtractError(f"--context must be >= 1 segment, got {context}")
+        if frame_stride < 1:
+            raise ExtractError(f"--frame-stride must be >= 1, got {frame_stride}")
+        if frame_stride > 1:
+            for backbone in detector.extractor.backbones.values():
+                if not isinstance(backbone, FrameBackbone):
+                    raise ExtractError(
+                        f"--frame-stride {frame_stride}: backbone {backbone.name!r} needs every "
+                        "frame of a segment; only per-frame backbones (efficientnet-lite0) "
+                        "can skip frames"
+                    )
+        self.detector = detector
+        self.independent = bool(getattr(detector.model, "independent_segments", False))
+        self.context = context
+        self.history: dict[str, deque[np.ndarray]] = {}
+
+    @property
+    def model_name(self) -> str:
+        return getattr(self.detector.model, "arnet_spec", {}).get("name", "model")
+
+    def features(self, segments: Sequence[Segment]) -> list[np.ndarray]:
+        """The model's input feature of each segment: (D,) or (V, D) with several views."""
+        extractor = self.detector.extractor
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, s in enumerate(segments):
+            groups.setdefault(s.items[0][0].shape, []).append(i)
+        out: list[np.ndarray | None] = [None] * len(segments)
+        for members in groups.values():
+            encoded = extractor.encode_segments([segments[i].items for i in members])
+            if len(encoded) == 2:
+                encoded["combine"] = np.concatenate([encoded["rgb"], encoded["flow"]], axis=-1)
+            chosen = encoded[self.detector.output]
+            for row, i in enumerate(members):
+                out[i] = chosen[row]
+        return out  # type: ignore[return-value]
+
+    def score(self, segments: Sequence[Segment]) -> np.ndarray:
+        """Scores of the segments (in the order given; a camera's segments in order)."""
+        feats = self.features(segments)
+        by_camera: dict[str, list[int]] = {}
+        for i, s in enumerate(segments):
+            by_camera.setdefault(s.camera, []).append(i)
+        names, arrays, new = [], [], []
+        for camera, members in by_camera.items():
+            rows = [feats[i] for i in members]
+            if not self.independent:
+                past = self.history.setdefault(camera, deque(maxlen=self.context - 1))
+                window = list(past) + rows
+                for r in rows:
+                    past.append(r)
+                rows = window
+            names.append(camera)
+            arrays.append(np.stack(rows).astype(np.float32))
+            new.append(len(members))
+        dataset = FeatureDataset(names, [0] * len(names), arrays)
+        d = self.detector
+        scored = predict(d.model, dataset, d.device, d.crop_mode)
+        result = np.empty(len(segments), dtype=np.float64)
+        for (camera, members), n in zip(by_camera.items(), new):
+            result[members] = scored[camera][-n:]
+        return result
+
+    def forget(self, camera: str) -> None:
+        """Drop a camera's left context (after a gap, the past is no longer adjacent)."""
+        self.history.pop(camera, None)
+
+
+def causal_scores(detector: Detector, features: np.ndarray, context: int) -> np.ndarray:
+    """Scores of a whole video's features (T, D) as the live scorer gives them: each segment
+    at the right end of its causal window of `context` segments (for the README's cost of
+    causal scoring against offline scoring)."""
+    d = detector
+    names = [f"w{t}" for t in range(len(features))]
+    windows = [features[max(0, t - context + 1) : t + 1] for t in range(len(features))]
+    dataset = FeatureDataset(names, [0] * len(names), windows)
+    scored = predict(d.model, dataset, d.device, d.crop_mode)
+    return np.array([scored[n][-1] for n in names], dtype=np.float64)
