@@ -4,6 +4,7 @@ as a watcher fills it and on run folders of real (short) training runs."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -17,7 +18,7 @@ pytest.importorskip("fastapi", reason="the web extra is not installed")
 pytest.importorskip("sqlalchemy", reason="the live extra is not installed")
 
 from fastapi.testclient import TestClient  # noqa: E402
-from websupport import XSS, CameraFeed, serving, shared_runs  # noqa: E402
+from websupport import FOOTAGE, XSS, CameraFeed, serving, shared_runs, watch_kit  # noqa: E402
 
 from arnet.store import open_store  # noqa: E402
 from arnet.web.app import create_app  # noqa: E402
@@ -45,11 +46,51 @@ def store(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 
 @pytest.fixture(scope="module")
+def watched(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """A store filled by `arnet watch` of a replayed video file."""
+    from arnet.cli import main
+
+    run, video = watch_kit(tmp_path_factory)
+    db = tmp_path_factory.mktemp("watched") / "events.db"
+    assert main(["watch", f"gate={video}", "--checkpoint", str(run), "--db", str(db)]) == 0
+    with open_store(db) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
 def client(store, runs: Path) -> TestClient:  # noqa: ANN001
     return TestClient(create_app(store, runs, poll_seconds=0.1), base_url=LOCAL)
 
 
 # ---------------------------------------------------------------------- cameras and alerts
+
+
+def test_a_watched_video_seen_through_the_api(watched) -> None:  # noqa: ANN001
+    from PIL import Image
+
+    client = TestClient(create_app(watched, None), base_url=LOCAL)
+    (camera,) = client.get("/api/cameras").json()
+    assert (camera["name"], camera["state"]) == ("gate", "stopped")  # the file ended
+    scores = client.get("/api/scores", params={"camera": "gate"}).json()
+    assert [s["segment"] for s in scores] == list(range(len(FOOTAGE)))
+    threshold = camera["start_threshold"]
+    above = [s["segment"] for s in scores if s["score"] >= threshold]
+    anomalous = [i for i, c in enumerate(FOOTAGE) if c == "X"]
+    assert above == anomalous  # the bright square, and nothing else, crosses the threshold
+
+    page = client.get("/api/alerts").json()
+    assert page["total"] == 1
+    (alert,) = page["alerts"]
+    assert (alert["start_segment"], alert["end_segment"]) == (anomalous[0], anomalous[-1])
+    assert alert["state"] == "closed" and alert["has_image"]
+    detail = client.get(f"/api/alerts/{alert['id']}").json()
+    assert [s["segment"] for s in detail["segments"]] == anomalous
+    image = client.get(f"/api/alerts/{alert['id']}/image")
+    assert Image.open(io.BytesIO(image.content)).size == (32, 32)  # the peak frame itself
+
+    r = client.post(f"/api/alerts/{alert['id']}/acknowledge", json={"note": "square, seen"})
+    assert r.status_code == 200
+    assert watched.alerts(acknowledged=True)[1] == 1
 
 
 def test_cameras_list_every_camera_with_state_and_threshold(client: TestClient) -> None:

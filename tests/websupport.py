@@ -1,6 +1,8 @@
 """What the dashboard's tests share (imported by the test modules, like pgserver):
 
 - `train_runs`: two short real training runs on the tiny synthetic dataset;
+- `watch_kit`: a checkpoint that scores generated footage, and a video file of that footage
+  (a replayed camera for `arnet watch`);
 - `CameraFeed`: a camera written into a real event store segment by segment through the
   store's write API, raising an alert with a JPEG peak frame when its score crosses the
   threshold, as a watcher does;
@@ -69,6 +71,36 @@ def shared_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         train_runs(base / "data", base / "runs")
         _RUNS["root"] = base / "runs"
     return _RUNS["root"]
+
+
+# The replayed camera: '.' a normal 16-frame segment, 'X' an anomalous one.
+FOOTAGE = "......XXXX......"
+
+
+def watch_kit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(run folder of a checkpoint for `arnet watch`, a video file of FOOTAGE), made once per
+    session. Skips where the extract extra (video decoding, EfficientNet-Lite0) is missing."""
+    if "kit" not in _RUNS:
+        pytest.importorskip("cv2", reason="the extract extra is not installed")
+        pytest.importorskip("av", reason="the extract extra is not installed")
+        import livekit
+
+        base = tmp_path_factory.mktemp("watch")
+        run = livekit.make_checkpoint(base)
+        _RUNS["kit"] = (run, write_video(base / "gate.avi", livekit.footage(FOOTAGE, seed=3)))
+    return _RUNS["kit"]
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 25.0) -> Path:
+    """An MJPEG .avi of RGB frames, as a camera recording would be."""
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    for image in frames:
+        writer.write(np.ascontiguousarray(image[:, :, ::-1]))
+    writer.release()
+    return path
 
 
 def jpeg(seed: int, size: tuple[int, int] = (160, 120)) -> bytes:
