@@ -93,6 +93,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         return _fail(f"the web extra is not installed ({exc}): pip install 'arnet-vad[web]'")
     from ..store import StoreError, open_store
+    from ..store.engine import make_url
 
     try:
         token = _read_token(args)
@@ -114,9 +115,13 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.runs is not None and not Path(args.runs).is_dir():
         return _fail(f"--runs {args.runs}: no such folder")
     try:
+        url = make_url(args.db)
+        if url.get_backend_name() == "sqlite" and not Path(url.database).is_file():
+            # A dashboard only reads: a mistyped path must not quietly become a new, empty store.
+            return _fail(f"--db {url.database}: no such event store (arnet watch --db creates it)")
         store = open_store(args.db)
     except StoreError as exc:
-        return _fail(f"--db: {exc}")
+        return _fail(f"--db: {exc}")  # the message names the store, its password hidden
     hosts = None if token else [*LOOPBACK_HOSTS, args.host]
     app = create_app(store, args.runs, token=token, allowed_hosts=hosts, poll_seconds=args.poll)
     shown = f"[{args.host}]" if ":" in args.host else args.host
