@@ -180,13 +180,21 @@ class MjpegServer:
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
-    """Poll until `condition()` holds (True) or `timeout` passes (False); never asserts time."""
+    """Poll until `condition()` holds (True) or `timeout` passes (False); never asserts time.
+    A condition that raises counts as not yet holding (e.g. a row not written yet)."""
+
+    def holds() -> bool:
+        try:
+            return bool(condition())
+        except Exception:  # noqa: BLE001
+            return False
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if condition():
+        if holds():
             return True
         time.sleep(0.1)
-    return condition()
+    return holds()
 
 
 def iter_chunks(items: Sequence, size: int) -> Iterator[Sequence]:

@@ -154,9 +154,14 @@ class CameraWorker(threading.Thread):
                 if not self.source.live:
                     self.on_state(name, "failed", str(exc), "failed", self.frame)
                     return
+                first_failure = self.backoff.current == 0  # an event per outage, not per try
                 delay = self.backoff.next()
                 self.on_state(
-                    name, "reconnecting", f"{exc}; retrying in {delay:.1f} s", None, self.frame
+                    name,
+                    "reconnecting",
+                    f"{exc}; retrying in {delay:.1f} s",
+                    "unreachable" if first_failure else None,
+                    self.frame,
                 )
                 self.connected_once.set()
                 if self.stopping.wait(delay):

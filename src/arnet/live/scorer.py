@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+from torch import nn
 
 from ..data import FeatureDataset
 from ..detect import Detector
@@ -107,13 +109,18 @@ class SegmentScorer:
         self.history.pop(camera, None)
 
 
-def causal_scores(detector: Detector, features: np.ndarray, context: int) -> np.ndarray:
+def causal_scores(
+    model: nn.Module,
+    features: np.ndarray,
+    context: int,
+    device: torch.device | str = "cpu",
+    crop_mode: str = "mean",
+) -> np.ndarray:
     """Scores of a whole video's features (T, D) as the live scorer gives them: each segment
-    at the right end of its causal window of `context` segments (for the README's cost of
-    causal scoring against offline scoring)."""
-    d = detector
+    at the right end of its causal window of `context` segments (to measure what causal
+    scoring costs a temporal model against scoring the finished video)."""
     names = [f"w{t}" for t in range(len(features))]
     windows = [features[max(0, t - context + 1) : t + 1] for t in range(len(features))]
     dataset = FeatureDataset(names, [0] * len(names), windows)
-    scored = predict(d.model, dataset, d.device, d.crop_mode)
+    scored = predict(model, dataset, device, crop_mode)
     return np.array([scored[n][-1] for n in names], dtype=np.float64)

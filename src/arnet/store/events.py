@@ -250,7 +250,7 @@ class EventStore:
 
     def events(self, camera: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Camera events, newest first: id, camera, time, kind (connected, disconnected,
-        failed, stopped, restarted), detail, frame (the camera's frame count at the time)."""
+        unreachable, failed, stopped), detail, frame (the camera's frame count at the time)."""
         query = (
             sa.select(
                 camera_events.c.id,
