@@ -76,7 +76,9 @@ def events_router(
     def scores(
         camera: str = Query(..., description="the camera's name"),
         since_segment: int | None = Query(None, description="only segments after this one"),
-        since_time: str | None = Query(None, description="only segments starting at or after"),
+        since_time: str | None = Query(
+            None, description="only segments starting at or after (epoch s or ISO 8601)"
+        ),
         limit: int = Query(WINDOW, ge=1, le=100_000),
     ) -> list[dict[str, Any]]:
         when = parse_time(since_time, "since_time")
