@@ -282,14 +282,24 @@ def chromium_driver(width: int = 1280, height: int = 900) -> Any:
 
 
 def wait_for(condition: Any, timeout: float = 20.0, every: float = 0.1, what: str = "") -> Any:
-    """Poll `condition()` until it returns something true; its value. Fails after `timeout`."""
+    """Poll `condition()` until it returns something true; its value. Fails after `timeout`.
+
+    A live page redraws itself: an element found a moment ago may be gone (stale) or not yet
+    drawn, so the browser's element errors count as "not yet"."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
+    last: Exception | None = None
     while True:
-        value = condition()
-        if value:
-            return value
+        try:
+            value = condition()
+            if value:
+                return value
+        except (NoSuchElementException, StaleElementReferenceException) as exc:
+            last = exc
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
+            detail = f" (last: {type(last).__name__})" if last else ""
+            raise AssertionError(f"timed out waiting for {what or condition}{detail}")
         time.sleep(every)
 
 

@@ -80,8 +80,8 @@
     try {
       a = await arnet.getJSON("/api/alerts/" + id);
     } catch (err) {
-      clear(box);
-      arnet.error(box, err);
+      // A failed refresh keeps what the page showed, with the reason above it.
+      arnet.error(box.firstChild ? box.insertBefore(arnet.el("div"), box.firstChild) : box, err);
       return;
     }
     title.textContent = "Alert #" + a.id + " · " + a.camera;
