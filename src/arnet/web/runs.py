@@ -275,7 +275,7 @@ def _load_truth(config_file: Path) -> dict[str, Any]:
         config = TrainConfig.from_dict(json.loads(config_file.read_text()))
         if not config.data:
             return {"spans": None, "error": "the run names no dataset"}
-        _train, test = open_dataset(
+        test = open_dataset(
             config.data,
             config.format,
             modal=config.feature_modal,
@@ -287,6 +287,7 @@ def _load_truth(config_file: Path) -> dict[str, Any]:
             train_anomalous=config.train_anomalous,
             tail=config.tail,
             frames_per_segment=config.frames_per_segment,
+            split="test",  # the labels of the videos a run scores; the training set stays shut
         )
     except Exception as exc:  # any unreadable dataset: the page still shows the scores
         return {"spans": None, "error": f"ground truth unavailable: {exc}"}
