@@ -49,6 +49,10 @@ COMMANDS: dict[str, Command] = {
         "video",
     ),
     "models": Command("list the models", options._models, "training"),
+    "watch": Command(
+        "score live cameras and streams; alerts into an event store", options._watch, "live"
+    ),
+    "alerts": Command("list, filter, export or acknowledge stored alerts", options._alerts, "live"),
     "serve": Command("web dashboard of cameras, alerts and training runs", options._serve, "web"),
 }
 

@@ -474,6 +474,18 @@ def _detect(p: argparse.ArgumentParser) -> None:
     _add_backbone_options(p, recorded=True)
 
 
+def _watch(p: argparse.ArgumentParser) -> None:
+    from ..live.command import add_watch_arguments
+
+    add_watch_arguments(p)
+
+
+def _alerts(p: argparse.ArgumentParser) -> None:
+    from ..live.command import add_alerts_arguments
+
+    add_alerts_arguments(p)
+
+
 def _serve(p: argparse.ArgumentParser) -> None:
     from ..web.serve import add_serve_arguments
 

@@ -22,7 +22,7 @@ DEFAULT_STORE = "arnet-events.db"
 
 
 def add_watch_arguments(p: argparse.ArgumentParser) -> None:
-    from ..extract.command import _add_backbone_options
+    from ..cli.options import _add_backbone_options
 
     p.add_argument(
         "sources",
@@ -111,7 +111,7 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _camera_lines(path: str) -> list[str]:
-    from ..extract import ExtractError
+    from ..errors import ExtractError
 
     try:
         text = Path(path).read_text()
@@ -125,9 +125,9 @@ def _camera_lines(path: str) -> list[str]:
 
 
 def run_watch(args: argparse.Namespace) -> int:
+    from ..cli.video import _FLOW, _PREPROCESSING, _backbone_options, _given
     from ..detect import load_detector
-    from ..extract import ExtractError
-    from ..extract.command import _FLOW, _PREPROCESSING, _backbone_options, _given
+    from ..errors import ExtractError
     from ..extract.pipeline import parse_shard
     from ..extract.video import find_inputs
     from ..store import open_store

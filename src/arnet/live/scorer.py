@@ -23,8 +23,8 @@ from torch import nn
 
 from ..data import FeatureDataset
 from ..detect import Detector
+from ..errors import ExtractError
 from ..evaluate import predict
-from ..extract import ExtractError
 from .camera import Segment
 
 

@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from ..extract import ExtractError, require
+from ..errors import ExtractError
+from ..extract import require
 from ..extract.video import (
     DEFAULT_FOLDER_FPS,
     IMAGE_SUFFIXES,
