@@ -44,7 +44,7 @@ def detector(live_run: Path):
 
 
 def _video(path: Path, pattern: str, seed: int = 0) -> Path:
-    from arnet.extract.video import write_video
+    from helpers import write_video
 
     return write_video(path, footage(pattern, seed), fps=25)
 
@@ -146,7 +146,7 @@ def test_watch_over_a_file_scores_as_detect_does(tmp_path: Path, detector) -> No
 
     # 10 segments and 5 frames: the padded tail is scored too, as detect scores it
     frames = footage("...XXX....", seed=5) + footage(".", seed=6)[:5]
-    from arnet.extract.video import write_video
+    from helpers import write_video
 
     video = write_video(tmp_path / "parity.mp4", frames, fps=25)
     offline = detector.detect(VideoInput(video, "parity", "video"), 0.5)
