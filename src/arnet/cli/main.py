@@ -62,6 +62,7 @@ COMMANDS: dict[str, Command] = {
     "alerts": Command(
         "list, filter, export or acknowledge stored alerts", live.add_alerts_arguments, "live"
     ),
+    "serve": Command("web dashboard of cameras, alerts and training runs", options._serve, "web"),
 }
 
 

@@ -611,3 +611,9 @@ def _export(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+
+def _serve(p: argparse.ArgumentParser) -> None:
+    from ..web.serve import add_serve_arguments
+
+    add_serve_arguments(p)

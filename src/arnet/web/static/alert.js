@@ -1,0 +1,100 @@
+// One alert: the peak frame, the score curve with the alert shaded, and acknowledgement with
+// a note (kept in the store with its time).
+"use strict";
+
+(() => {
+  const { el, clear, time, num } = arnet;
+  arnet.nav("alerts");
+  const id = Number(location.pathname.split("/").pop());
+  const box = document.getElementById("alert");
+  const title = document.getElementById("title");
+
+  function facts(a) {
+    const rows = [
+      ["camera", a.camera],
+      ["state", el("span", { class: "badge " + a.state }, a.state)],
+      ["started", time(a.start_time)],
+      ["ended", a.state === "open" ? "still open" : time(a.end_time)],
+      ["segments", a.start_segment + "–" + a.end_segment],
+      ["frames", a.start_frame + "–" + a.end_frame],
+      ["peak score", num(a.peak_score) + " at frame " + a.peak_frame + " (" + time(a.peak_time) + ")"],
+      ["threshold", num(a.threshold, 2)],
+    ];
+    return el("table", { class: "facts-table" },
+      rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", { class: "text" }, v))));
+  }
+
+  function curve(a) {
+    const rows = a.context && a.context.length ? a.context : a.segments;
+    const xs = rows.map((r) => r.segment);
+    const end = xs.length ? xs[xs.length - 1] + 1 : a.end_segment + 1;
+    return charts.line({
+      width: 720,
+      height: 240,
+      xmin: xs.length ? xs[0] : a.start_segment,
+      xmax: end,
+      ymin: 0,
+      ymax: 1,
+      series: [{ xs, ys: rows.map((r) => r.score), step: true, end, name: "score" }],
+      bands: [{ x0: a.start_segment, x1: a.end_segment + 1, cls: "alert-span" }],
+      hlines: [{ y: a.threshold !== null ? a.threshold : a.camera_threshold, cls: "threshold" }],
+      xlabel: "segment",
+      ylabel: "anomaly score",
+      title: "score around the alert (shaded)",
+    });
+  }
+
+  function acknowledgements(a) {
+    const list = el("div", { id: "acknowledgements" });
+    if (!a.acknowledgements.length) list.append(el("p", { class: "muted" }, "not acknowledged yet"));
+    else {
+      list.append(el("ul", {}, a.acknowledgements.map((k) =>
+        el("li", { class: "ack" }, time(k.time) + (k.by ? " by " + k.by : "") + ": ",
+          el("span", { class: "note" }, k.note || "(no note)")))));
+    }
+    return list;
+  }
+
+  function ackForm(a) {
+    const note = el("textarea", { name: "note", id: "note", maxlength: 2000, placeholder: "what it was, what was done" });
+    const by = el("input", { name: "by", id: "by", maxlength: 200, placeholder: "your name (optional)" });
+    const button = el("button", { type: "submit", id: "acknowledge" }, "Acknowledge");
+    const message = el("p", { class: "status" });
+    const form = el("form", { id: "ack-form" }, el("label", {}, "note", note), el("p", {}, by, " ", button), message);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      button.disabled = true;
+      try {
+        await arnet.postJSON("/api/alerts/" + a.id + "/acknowledge", { note: note.value, by: by.value || null });
+        await load();
+      } catch (err) {
+        message.textContent = String(err.message || err);
+        button.disabled = false;
+      }
+    });
+    return form;
+  }
+
+  async function load() {
+    let a;
+    try {
+      a = await arnet.getJSON("/api/alerts/" + id);
+    } catch (err) {
+      // A failed refresh keeps what the page showed, with the reason above it.
+      arnet.error(box.firstChild ? box.insertBefore(arnet.el("div"), box.firstChild) : box, err);
+      return;
+    }
+    title.textContent = "Alert #" + a.id + " · " + a.camera;
+    document.title = "arnet · alert " + a.id;
+    const image = a.has_image
+      ? el("img", { src: "/api/alerts/" + a.id + "/image", alt: "peak frame of alert " + a.id, id: "peak-image" })
+      : el("p", { class: "muted" }, "no image of the peak frame was stored");
+    clear(box).append(
+      el("div", { class: "alert-view" },
+        el("div", {}, image, facts(a)),
+        el("div", {}, curve(a),
+          el("h2", {}, "Acknowledgements"), acknowledgements(a), ackForm(a))));
+  }
+
+  load();
+})();
