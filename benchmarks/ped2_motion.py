@@ -44,7 +44,9 @@ def cell_view(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
 
 def frame_stats(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
     diff = np.abs(cur.astype(np.float32) - prev.astype(np.float32))
-    small_p = cv2.resize(prev, (prev.shape[1] // 2, prev.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    small_p = cv2.resize(
+        prev, (prev.shape[1] // 2, prev.shape[0] // 2), interpolation=cv2.INTER_AREA
+    )
     small_c = cv2.resize(cur, (cur.shape[1] // 2, cur.shape[0] // 2), interpolation=cv2.INTER_AREA)
     flow = cv2.calcOpticalFlowFarneback(small_p, small_c, None, 0.5, 3, 9, 3, 5, 1.1, 0)
     mag = np.sqrt((flow**2).sum(axis=2))
@@ -102,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         total_frames += frames
         print(f"{name}: {feats.shape} {seconds:.1f} s", file=sys.stderr)
     if total_frames:
-        print(f"{total_frames} frames in {total_s:.1f} s ({1000 * total_s / total_frames:.2f} ms/frame)")
+        print(
+            f"{total_frames} frames in {total_s:.1f} s ({1000 * total_s / total_frames:.2f} ms/frame)"
+        )
     return 0
 
 

@@ -50,6 +50,7 @@ from .backbones import (  # noqa: E402  (the error classes above are imported by
     list_backbones,
     register_backbone,
 )
+from . import motion  # noqa: E402, F401  (registers the motion-grid backbone)
 from .pipeline import ExtractConfig, FeatureExtractor, VideoFeatures, extract_dataset  # noqa: E402
 from .preprocess import Preprocessing  # noqa: E402
 from .video import VideoInput, find_inputs  # noqa: E402
