@@ -27,8 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from arnet.metrics import frame_metrics  # noqa: E402
 from ped2_motion import DEFAULT_CACHE, DEFAULT_DATA, STATS  # noqa: E402
+
+from arnet.metrics import frame_metrics  # noqa: E402
 
 
 @dataclass
@@ -413,12 +414,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
+        if args.json:  # after every split, so that a long run keeps what it measured
+            Path(args.json).write_text(json.dumps(results, indent=1, default=float))
 
     print(
         f"{'method':<32}{'weak AUC':>14}{'FAR normal':>12}{'random AUC mean ± std':>24}{'min':>8}"
     )
     for method, per in results.items():
-        auc = lambda k: [r["auc"] for r in per[k]]  # noqa: E731
+        auc = lambda k, per=per: [r["auc"] for r in per[k]]  # noqa: E731
         weak = auc("weak") if "weak" in per else []
         far = [r["far_normal"] for r in per.get("weak", [])]
         rand = [statistics.fmean(auc(k)) for k in per if k != "weak"]

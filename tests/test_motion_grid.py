@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from arnet.extract import ExtractConfig, ExtractError, FeatureExtractor, Preprocessing
-from arnet.extract import create_backbone, extract_dataset, find_inputs
+from arnet.extract import (
+    ExtractConfig,
+    ExtractError,
+    FeatureExtractor,
+    Preprocessing,
+    create_backbone,
+    extract_dataset,
+    find_inputs,
+)
 from arnet.extract.flow import FlowSettings
 from arnet.extract.motion import FLOW_STATS, RGB_STATS, cells, parse_grid
 
