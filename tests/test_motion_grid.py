@@ -18,7 +18,7 @@ from arnet.extract import (
     find_inputs,
 )
 from arnet.extract.flow import FlowSettings
-from arnet.extract.motion import FLOW_STATS, RGB_STATS, cells, parse_grid
+from arnet.extract.motion import FLOW_STATS, RGB_STATS, cells, feature_groups, parse_grid
 
 cv2 = pytest.importorskip("cv2")
 
@@ -101,6 +101,11 @@ def test_motion_grid_through_extract_dataset_records_its_layout(tmp_path):
     assert described["rgb"]["weights"] is None
     combine = np.load(root / "combine" / "a" / "feature.npy")
     assert combine.shape == (2, 2 * 4 * 8) and np.isfinite(combine).all()
+    groups = feature_groups(described, "combine")
+    assert len(groups) == combine.shape[1]
+    assert groups[:4] == [0, 1, 0, 1] and groups[2 * 4 * 2 : 2 * 4 * 2 + 7] == [2, 3, 4, 5, 6, 7, 2]
+    assert feature_groups(described, "flow")[:7] == [0, 1, 2, 3, 4, 5, 0]
+    assert feature_groups({"rgb": {"name": "efficientnet-lite0"}}, "rgb") is None
 
 
 def test_motion_grid_refuses_weights_and_foreign_options():
