@@ -96,3 +96,22 @@ def test_checkpoint_round_trip_and_refusals(rng):
         fit_bank(vids[-3:], labels[-3:])
     with pytest.raises(ValueError, match="groups"):
         create_model("nearest-normal", 6, groups=[0, 1])
+
+
+def test_arnet_train_fits_it_and_arnet_test_scores_its_checkpoint(tiny_data, tmp_path, capsys):
+    import json
+
+    from arnet.cli import main
+
+    out = tmp_path / "run"
+    args = ["train", "--data", str(tiny_data), "--model", "nearest-normal", "--out", str(out)]
+    assert main([*args, "--json", "--no-plot"]) == 0
+    trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert trained["iterations"] == 0 and trained["metrics"]["auc"] > 0.5
+    fit = json.loads((out / "fit.json").read_text())
+    assert fit["groups"] == "one" and fit["threshold"] >= fit["tau"]
+    assert main(["test", "--checkpoint", str(out), "--json"]) == 0
+    tested = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert tested["metrics"]["auc"] == pytest.approx(trained["metrics"]["auc"])
+    assert main([*args, "--resume", str(out)]) == 2  # fitted in one go: nothing to resume
+    assert main(args) == 2  # the run folder is kept, never overwritten

@@ -235,6 +235,12 @@ class Trainer:
         self.test_set = test_set
         self.out_dir = Path(out_dir)
         self.progress = progress
+        # A model fitted without gradients (nearest-normal) has no steps: run() fits it.
+        self.fitted = model_entry(config.model).objective == "normal-bank"
+        if self.fitted:
+            if resume_from is not None:
+                raise TrainingError(f"model {config.model!r} is fitted in one go: no resuming")
+            return
         if test_set is not None and len(test_set) and test_set.dim != train_set.dim:
             raise DataError(
                 f"{test_set.sources[0]}: test features have {test_set.dim} dimensions, the "
@@ -336,6 +342,11 @@ class Trainer:
     # -- loop
     def run(self) -> TrainResult:
         from .report import write_evaluation  # report imports plotting; load it only here
+
+        if self.fitted:
+            from .bank import fit_run
+
+            return fit_run(self.config, self.train_set, self.test_set, self.out_dir)
 
         last_path = self.out_dir / "checkpoints" / "last.pt"
         if self.iteration == 0 and last_path.exists():
