@@ -48,8 +48,8 @@ def fit_run(
     out_dir: str | Path,
 ) -> Any:
     """Fit a normal bank, checkpoint it and evaluate it; returns a train.TrainResult."""
-    from .report import write_evaluation
     from . import __version__
+    from .report import write_evaluation
     from .train import (
         CHECKPOINT_FORMAT,
         CHECKPOINT_VERSION,
