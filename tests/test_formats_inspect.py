@@ -14,14 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import write_crops, write_list
 
 from arnet.cli import main
-from arnet.data import DataError
+from arnet.errors import DataError
 from arnet.formats import build_catalog, open_catalog, open_dataset
 from arnet.formats.arnet import write_arnet
 from arnet.formats.catalog import KINDS, DataWarning
-from arnet.formats.crops import write_crops
-from arnet.formats.lists import write_list
 from arnet.formats.packed import pack_catalog
 from arnet.formats.validate import inspect_catalog
 
@@ -167,7 +166,7 @@ def list_without_test_list(tmp_path: Path) -> Path:
 def test_layout_problem(tmp_path):
     train_list = list_without_test_list(tmp_path)
     layout = problems_by_kind(inspect_catalog(build_catalog(train_list)))["layout"]
-    assert layout[0].source == str(train_list) and "--test-list" in layout[0].message
+    assert layout[0].source == str(train_list) and "name the test list" in layout[0].message
 
 
 def test_every_claimed_problem_kind_is_provoked(tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
-from arnet.data import DataError
+from arnet.errors import DataError
 from arnet.metrics import expand_to_frames, frame_metrics, segment_label_counts
 
 
@@ -28,14 +28,16 @@ def test_too_few_frame_labels_is_an_error_naming_the_video():
         segment_label_counts(np.zeros(20), 2, 16, video="v7")
 
 
-def _random_test_set(seed, n_videos=12, fps=16):
+def _random_test_set(seed, n_videos=12, frames_per_segment=16):
     rng = np.random.default_rng(seed)
     scores, frames, labels = {}, {}, {}
     for i in range(n_videos):
         T = int(rng.integers(1, 30))
         anomalous = i % 3 == 0
         s = np.round(rng.random(T), 2)  # rounding makes ties, which AUC must handle alike
-        f = np.zeros(T * fps + int(rng.integers(0, fps)), dtype=np.uint8)
+        f = np.zeros(
+            T * frames_per_segment + int(rng.integers(0, frames_per_segment)), dtype=np.uint8
+        )
         if anomalous:
             a = int(rng.integers(0, len(f) - 1))
             f[a : a + int(rng.integers(1, len(f) - a + 1))] = 1
@@ -43,12 +45,12 @@ def _random_test_set(seed, n_videos=12, fps=16):
     return scores, frames, labels
 
 
-def _expanded(scores, frames, labels, which, fps=16):
+def _expanded(scores, frames, labels, which, frames_per_segment=16):
     s, y = [], []
     for k, v in scores.items():
         if which is None or labels[k] == which:
-            s.append(np.repeat(v, fps))
-            y.append(frames[k][: len(v) * fps])
+            s.append(np.repeat(v, frames_per_segment))
+            y.append(frames[k][: len(v) * frames_per_segment])
     return np.concatenate(s), np.concatenate(y)
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from arnet.errors import ExtractError
 from arnet.extract import (
     ExtractConfig,
-    ExtractError,
     FeatureExtractor,
     Preprocessing,
     create_backbone,

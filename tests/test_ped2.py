@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arnet.data import BalancedBatchSampler, DataError, FeatureDataset
+from arnet.data import FeatureDataset
+from arnet.errors import DataError
 from arnet.formats.ped2 import (
     FrameAnnotation,
     check_frame_counts,
@@ -24,6 +25,7 @@ from arnet.formats.ped2 import (
     read_annotations,
     read_frame_dataset,
 )
+from arnet.sampling import BalancedBatchSampler
 
 REPO = Path(__file__).resolve().parents[1]
 PED2 = Path(os.environ.get("ARNET_PED2", REPO.parent / "shared" / "data" / "ucsd-ped2"))
@@ -106,10 +108,10 @@ def test_reader_checks_the_layout(tmp_path):
 
 def test_load_ped2_joins_features_and_checks_the_tail(tmp_path):
     root = tiny_frame_dataset(
-        tmp_path / "d", {"A": 40, "B": 33, "C": 20}, {"A": [[17, 40]], "C": [[1, 5]]}
+        tmp_path / "d", {"A": 40, "B": 33, "C": 20, "D": 33}, {"A": [[17, 40]], "C": [[1, 5]]}
     )
     (root / "splits" / "weak_train.txt").write_text("A\nB\n")
-    (root / "splits" / "weak_test.txt").write_text("C\nB\n")
+    (root / "splits" / "weak_test.txt").write_text("C\nD\n")
     features = tmp_path / "features"
     folder = features / "features_video" / "efficientnet-lite0" / "rgb"
 
@@ -120,20 +122,24 @@ def test_load_ped2_joins_features_and_checks_the_tail(tmp_path):
         meta = {"preprocessing": {"frames_per_segment": 16, "tail": tail}}
         (folder.parent / "extraction.json").write_text(json.dumps(meta))
 
-    write({"A": 2, "B": 2, "C": 1}, "drop")
+    write({"A": 2, "B": 2, "C": 1, "D": 2}, "drop")
     train, test = load_ped2(root, features)
     assert train.names == ["A", "B"] and train.labels.tolist() == [1, 0]
-    assert test.names == ["C", "B"] and test.labels.tolist() == [1, 0]
+    assert test.names == ["C", "D"] and test.labels.tolist() == [1, 0]
     assert test.frame_labels[0].tolist() == [1] * 5 + [0] * 15  # all 20 frames; metrics cut to 16
-    write({"A": 3, "B": 3, "C": 2}, "pad")
+    write({"A": 3, "B": 3, "C": 2, "D": 3}, "pad")
     train, test = load_ped2(root, features)
     assert test.frame_labels[0].size == 32 and test.frame_labels[0][20:].tolist() == [0] * 12
     with pytest.raises(
-        DataError, match="video 'A' has 40 frame labels, but its 3 segments need 48..63"
+        DataError, match="video 'A' .*has 40 frame labels, but its 3 segments need 48..63"
     ):
         load_ped2(root, features, tail="drop")
     (folder / "B" / "feature.npy").unlink()
     with pytest.raises(DataError, match="feature file of video 'B' not found"):
+        load_ped2(root, features)
+    # a catalogue reader like the others: a video in both splits is reported
+    (root / "splits" / "weak_test.txt").write_text("C\nA\n")
+    with pytest.raises(DataError, match="video 'A' appears in both splits"):
         load_ped2(root, features)
 
 

@@ -16,12 +16,13 @@ import pytest
 import torch
 
 from arnet.config import TrainConfig
-from arnet.data import BalancedBatchSampler, FeatureDataset
+from arnet.data import FeatureDataset
 from arnet.evaluate import predict
 from arnet.losses import MilCenterObjective
 from arnet.models import create_model, per_segment
 from arnet.models.segment import dropout_keep_mask, relu_dropout
 from arnet.runtime import MixedPrecision, keep_freed_memory, make_adam, prepare_model
+from arnet.sampling import BalancedBatchSampler
 from arnet.train import Trainer
 
 

@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from arnet.config import TrainConfig
-from arnet.data import BalancedBatchSampler, DataError, FeatureDataset
+from arnet.data import FeatureDataset
+from arnet.errors import DataError
 from arnet.evaluate import evaluate, predict
 from arnet.formats import open_dataset
+from arnet.sampling import BalancedBatchSampler
 from arnet.train import (
     CheckpointError,
     Trainer,
@@ -223,7 +225,7 @@ def test_nan_loss_stops_without_touching_saved_work(tiny_data, splits, tmp_path)
 
 
 def test_feature_size_mismatch_names_the_file(tiny_data, splits, tmp_path):
-    from arnet.data import DataError
+    from arnet.errors import DataError
 
     with pytest.raises(DataError, match="feature_size is 2048.*dimension 64.*feature.npy"):
         Trainer(_config(tiny_data, feature_dim=2048), *splits, tmp_path / "run")

@@ -18,7 +18,8 @@ import torch
 
 from .atomic import write_json_atomic
 from .config import TrainConfig
-from .data import DataError, FeatureDataset
+from .data import FeatureDataset
+from .errors import DataError, TrainingError
 from .evaluate import evaluate, predict
 from .models import model_spec
 from .models.normal import fit_bank
@@ -53,7 +54,6 @@ def fit_run(
     from .train import (
         CHECKPOINT_FORMAT,
         CHECKPOINT_VERSION,
-        TrainingError,
         TrainResult,
         save_checkpoint,
     )

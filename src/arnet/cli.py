@@ -598,7 +598,7 @@ def _layout(config: TrainConfig) -> dict[str, Any]:
     }
 
 
-def _open(config: TrainConfig) -> Any:
+def _open(config: TrainConfig, split: str | None = None) -> Any:
     from .formats import open_dataset
 
     if not config.data:
@@ -608,6 +608,7 @@ def _open(config: TrainConfig) -> Any:
         config.format,
         feature_dim=config.feature_dim,
         in_memory=config.in_memory,
+        split=split,
         **_layout(config),
     )
 
@@ -717,7 +718,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         warnings.warn("the run trained in fp16, which needs CUDA: testing in fp32", stacklevel=1)
         config = dataclasses.replace(config, precision="fp32")
     model = model_from_checkpoint(payload, device)
-    _, test_set = _open(config)
+    test_set = _open(config, split="test")
     if test_set.dim != payload["model"]["kwargs"].get("feature_dim", test_set.dim):
         raise ValueError(
             f"{payload['path']}: the model takes {payload['model']['kwargs']['feature_dim']}-d "
@@ -876,8 +877,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
-    from .data import DataError
-    from .train import CheckpointError, TrainingError
+    from .errors import CheckpointError, DataError, TrainingError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -27,11 +27,12 @@ import torch
 from torch import nn
 
 from .atomic import write_atomic, write_json_atomic
-from .data import DataError, FeatureDataset
+from .data import FeatureDataset
+from .errors import DataError, ExtractError
 from .evaluate import predict
-from .extract import ExtractError
 from .extract.pipeline import FeatureExtractor, VideoFeatures
 from .extract.video import VideoInput
+from .formats.layout import backbone_folder
 from .metrics import expand_to_frames
 from .plots import file_stem, plt, spans
 
@@ -396,9 +397,9 @@ def load_detector(
     """
     from .extract.backbones import create_backbone
     from .extract.flow import FlowSettings
-    from .extract.i3d import file_sha256
     from .extract.pipeline import ExtractConfig, read_metadata
     from .extract.preprocess import Preprocessing
+    from .extract.weights import file_sha256
     from .runtime import resolve_device
     from .train import load_checkpoint, model_from_checkpoint
 
@@ -408,9 +409,7 @@ def load_detector(
     meta = None
     recorded_at = None
     if config.get("data"):
-        recorded_at = (
-            Path(config["data"]) / "features_video" / config.get("feature_backbone", "i3d")
-        )
+        recorded_at = backbone_folder(config["data"], config.get("feature_backbone", "i3d"))
         meta = read_metadata(recorded_at)
     name = backbone or (meta or {}).get("backbone")
     if name is None:

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from .config import FRAMES_PER_SEGMENT
-from .data import DataError, FeatureDataset, pad_videos, require_finite
+from .data import FeatureDataset, pad_videos, require_finite
+from .errors import DataError
 from .metrics import Metrics, frame_metrics
 
 # Upper bound on B x T of one scoring forward pass: big enough to keep the matmuls efficient,

@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from .config import FRAMES_PER_SEGMENT
-from .data import DataError
+from .errors import DataError
 
 
 def expand_to_frames(

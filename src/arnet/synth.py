@@ -112,10 +112,11 @@ class _World:
         self, rng: np.random.Generator, scene: int, anomalous: bool
     ) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.cfg
-        fps = cfg.frames_per_segment
+        frames_per_segment = cfg.frames_per_segment
         T = int(np.exp(rng.uniform(np.log(cfg.min_segments), np.log(cfg.max_segments + 1))))
         T = min(max(T, cfg.min_segments), cfg.max_segments)
-        frames = T * fps + int(rng.integers(0, fps))  # trailing frames fill no segment
+        trailing = int(rng.integers(0, frames_per_segment))  # frames that fill no segment
+        frames = T * frames_per_segment + trailing
 
         # slow activity: AR(1) latent factors
         z = np.empty((T, self.RANK))
@@ -166,11 +167,10 @@ class _World:
         strength: float,
     ) -> np.ndarray:
         """Additive event signal per segment, in proportion to the event's frames in it."""
-        fps = self.cfg.frames_per_segment
-        seg_start = np.arange(T) * fps
-        cover = (
-            np.clip(np.minimum(seg_start + fps, end) - np.maximum(seg_start, start), 0, fps) / fps
-        )
+        frames_per_segment = self.cfg.frames_per_segment
+        seg_start = np.arange(T) * frames_per_segment
+        overlap = np.minimum(seg_start + frames_per_segment, end) - np.maximum(seg_start, start)
+        cover = np.clip(overlap, 0, frames_per_segment) / frames_per_segment
         pattern = patterns[int(rng.integers(len(patterns)))]
         pattern = pattern * rng.uniform(0.7, 1.3, size=pattern.shape)
         envelope = cover * strength * rng.uniform(0.8, 1.2, size=T)

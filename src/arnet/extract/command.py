@@ -191,10 +191,10 @@ def _backbone_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from ..formats.arnet import read_split
+    from ..errors import ExtractError
+    from ..formats.layout import read_split
     from ..formats.ped2 import is_frame_dataset, read_annotations, read_frame_dataset
     from ..runtime import resolve_device
-    from . import ExtractError
     from .backbones import backbone_entry, create_backbone
     from .flow import FlowSettings
     from .pipeline import (
@@ -299,7 +299,7 @@ def run_extract(args: argparse.Namespace) -> int:
 
 def run_detect(args: argparse.Namespace) -> int:
     from ..detect import load_detector, write_detection, write_summary
-    from . import ExtractError
+    from ..errors import ExtractError
     from .video import find_inputs
 
     # Arguments and inputs first: a mistake shows before any model or video is loaded.

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from . import ExtractError, require
+from ..errors import ExtractError
+from .optional import require
 
 FLOW_METHODS = ("tvl1", "farneback")
 FLOW_BOUND = 20.0

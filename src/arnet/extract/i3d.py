@@ -13,14 +13,16 @@ pool it is defined for any input size, which lets tests run at 64 x 64.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import ExtractError
+from ..errors import ExtractError
+from .backbones import Backbone, ModuleBackbone, register_backbone
+from .weights import read_weight_file
 
 FEATURE_DIM = 1024
 KINETICS_CLASSES = 400
@@ -169,42 +171,9 @@ class InceptionI3d(nn.Module):
         return self.logits(pooled).mean(dim=(2, 3, 4))
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _listing(keys: list[str], limit: int = 8) -> str:
     shown = ", ".join(keys[:limit])
     return f"[{shown}{f', ... {len(keys) - limit} more' if len(keys) > limit else ''}]"
-
-
-def read_weight_file(path: Path, what: str) -> dict[str, torch.Tensor]:
-    """A state dict of tensors from a local weight file, loaded without executing code.
-
-    Accepts a bare state dict or one under a "state_dict" key, and drops the "module." prefix
-    that DataParallel adds.
-
-    Raises:
-        ExtractError: naming the file, when it is missing, unreadable or holds no tensors.
-    """
-    if not path.is_file():
-        raise ExtractError(f"{path}: {what} weight file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ExtractError(
-            f"{path}: not a readable PyTorch state dict ({type(exc).__name__}: {exc})"
-        ) from exc
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ExtractError(f"{path}: holds no state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 def load_i3d(path: str | Path, modality: str) -> InceptionI3d:
@@ -262,3 +231,39 @@ def load_i3d(path: str | Path, modality: str) -> InceptionI3d:
         raise ExtractError(f"{path}: weights hold NaN or Inf (first: {bad[0]})")
     model.load_state_dict(state, strict=False)
     return model.eval()
+
+
+@register_backbone(
+    "i3d",
+    modalities=("rgb", "flow"),
+    description="I3D Inception-v1 (Kinetics-400), avg-pooled Mixed_5c, 1024-d; weights from a "
+    "converted rgb_imagenet.pt / flow_imagenet.pt",
+    needs_weights=True,
+)
+def make_i3d(
+    modality: str, weights: str | Path | None = None, random_init: bool = False, seed: int = 0
+) -> Backbone:
+    """I3D from a weight file, or (random_init=True, for tests and dry runs) seeded random weights.
+
+    Raises:
+        ExtractError: no weight file and no random_init, or a file that does not fit.
+    """
+    if weights is not None:
+        model = load_i3d(weights, modality)
+        options: dict[str, Any] = {}
+    elif random_init:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = InceptionI3d(CHANNELS[modality]).eval()
+            # He initialisation keeps activations at unit scale through the 60-odd layers;
+            # PyTorch's default would shrink the features towards zero.
+            for module in model.modules():
+                if isinstance(module, nn.Conv3d):
+                    nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        options = {"random_init": True, "seed": seed}
+    else:
+        raise ExtractError(
+            f"I3D {modality} needs a weight file ({modality}_imagenet.pt); "
+            "see the README for where to get it"
+        )
+    return ModuleBackbone("i3d", modality, FEATURE_DIM, model, weights, options=options)

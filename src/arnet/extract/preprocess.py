@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from ..config import FRAMES_PER_SEGMENT
-from . import ExtractError, require
+from ..errors import ExtractError
+from .optional import require
 
 CROP_MODES = ("center", "ten", "full")
 TAIL_POLICIES = ("drop", "pad")
@@ -68,10 +69,6 @@ class Preprocessing:
         """Crops per segment: 10 for `ten`, else 1."""
         return 10 if self.crop == "ten" else 1
 
-    def segments_for(self, frames: int) -> int:
-        """Segments a video of `frames` frames yields under the tail policy."""
-        return segment_count(frames, self.frames_per_segment, self.tail)
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -111,8 +108,8 @@ def crop_windows(
         return [(0, 0, height, width, False)]
     if crop_size > min(height, width):
         raise ExtractError(
-            f"crop_size {crop_size} does not fit a {width}x{height} frame; lower --crop-size "
-            "or raise --short-side"
+            f"crop_size {crop_size} does not fit a {width}x{height} frame; lower crop_size "
+            "or raise short_side"
         )
     c = crop_size
     center = ((height - c) // 2, (width - c) // 2, c, c, False)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ExtractError
 from ..formats.groundtruth import normalize_name
-from . import ExtractError, require
+from .optional import require
 
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv", ".ts"}
@@ -219,34 +220,3 @@ def _read_folder(folder: Path) -> Iterator[tuple[Path, np.ndarray]]:
         if image is None:
             raise ExtractError(f"{file}: not a readable image")
         yield file, np.ascontiguousarray(image[:, :, ::-1])  # OpenCV reads BGR
-
-
-def write_video(
-    path: str | Path, frames: Iterable[np.ndarray], fps: float = 25.0, codec: str = "mpeg4"
-) -> Path:
-    """Encode RGB (H, W, 3) uint8 frames into a video file with PyAV (e.g. synthetic clips).
-
-    Args:
-        path: the file to write; its suffix picks the container (.mp4, .avi, ...).
-        frames: frames of one size; H and W must be even for the yuv420p pixel format.
-        fps: frame rate.
-        codec: an FFmpeg encoder PyAV carries (mpeg4 and libx264 in its wheels).
-    """
-    from fractions import Fraction
-
-    av = require("av", "writing video")
-    path = Path(path)
-    with av.open(str(path), "w") as container:
-        stream = None
-        for frame in frames:
-            if stream is None:
-                stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-                stream.height, stream.width = frame.shape[:2]
-                stream.pix_fmt = "yuv420p"
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        if stream is None:
-            raise ExtractError(f"{path}: no frames to write")
-        for packet in stream.encode():
-            container.mux(packet)
-    return path

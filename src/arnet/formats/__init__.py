@@ -16,14 +16,18 @@ a store. Ground truth and its tail policy are in `formats.groundtruth`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, overload
 
 from ..config import FRAMES_PER_SEGMENT
-from ..data import DataError, FeatureDataset
-from .arnet import catalog_arnet, is_arnet_layout
-from .catalog import Catalog, open_catalog, to_datasets
+from ..data import FeatureDataset
+from ..errors import DataError
+from .arnet import catalog_arnet
+from .catalog import Catalog
 from .crops import catalog_crops, is_crops_layout
 from .groundtruth import TAIL_POLICIES
+from .layout import is_arnet_layout
 from .lists import catalog_csv, catalog_list, is_csv_file, is_list_file
+from .opening import open_catalog, select_split, to_dataset, to_datasets
 from .packed import catalog_packed, is_packed
 
 FORMATS = ("arnet", "list", "csv", "crops", "packed")
@@ -48,7 +52,7 @@ def detect_format(path: str | Path) -> str:
     raise DataError(
         f"{path}: unrecognised dataset layout (looked for an arnet store, features_video/ of "
         "the AR-Net layout, train/ and test/ folders of .npy files, a .list/.txt or .csv list); "
-        f"name it with --format ({', '.join(FORMATS)})"
+        f"name the format ({', '.join(FORMATS)})"
     )
 
 
@@ -113,6 +117,7 @@ def build_catalog(
     return catalog
 
 
+@overload
 def open_dataset(
     path: str | Path,
     format: str = "auto",
@@ -128,8 +133,48 @@ def open_dataset(
     train_anomalous: int | None = None,
     tail: str = "drop",
     frames_per_segment: int = FRAMES_PER_SEGMENT,
-) -> tuple[FeatureDataset, FeatureDataset]:
-    """Open a dataset in any supported layout as (train, test) FeatureDatasets.
+    split: None = None,
+) -> tuple[FeatureDataset, FeatureDataset]: ...
+
+
+@overload
+def open_dataset(
+    path: str | Path,
+    format: str = "auto",
+    *,
+    modal: str = "combine",
+    backbone: str = "i3d",
+    layer: str = "fc6",
+    feature_dim: int | None = None,
+    in_memory: bool = False,
+    test_list: str | Path | None = None,
+    ground_truth: str | Path | None = None,
+    list_root: str | None = None,
+    train_anomalous: int | None = None,
+    tail: str = "drop",
+    frames_per_segment: int = FRAMES_PER_SEGMENT,
+    split: Literal["train", "test"],
+) -> FeatureDataset: ...
+
+
+def open_dataset(
+    path: str | Path,
+    format: str = "auto",
+    *,
+    modal: str = "combine",
+    backbone: str = "i3d",
+    layer: str = "fc6",
+    feature_dim: int | None = None,
+    in_memory: bool = False,
+    test_list: str | Path | None = None,
+    ground_truth: str | Path | None = None,
+    list_root: str | None = None,
+    train_anomalous: int | None = None,
+    tail: str = "drop",
+    frames_per_segment: int = FRAMES_PER_SEGMENT,
+    split: str | None = None,
+) -> tuple[FeatureDataset, FeatureDataset] | FeatureDataset:
+    """Open a dataset in any supported layout as (train, test) FeatureDatasets, or one split.
 
     Args:
         path: the dataset (folder, list file or store); see `FORMATS`.
@@ -144,6 +189,7 @@ def open_dataset(
         train_anomalous: text lists: the number of leading anomalous lines of the train list.
         tail: how frame labels meet segments: "drop" or "pad" (`formats.groundtruth`).
         frames_per_segment: frames behind each segment feature.
+        split: "train" or "test" to open, check and return that split only; None for both.
 
     Raises:
         DataError: naming the file, for anything missing or inconsistent (the first problem,
@@ -163,10 +209,18 @@ def open_dataset(
         frames_per_segment=frames_per_segment,
         in_memory=in_memory,
     )
+    if split is not None:
+        dataset = to_dataset(open_catalog(select_split(catalog, split)), split, in_memory)
+        _check_dim(dataset, feature_dim)
+        return dataset
     train, test = to_datasets(open_catalog(catalog), in_memory)
-    if feature_dim is not None and train.dim != feature_dim:
+    _check_dim(train, feature_dim)
+    return train, test
+
+
+def _check_dim(dataset: FeatureDataset, feature_dim: int | None) -> None:
+    if feature_dim is not None and dataset.dim != feature_dim:
         raise DataError(
-            f"{train.sources[0]}: features have dimension {train.dim}, "
+            f"{dataset.sources[0]}: features have dimension {dataset.dim}, "
             f"but feature_dim is {feature_dim}"
         )
-    return train, test

@@ -1,105 +1,30 @@
-"""The AR-Net on-disk layout (SPEC §1): read it, write it, and load its pickles safely.
-
-```
-ROOT/features_video/i3d/{rgb,flow,combine}/VIDEO/feature.npy   (T, D) float32
-ROOT/features_video/c3d/{fc6,fc7}/rgb/VIDEO/feature.npy
-ROOT/train_split.txt, ROOT/test_split.txt                        one video name per line
-ROOT/GT/video_label.pickle   {video: [1.0] | [0.0]}
-ROOT/GT/frame_label.pickle   {video: per-frame 0/1 array}
-```
+"""The AR-Net on-disk layout (SPEC §1, paths in `formats.layout`): its catalogue reader and
+its writer.
 """
 
 from __future__ import annotations
 
-import io
-import pickle
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..atomic import write_atomic
-from ..data import DataError, FeatureDataset
-from .catalog import Catalog, VideoEntry, open_catalog, read_ground_truth, to_datasets
+from ..errors import DataError
+from .catalog import Catalog, VideoEntry
 from .groundtruth import ground_truth_from_mapping, normalize_name
-
-FEATURE_FILE = "feature.npy"
-
-# The only globals a ground-truth pickle may reference: what numpy arrays and scalars, and the
-# bytes inside them, are rebuilt from. Everything else (os.system, eval, ...) is refused.
-_SAFE_GLOBALS = {
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("_codecs", "encode"),
-    ("collections", "OrderedDict"),
-    ("builtins", "set"),
-    ("builtins", "frozenset"),
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BufferedIOBase, path: Path) -> None:
-        super().__init__(file)
-        self._path = path
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _SAFE_GLOBALS:
-            return super().find_class(module, name)
-        raise DataError(
-            f"{self._path}: refused to load {module}.{name}: a label pickle may hold only "
-            "containers, numbers, strings and numpy arrays"
-        )
-
-
-def load_pickle(path: str | Path) -> Any:
-    """Load a pickle without executing code from it.
-
-    Raises:
-        DataError: the file is missing, corrupt, or references anything beyond containers,
-            numbers, strings and numpy arrays.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        with path.open("rb") as f:
-            return _RestrictedUnpickler(f, path).load()
-    except DataError:
-        raise
-    except Exception as exc:  # truncated or not a pickle at all
-        raise DataError(f"{path}: not a readable pickle ({exc})") from exc
-
-
-def read_split(path: str | Path) -> list[str]:
-    """Video names of a split file, one per line; blank lines are skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: split file not found")
-    names = [normalize_name(line) for line in _read_lines(path) if line.strip()]
-    if not names:
-        raise DataError(f"{path}: split is empty")
-    return names
-
-
-def feature_folder(
-    root: str | Path, modal: str = "combine", backbone: str = "i3d", layer: str = "fc6"
-) -> Path:
-    """The folder holding one sub-folder per video, for a backbone and modality."""
-    base = Path(root) / "features_video"
-    if backbone == "c3d":
-        return base / "c3d" / layer / modal
-    return base / backbone / modal
-
-
-def is_arnet_layout(path: str | Path) -> bool:
-    return (Path(path) / "features_video").is_dir()
+from .gtattach import read_ground_truth
+from .layout import (
+    SPLITS,
+    feature_folder,
+    feature_path,
+    frame_label_file,
+    read_lines,
+    split_file,
+    video_label_file,
+    write_labels_and_splits,
+)
+from .pickles import load_pickle
 
 
 def video_label_of(value: Any, video: str, path: Path) -> int:
@@ -145,8 +70,8 @@ def catalog_arnet(
         )
     catalog = Catalog("arnet", root)
     catalog.notes.append(f"features: {folder}")
-    label_file = root / "GT" / "video_label.pickle"
-    frame_file = root / "GT" / "frame_label.pickle"
+    label_file = video_label_file(root)
+    frame_file = frame_label_file(root)
     video_labels: Mapping[str, Any] = {}
     try:
         video_labels = _as_mapping(load_pickle(label_file), label_file)
@@ -164,24 +89,24 @@ def catalog_arnet(
         except DataError as exc:
             catalog.report("unreadable", frame_file, exc)
 
-    for split in ("train", "test"):
-        split_file = root / f"{split}_split.txt"
-        if not split_file.is_file():
-            catalog.error("layout", split_file, "split file not found")
+    for split in SPLITS:
+        listing = split_file(root, split)
+        if not listing.is_file():
+            catalog.error("layout", listing, "split file not found")
             continue
         try:
-            lines = _read_lines(split_file)
+            lines = read_lines(listing)
         except DataError as exc:
-            catalog.report("unreadable", split_file, exc)
+            catalog.report("unreadable", listing, exc)
             continue
         if not any(line.strip() for line in lines):
-            catalog.error("layout", split_file, "split is empty")
+            catalog.error("layout", listing, "split is empty")
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             name = normalize_name(line)
-            origin = f"{split_file}:{number}"
-            video = VideoEntry(name, split, None, [folder / name / FEATURE_FILE], origin)
+            origin = f"{listing}:{number}"
+            video = VideoEntry(name, split, None, [feature_path(folder, name)], origin)
             if name not in video_labels:
                 if video_labels or label_file.is_file():
                     catalog.error(
@@ -200,42 +125,6 @@ def catalog_arnet(
     return catalog
 
 
-def load_arnet(
-    root: str | Path,
-    *,
-    modal: str = "combine",
-    backbone: str = "i3d",
-    layer: str = "fc6",
-    feature_dim: int | None = None,
-    in_memory: bool = False,
-    tail: str = "drop",
-) -> tuple[FeatureDataset, FeatureDataset]:
-    """Read a dataset in the AR-Net layout.
-
-    Args:
-        root: the dataset folder (reference: DATASET_PATH/DATASET_NAME).
-        modal, backbone, layer: which features (see `feature_folder`).
-        feature_dim: expected D; None accepts the data's own.
-        in_memory: copy all features into RAM (reference --larger_mem 1); otherwise memory-map.
-        tail: how frame labels meet segments (see `arnet.formats.groundtruth`).
-
-    Returns:
-        (train, test) datasets; test videos carry frame labels when GT/frame_label.pickle exists.
-
-    Raises:
-        DataError: naming the file or video, for anything missing or inconsistent.
-    """
-    catalog = catalog_arnet(root, modal=modal, backbone=backbone, layer=layer)
-    catalog.tail = tail
-    train, test = to_datasets(open_catalog(catalog), in_memory)
-    if feature_dim is not None and train.dim != feature_dim:
-        raise DataError(
-            f"{train.sources[0]}: features have dimension {train.dim}, "
-            f"but feature_dim is {feature_dim}"
-        )
-    return train, test
-
-
 def _as_mapping(value: Any, path: Path) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise DataError(f"{path}: expected a dict of video -> label, got {type(value).__name__}")
@@ -243,13 +132,6 @@ def _as_mapping(value: Any, path: Path) -> Mapping[str, Any]:
     if key is not None:
         raise DataError(f"{path}: keys must be video names (strings), got {key!r}")
     return value
-
-
-def _read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable text file ({exc})") from exc
 
 
 def write_arnet(
@@ -272,24 +154,18 @@ def write_arnet(
     """
     root = Path(root)
     folder = feature_folder(root, modal, backbone, layer)
-    video_labels: dict[str, list[float]] = {}
+    video_labels: dict[str, int] = {}
     frame_labels: dict[str, np.ndarray] = {}
+    names: dict[str, list[str]] = {}
     for split, videos in splits.items():
-        names = []
+        names[split] = []
         for name, label, feats, frames in videos:
-            (folder / name).mkdir(parents=True, exist_ok=True)
-            np.save(folder / name / FEATURE_FILE, np.asarray(feats, dtype=np.float32))
-            video_labels[name] = [float(label)]
+            path = feature_path(folder, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, np.asarray(feats, dtype=np.float32))
+            video_labels[name] = int(label)
             if frames is not None:
                 frame_labels[name] = np.asarray(frames, dtype=np.uint8)
-            names.append(name)
-        (root / f"{split}_split.txt").write_text("".join(f"{n}\n" for n in names))
-    gt = root / "GT"
-    gt.mkdir(parents=True, exist_ok=True)
-    _dump_pickle(gt / "video_label.pickle", video_labels)
-    _dump_pickle(gt / "frame_label.pickle", frame_labels)
+            names[split].append(name)
+    write_labels_and_splits(root, video_labels, frame_labels, names)
     return folder
-
-
-def _dump_pickle(path: Path, value: Any) -> None:
-    write_atomic(path, lambda f: pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL))

@@ -9,7 +9,7 @@ ROOT/annotations.txt                          ground truth (optional; see below)
 The split folders may also be called ``Train``/``Test``, ``training``/``testing`` or, as in
 the XD-Violence download, ``RGB``/``RGBTest``. A video may also be one whole file
 ``VIDEO.npy`` of shape (T, D) or (T, C, D). The crops of a video are read lazily, as one
-(T, C, D) array (`catalog.CropStack`), never stacked in memory.
+(T, C, D) array (`arrays.CropStack`), never stacked in memory.
 
 Video labels come from the file names (`groundtruth.label_from_name`: XD-Violence's
 ``label_A`` is normal; UCF-Crime and ShanghaiTech names too). Ground truth, unless given:
@@ -19,14 +19,12 @@ Video labels come from the file names (`groundtruth.label_from_name`: XD-Violenc
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import numpy as np
-
-from ..data import DataError
-from .catalog import Catalog, VideoEntry, group_crops, read_ground_truth
+from ..errors import DataError
+from .catalog import Catalog, VideoEntry, group_crops
 from .groundtruth import label_from_name
+from .gtattach import read_ground_truth
 
 SPLIT_FOLDERS = {
     "train": ("train", "Train", "training", "RGB"),
@@ -107,52 +105,7 @@ def catalog_crops(root: str | Path, *, ground_truth: str | Path | None = None) -
                 "layout",
                 path,
                 "a concatenated ground truth follows the order of a test list, which a folder "
-                "does not have: use a list layout (--test-list) or a per-video source",
+                "does not have: use a list layout with its test list, or a per-video source",
             )
             catalog.ground_truth = None
     return catalog
-
-
-def _events(frames: np.ndarray) -> list[tuple[int, int]]:
-    """Half-open [start, end) runs of 1s in a 0/1 array."""
-    padded = np.concatenate([[0], np.asarray(frames, np.int8), [0]])
-    edges = np.flatnonzero(np.diff(padded))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
-
-
-def write_crops(
-    root: str | Path,
-    splits: Mapping[str, Iterable[tuple[str, int, np.ndarray, np.ndarray | None]]],
-) -> Path:
-    """Write videos as per-crop folders with XD-Violence style annotations.
-
-    (T, C, D) features become ``SPLIT/NAME__K.npy`` files, (T, D) features ``SPLIT/NAME.npy``;
-    the anomalous frames of the videos become ``annotations.txt`` lines
-    ``NAME s1 e1 s2 e2 ...`` (half-open). Names must carry their labels (see
-    `groundtruth.label_from_name`), as the reader takes labels from them.
-
-    Returns:
-        `root`.
-
-    Raises:
-        DataError: a name whose convention contradicts its label.
-    """
-    root = Path(root)
-    lines = []
-    for split, videos in splits.items():
-        folder = root / split
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, label, features, frames in videos:
-            if label_from_name(name) != label:
-                raise DataError(f"video {name!r}: its name does not say its label {label}")
-            features = np.asarray(features, dtype=np.float32)
-            if features.ndim == 3:
-                for crop in range(features.shape[1]):
-                    np.save(folder / f"{name}__{crop}.npy", np.ascontiguousarray(features[:, crop]))
-            else:
-                np.save(folder / f"{name}.npy", features)
-            spans = _events(frames) if frames is not None else []
-            if spans:
-                lines.append(" ".join([name, *(f"{s} {e}" for s, e in spans)]))
-    (root / "annotations.txt").write_text("".join(f"{line}\n" for line in lines))
-    return root

@@ -49,7 +49,8 @@ from typing import Any
 import numpy as np
 
 from ..config import FRAMES_PER_SEGMENT
-from ..data import DataError
+from ..errors import DataError
+from .pickles import load_pickle
 
 TAIL_POLICIES = ("drop", "pad")
 
@@ -113,25 +114,28 @@ def label_from_name(name: str) -> int | None:
     return None
 
 
-def frame_range(n_segments: int, tail: str, fps: int = FRAMES_PER_SEGMENT) -> tuple[int, int]:
+def frame_range(
+    n_segments: int, tail: str, frames_per_segment: int = FRAMES_PER_SEGMENT
+) -> tuple[int, int]:
     """The frame counts F (inclusive bounds) that agree with T segments under a tail policy."""
+    covered = frames_per_segment * n_segments
     if tail == "drop":
-        return fps * n_segments, fps * n_segments + fps - 1
+        return covered, covered + frames_per_segment - 1
     if tail == "pad":
-        return max(fps * (n_segments - 1) + 1, 1), fps * n_segments
+        return max(covered - frames_per_segment + 1, 1), covered
     raise ValueError(f"unknown tail policy {tail!r}; choose one of {TAIL_POLICIES}")
 
 
 def frame_count_mismatch(
-    n_frames: int, n_segments: int, tail: str = "drop", fps: int = FRAMES_PER_SEGMENT
+    n_frames: int, n_segments: int, tail: str = "drop", frames_per_segment: int = FRAMES_PER_SEGMENT
 ) -> str | None:
     """None when F frames agree with T segments under the tail policy, else why not."""
-    lo, hi = frame_range(n_segments, tail, fps)
+    lo, hi = frame_range(n_segments, tail, frames_per_segment)
     if lo <= n_frames <= hi:
         return None
     return (
         f"has {n_frames} frame labels, but its {n_segments} segments need {lo}..{hi} under "
-        f"the {tail!r} tail policy ({fps} frames per segment)"
+        f"the {tail!r} tail policy ({frames_per_segment} frames per segment)"
     )
 
 
@@ -139,7 +143,7 @@ def fit_frame_labels(
     labels: np.ndarray,
     n_segments: int,
     tail: str = "drop",
-    fps: int = FRAMES_PER_SEGMENT,
+    frames_per_segment: int = FRAMES_PER_SEGMENT,
     video: str = "?",
     source: str = "?",
 ) -> np.ndarray:
@@ -149,7 +153,7 @@ def fit_frame_labels(
         labels: (F,) 0/1 labels of the video's frames.
         n_segments: T, the video's segment features.
         tail: "drop" or "pad" (module docstring).
-        fps: frames per segment.
+        frames_per_segment: frames behind each segment.
         video, source: for the error message.
 
     Returns:
@@ -160,12 +164,12 @@ def fit_frame_labels(
         DataError: F outside the range the policy allows, naming the source and the video.
     """
     labels = np.asarray(labels).reshape(-1).astype(np.uint8)
-    mismatch = frame_count_mismatch(labels.size, n_segments, tail, fps)
+    mismatch = frame_count_mismatch(labels.size, n_segments, tail, frames_per_segment)
     if mismatch:
         raise DataError(f"{source}: video {video!r} {mismatch}")
-    if tail == "pad" and labels.size < fps * n_segments:
+    if tail == "pad" and labels.size < frames_per_segment * n_segments:
         labels = np.concatenate(
-            [labels, np.full(fps * n_segments - labels.size, labels[-1], np.uint8)]
+            [labels, np.full(frames_per_segment * n_segments - labels.size, labels[-1], np.uint8)]
         )
     return labels
 
@@ -345,8 +349,6 @@ def load_ground_truth(path: str | Path) -> GroundTruth:
             raise DataError(f"{path}: concatenated frame labels must be 1-D, got {labels.shape}")
         return GroundTruth(str(path), concatenated=_check_binary(labels, str(path)))
     if suffix in (".pickle", ".pkl"):
-        from .arnet import load_pickle  # arnet.py builds on this module: import at use
-
         value = load_pickle(path)
         if not isinstance(value, Mapping):
             raise DataError(f"{path}: expected a dict of video -> frame labels")
@@ -360,7 +362,7 @@ def event_labels(
     spans: list[tuple[int, int]],
     n_segments: int,
     tail: str = "drop",
-    fps: int = FRAMES_PER_SEGMENT,
+    frames_per_segment: int = FRAMES_PER_SEGMENT,
 ) -> tuple[np.ndarray, list[tuple[bool, str]]]:
     """Frame labels of the 16T frames T segments cover, from half-open event spans.
 
@@ -370,8 +372,8 @@ def event_labels(
         (the features are shorter than the annotated video), a warning when only its end does
         (the span is clipped).
     """
-    covered = fps * n_segments
-    _, most = frame_range(n_segments, tail, fps)
+    covered = frames_per_segment * n_segments
+    _, most = frame_range(n_segments, tail, frames_per_segment)
     last = most - 1  # the last frame index of a video with the most frames T segments allow
     labels = np.zeros(covered, np.uint8)
     notes = []

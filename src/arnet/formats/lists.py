@@ -31,15 +31,13 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
-from ..config import FRAMES_PER_SEGMENT
-from ..data import DataError
-from .catalog import Catalog, VideoEntry, group_crops, read_ground_truth
+from ..errors import DataError
+from .catalog import Catalog, VideoEntry, group_crops
 from .groundtruth import label_from_name, video_name
+from .gtattach import read_ground_truth
 
 LIST_SUFFIXES = (".list", ".txt")
 _LABEL_WORDS = {"normal": 0, "abnormal": 1, "anomalous": 1, "anomaly": 1}
@@ -78,7 +76,7 @@ def find_ground_truth(catalog: Catalog, folder: Path) -> Path | None:
             "gt-missing",
             folder,
             f"several ground-truth files ({', '.join(p.name for p in found)}): none used; "
-            "name one with --gt",
+            "give one as the ground-truth source",
         )
         return None
     return found[0] if found else None
@@ -180,7 +178,7 @@ def _add_videos(
                 "unlabelled",
                 origin,
                 f"the crops of video {name!r} have different labels {sorted(found, key=str)} "
-                "(with --train-anomalous: the count must not cut through a video's crops)",
+                "(a train_anomalous count must not cut through a video's crops)",
             )
             continue
         label = found.pop()
@@ -238,9 +236,7 @@ def _add_test_videos(
     file (`find_test_list`); a missing one is reported in the catalog."""
     test_path = Path(test_list) if test_list else find_test_list(train_file)
     if test_path is None:
-        catalog.error(
-            "layout", train_file, f"no test {kind} found next to it; name one with --test-list"
-        )
+        catalog.error("layout", train_file, f"no test {kind} found next to it; name the test list")
     elif not test_path.is_file():
         catalog.error("missing-file", test_path, f"test {kind} not found")
     else:
@@ -273,7 +269,7 @@ def catalog_list(
         raise DataError(f"{train_list}: list file not found")
     catalog = Catalog("list", train_list)
     catalog.label_hint = (
-        "its file name follows no dataset's naming; give --train-anomalous N, the number of "
+        "its file name follows no dataset's naming; give train_anomalous, the number of "
         "anomalous lines at the head of the train list"
     )
     catalog.labels_from_gt.add("test")
@@ -324,89 +320,3 @@ def catalog_csv(
 
 
 # ---------------------------------------------------------------------- writing
-
-Video = tuple[str, int, np.ndarray, np.ndarray | None]
-
-
-def _feature_files(folder: Path, name: str, features: np.ndarray, per_crop: bool) -> list[Path]:
-    """Write one video's features: one file, or `NAME__K.npy` per crop of (T, C, D) features."""
-    folder.mkdir(parents=True, exist_ok=True)
-    features = np.asarray(features, dtype=np.float32)
-    if per_crop and features.ndim == 3:
-        paths = []
-        for crop in range(features.shape[1]):
-            path = folder / f"{name}__{crop}.npy"
-            np.save(path, np.ascontiguousarray(features[:, crop]))
-            paths.append(path)
-        return paths
-    path = folder / f"{name}.npy"
-    np.save(path, features)
-    return [path]
-
-
-def _covered(name: str, frames: np.ndarray | None, segments: int) -> np.ndarray:
-    """The frame labels of the 16 T frames a test video's segments cover."""
-    if frames is None:
-        raise DataError(f"test video {name!r} has no frame labels to write")
-    return np.asarray(frames, np.uint8)[: FRAMES_PER_SEGMENT * segments]
-
-
-def write_list(
-    folder: str | Path,
-    splits: Mapping[str, Iterable[Video]],
-    *,
-    stem: str = "data",
-    per_crop: bool = False,
-) -> Path:
-    """Write videos in the RTFM/MGFN list layout, for programs that read it.
-
-    Writes ``features/{split}/NAME.npy`` (or ``NAME__K.npy`` per crop), ``STEM-train.list``
-    with the anomalous videos first, ``STEM-test.list`` and ``gt-STEM.npy``: the test videos'
-    frame labels cut to 16 T and concatenated in list order.
-
-    Args:
-        folder: where to write.
-        splits: "train"/"test" -> (name, label, features (T, D) or (T, C, D), frame labels).
-        stem: the lists' name.
-        per_crop: one file per crop (UR-DMU style lines) instead of one (T, C, D) file.
-
-    Returns:
-        The train list.
-    """
-    folder = Path(folder)
-    gt = []
-    for split in ("train", "test"):
-        videos = list(splits[split])
-        if split == "train":
-            videos.sort(key=lambda v: -v[1])  # anomalous first, in order (stable sort)
-        lines = []
-        for name, _, features, frames in videos:
-            lines += _feature_files(folder / "features" / split, name, features, per_crop)
-            if split == "test":
-                gt.append(_covered(name, frames, len(features)))
-        (folder / f"{stem}-{split}.list").write_text("".join(f"{p.resolve()}\n" for p in lines))
-    np.save(folder / f"gt-{stem}.npy", np.concatenate(gt).astype(np.float64))
-    return folder / f"{stem}-train.list"
-
-
-def write_csv(
-    folder: str | Path, splits: Mapping[str, Iterable[Video]], *, per_crop: bool = False
-) -> Path:
-    """Write videos as ``train.csv``/``test.csv`` lists (``path,label`` with a header, paths
-    relative to the CSV) and ``gt.npy`` (test frame labels cut to 16 T, concatenated).
-
-    Returns:
-        The train CSV.
-    """
-    folder = Path(folder)
-    gt = []
-    for split in ("train", "test"):
-        rows = ["path,label"]
-        for name, label, features, frames in splits[split]:
-            for path in _feature_files(folder / split, name, features, per_crop):
-                rows.append(f"{path.relative_to(folder)},{label}")
-            if split == "test":
-                gt.append(_covered(name, frames, len(features)))
-        (folder / f"{split}.csv").write_text("\n".join(rows) + "\n")
-    np.save(folder / "gt.npy", np.concatenate(gt).astype(np.uint8))
-    return folder / "train.csv"

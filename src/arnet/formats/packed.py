@@ -31,17 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from ..data import DataError, FeatureDataset
-from .catalog import (
-    SPLITS,
-    Catalog,
-    VideoEntry,
-    open_catalog,
-    raise_on_errors,
-    read_ground_truth,
-    to_datasets,
-)
+from ..errors import DataError
+from .catalog import SPLITS, Catalog, VideoEntry
 from .groundtruth import GroundTruth
+from .gtattach import read_ground_truth
+from .opening import raise_on_errors
 
 STORE_FORMAT = "arnet-store"
 STORE_VERSION = 1
@@ -104,7 +98,7 @@ def write_packed(
     if dtype not in DTYPES:
         raise DataError(f"store dtype must be one of {DTYPES}, got {dtype!r}")
     if out.exists() and not overwrite:
-        raise DataError(f"{out}: already exists (pass overwrite / --overwrite to replace it)")
+        raise DataError(f"{out}: already exists (pass overwrite=True to replace it)")
     if not videos:
         raise DataError(f"{out}: nothing to pack (no videos)")
     shape = tuple(videos[0].features.shape[1:])
@@ -303,20 +297,3 @@ def catalog_packed(
     elif stored:
         catalog.ground_truth = GroundTruth(str(root / FRAMES_FILE), frames=stored)
     return catalog
-
-
-def load_packed(
-    root: str | Path,
-    *,
-    ground_truth: str | Path | None = None,
-    tail: str = "drop",
-    in_memory: bool = False,
-) -> tuple[FeatureDataset, FeatureDataset]:
-    """(train, test) FeatureDatasets over the store's one block (memory-mapped by default).
-
-    Raises:
-        DataError: for a broken store (see `catalog_packed`) or ground truth that does not fit.
-    """
-    catalog = catalog_packed(root, ground_truth=ground_truth, in_memory=in_memory)
-    catalog.tail = tail
-    return to_datasets(open_catalog(catalog))

@@ -10,8 +10,9 @@ Anomalous frame ranges are 1-based and inclusive, as in the dataset's own `UCSDp
 video is anomalous iff it has a range. The same `labels.json` format serves any dataset:
 `arnet extract --labels FILE` reads it to write the AR-Net ground truth.
 
-`load_ped2` joins such a folder with features extracted from it (`arnet extract ROOT --out
-DATA`) into the (train, test) FeatureDatasets that training and evaluation take.
+`catalog_ped2` joins such a folder with features extracted from it (`arnet extract ROOT --out
+DATA`) into a catalogue like every other layout's; `load_ped2` opens it into the (train, test)
+FeatureDatasets that training and evaluation take.
 """
 
 from __future__ import annotations
@@ -24,9 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from ..data import DataError, FeatureDataset
-from .arnet import FEATURE_FILE, feature_folder, read_split
-from .groundtruth import fit_frame_labels, normalize_name
+from ..config import FRAMES_PER_SEGMENT
+from ..data import FeatureDataset
+from ..errors import DataError
+from .catalog import SPLITS, Catalog, VideoEntry
+from .groundtruth import GroundTruth, normalize_name
+from .layout import backbone_folder, extraction_record, feature_folder, feature_path, read_split
+from .opening import open_catalog, to_datasets
 
 LABELS_FILE = "labels.json"
 FRAMES_DIR = "frames"
@@ -200,6 +205,64 @@ def check_frame_counts(dataset: FrameDataset) -> None:
             )
 
 
+def catalog_ped2(
+    root: str | Path,
+    features: str | Path,
+    *,
+    backbone: str = "efficientnet-lite0",
+    modal: str = "rgb",
+    tail: str | None = None,
+) -> Catalog:
+    """Index a frame dataset joined with the features extracted from it, as a catalogue.
+
+    Labels come from ROOT/labels.json, splits from ROOT/splits (weakly supervised split); the
+    features from FEATURES/features_video/BACKBONE/MODAL/VIDEO/feature.npy (`arnet extract`).
+    The frame labels are the catalogue's ground truth, checked against the segment counts under
+    the extraction's tail policy when the catalogue is opened.
+
+    Args:
+        root: the frame dataset folder.
+        features: the folder `arnet extract` wrote (its --out).
+        backbone, modal: which features.
+        tail: the extraction's tail policy; None reads it from its extraction.json ("drop" when
+            there is none).
+
+    Raises:
+        DataError: the frame dataset is incomplete, or a weak split file is missing.
+    """
+    dataset = read_frame_dataset(root)
+    missing = [s for s in WEAK_SPLITS if s not in dataset.splits]
+    if missing:
+        raise DataError(f"{Path(root) / SPLITS_DIR}: no {' / '.join(missing)} split file")
+    frames_per_segment, recorded_tail = _extraction_segments(features, backbone)
+    folder = feature_folder(features, modal, backbone)
+    catalog = Catalog("ped2", Path(root))
+    catalog.tail = tail or recorded_tail
+    catalog.frames_per_segment = frames_per_segment
+    catalog.notes.append(f"features: {folder}")
+    labels_file = dataset.root / LABELS_FILE
+    gt = GroundTruth(str(labels_file), frames={})
+    for name, annotation in dataset.annotations.items():
+        try:
+            gt.frames[name] = annotation.frame_labels()
+        except DataError as exc:
+            gt.problems.append((f"{labels_file}[{name}]", str(exc)))
+    catalog.ground_truth = gt
+    for split in SPLITS:
+        split_path = dataset.root / SPLITS_DIR / f"{WEAK_SPLITS[split]}.txt"
+        for number, name in enumerate(dataset.splits[split], 1):
+            catalog.videos.append(
+                VideoEntry(
+                    name,
+                    split,
+                    dataset.annotations[name].label,
+                    [feature_path(folder, name)],
+                    f"{split_path}:{number}",
+                )
+            )
+    return catalog
+
+
 def load_ped2(
     root: str | Path,
     features: str | Path,
@@ -209,62 +272,29 @@ def load_ped2(
     tail: str | None = None,
     in_memory: bool = True,
 ) -> tuple[FeatureDataset, FeatureDataset]:
-    """The (train, test) datasets of a frame dataset, from features extracted out of it.
-
-    Labels come from ROOT/labels.json, splits from ROOT/splits (weakly supervised split); the
-    features from FEATURES/features_video/BACKBONE/MODAL/VIDEO/feature.npy (`arnet extract`).
+    """The (train, test) datasets of a frame dataset, from features extracted out of it
+    (`catalog_ped2`, opened and checked as every layout is).
 
     Args:
-        root: the frame dataset folder.
-        features: the folder `arnet extract` wrote (its --out).
-        backbone, modal: which features.
-        tail: the extraction's tail policy; None reads it from its extraction.json ("drop" when
-            there is none). Frame labels are checked against the segment counts under it.
+        root, features, backbone, modal, tail: as in `catalog_ped2`.
         in_memory: copy the features into one block in RAM.
 
     Raises:
         DataError: a missing feature file, or a segment count that does not fit the video's
             frame count under the tail policy (the features and labels disagree).
     """
-    dataset = read_frame_dataset(root)
-    frames_per_segment, tail = _extraction_segments(features, backbone, tail)
-    missing = [s for s in WEAK_SPLITS if s not in dataset.splits]
-    if missing:
-        raise DataError(f"{Path(root) / SPLITS_DIR}: no {' / '.join(missing)} split file")
-    folder = feature_folder(features, modal, backbone)
-    out = []
-    for split in ("train", "test"):
-        names = dataset.splits[split]
-        feats, frame_labels, sources = [], [], []
-        for name in names:
-            path = folder / name / FEATURE_FILE
-            if not path.is_file():
-                raise DataError(f"{path}: feature file of video {name!r} not found")
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-            labels = fit_frame_labels(
-                dataset.annotations[name].frame_labels(),
-                array.shape[0],
-                tail,
-                frames_per_segment,
-                name,
-                str(path),
-            )
-            feats.append(array)
-            frame_labels.append(labels)
-            sources.append(str(path))
-        labels_ = [dataset.annotations[n].label for n in names]
-        data = FeatureDataset(names, labels_, feats, frame_labels, sources)
-        out.append(data.to_memory() if in_memory else data)
-    return out[0], out[1]
+    catalog = catalog_ped2(root, features, backbone=backbone, modal=modal, tail=tail)
+    return to_datasets(open_catalog(catalog), in_memory)
 
 
-def _extraction_segments(features: str | Path, backbone: str, tail: str | None) -> tuple[int, str]:
+def _extraction_segments(features: str | Path, backbone: str) -> tuple[int, str]:
     """Frames per segment and tail policy recorded by `arnet extract` (16 and "drop" without)."""
-    path = Path(features) / "features_video" / backbone / "extraction.json"
+    path = extraction_record(backbone_folder(features, backbone))
     recorded: dict[str, Any] = {}
     if path.is_file():
         try:
             recorded = json.loads(path.read_text()).get("preprocessing", {})
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: not valid JSON ({exc})") from exc
-    return int(recorded.get("frames_per_segment", 16)), tail or recorded.get("tail", "drop")
+    frames_per_segment = int(recorded.get("frames_per_segment", FRAMES_PER_SEGMENT))
+    return frames_per_segment, recorded.get("tail", "drop")

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from .catalog import KINDS, SPLITS, Catalog, Problem, open_catalog, scan_values
+from .catalog import KINDS, SPLITS, Catalog, Problem
+from .opening import open_catalog, scan_values
 
 
 @dataclass
@@ -65,7 +66,7 @@ def _distribution(values: list[int]) -> dict[str, float] | None:
 def summarize(catalog: Catalog) -> dict[str, Any]:
     """Videos per split and label, feature shape, segment and frame distributions, ground truth
     coverage and problem counts of an opened catalog."""
-    fps = catalog.frames_per_segment
+    frames_per_segment = catalog.frames_per_segment
     opened = [v for v in catalog.videos if v.features is not None]
     shapes = Counter(tuple(v.features.shape[1:]) for v in opened)
     dtypes = Counter(str(v.features.dtype) for v in opened)
@@ -73,8 +74,10 @@ def summarize(catalog: Catalog) -> dict[str, Any]:
     for split in SPLITS:
         videos = catalog.split(split)
         with_gt = [v for v in videos if v.frame_labels is not None]
-        covered = sum(fps * v.segments for v in with_gt)
-        anomalous_frames = sum(int(v.frame_labels[: fps * v.segments].sum()) for v in with_gt)
+        covered = sum(frames_per_segment * v.segments for v in with_gt)
+        anomalous_frames = sum(
+            int(v.frame_labels[: frames_per_segment * v.segments].sum()) for v in with_gt
+        )
         splits[split] = {
             "videos": len(videos),
             "anomalous": sum(v.label == 1 for v in videos),
@@ -96,7 +99,7 @@ def summarize(catalog: Catalog) -> dict[str, Any]:
         "crops": int(common[0]) if common and len(common) == 2 else None,
         "dtype": dtypes.most_common(1)[0][0] if dtypes else None,
         "tail": catalog.tail,
-        "frames_per_segment": fps,
+        "frames_per_segment": frames_per_segment,
         "ground_truth": None if gt is None else {"source": gt.source, "kind": gt.kind},
         "splits": splits,
         "errors": len(catalog.errors),
