@@ -6,8 +6,8 @@
     python benchmarks/models.py --model-arg bas:hidden_dim=512    # a narrower BaS-Net
 
 Writes the default synthetic dataset (`arnet.synth.SynthConfig()`, what `arnet demo` writes),
-then trains each model on it with the demo's schedule: `arnet.cli.DEMO_ITERATIONS` iterations,
-seed 1, the paper's defaults otherwise. It prints one row per model:
+then trains each model on it with the demo's schedule (`arnet.cli.options.DEMO_ITERATIONS`
+iterations, seed 1, the paper's defaults otherwise). It prints one row per model:
 
 - test AUC / AP: frame-level ROC AUC and average precision of the trained model on the test
   split, i.e. the figures `arnet demo --model NAME` reports at its last snapshot (the demo's
@@ -34,14 +34,15 @@ from typing import Any
 
 import torch
 
-from arnet.cli import DEMO_ITERATIONS
+from arnet.checkpoint import load_checkpoint, model_from_checkpoint
+from arnet.cli.options import DEMO_ITERATIONS
 from arnet.config import TrainConfig
-from arnet.evaluate import evaluate, predict
+from arnet.evaluate import evaluate_model
 from arnet.formats import open_dataset
 from arnet.models import count_parameters, create_model, list_models, resolve_model_name
 from arnet.runtime import resolve_device
 from arnet.synth import SynthConfig, write_synthetic
-from arnet.train import Trainer, load_checkpoint, model_from_checkpoint
+from arnet.train import Trainer
 
 
 def parse_model_args(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -99,7 +100,7 @@ def run_one(
         torch.cuda.synchronize(trainer.device)
     seconds = time.perf_counter() - started
     model = model_from_checkpoint(load_checkpoint(result.checkpoint), trainer.device)
-    metrics = evaluate(predict(model, test_set, trainer.device), test_set)
+    metrics = evaluate_model(model, test_set, trainer.device).metrics
     return {
         "model": name,
         "parameters": count_parameters(model),

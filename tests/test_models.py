@@ -4,6 +4,12 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from arnet.checkpoint import (
+    CHECKPOINT_FORMAT,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
 from arnet.cli import main
 from arnet.config import TrainConfig
 from arnet.data import Batch
@@ -29,14 +35,7 @@ from arnet.models import (
     topk_mean_over_time,
 )
 from arnet.models.temporal import reverse_valid
-from arnet.train import (
-    CHECKPOINT_FORMAT,
-    build_objective,
-    load_checkpoint,
-    model_from_checkpoint,
-    save_checkpoint,
-    train,
-)
+from arnet.train import build_objective, train
 
 SIX = ["single", "mean", "sequence", "concat", "lstm", "bas"]
 

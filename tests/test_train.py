@@ -6,21 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from arnet.config import TrainConfig
-from arnet.data import FeatureDataset
-from arnet.errors import DataError
-from arnet.evaluate import evaluate, predict
-from arnet.formats import open_dataset
-from arnet.sampling import BalancedBatchSampler
-from arnet.train import (
-    CheckpointError,
-    Trainer,
-    TrainingError,
+from arnet.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
     save_checkpoint,
-    train,
 )
+from arnet.config import TrainConfig
+from arnet.data import FeatureDataset
+from arnet.errors import CheckpointError, DataError, TrainingError
+from arnet.evaluate import evaluate, evaluate_model, predict
+from arnet.formats import open_dataset
+from arnet.sampling import BalancedBatchSampler
+from arnet.train import Trainer, train
 
 
 def _config(tiny_data, **changes):
@@ -71,6 +68,22 @@ def test_checkpoint_round_trip_gives_identical_scores(tiny_data, splits, tmp_pat
     for name in splits[1].names:
         np.testing.assert_array_equal(again[name], saved[name])
     assert evaluate(again, splits[1]).auc == pytest.approx(result.metrics.auc)
+
+
+def test_a_test_run_through_evaluate_model_writes_what_the_snapshot_wrote(
+    tiny_data, splits, tmp_path
+):
+    result = train(_config(tiny_data), *splits, tmp_path / "run", progress=False)
+    model = model_from_checkpoint(load_checkpoint(result.checkpoint))
+    again = evaluate_model(model, splits[1], out_dir=tmp_path / "again", plot=False, iteration=30)
+    assert again.metrics.summary() == result.metrics.summary()
+    for file in ("metrics.json", "per_video.csv"):
+        assert (tmp_path / "again" / file).read_text() == (tmp_path / "run" / file).read_text()
+    saved = np.load(tmp_path / "again" / "scores.npz")
+    for name in splits[1].names:
+        np.testing.assert_array_equal(again.scores[name], saved[name])
+    assert evaluate_model(model, splits[1]).metrics.summary() == again.metrics.summary()
+    assert not (tmp_path / "again" / "plots").exists()
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(
@@ -227,7 +240,7 @@ def test_nan_loss_stops_without_touching_saved_work(tiny_data, splits, tmp_path)
 def test_feature_size_mismatch_names_the_file(tiny_data, splits, tmp_path):
     from arnet.errors import DataError
 
-    with pytest.raises(DataError, match="feature_size is 2048.*dimension 64.*feature.npy"):
+    with pytest.raises(DataError, match="'feature_dim' is 2048.*dimension 64.*feature.npy"):
         Trainer(_config(tiny_data, feature_dim=2048), *splits, tmp_path / "run")
 
 
@@ -279,12 +292,12 @@ def test_ctrl_c_after_divergence_keeps_the_last_good_checkpoint(
 
 
 def test_a_failed_evaluation_keeps_the_training(tiny_data, splits, tmp_path, monkeypatch):
-    import arnet.train
+    import arnet.evaluate
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(arnet.train, "predict", broken)
+    monkeypatch.setattr(arnet.evaluate, "predict", broken)
     with pytest.raises(OSError, match="disk full"):
         train(_config(tiny_data, iterations=10), *splits, tmp_path / "run", progress=False)
     assert load_checkpoint(tmp_path / "run")["iteration"] == 10

@@ -20,7 +20,7 @@ from .atomic import write_json_atomic
 from .config import TrainConfig
 from .data import FeatureDataset
 from .errors import DataError, TrainingError
-from .evaluate import evaluate, predict
+from .evaluate import evaluate_model
 from .models import model_spec
 from .models.normal import fit_bank
 
@@ -50,7 +50,6 @@ def fit_run(
 ) -> Any:
     """Fit a normal bank, checkpoint it and evaluate it; returns a train.TrainResult."""
     from . import __version__
-    from .report import write_evaluation
     from .train import (
         CHECKPOINT_FORMAT,
         CHECKPOINT_VERSION,
@@ -84,22 +83,22 @@ def fit_run(
     history: list[dict[str, Any]] = []
     if test_set is not None:
         with torch.no_grad():
-            scores = predict(model, test_set, "cpu", config.test_crop)
-        if all(f is not None for f in test_set.frame_labels):
-            metrics = evaluate(scores, test_set, config.frames_per_segment, config.threshold)
+            metrics = evaluate_model(
+                model,
+                test_set,
+                "cpu",
+                crop_mode=config.test_crop,
+                frames_per_segment=config.frames_per_segment,
+                threshold=config.threshold,
+                out_dir=out,
+                plot=config.plot,
+                iteration=0,
+                require_labels=False,
+            ).metrics
+        if metrics is not None:
             history.append({"iteration": 0, **metrics.summary()})
             with (out / "results.jsonl").open("a") as f:
                 f.write(json.dumps(history[-1], default=float) + "\n")
-        write_evaluation(
-            out,
-            scores,
-            test_set,
-            metrics,
-            iteration=0,
-            plot=config.plot,
-            frames_per_segment=config.frames_per_segment,
-            threshold=config.threshold,
-        )
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,

@@ -18,55 +18,143 @@ FRAMES_PER_SEGMENT = 16
 NAIVE_BASELINE = {"topk_divisor": 1, "center_weight": 0.0}
 
 
+def _field(
+    default: Any = dataclasses.MISSING,
+    *,
+    factory: Any = dataclasses.MISSING,
+    choices: tuple[str, ...] | None = None,
+    help: str | None = None,
+    resumable: bool = False,
+    test: bool = False,
+    layout: bool = False,
+    path: bool = False,
+) -> Any:
+    """A TrainConfig field and what the command line and validation need to know of it:
+    `choices` (the only values it takes), `help` (its option's help text), `resumable` (it
+    may change when a run is resumed: how long it runs and how it reports, not what it
+    learns), `test` (a test run may give it anew: the data and how it is scored), `layout`
+    (it describes one dataset's layout rather than its features) and `path` (a path, saved
+    absolute so that a run is valid from any working directory)."""
+    metadata = {
+        "choices": choices,
+        "help": help,
+        "resumable": resumable,
+        "test": test,
+        "layout": layout,
+        "path": path,
+    }
+    return field(default=default, default_factory=factory, metadata=metadata)
+
+
 @dataclass
 class TrainConfig:
     """Everything that decides a training run. Defaults reproduce AR-Net's reference run."""
 
     # --- data ---
-    data: str | None = None
+    data: str | None = _field(
+        None,
+        help="dataset: AR-Net folder, train list, crops folder or store",
+        resumable=True,
+        test=True,
+        path=True,
+    )
     """Dataset: an AR-Net layout folder, a train list (.list/.txt/.csv), a per-crop folder or
     an `arnet pack` store (see arnet.formats)."""
-    format: str = "auto"
+    format: str = _field(
+        "auto",
+        choices=("auto", "arnet", "list", "csv", "crops", "packed"),
+        help="dataset layout (default: auto-detect)",
+        test=True,
+        layout=True,
+    )
     """On-disk layout (arnet, list, csv, crops, packed); "auto" detects it."""
-    feature_modal: str = "combine"
+    feature_modal: str = _field("combine", choices=("rgb", "flow", "combine"), test=True)
     """rgb, flow or combine (concat of both): the reference's best input is combine."""
-    feature_backbone: str = "i3d"
+    feature_backbone: str = _field(
+        "i3d",
+        help="feature folder under features_video/: i3d, c3d, or an `arnet extract` backbone "
+        "such as efficientnet-lite0",
+        test=True,
+    )
     """i3d, c3d, or any `arnet extract` backbone (efficientnet-lite0): the feature folder name."""
-    feature_layer: str = "fc6"
+    feature_layer: str = _field("fc6", choices=("fc6", "fc7"), test=True)
     """C3D layer (fc6 or fc7); unused for I3D."""
-    feature_dim: int | None = None
+    feature_dim: int | None = _field(
+        None, help="expected feature dimension (checked against the data)", test=True
+    )
     """Expected feature size; None accepts what the data holds (checked either way)."""
-    in_memory: bool = False
+    in_memory: bool = _field(
+        False,
+        help="keep all features in memory instead of memory-mapping them",
+        resumable=True,
+        test=True,
+    )
     """Keep every feature in RAM (reference --larger_mem 1) instead of memory-mapping files."""
-    train_crop: str = "random"
+    train_crop: str = _field("random", choices=("random", "mean"))
     """Multi-crop features: a random crop per video per iteration, or "mean" over crops."""
-    test_crop: str = "mean"
+    test_crop: str = _field("mean", choices=("mean", "per_crop"), test=True)
     """Multi-crop features at test time: "mean" features, or "per_crop" scores averaged."""
-    test_list: str | None = None
+    test_list: str | None = _field(
+        None,
+        help="list layouts: the test list",
+        resumable=True,
+        test=True,
+        layout=True,
+        path=True,
+    )
     """List layouts: the test list; None finds it next to the train list."""
-    ground_truth: str | None = None
+    ground_truth: str | None = _field(
+        None,
+        help="frame ground truth: masks folder, .npz, concatenated gt .npy, .pickle, .json, "
+        "or UCF-Crime / XD-Violence annotation .txt",
+        resumable=True,
+        test=True,
+        layout=True,
+        path=True,
+    )
     """Frame ground truth replacing the layout's own: masks folder, .npz, concatenated .npy,
     frame_label.pickle, .json, or UCF-Crime / XD-Violence annotation .txt."""
-    list_root: str | None = None
+    list_root: str | None = _field(
+        None,
+        help="list layouts: re-root the listed feature paths",
+        resumable=True,
+        test=True,
+        layout=True,
+    )
     """List layouts: re-root the listed paths (NEW, or OLD=NEW): lists hold absolute paths of
     the machine they were written on."""
-    train_anomalous: int | None = None
+    train_anomalous: int | None = _field(
+        None,
+        help="text lists: the first N lines of the train list are anomalous",
+        test=True,
+        layout=True,
+    )
     """Text lists: the first N lines of the train list are anomalous, as RTFM/MGFN cut them
     (ShanghaiTech 63, UCF-Crime 810); None reads labels from the file names."""
-    tail: str = "drop"
+    tail: str = _field(
+        "drop",
+        choices=("drop", "pad"),
+        help="frames that fill no last 16-frame segment: dropped (default) or padded into one",
+        test=True,
+    )
     """Frames that fill no last segment: "drop" (the extractor drops them, SPEC §1) or "pad"
     (it pads them into one more segment); frame labels must agree with it."""
 
     # --- model ---
-    model: str = "single"
+    model: str = _field(
+        "single",
+        help="model name (see `arnet models`); reference names like model_single too",
+    )
     """Registry name; `single` is the paper's model."""
-    model_args: dict[str, Any] = field(default_factory=dict)
+    model_args: dict[str, Any] = _field(
+        factory=dict, help="extra model constructor argument (repeatable)"
+    )
     """Extra constructor arguments of the chosen model."""
 
     # --- batch sampling (SPEC §2) ---
     videos_per_class: int = 30
     """30 anomalous + 30 normal videos per iteration, as in the paper."""
-    draws_per_step: int = 1
+    draws_per_step: int = _field(1, help="balanced draws per iteration")
     """Balanced draws stacked into one iteration (reference --batch_size)."""
     max_segments: int = 300
     """Longer videos are sampled down to 300 segments (reference --max-seqlen)."""
@@ -74,7 +162,7 @@ class TrainConfig:
     """Stride of the random window taken from long normal videos."""
 
     # --- losses (SPEC §4) ---
-    mil_loss: str = "bce"
+    mil_loss: str = _field("bce", choices=("bce", "mse", "hinge"))
     """Multiple-instance loss: bce (paper), mse, or hinge (ranking)."""
     topk_divisor: int = 4
     """k: each video contributes its ceil(T/k) highest scores to the MIL loss."""
@@ -82,11 +170,17 @@ class TrainConfig:
     """lambda_1 of --Lambda 1_20."""
     center_weight: float = 20.0
     """lambda_2 of --Lambda 1_20: the center loss dominates the scale, as published."""
-    bas_base_weight: float = 1.0
+    bas_base_weight: float = _field(
+        1.0, help="model bas: weight of the base-branch loss (default 1)"
+    )
     """BaS-Net (model bas): base-branch loss weight; BaS-Net weighs both branches equally."""
-    bas_suppressed_weight: float = 1.0
+    bas_suppressed_weight: float = _field(
+        1.0, help="model bas: weight of the suppressed-branch loss (default 1)"
+    )
     """BaS-Net: suppressed-branch loss weight; equal to the base branch, as published."""
-    bas_foreground_weight: float = 1e-4
+    bas_foreground_weight: float = _field(
+        1e-4, help="model bas: weight of the L1 norm of the foreground weights (default 1e-4)"
+    )
     """BaS-Net: weight of the L1 norm of the foreground weights; BaS-Net's alpha, small
     because the norm sums over up to max_segments segments per video."""
 
@@ -95,46 +189,74 @@ class TrainConfig:
     """Adam learning rate of the paper."""
     weight_decay: float = 5e-4
     """Adam weight decay of the reference code."""
-    epochs: int = 20
+    epochs: int = _field(20, resumable=True)
     """One epoch = as many iterations as there are training videos."""
-    iterations: int | None = None
+    iterations: int | None = _field(
+        None, help="total iterations (overrides epochs)", resumable=True
+    )
     """Total iterations; overrides epochs when set."""
-    snapshot_every: int = 200
+    snapshot_every: int = _field(200, resumable=True)
     """Checkpoint, test, evaluate and plot every 200 iterations."""
-    keep_checkpoints: int = 0
+    keep_checkpoints: int = _field(0, resumable=True)
     """How many snapshot checkpoints to keep (newest first); 0 keeps them all."""
     seed: int = 1
     """Seed of the reference run."""
-    device: str = "auto"
+    device: str = _field(
+        "auto", help="auto, cpu, cuda, cuda:N or a GPU number", resumable=True, test=True
+    )
     """auto (CUDA when present), cpu, cuda, cuda:N."""
-    precision: str = "fp32"
+    precision: str = _field(
+        "fp32",
+        choices=("fp32", "bf16", "fp16"),
+        help="model arithmetic: fp32 (default), bf16 autocast (CPU with AVX512-BF16/AMX, GPU), "
+        "fp16 autocast with loss scaling (CUDA); weights, losses and scores stay float32",
+        resumable=True,
+        test=True,
+    )
     """Arithmetic of the model: fp32 (the reference's; results reproduce across machines),
     bf16 (autocast; ~1.9x faster steps on CPUs with AVX512-BF16 or AMX, and on GPUs), or fp16
     (autocast with loss scaling; CUDA only). Weights, optimiser state, losses and scores stay
     float32 (benchmarks/speed.py measures each)."""
-    compile: bool = False
+    compile: bool = _field(
+        False,
+        help="torch.compile the model (compiles at the first step)",
+        resumable=True,
+        test=True,
+    )
     """torch.compile the model. Off by default: on the CPU it did not speed up `single` (its
     hot path is already fused by hand) and it costs a compilation at the first step."""
-    reuse_memory: bool = True
+    reuse_memory: bool = _field(
+        True,
+        help="return freed tensor memory to the system every step (slower on the CPU)",
+        resumable=True,
+        test=True,
+    )
     """Linux: keep freed tensor memory in the heap for the next step instead of returning it to
     the system, which costs page faults and zero-filling every step (~10% of a CPU step of
     `single`); resident memory then stays at its peak."""
-    features_on_device: bool = True
+    features_on_device: bool = _field(
+        True,
+        help="CUDA: keep the training features in host memory, copying each batch over",
+        resumable=True,
+        test=True,
+    )
     """CUDA: copy the training features to the GPU once and gather every batch there (no
     per-step host-to-device copy); needs them in memory or in a packed store."""
-    pretrained: str | None = None
+    pretrained: str | None = _field(
+        None, help="initialise from this checkpoint or state dict", path=True
+    )
     """Start from the weights of this checkpoint (reference --pretrained_ckpt)."""
 
     # --- evaluation and output ---
-    frames_per_segment: int = FRAMES_PER_SEGMENT
+    frames_per_segment: int = _field(FRAMES_PER_SEGMENT, test=True)
     """Each segment score stands for this many frames when scored against frame labels."""
-    threshold: float = 0.5
+    threshold: float = _field(0.5, help="threshold of the false-alarm rates", test=True)
     """Decision threshold of the false-alarm rates."""
-    plot: bool = True
+    plot: bool = _field(True, help="1: plot every test video (default)", resumable=True, test=True)
     """Write one score plot per test video at every evaluation."""
-    tensorboard: bool = True
+    tensorboard: bool = _field(True, resumable=True)
     """Log to TensorBoard when it is installed; never required."""
-    log_every: int = 20
+    log_every: int = _field(20, resumable=True)
     """Iterations between two lines of the JSON-lines training log."""
 
     def total_iterations(self, n_train_videos: int) -> int:
@@ -179,18 +301,11 @@ class TrainConfig:
                 "config field 'feature_backbone' must be a folder name, "
                 f"got {self.feature_backbone!r}"
             )
-        choices = {
-            "feature_modal": ("rgb", "flow", "combine"),
-            "feature_layer": ("fc6", "fc7"),
-            "train_crop": ("random", "mean"),
-            "test_crop": ("mean", "per_crop"),
-            "tail": ("drop", "pad"),
-            "mil_loss": ("bce", "mse", "hinge"),
-            "precision": ("fp32", "bf16", "fp16"),
-        }
-        for name, allowed in choices.items():
-            value = getattr(self, name)
-            if value not in allowed:
+        for f in dataclasses.fields(self):
+            allowed = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if allowed is not None and value not in allowed:
+                name = f.name
                 raise ValueError(f"config field {name!r} must be one of {allowed}, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -207,3 +322,15 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> None:
         write_json_atomic(path, self.to_dict())
+
+
+def config_field(name: str) -> dataclasses.Field:
+    """The TrainConfig field `name`; its metadata holds choices, help and the flags of
+    `_field`."""
+    return TrainConfig.__dataclass_fields__[name]
+
+
+def config_fields(flag: str) -> tuple[str, ...]:
+    """Names of the TrainConfig fields whose metadata sets `flag` (resumable, test, layout,
+    path), in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get(flag))

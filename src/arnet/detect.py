@@ -27,14 +27,21 @@ import torch
 from torch import nn
 
 from .atomic import write_atomic, write_json_atomic
+from .checkpoint import load_checkpoint, model_from_checkpoint
+from .config import TrainConfig
 from .data import FeatureDataset
-from .errors import DataError, ExtractError
+from .errors import CheckpointError, DataError, ExtractError
 from .evaluate import predict
-from .extract.pipeline import FeatureExtractor, VideoFeatures
+from .extract.backbones import create_backbone
+from .extract.flow import FlowSettings
+from .extract.pipeline import ExtractConfig, FeatureExtractor, VideoFeatures, read_metadata
+from .extract.preprocess import Preprocessing
 from .extract.video import VideoInput
+from .extract.weights import file_sha256
 from .formats.layout import backbone_folder
 from .metrics import expand_to_frames
 from .plots import file_stem, plt, spans
+from .runtime import resolve_device
 
 
 @dataclass
@@ -395,28 +402,24 @@ def load_detector(
         ExtractError: no recorded extraction and no backbone given, a weight file that is missing
             or differs from the recorded one, or features that do not fit the model.
     """
-    from .extract.backbones import create_backbone
-    from .extract.flow import FlowSettings
-    from .extract.pipeline import ExtractConfig, read_metadata
-    from .extract.preprocess import Preprocessing
-    from .extract.weights import file_sha256
-    from .runtime import resolve_device
-    from .train import load_checkpoint, model_from_checkpoint
 
     payload = load_checkpoint(checkpoint)
-    config = payload["config"]
-    output = config.get("feature_modal", "combine")
+    try:
+        config = TrainConfig.from_dict(payload["config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{payload['path']}: unreadable config ({exc})") from exc
+    output = config.feature_modal
     meta = None
     recorded_at = None
-    if config.get("data"):
-        recorded_at = backbone_folder(config["data"], config.get("feature_backbone", "i3d"))
+    if config.data:
+        recorded_at = backbone_folder(config.data, config.feature_backbone)
         meta = read_metadata(recorded_at)
     name = backbone or (meta or {}).get("backbone")
     if name is None:
         where = f" (looked for {recorded_at}/extraction.json)" if recorded_at else ""
         raise ExtractError(
             f"{payload['path']}: no record of how its training features were extracted{where}; "
-            "give --backbone (and --weights-rgb / --weights-flow) as used for them"
+            "give the backbone (and its weights) used for them"
         )
     same = meta is not None and meta.get("backbone") == name
     recorded = (meta or {}).get("backbones", {}) if same else {}
@@ -433,8 +436,8 @@ def load_detector(
                     + (
                         ""
                         if weights.get(modality)
-                        else f" (recorded in {recorded_at}/extraction.json; give "
-                        f"--weights-{modality})"
+                        else f" (recorded in {recorded_at}/extraction.json; give the "
+                        f"{modality} weights)"
                     )
                 )
             if file_sha256(path) != entry["sha256"]:
@@ -453,7 +456,7 @@ def load_detector(
     torch_device = resolve_device(device)
     extractor = FeatureExtractor(backbones, extract_config, torch_device)
     model = model_from_checkpoint(payload, torch_device)
-    crop_mode = config.get("test_crop", "mean")
-    threshold = float(config.get("threshold", 0.5))
+    crop_mode = config.test_crop
+    threshold = float(config.threshold)
     detector = Detector(model, extractor, output, torch_device, crop_mode, threshold)
     return detector, {**extractor.metadata(), "checkpoint": payload["path"], "output": output}

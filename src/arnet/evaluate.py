@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,6 +14,7 @@ from .config import FRAMES_PER_SEGMENT
 from .data import FeatureDataset, pad_videos, require_finite
 from .errors import DataError
 from .metrics import Metrics, frame_metrics
+from .report import write_evaluation
 
 # Upper bound on B x T of one scoring forward pass: big enough to keep the matmuls efficient,
 # small enough that a conv model's (B, T, 2048) activations stay around a gigabyte.
@@ -149,3 +152,60 @@ def evaluate(
         frames_per_segment,
         threshold,
     )
+
+
+@dataclass
+class Evaluation:
+    """What one evaluation produced: every test video's segment scores, and their metrics
+    (None when the videos lack frame labels and the evaluation did not require them)."""
+
+    scores: dict[str, np.ndarray]
+    metrics: Metrics | None
+
+
+def evaluate_model(
+    model: nn.Module,
+    dataset: FeatureDataset,
+    device: torch.device | str = "cpu",
+    *,
+    crop_mode: str = "mean",
+    frames_per_segment: int = FRAMES_PER_SEGMENT,
+    threshold: float = 0.5,
+    out_dir: str | Path | None = None,
+    plot: bool = True,
+    iteration: int | None = None,
+    require_labels: bool = True,
+) -> Evaluation:
+    """Score `dataset` with `model`, evaluate the scores and write the results: the one path
+    from a model to its figures, taken by training snapshots, `arnet test` and the benchmarks.
+
+    Args:
+        model: the model, ready to run (prepared for its device and precision).
+        dataset: the test videos.
+        device: where the model lives.
+        crop_mode: multi-crop features: "mean" features, or "per_crop" scores averaged.
+        frames_per_segment: frames each segment score stands for.
+        threshold: threshold of the false-alarm rates (and of the plots).
+        out_dir: where to write scores.npz, metrics.json, per_video.csv, plots/ and
+            report.html (arnet.report.write_evaluation); None writes nothing.
+        plot: with `out_dir`, one score plot per video.
+        iteration: the training iteration the model is at, for the record.
+        require_labels: a video without frame labels is an error (DataError); otherwise the
+            scores are still written, without metrics.
+    """
+    scores = predict(model, dataset, device, crop_mode)
+    metrics = None
+    if require_labels or all(f is not None for f in dataset.frame_labels):
+        metrics = evaluate(scores, dataset, frames_per_segment, threshold)
+    if out_dir is not None:
+        write_evaluation(
+            out_dir,
+            scores,
+            dataset,
+            metrics,
+            iteration=iteration,
+            plot=plot,
+            frames_per_segment=frames_per_segment,
+            threshold=threshold,
+        )
+    return Evaluation(scores, metrics)

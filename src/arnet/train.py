@@ -1,4 +1,4 @@
-"""The training loop (SPEC §5): seeding, checkpoints (atomic, resumable) and snapshots.
+"""The training loop (SPEC §5): seeding, resumable runs and snapshots (files: arnet.checkpoint).
 
 A run folder holds everything of one run:
 
@@ -26,25 +26,26 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from . import __version__
-from .atomic import write_atomic
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    load_checkpoint,
+    load_pretrained,
+    load_weights,
+    save_checkpoint,
+)
 from .config import TrainConfig
 from .data import FeatureDataset
 from .errors import CheckpointError, DataError, TrainingError
-from .evaluate import evaluate, predict
+from .evaluate import evaluate_model
 from .losses import BasObjective, MilCenterObjective
 from .metrics import Metrics
 from .models import create_model, model_entry, model_spec
 from .runtime import keep_freed_memory, make_adam, prepare_model, resolve_device
 from .sampling import BalancedBatchSampler
-
-CHECKPOINT_FORMAT = "arnet-checkpoint"
-CHECKPOINT_VERSION = 1
-_REQUIRED_FIELDS = ("model", "state_dict", "iteration", "config")
-
 
 # ---------------------------------------------------------------------- set-up
 
@@ -67,90 +68,12 @@ def build_objective(model_name: str, config: TrainConfig) -> Any:
         if config.mil_loss != "bce":
             raise ValueError(
                 f"config field 'mil_loss' is {config.mil_loss!r}, but model {model_name!r} trains "
-                "with BaS-Net's own losses (see --bas-*-weight), not a MIL loss"
+                "with BaS-Net's own losses (the bas_*_weight fields), not a MIL loss"
             )
         return BasObjective(
             config.bas_base_weight, config.bas_suppressed_weight, config.bas_foreground_weight
         )
     raise ValueError(f"model {model_name!r} asks for unknown objective {kind!r}")
-
-
-# ---------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write a checkpoint atomically (and synced to disk), so a crash mid-write never leaves a
-    truncated checkpoint in place of a good one."""
-    return write_atomic(path, lambda f: torch.save(payload, f), fsync=True)
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read an arnet checkpoint without executing code from it (weights-only unpickling).
-
-    Raises:
-        CheckpointError: missing, truncated/corrupt, or not an arnet checkpoint.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.pt"
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})"
-        ) from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not an arnet checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
-    missing = [k for k in _REQUIRED_FIELDS if k not in payload]
-    if missing:
-        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
-    payload["path"] = str(path)
-    return payload
-
-
-def model_from_checkpoint(payload: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the checkpoint's model (its name and arguments are stored in it)."""
-    spec = payload["model"]
-    try:
-        model = create_model(spec["name"], **spec["kwargs"])
-        load_weights(model, payload["state_dict"], payload.get("path", "checkpoint"))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(
-            f"{payload.get('path', 'checkpoint')}: cannot rebuild model ({exc})"
-        ) from exc
-    return model.to(device)
-
-
-def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
-    """Load weights strictly, with an error that lists missing and unexpected keys."""
-    try:
-        result = model.load_state_dict(state_dict, strict=False)
-    except RuntimeError as exc:  # tensors of the wrong shape
-        raise CheckpointError(
-            f"{source}: weights do not fit model {model_spec(model)['name']!r}: {exc}"
-        ) from exc
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"{source}: weights do not fit model {model_spec(model)['name']!r}: "
-            f"missing {result.missing_keys}, unexpected {result.unexpected_keys}"
-        )
-
-
-def load_pretrained(model: nn.Module, path: str | Path) -> None:
-    """Initialise `model` from an arnet checkpoint or a bare state dict (the reference's .pkl)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: pretrained checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
-    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: holds no state dict")
-    load_weights(model, state, str(path))
 
 
 # ---------------------------------------------------------------------- the run
@@ -221,8 +144,8 @@ class Trainer:
         config.validate()
         if config.feature_dim is not None and config.feature_dim != train_set.dim:
             raise DataError(
-                f"--feature_size is {config.feature_dim}, but the training features have "
-                f"dimension {train_set.dim} ({train_set.sources[0]})"
+                f"config field 'feature_dim' is {config.feature_dim}, but the training features "
+                f"have dimension {train_set.dim} ({train_set.sources[0]})"
             )
         self.config = config
         self.train_set = train_set
@@ -335,18 +258,15 @@ class Trainer:
 
     # -- loop
     def run(self) -> TrainResult:
-        from .report import write_evaluation  # report imports plotting; load it only here
-
         if self.fitted:
             from .bank import fit_run
 
             return fit_run(self.config, self.train_set, self.test_set, self.out_dir)
-
         last_path = self.out_dir / "checkpoints" / "last.pt"
         if self.iteration == 0 and last_path.exists():
             raise TrainingError(
-                f"{self.out_dir} already holds a run ({last_path}); resume it with --resume "
-                "or choose another --out"
+                f"{self.out_dir} already holds a run ({last_path}); resume it from that "
+                "checkpoint or choose another run folder"
             )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.config.save(self.out_dir / "config.json")
@@ -378,7 +298,7 @@ class Trainer:
                         rate = (it - done_at_start) / (time.perf_counter() - started)
                         self._log(loss, parts, rate, log, bar)
                     if it % cfg.snapshot_every == 0 or it == self.total:
-                        self._snapshot(log, write_evaluation)
+                        self._snapshot(log)
         except KeyboardInterrupt:
             progressed = between_steps and self.iteration > done_at_start
             if progressed and not self._non_finite_parameters():
@@ -449,35 +369,36 @@ class Trainer:
                 f"(the loss diverged); {self._last_good()}"
             )
 
-    def _snapshot(self, log: _RunLog, write_evaluation: Any) -> None:
+    def _snapshot(self, log: _RunLog) -> None:
         self._require_finite_parameters()
         try:
-            self._evaluate(log, write_evaluation)
+            self._evaluate(log)
         except BaseException:
             self.checkpoint()  # the training is kept even when its evaluation fails
             raise
         self.checkpoint()
 
-    def _evaluate(self, log: _RunLog, write_evaluation: Any) -> None:
-        if self.test_set is not None:
-            scores = predict(self.run_model, self.test_set, self.device, self.config.test_crop)
-            if all(f is not None for f in self.test_set.frame_labels):
-                self.metrics = evaluate(
-                    scores, self.test_set, self.config.frames_per_segment, self.config.threshold
-                )
-                record = {"iteration": self.iteration, **self.metrics.summary()}
-                log.append("results.jsonl", record)
-                self.history.append(record)
-            write_evaluation(
-                self.out_dir,
-                scores,
-                self.test_set,
-                self.metrics,
-                iteration=self.iteration,
-                plot=self.config.plot,
-                frames_per_segment=self.config.frames_per_segment,
-                threshold=self.config.threshold,
-            )
+    def _evaluate(self, log: _RunLog) -> None:
+        if self.test_set is None:
+            return
+        cfg = self.config
+        result = evaluate_model(
+            self.run_model,
+            self.test_set,
+            self.device,
+            crop_mode=cfg.test_crop,
+            frames_per_segment=cfg.frames_per_segment,
+            threshold=cfg.threshold,
+            out_dir=self.out_dir,
+            plot=cfg.plot,
+            iteration=self.iteration,
+            require_labels=False,  # unlabelled test videos are scored, not evaluated
+        )
+        if result.metrics is not None:
+            self.metrics = result.metrics
+            record = {"iteration": self.iteration, **self.metrics.summary()}
+            log.append("results.jsonl", record)
+            self.history.append(record)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
-"""Options and actions of `arnet extract` and `arnet detect` (wired into `arnet.cli`)."""
+"""Commands on videos: `arnet extract` (features in the AR-Net layout) and `arnet detect`
+(scores and alerts from a checkpoint)."""
 
 from __future__ import annotations
 
@@ -9,160 +10,37 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .flow import FLOW_METHODS
-from .image import POOLS, SPATIAL
-from .preprocess import CROP_MODES, TAIL_POLICIES, Preprocessing
+from ..detect import load_detector, write_detection, write_summary
+from ..errors import ExtractError
+from ..extract.backbones import backbone_entry, create_backbone
+from ..extract.flow import FlowSettings
+from ..extract.pipeline import (
+    ExtractConfig,
+    FeatureExtractor,
+    extract_dataset,
+    parse_shard,
+    settings_summary,
+    torchrun_rank,
+)
+from ..extract.preprocess import Preprocessing
+from ..extract.video import find_inputs
+from ..formats.layout import read_split
+from ..formats.ped2 import is_frame_dataset, read_annotations, read_frame_dataset
+from ..runtime import resolve_device
+from .common import emit, progress
+
+# load_detector's words for what `arnet detect` calls options.
+_FLAGS = {
+    "give the backbone (and its weights)": "give --backbone (and --weights-rgb / --weights-flow)",
+    "give the rgb weights": "give --weights-rgb",
+    "give the flow weights": "give --weights-flow",
+}
 
 
-def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
-    """Backbone and preprocessing options; with `recorded`, absent ones mean "as recorded"."""
-    d = Preprocessing()
-    note = " (default: as recorded for the training features)" if recorded else ""
-    g = p.add_argument_group("backbone")
-    g.add_argument(
-        "--backbone",
-        default=None,
-        help="feature extractor: i3d, efficientnet-lite0, or a registered one"
-        + (note or " (default: i3d)"),
-    )
-    g.add_argument(
-        "--weights-rgb", default=None, metavar="FILE", help="I3D RGB weights (rgb_imagenet.pt)"
-    )
-    g.add_argument(
-        "--weights-flow", default=None, metavar="FILE", help="I3D flow weights (flow_imagenet.pt)"
-    )
-    g.add_argument(
-        "--random-init",
-        action="store_true",
-        help="I3D with seeded random weights: for testing the pipeline, never for results",
-    )
-    g.add_argument(
-        "--pool",
-        choices=POOLS,
-        default=None,
-        help="2D backbones: frame pooling per segment (default mean)",
-    )
-    g.add_argument(
-        "--spatial",
-        choices=SPATIAL,
-        default=None,
-        help="2D backbones: pooling of each frame's feature map over space (default mean; "
-        "max keeps small objects in wide views)",
-    )
-    g = p.add_argument_group("preprocessing")
-    g.add_argument(
-        "--short-side",
-        type=int,
-        default=None,
-        help=f"resize the short side to this (default {d.short_side}; 0 keeps the size){note}",
-    )
-    g.add_argument(
-        "--crop", choices=CROP_MODES, default=None, help=f"views per frame (default {d.crop}){note}"
-    )
-    g.add_argument(
-        "--crop-size", type=int, default=None, help=f"crop side (default {d.crop_size}){note}"
-    )
-    g.add_argument(
-        "--frames-per-segment", type=int, default=None, help=f"default {d.frames_per_segment}"
-    )
-    g.add_argument(
-        "--tail",
-        choices=TAIL_POLICIES,
-        default=None,
-        help="frames after the last full segment: drop (default for extract) or pad "
-        "(default for detect)",
-    )
-    g.add_argument(
-        "--flow",
-        choices=FLOW_METHODS,
-        default=None,
-        help=f"optical flow method (default tvl1){note}",
-    )
-    g.add_argument(
-        "--flow-bound",
-        type=float,
-        default=None,
-        help=f"flow clipping bound in pixels (default 20){note}",
-    )
-    g.add_argument(
-        "--fps", type=float, default=None, help="frame rate of frame folders (default 25)"
-    )
-    g = p.add_argument_group("run")
-    g.add_argument("--batch-size", type=int, default=16, help="segments per forward pass")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def add_extract_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "inputs",
-        nargs="+",
-        metavar="VIDEO",
-        help="video files, frame folders, folders of those, or a frame dataset folder "
-        "(frames/ + labels.json, e.g. UCSD Ped2)",
-    )
-    p.add_argument("--out", required=True, help="dataset folder to write (AR-Net layout)")
-    p.add_argument(
-        "--modal",
-        choices=("rgb", "flow", "combine"),
-        default=None,
-        help="streams to extract (default: those with weights for i3d, rgb otherwise)",
-    )
-    _add_backbone_options(p, recorded=False)
-    g = p.add_argument_group("labels and splits")
-    g.add_argument(
-        "--labels", default=None, metavar="JSON", help="frame labels (labels.json format)"
-    )
-    g.add_argument("--train-split", default=None, metavar="FILE", help="train video names")
-    g.add_argument("--test-split", default=None, metavar="FILE", help="test video names")
-    g = p.add_argument_group("resuming and sharing the work")
-    g.add_argument(
-        "--shard", default=None, metavar="I/N", help="extract every N-th video from the I-th"
-    )
-    g.add_argument("--overwrite", action="store_true", help="re-extract videos already done")
-
-
-def add_detect_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", metavar="VIDEO", help="video files or frame folders")
-    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
-    p.add_argument("--out", default=None, help="output folder (default: detect/ beside the run)")
-    g = p.add_argument_group("alerts")
-    g.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="alert threshold (default: the checkpoint's, 0.5)",
-    )
-    g.add_argument(
-        "--calibrate",
-        nargs="+",
-        default=None,
-        metavar="NORMAL_VIDEO",
-        help="calibrate the threshold on these normal videos",
-    )
-    g.add_argument(
-        "--false-alarm-rate",
-        type=float,
-        default=0.01,
-        help="target share of normal frames that alert when calibrating (default 0.01)",
-    )
-    g.add_argument("--min-alert-frames", type=int, default=1, help="drop shorter alerts")
-    g.add_argument(
-        "--merge-gap", type=int, default=0, help="join alerts separated by at most this many frames"
-    )
-    _add_backbone_options(p, recorded=True)
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
-    print(json.dumps(payload) if args.json else text)
-
-
-def _progress(args: argparse.Namespace) -> bool | None:
-    return False if (args.quiet or args.json) else None
+def _in_flags(message: str) -> str:
+    for words, flags in _FLAGS.items():
+        message = message.replace(words, flags)
+    return message
 
 
 def _given(args: argparse.Namespace, fields: Mapping[str, str] | Iterable[str]) -> dict[str, Any]:
@@ -191,22 +69,6 @@ def _backbone_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from ..errors import ExtractError
-    from ..formats.layout import read_split
-    from ..formats.ped2 import is_frame_dataset, read_annotations, read_frame_dataset
-    from ..runtime import resolve_device
-    from .backbones import backbone_entry, create_backbone
-    from .flow import FlowSettings
-    from .pipeline import (
-        ExtractConfig,
-        FeatureExtractor,
-        extract_dataset,
-        parse_shard,
-        settings_summary,
-        torchrun_rank,
-    )
-    from .video import find_inputs
-
     name = args.backbone or "i3d"
     entry = backbone_entry(name)
     weights = {"rgb": args.weights_rgb, "flow": args.weights_flow}
@@ -265,7 +127,7 @@ def run_extract(args: argparse.Namespace) -> int:
         splits=splits or None,
         shard=shard,
         overwrite=args.overwrite,
-        progress=_progress(args),
+        progress=progress(args),
     )
     meta = extractor.metadata()
     text = (
@@ -276,7 +138,7 @@ def run_extract(args: argparse.Namespace) -> int:
         + f"\nfeatures: {summary.folder}"
         + (f"\nground truth and splits: {summary.out}" if summary.ground_truth else "")
     )
-    _emit(
+    emit(
         args,
         {
             "out": str(summary.out),
@@ -298,10 +160,6 @@ def run_extract(args: argparse.Namespace) -> int:
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from ..detect import load_detector, write_detection, write_summary
-    from ..errors import ExtractError
-    from .video import find_inputs
-
     # Arguments and inputs first: a mistake shows before any model or video is loaded.
     if args.calibrate and args.threshold is not None:
         raise ExtractError("give --threshold or --calibrate, not both")
@@ -310,16 +168,19 @@ def run_detect(args: argparse.Namespace) -> int:
     videos = find_inputs(args.inputs, fps=args.fps)
     normal = find_inputs(args.calibrate, fps=args.fps) if args.calibrate else []
     weights = {m: w for m, w in (("rgb", args.weights_rgb), ("flow", args.weights_flow)) if w}
-    detector, meta = load_detector(
-        args.checkpoint,
-        backbone=args.backbone,
-        weights=weights,
-        backbone_options=_backbone_options(args),
-        preprocessing=_given(args, _PREPROCESSING),
-        flow=_given(args, _FLOW),
-        batch_size=args.batch_size,
-        device=args.device,
-    )
+    try:
+        detector, meta = load_detector(
+            args.checkpoint,
+            backbone=args.backbone,
+            weights=weights,
+            backbone_options=_backbone_options(args),
+            preprocessing=_given(args, _PREPROCESSING),
+            flow=_given(args, _FLOW),
+            batch_size=args.batch_size,
+            device=args.device,
+        )
+    except ExtractError as exc:
+        raise ExtractError(_in_flags(str(exc))) from exc
     calibration = None
     if normal:
         threshold = detector.calibrate(normal, args.false_alarm_rate)
@@ -356,7 +217,7 @@ def run_detect(args: argparse.Namespace) -> int:
         if calibration
         else ""
     )
-    _emit(
+    emit(
         args,
         json.loads(summary.read_text()) | {"out": str(out)},
         "\n".join([header, *lines, f"results: {out}"]),

@@ -1,0 +1,96 @@
+"""What the commands share: options -> TrainConfig fields, the dataset they name, and output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import TrainConfig, config_fields
+from ..formats import open_dataset
+from ..models import resolve_model_name
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """TrainConfig fields given explicitly on the command line."""
+    given = dict(vars(args))
+    out: dict[str, Any] = {}
+    if "dataset_path" in given or "dataset_name" in given:
+        if "data" in given:
+            raise ValueError("give either --data or --dataset_path/--dataset_name, not both")
+        if "dataset_path" not in given:
+            raise ValueError("--dataset_name needs --dataset_path")
+        out["data"] = str(Path(given["dataset_path"]) / given.get("dataset_name", "shanghaitech"))
+    if "loss_weights" in given:
+        both = sorted({"mil_weight", "center_weight"} & set(given))
+        if both:
+            raise ValueError(f"give either --Lambda or --{both[0].replace('_', '-')}, not both")
+        out["mil_weight"], out["center_weight"] = given["loss_weights"]
+    if given.get("loss_type") == "DMIL":
+        if given.get("center_weight", 0.0) != 0.0:
+            raise ValueError("--loss_type DMIL turns the center loss off: drop --center-weight")
+        out["center_weight"] = 0.0
+    if "model_args" in given:
+        out["model_args"] = dict(given["model_args"])
+    if "model" in given:
+        out["model"] = resolve_model_name(given["model"])
+    fields = set(TrainConfig.__dataclass_fields__)
+    for key, value in given.items():
+        if key in fields and key not in out:
+            out[key] = value
+    for key in config_fields("path"):  # saved with the run: valid from any working directory
+        if out.get(key):
+            out[key] = str(Path(out[key]).absolute())
+    return out
+
+
+def new_run_folder(prefix: str) -> Path:
+    """runs/PREFIX-YYYYmmdd-HHMMSS, numbered when that exists already."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path("runs") / f"{prefix}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path("runs") / f"{prefix}-{stamp}-{n}"
+    return path
+
+
+def layout(config: TrainConfig) -> dict[str, Any]:
+    """The arguments of arnet.formats.build_catalog / open_dataset held by a config."""
+    return {
+        "modal": config.feature_modal,
+        "backbone": config.feature_backbone,
+        "layer": config.feature_layer,
+        "test_list": config.test_list,
+        "ground_truth": config.ground_truth,
+        "list_root": config.list_root,
+        "train_anomalous": config.train_anomalous,
+        "tail": config.tail,
+        "frames_per_segment": config.frames_per_segment,
+    }
+
+
+def open_data(config: TrainConfig, split: str | None = None) -> Any:
+    """The train and test sets of the config's dataset, or only `split` ("train" or "test")."""
+    if not config.data:
+        raise ValueError("no dataset: give --data DIR (or --dataset_path and --dataset_name)")
+    return open_dataset(
+        config.data,
+        config.format,
+        feature_dim=config.feature_dim,
+        in_memory=config.in_memory,
+        split=split,
+        **layout(config),
+    )
+
+
+def progress(args: argparse.Namespace) -> bool | None:
+    """Progress bars: off for --quiet and --json, else on a terminal only."""
+    return False if (args.quiet or args.json) else None
+
+
+def emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    """Print the result: one JSON object with --json, else text for a person."""
+    print(json.dumps(payload) if args.json else text)

@@ -1,0 +1,474 @@
+"""Every option of the `arnet` command line, and the parser that holds them.
+
+Each command's options are defined when that command is parsed (or its help shown), so that
+`arnet --help` and `arnet --version` load nothing heavy: no torch, no video decoders. Options
+that set a TrainConfig field take their choices and help from the field (arnet.config).
+
+Every option of the reference implementation is accepted under its own spelling too
+(`--model_name model_single --Lambda 1_20 --max-seqlen 300 --max_epoch 20 ...`), so a
+reference user's command runs unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from typing import Any
+
+from ..config import config_field
+
+S = argparse.SUPPRESS  # options not given stay out of the namespace: explicit ones override
+
+# Long enough for AR-Net to converge on the default synthetic data, short enough for a
+# couple of minutes on two CPU cores (README: measured figures).
+DEMO_ITERATIONS = 1200
+
+# ---------------------------------------------------------------------- value types
+
+
+def _lambda(text: str) -> tuple[float, float]:
+    """--Lambda 1_20 -> (1.0, 20.0)."""
+    try:
+        mil, center = (float(x) for x in text.split("_"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--Lambda takes MIL_CENTER weights like 1_20, got {text!r}"
+        ) from None
+    return mil, center
+
+
+def _flag01(text: str) -> bool:
+    """The reference's 0/1 switches (--plot 1, --larger_mem 0)."""
+    if text not in ("0", "1"):
+        raise argparse.ArgumentTypeError(f"expected 0 or 1, got {text!r}")
+    return text == "1"
+
+
+def _model_arg(text: str) -> tuple[str, Any]:
+    """--model-arg key=value, the value parsed as JSON when it can be (numbers, true/false)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--model-arg takes KEY=VALUE, got {text!r}")
+    words = {"true": True, "false": False, "none": None, "null": None}
+    if value.strip().lower() in words:  # Python's spelling too: False must not be a string
+        return key, words[value.strip().lower()]
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _device(text: str) -> str:
+    """auto / cpu / cuda / cuda:N, or the reference's GPU number (--device 0)."""
+    if text == "auto":
+        return text
+    import torch  # only for a device other than auto: checking it needs torch
+
+    if text.isdigit():
+        if torch.cuda.is_available():
+            return f"cuda:{text}"
+        warnings.warn(
+            f"--device {text} names a GPU, but CUDA is not available: using the CPU", stacklevel=2
+        )
+        return "cpu"
+    try:
+        device = torch.device(text)
+    except RuntimeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"unknown device {text!r}: use auto, cpu, cuda, cuda:N or a GPU number"
+        ) from exc
+    if device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"device {text!r}: only cpu and cuda are supported")
+    return text
+
+
+def _optional_path(text: str) -> str | None:
+    """A path, or None for the reference's default spelling `None` (or an empty string)."""
+    return None if text in ("", "None") else text
+
+
+# ---------------------------------------------------------------------- TrainConfig options
+
+Group = argparse.ArgumentParser | argparse._ArgumentGroup
+
+
+def _field_option(g: Group, name: str, *flags: str, **kwargs: Any) -> None:
+    """An option that sets the TrainConfig field `name`, with the field's choices and help
+    unless given here; absent from the namespace unless given on the command line."""
+    meta = config_field(name).metadata
+    if meta.get("choices") is not None and "action" not in kwargs:
+        kwargs.setdefault("choices", meta["choices"])
+    kwargs.setdefault("help", meta.get("help"))
+    g.add_argument(*flags, dest=name, default=S, **kwargs)
+
+
+def _add_layout_options(g: Group) -> None:
+    """How to read a dataset: its layout and the options of each layout (arnet.formats)."""
+    _field_option(g, "format", "--format")
+    _field_option(g, "feature_modal", "--feature_modal", "--feature-modal")
+    _field_option(g, "feature_backbone", "--feature_pretrain_model", "--feature-backbone")
+    _field_option(g, "feature_layer", "--feature_layer", "--feature-layer")
+    _field_option(g, "test_list", "--test-list")
+    _field_option(g, "ground_truth", "--gt", "--ground-truth")
+    _field_option(g, "list_root", "--list-root", metavar="NEW|OLD=NEW")
+    _field_option(g, "train_anomalous", "--train-anomalous", type=int, metavar="N")
+    _field_option(g, "tail", "--tail")
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    _field_option(g, "data", "--data")
+    g.add_argument(
+        "--dataset_path",
+        "--dataset-path",
+        default=S,
+        help="folder holding datasets; with --dataset_name gives --data",
+    )
+    g.add_argument(
+        "--dataset_name", "--dataset-name", default=S, help="dataset under --dataset_path"
+    )
+    _add_layout_options(g)
+    _field_option(g, "feature_dim", "--feature_size", "--feature-dim", type=int)
+    _field_option(
+        g,
+        "in_memory",
+        "--larger_mem",
+        type=_flag01,
+        help="1: keep all features in memory (reference spelling of --in-memory)",
+    )
+    _field_option(g, "in_memory", "--in-memory", action="store_const", const=True)
+    _field_option(g, "test_crop", "--test-crop")
+    _field_option(g, "device", "--device", type=_device)
+    _field_option(g, "precision", "--precision")
+    _field_option(g, "compile", "--compile", action="store_const", const=True)
+    _field_option(g, "reuse_memory", "--no-reuse-memory", action="store_const", const=False)
+    _field_option(
+        g, "features_on_device", "--no-features-on-device", action="store_const", const=False
+    )
+    _field_option(g, "frames_per_segment", "--frames-per-segment", type=int)
+    _field_option(g, "threshold", "--threshold", type=float)
+
+
+def _add_plot_options(g: Group) -> None:
+    _field_option(g, "plot", "--plot", type=_flag01)
+    _field_option(g, "plot", "--no-plot", action="store_const", const=False, help=None)
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and training")
+    _field_option(g, "model", "--model", "--model_name")
+    _field_option(
+        g, "model_args", "--model-arg", type=_model_arg, action="append", metavar="KEY=VALUE"
+    )
+    _field_option(g, "lr", "--lr", type=float)
+    _field_option(g, "weight_decay", "--weight-decay", type=float)
+    _field_option(g, "epochs", "--epochs", "--max_epoch", type=int)
+    _field_option(g, "iterations", "--iterations", type=int)
+    _field_option(g, "snapshot_every", "--snapshot", "--snapshot-every", type=int)
+    _field_option(g, "keep_checkpoints", "--keep-checkpoints", type=int)
+    _field_option(g, "seed", "--seed", type=int)
+    _field_option(g, "videos_per_class", "--sample_size", "--videos-per-class", type=int)
+    _field_option(g, "draws_per_step", "--batch_size", "--draws-per-step", type=int)
+    _field_option(g, "max_segments", "--max-seqlen", "--max_seqlen", "--max-segments", type=int)
+    _field_option(g, "sample_step", "--sample_step", "--sample-step", type=int)
+    _field_option(g, "train_crop", "--train-crop")
+    _field_option(g, "topk_divisor", "--k", "--topk-divisor", type=int)
+    g.add_argument(
+        "--Lambda",
+        dest="loss_weights",
+        type=_lambda,
+        default=S,
+        help="MIL_CENTER loss weights, e.g. 1_20",
+    )
+    _field_option(g, "mil_weight", "--mil-weight", type=float)
+    _field_option(g, "center_weight", "--center-weight", type=float)
+    _field_option(g, "mil_loss", "--mil-loss")
+    _field_option(g, "bas_base_weight", "--bas-base-weight", type=float)
+    _field_option(g, "bas_suppressed_weight", "--bas-suppressed-weight", type=float)
+    _field_option(g, "bas_foreground_weight", "--bas-foreground-weight", type=float)
+    g.add_argument(
+        "--loss_type",
+        dest="loss_type",
+        choices=("DMIL_C", "DMIL"),
+        default=S,
+        help="DMIL_C: top-k MIL + center loss (reference); DMIL: without center loss",
+    )
+    g.add_argument(
+        "--label_type",
+        dest="label_type",
+        choices=("unary",),
+        default=S,
+        help="video labels as one anomaly target (the only kind the losses use)",
+    )
+    _field_option(g, "pretrained", "--pretrained_ckpt", "--pretrained", type=_optional_path)
+    _add_plot_options(g)
+    _field_option(g, "tensorboard", "--no-tensorboard", action="store_const", const=False)
+    _field_option(g, "log_every", "--log-every", type=int)
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=S, help="run folder (default: a new folder under runs/)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+# ---------------------------------------------------------------------- commands' options
+
+
+def _synth_options(p: argparse.ArgumentParser) -> None:
+    from ..synth import SynthConfig  # its defaults are the options' defaults
+
+    d = SynthConfig()
+    g = p.add_argument_group("synthetic data")
+    g.add_argument("--train-videos", type=int, default=d.train_videos)
+    g.add_argument("--train-anomalous", type=int, default=d.train_anomalous)
+    g.add_argument("--test-videos", type=int, default=d.test_videos)
+    g.add_argument("--test-anomalous", type=int, default=d.test_anomalous)
+    g.add_argument("--dim", type=int, default=d.dim, help="feature dimension")
+    g.add_argument("--scenes", type=int, default=d.scenes)
+    g.add_argument("--min-segments", type=int, default=d.min_segments)
+    g.add_argument(
+        "--max-video-segments", dest="max_video_segments", type=int, default=d.max_segments
+    )
+    g.add_argument("--difficulty", type=float, default=d.difficulty)
+    g.add_argument("--distractor-rate", type=float, default=d.distractor_rate)
+    g.add_argument("--data-seed", type=int, default=d.seed, help="seed of the generator")
+
+
+def _synth(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", help="dataset folder to create")
+    _synth_options(p)
+    p.add_argument(
+        "--modal",
+        default="combine",
+        choices=config_field("feature_modal").metadata["choices"],
+        help="feature folder to write the features under",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the synthetic dataset already in OUT (never another folder's content)",
+    )
+
+
+def _train(p: argparse.ArgumentParser) -> None:
+    _add_data_options(p)
+    _add_train_options(p)
+    _add_output_options(p)
+    p.add_argument(
+        "--resume",
+        default=S,
+        metavar="RUN_OR_CHECKPOINT",
+        help="continue a run exactly where it stopped",
+    )
+
+
+def _test(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    _add_data_options(p)
+    _add_output_options(p)
+    _add_plot_options(p)
+    p.add_argument("--per-video", action="store_true", help="print the per-video table too")
+
+
+def _demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=S, help="demo folder (default: a new folder under runs/)")
+    p.add_argument("--model", default="single", help="model to train (see `arnet models`)")
+    p.add_argument(
+        "--model-arg",
+        dest="model_args",
+        type=_model_arg,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra model constructor argument (repeatable), e.g. hidden_dim=256",
+    )
+    p.add_argument("--iterations", type=int, default=DEMO_ITERATIONS)
+    p.add_argument("--seed", type=int, default=1, help="training seed")
+    p.add_argument("--no-baseline", action="store_true", help="skip the naive baseline")
+    p.add_argument("--device", type=_device, default="auto")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    _synth_options(p)
+
+
+def _inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="dataset: AR-Net folder, train list, crops folder or store")
+    _add_layout_options(p.add_argument_group("layout"))
+    _field_option(p, "frames_per_segment", "--frames-per-segment", type=int)
+    p.add_argument(
+        "--skip-values", action="store_true", help="do not read every value (NaN/Inf check)"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+
+def _pack(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", metavar="SRC", help="dataset in any layout")
+    p.add_argument("out", metavar="OUT", help="store folder to create")
+    _add_layout_options(p.add_argument_group("layout"))
+    _field_option(p, "frames_per_segment", "--frames-per-segment", type=int)
+    p.add_argument(
+        "--dtype",
+        choices=("float16", "float32"),
+        default="float16",
+        help="stored precision: float16 halves the size, float32 keeps values exactly",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.add_argument("--json", action="store_true")
+
+
+def _models(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--feature-dim",
+        type=int,
+        default=2048,
+        help="feature dimension to count parameters at (default: I3D combine)",
+    )
+    p.add_argument("--json", action="store_true")
+
+
+def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
+    """Backbone and preprocessing options; with `recorded`, absent ones mean "as recorded"."""
+    # The extraction modules own these choices and defaults; they load only for extract
+    # and detect, so that the other commands and `arnet --help` need no torch.
+    from ..extract.flow import FLOW_METHODS
+    from ..extract.image import POOLS, SPATIAL
+    from ..extract.preprocess import CROP_MODES, TAIL_POLICIES, Preprocessing
+
+    d = Preprocessing()
+    note = " (default: as recorded for the training features)" if recorded else ""
+    g = p.add_argument_group("backbone")
+    g.add_argument(
+        "--backbone",
+        default=None,
+        help="feature extractor: i3d, efficientnet-lite0, or a registered one"
+        + (note or " (default: i3d)"),
+    )
+    g.add_argument(
+        "--weights-rgb", default=None, metavar="FILE", help="I3D RGB weights (rgb_imagenet.pt)"
+    )
+    g.add_argument(
+        "--weights-flow", default=None, metavar="FILE", help="I3D flow weights (flow_imagenet.pt)"
+    )
+    g.add_argument(
+        "--random-init",
+        action="store_true",
+        help="I3D with seeded random weights: for testing the pipeline, never for results",
+    )
+    g.add_argument(
+        "--pool",
+        choices=POOLS,
+        default=None,
+        help="2D backbones: frame pooling per segment (default mean)",
+    )
+    g.add_argument(
+        "--spatial",
+        choices=SPATIAL,
+        default=None,
+        help="2D backbones: pooling of each frame's feature map over space (default mean; "
+        "max keeps small objects in wide views)",
+    )
+    g = p.add_argument_group("preprocessing")
+    g.add_argument(
+        "--short-side",
+        type=int,
+        default=None,
+        help=f"resize the short side to this (default {d.short_side}; 0 keeps the size){note}",
+    )
+    g.add_argument(
+        "--crop", choices=CROP_MODES, default=None, help=f"views per frame (default {d.crop}){note}"
+    )
+    g.add_argument(
+        "--crop-size", type=int, default=None, help=f"crop side (default {d.crop_size}){note}"
+    )
+    g.add_argument(
+        "--frames-per-segment", type=int, default=None, help=f"default {d.frames_per_segment}"
+    )
+    g.add_argument(
+        "--tail",
+        choices=TAIL_POLICIES,
+        default=None,
+        help="frames after the last full segment: drop (default for extract) or pad "
+        "(default for detect)",
+    )
+    g.add_argument(
+        "--flow",
+        choices=FLOW_METHODS,
+        default=None,
+        help=f"optical flow method (default tvl1){note}",
+    )
+    g.add_argument(
+        "--flow-bound",
+        type=float,
+        default=None,
+        help=f"flow clipping bound in pixels (default 20){note}",
+    )
+    g.add_argument(
+        "--fps", type=float, default=None, help="frame rate of frame folders (default 25)"
+    )
+    g = p.add_argument_group("run")
+    g.add_argument("--batch-size", type=int, default=16, help="segments per forward pass")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _extract(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="VIDEO",
+        help="video files, frame folders, folders of those, or a frame dataset folder "
+        "(frames/ + labels.json, e.g. UCSD Ped2)",
+    )
+    p.add_argument("--out", required=True, help="dataset folder to write (AR-Net layout)")
+    p.add_argument(
+        "--modal",
+        choices=config_field("feature_modal").metadata["choices"],
+        default=None,
+        help="streams to extract (default: those with weights for i3d, rgb otherwise)",
+    )
+    _add_backbone_options(p, recorded=False)
+    g = p.add_argument_group("labels and splits")
+    g.add_argument(
+        "--labels", default=None, metavar="JSON", help="frame labels (labels.json format)"
+    )
+    g.add_argument("--train-split", default=None, metavar="FILE", help="train video names")
+    g.add_argument("--test-split", default=None, metavar="FILE", help="test video names")
+    g = p.add_argument_group("resuming and sharing the work")
+    g.add_argument(
+        "--shard", default=None, metavar="I/N", help="extract every N-th video from the I-th"
+    )
+    g.add_argument("--overwrite", action="store_true", help="re-extract videos already done")
+
+
+def _detect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="VIDEO", help="video files or frame folders")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    p.add_argument("--out", default=None, help="output folder (default: detect/ beside the run)")
+    g = p.add_argument_group("alerts")
+    g.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="alert threshold (default: the checkpoint's, 0.5)",
+    )
+    g.add_argument(
+        "--calibrate",
+        nargs="+",
+        default=None,
+        metavar="NORMAL_VIDEO",
+        help="calibrate the threshold on these normal videos",
+    )
+    g.add_argument(
+        "--false-alarm-rate",
+        type=float,
+        default=0.01,
+        help="target share of normal frames that alert when calibrating (default 0.01)",
+    )
+    g.add_argument("--min-alert-frames", type=int, default=1, help="drop shorter alerts")
+    g.add_argument(
+        "--merge-gap", type=int, default=0, help="join alerts separated by at most this many frames"
+    )
+    _add_backbone_options(p, recorded=True)

@@ -1,0 +1,190 @@
+"""Commands on models: `arnet train`, `arnet test`, `arnet demo`, `arnet models`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+import warnings
+from pathlib import Path
+
+from ..checkpoint import load_checkpoint, model_from_checkpoint
+from ..config import NAIVE_BASELINE, TrainConfig, config_fields
+from ..evaluate import evaluate_model
+from ..formats import open_dataset
+from ..models import count_parameters, create_model, list_models, model_entry, resolve_model_name
+from ..report import metrics_table, per_video_table
+from ..runtime import keep_freed_memory, prepare_model, resolve_device
+from ..synth import write_synthetic
+from ..train import Trainer, train
+from .common import config_overrides, emit, new_run_folder, open_data, progress
+from .data import synth_config
+
+
+def run_train(args: argparse.Namespace) -> int:
+    overrides = config_overrides(args)
+    resume = getattr(args, "resume", None)
+    payload = None
+    if resume:
+        payload = load_checkpoint(resume)
+        saved = payload["config"]
+        resumable = set(config_fields("resumable"))
+        fixed = sorted(k for k, v in overrides.items() if k not in resumable and saved.get(k) != v)
+        if fixed:
+            raise ValueError(f"cannot change {', '.join(fixed)} when resuming a run")
+        config = TrainConfig.from_dict({**payload["config"], **overrides})
+        out = Path(getattr(args, "out", None) or Path(payload["path"]).parent.parent)
+    else:
+        config = TrainConfig(**overrides)
+        out = Path(getattr(args, "out", None) or new_run_folder(config.model))
+        last = out / "checkpoints" / "last.pt"
+        if last.exists():  # the Trainer refuses it too; this says how in the CLI's words
+            raise ValueError(
+                f"{out} already holds a run ({last}); resume it with --resume or choose "
+                "another --out"
+            )
+    config.validate()
+    train_set, test_set = open_data(config)
+    trainer = Trainer(
+        config, train_set, test_set, out, progress=progress(args), resume_from=payload
+    )
+    result = trainer.run()
+    summary = result.metrics.summary() if result.metrics else None
+    text = f"run folder: {result.out_dir}\ncheckpoint: {result.checkpoint}"
+    if result.metrics:
+        text = (
+            metrics_table(result.metrics, f"test set, iteration {result.iterations}") + "\n" + text
+        )
+    emit(
+        args,
+        {
+            "out": str(result.out_dir),
+            "checkpoint": str(result.checkpoint),
+            "iterations": result.iterations,
+            "metrics": summary,
+        },
+        text,
+    )
+    return 0
+
+
+def run_test(args: argparse.Namespace) -> int:
+    payload = load_checkpoint(args.checkpoint)
+    overrides = {"plot": True}  # a test run plots unless told not to, whatever training did
+    given = config_overrides(args)
+    overrides.update({k: given[k] for k in config_fields("test") if k in given})
+    saved = dict(payload["config"])
+    if "data" in overrides:  # the training data's layout options do not describe new data
+        for name in config_fields("layout"):
+            saved.pop(name, None)
+    # Where and how the training ran says nothing about this machine: the device is this
+    # command's (default auto), the features are read lazily unless --larger_mem 1 is given.
+    saved.pop("device", None)
+    saved.pop("in_memory", None)
+    config = TrainConfig.from_dict({**saved, **overrides})
+    device = resolve_device(config.device)
+    if config.precision == "fp16" and device.type != "cuda":
+        warnings.warn("the run trained in fp16, which needs CUDA: testing in fp32", stacklevel=1)
+        config = dataclasses.replace(config, precision="fp32")
+    model = model_from_checkpoint(payload, device)
+    test_set = open_data(config, split="test")
+    if test_set.dim != payload["model"]["kwargs"].get("feature_dim", test_set.dim):
+        raise ValueError(
+            f"{payload['path']}: the model takes {payload['model']['kwargs']['feature_dim']}-d "
+            f"features, the test set has {test_set.dim}-d ({test_set.sources[0]})"
+        )
+    ckpt_path = Path(payload["path"])
+    out = Path(getattr(args, "out", None) or ckpt_path.parent.parent / f"test-{ckpt_path.stem}")
+    if config.reuse_memory:
+        keep_freed_memory()
+    result = evaluate_model(
+        prepare_model(model, device, config.precision, config.compile),
+        test_set,
+        device,
+        crop_mode=config.test_crop,
+        frames_per_segment=config.frames_per_segment,
+        threshold=config.threshold,
+        out_dir=out,
+        plot=config.plot,
+        iteration=payload["iteration"],
+    )
+    metrics = result.metrics
+    assert metrics is not None  # labels are required: a video without them raised
+    text = metrics_table(metrics, f"{ckpt_path} (iteration {payload['iteration']})")
+    if args.per_video:
+        text += "\n\n" + per_video_table(metrics)
+    text += f"\nresults: {out}" + (f"\nplots: {out / 'plots'}" if config.plot else "")
+    emit(
+        args,
+        {
+            "out": str(out),
+            "checkpoint": str(ckpt_path),
+            "metrics": metrics.summary(),
+            "per_video": [vars(v) for v in metrics.per_video] if args.per_video else None,
+        },
+        text,
+    )
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    out = Path(getattr(args, "out", None) or new_run_folder("demo"))
+    log = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
+    data = write_synthetic(out / "data", synth_config(args))
+    log(f"synthetic dataset: {data}")
+    train_set, test_set = open_dataset(data, in_memory=True)
+    model = resolve_model_name(args.model)
+    runs = {"arnet": {}}
+    if not args.no_baseline and model_entry(model).objective != "mil":
+        # The baseline changes MIL options, which a model with its own losses ignores.
+        log(f"no naive baseline for {model}: it trains with its own losses, not MIL")
+    elif not args.no_baseline:
+        # Each video's label on all of its segments: top-k with k = 1 takes every segment.
+        runs["naive baseline"] = NAIVE_BASELINE
+    results, texts = {}, []
+    for name, changes in runs.items():
+        config = TrainConfig(
+            data=str(data),
+            model=model,
+            model_args=dict(args.model_args),
+            iterations=args.iterations,
+            snapshot_every=max(args.iterations // 3, 1),
+            seed=args.seed,
+            device=args.device,
+            tensorboard=False,
+            **changes,
+        )
+        started = time.perf_counter()
+        log(f"training {name} ({model}, {args.iterations} iterations)")
+        result = train(
+            config, train_set, test_set, out / name.replace(" ", "_"), progress=progress(args)
+        )
+        seconds = time.perf_counter() - started
+        results[name] = {
+            "metrics": result.metrics.summary(),
+            "seconds": round(seconds, 1),
+            "out": str(result.out_dir),
+        }
+        texts.append(metrics_table(result.metrics, f"{name}: {model}, {seconds:.0f} s"))
+        texts.append(
+            f"plots: {result.out_dir / 'plots'}\nreport: {result.out_dir / 'report.html'}\n"
+        )
+    emit(args, {"data": str(data), "model": model, "results": results}, "\n".join(texts))
+    return 0
+
+
+def run_models(args: argparse.Namespace) -> int:
+    rows = []
+    for entry in list_models():
+        params = count_parameters(create_model(entry.name, args.feature_dim))
+        rows.append({"name": entry.name, "parameters": params, "description": entry.description})
+    width = max(len(r["name"]) for r in rows)
+    text = "\n".join(
+        f"{r['name']:<{width}}  {r['parameters']:>11,}  {r['description']}" for r in rows
+    )
+    emit(
+        args,
+        {"feature_dim": args.feature_dim, "models": rows},
+        f"models (parameters at feature dimension {args.feature_dim}):\n{text}",
+    )
+    return 0
