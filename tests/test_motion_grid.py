@@ -113,3 +113,53 @@ def test_motion_grid_refuses_weights_and_foreign_options():
         create_backbone("motion-grid", "rgb", weights="x.pt")
     with pytest.raises(ExtractError, match="--spatial"):
         create_backbone("motion-grid", "rgb", spatial="max")
+
+
+def test_cli_extract_grid_inspect_pack_and_nearest_normal(tmp_path, capsys):
+    """A frame dataset (Ped2 layout): pedestrians walk (a slow square), an anomaly rides (a fast
+    one); motion-grid features through `extract --grid`, `inspect`, `pack` and training."""
+    from arnet.cli import main
+
+    root = tmp_path / "site"
+    labels = {}
+    for i in range(4):
+        square_frames(root / "frames" / f"walk{i}", n=48, speed=1, top=4 + 8 * (i % 3))
+        labels[f"walk{i}"] = {"frames": 48, "anomalous_frames": []}
+    for i in range(3):  # walks for a segment, then rides
+        folder = square_frames(root / "frames" / f"ride{i}", n=48, speed=1, top=4 + 8 * i)
+        for j in range(16, 48):
+            frame = cv2.imread(str(folder / f"{j:03d}.png"))
+            frame[28:38, :] = frame[28:38, ::-1]  # a mirrored strip: something new moves there
+            x = (4 * j) % 80
+            frame[30:38, x : x + 12] = 250
+            cv2.imwrite(str(folder / f"{j:03d}.png"), frame)
+        labels[f"ride{i}"] = {"frames": 48, "anomalous_frames": [[17, 48]]}
+    (root / "labels.json").write_text(json.dumps(labels))
+    (root / "splits").mkdir()
+    (root / "splits" / "weak_train.txt").write_text("walk0\nwalk1\nwalk2\nride0\nride1\n")
+    (root / "splits" / "weak_test.txt").write_text("walk3\nride2\n")
+    out = tmp_path / "features"
+    extract = ["extract", str(root), "--out", str(out), "--backbone", "motion-grid", "--modal",
+               "combine", "--grid", "2x4", "--flow", "farneback", "--short-side", "0", "--crop",
+               "full", "--quiet"]  # fmt: skip
+    assert main(extract) == 0
+    meta = json.loads((out / "features_video" / "motion-grid" / "extraction.json").read_text())
+    assert meta["backbones"]["flow"]["grid"] == [2, 4]
+    assert main([*extract[:-1], "--grid", "0x4"]) == 2  # a bad grid is named, exit status 2
+    assert "--grid" in capsys.readouterr().err
+    common = ["--feature-backbone", "motion-grid", "--feature-modal", "combine"]
+    assert main(["inspect", str(out), *common, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["errors"] == 0 and report["dim"] == 2 * 4 * 8
+    assert main(["pack", str(out), str(tmp_path / "s.store"), *common, "--dtype", "float32"]) == 0
+    capsys.readouterr()
+    aucs = {}
+    for data, extra in ((out, common), (tmp_path / "s.store", [])):
+        run = tmp_path / f"run-{data.name}"
+        args = ["train", "--data", str(data), *extra, "--model", "nearest-normal", "--out",
+                str(run), "--no-plot", "--json"]  # fmt: skip
+        assert main(args) == 0
+        aucs[data.name] = json.loads(capsys.readouterr().out)["metrics"]["auc"]
+        fit = json.loads((run / "fit.json").read_text())
+        assert fit["groups"] == ("per statistic" if data == out else "one")
+    assert aucs["features"] > 0.9

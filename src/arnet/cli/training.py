@@ -15,6 +15,7 @@ from ..formats import open_dataset
 from ..models import count_parameters, create_model, list_models, model_entry, resolve_model_name
 from ..report import metrics_table, per_video_table
 from ..runtime import keep_freed_memory, prepare_model, resolve_device
+from ..sweep import parse_seeds, seeds_table, train_seeds
 from ..synth import write_synthetic
 from ..train import Trainer, train
 from .common import config_overrides, emit, new_run_folder, open_data, progress
@@ -44,6 +45,9 @@ def run_train(args: argparse.Namespace) -> int:
                 "another --out"
             )
     config.validate()
+    seeds = getattr(args, "seeds", None)
+    if seeds is not None:
+        return _train_seeds(args, config, parse_seeds(seeds), out, payload)
     train_set, test_set = open_data(config)
     trainer = Trainer(
         config, train_set, test_set, out, progress=progress(args), resume_from=payload
@@ -65,6 +69,16 @@ def run_train(args: argparse.Namespace) -> int:
         },
         text,
     )
+    return 0
+
+
+def _train_seeds(args, config: TrainConfig, seeds: list[int], out: Path, payload) -> int:
+    if payload is not None:
+        raise ValueError("--seeds starts new runs; resume one seed's run folder instead")
+    train_set, test_set = open_data(config)
+    summary = train_seeds(config, seeds, train_set, test_set, out, progress(args))
+    text = seeds_table(summary) + f"\nruns: {out}/seed-N; summary: {out / 'seeds.json'}"
+    emit(args, {"out": str(out), **summary}, text)
     return 0
 
 

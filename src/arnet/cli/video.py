@@ -62,6 +62,8 @@ def _backbone_options(args: argparse.Namespace) -> dict[str, Any]:
         options["pool"] = args.pool
     if args.spatial is not None:
         options["spatial"] = args.spatial
+    if getattr(args, "grid", None) is not None:
+        options["grid"] = args.grid
     return options
 
 

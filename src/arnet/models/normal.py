@@ -126,8 +126,8 @@ def fit_bank(
     """
     from .registry import create_model
 
-    normal = [np.asarray(v, dtype=np.float32) for v, y in zip(videos, labels) if not y]
-    anomalous = [np.asarray(v, dtype=np.float32) for v, y in zip(videos, labels) if y]
+    normal = [np.array(v, dtype=np.float32) for v, y in zip(videos, labels) if not y]
+    anomalous = [np.array(v, dtype=np.float32) for v, y in zip(videos, labels) if y]
     if len(normal) < 2:
         raise ValueError(
             f"nearest-normal needs at least two normal training videos, got {len(normal)}"
