@@ -39,6 +39,5 @@ def test_a_ped2_slice_motion_grid_nearest_normal_beats_naive(tmp_path, capsys):
     assert main(["train", *common, *naive, "--iterations", "60", "--seed", "1", "--out",
                  str(tmp_path / "naive")]) == 0  # fmt: skip
     baseline = json.loads(capsys.readouterr().out)["metrics"]
-    print("nearest", nearest["auc"], nearest["far_normal"], "naive", baseline["auc"], baseline["far_normal"])
     assert nearest["auc"] > 0.9 and nearest["auc"] > baseline["auc"] + 0.02
     assert nearest["far_normal"] <= baseline["far_normal"]
