@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {feats.shape} {seconds:.1f} s", file=sys.stderr)
     if total_frames:
         print(
-            f"{total_frames} frames in {total_s:.1f} s ({1000 * total_s / total_frames:.2f} ms/frame)"
+            f"{total_frames} frames in {total_s:.1f} s "
+            f"({1000 * total_s / total_frames:.2f} ms/frame)"
         )
     return 0
 
