@@ -163,3 +163,11 @@ def test_cli_extract_grid_inspect_pack_and_nearest_normal(tmp_path, capsys):
         fit = json.loads((run / "fit.json").read_text())
         assert fit["groups"] == ("per statistic" if data == out else "one")
     assert aucs["features"] > 0.9
+    # detect re-extracts new video as the training features were: the same grid and flow
+    detect = tmp_path / "detect"
+    assert main(["detect", str(root / "frames" / "ride2"), "--checkpoint",
+                 str(tmp_path / "run-features"), "--out", str(detect), "--json"]) == 0  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert report["extraction"]["backbones"]["flow"]["grid"] == [2, 4]
+    assert report["extraction"]["flow"]["method"] == "farneback"
+    assert (detect / "ride2.scores.csv").read_text().count("\n") == 48 + 1
