@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent.parent / "shared" / "data" / "ucsd-ped2"
+DEFAULT_DATA = Path(os.environ.get("ARNET_PED2", REPO.parent / "shared" / "data" / "ucsd-ped2"))
 DEFAULT_CACHE = REPO / "benchmarks" / ".cache" / "ped2" / "motion"
 STATS = ("diff", "mag", "moving", "speed", "p90", "dx", "dy")
 ROWS, COLS, FPS = 8, 12, 16
