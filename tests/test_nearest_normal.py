@@ -115,3 +115,12 @@ def test_arnet_train_fits_it_and_arnet_test_scores_its_checkpoint(tiny_data, tmp
     assert tested["metrics"]["auc"] == pytest.approx(trained["metrics"]["auc"])
     assert main([*args, "--resume", str(out)]) == 2  # fitted in one go: nothing to resume
     assert main(args) == 2  # the run folder is kept, never overwritten
+
+
+def test_contributions_sum_to_the_squared_distance(rng):
+    vids, labels = videos(rng)
+    model, _ = fit_bank(vids, labels, groups=[0, 0, 0, 1, 1, 1])
+    x = torch.from_numpy(rng.normal(size=(5, 6)).astype(np.float32))
+    share = model.contributions(x)
+    assert share.shape == (5, 6) and (share >= 0).all()
+    torch.testing.assert_close(share.sum(dim=1), model.distances(x) ** 2, rtol=1e-4, atol=1e-4)

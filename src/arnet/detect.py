@@ -88,6 +88,9 @@ class Detection:
     threshold: float
     alerts: list[Alert] = field(default_factory=list)
     frames_per_segment: int = 16
+    cell_maps: np.ndarray | None = None
+    """(T, rows, cols): where each segment differs from normal (grid backbones with a model
+    that can tell, such as nearest-normal on motion-grid), else None."""
 
     def summary(self) -> dict[str, Any]:
         scored = self.frame_scores[np.isfinite(self.frame_scores)]
@@ -240,6 +243,7 @@ class Detector:
         result, scores = self.score(video)
         length = self.extractor.config.preprocessing.frames_per_segment
         per_frame = frame_scores(scores, result.frames, length)
+        maps = self.cell_maps(result.features[self.output])
         return Detection(
             name=video.name,
             source=str(video.path),
@@ -249,7 +253,32 @@ class Detector:
             threshold=threshold,
             alerts=find_alerts(per_frame, threshold, result.fps, min_frames, merge_gap),
             frames_per_segment=length,
+            cell_maps=maps,
         )
+
+    def cell_maps(self, features: np.ndarray) -> np.ndarray | None:
+        """(T, rows, cols) per-cell share of each segment's distance from normal, when the
+        model gives per-feature contributions, every backbone lays its features out on one
+        grid and the whole frame is kept (--crop full); None otherwise."""
+        contributions = getattr(self.model, "contributions", None)
+        parts = ["rgb", "flow"] if self.output == "combine" else [self.output]
+        grids = [getattr(self.extractor.backbones.get(m), "grid", None) for m in parts]
+        if contributions is None or features.ndim != 2 or None in grids or len(set(grids)) > 1:
+            return None
+        if self.extractor.config.preprocessing.crop != "full":  # cells would not fit the frame
+            return None
+        rows, cols = grids[0]
+        with torch.no_grad():
+            share = contributions(
+                torch.from_numpy(np.asarray(features, np.float32)).to(self.device)
+            )
+        share = share.cpu().numpy()
+        maps, start = np.zeros((len(features), rows, cols)), 0
+        for m in parts:
+            width = self.extractor.backbones[m].dim
+            maps += share[:, start : start + width].reshape(len(features), rows, cols, -1).sum(-1)
+            start += width
+        return maps
 
     def calibrate(self, videos: Sequence[VideoInput], false_alarm_rate: float) -> float:
         """Threshold from normal videos (see `calibrate_threshold`)."""
@@ -315,6 +344,39 @@ def write_detection(folder: str | Path, detection: Detection) -> dict[str, Path]
         data = text.getvalue().encode()
         write_atomic(paths[key], lambda f, data=data: f.write(data))
     plot_detection(paths["plot"], detection)
+    if detection.cell_maps is not None and detection.alerts:
+        paths.update(write_heat_maps(folder, stem, detection))
+    return paths
+
+
+def write_heat_maps(folder: Path, stem: str, detection: Detection) -> dict[str, Path]:
+    """NAME.alertN.jpg: each alert's peak frame with the cell map of its segment over it
+    (red where the segment differs most from normal footage)."""
+    from .extract.video import find_inputs
+
+    wanted = {a.peak_frame: i for i, a in enumerate(detection.alerts, 1)}
+    paths: dict[str, Path] = {}
+    for index, frame in enumerate(find_inputs([detection.source])[0].frames()):
+        if index not in wanted:
+            continue
+        segment = min(index // detection.frames_per_segment, len(detection.cell_maps) - 1)
+        cells = detection.cell_maps[segment]
+        n = wanted[index]
+        path = folder / f"{stem}.alert{n}.jpg"
+        h, w = frame.shape[:2]
+        fig, ax = plt.subplots(figsize=(w / 80, h / 80), dpi=80)
+        try:
+            ax.imshow(frame)
+            ax.imshow(cells / max(float(cells.max()), 1e-12), cmap="jet", alpha=0.4,
+                      extent=(0, w, h, 0), interpolation="nearest", vmin=0, vmax=1)  # fmt: skip
+            ax.set_axis_off()
+            fig.subplots_adjust(0, 0, 1, 1)
+            write_atomic(path, lambda f, fig=fig: fig.savefig(f, format="jpg"))
+        finally:
+            plt.close(fig)
+        paths[f"alert{n}"] = path
+        if len(paths) == len(wanted):
+            break
     return paths
 
 

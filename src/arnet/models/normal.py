@@ -78,6 +78,14 @@ class NearestNormal(nn.Module):
             best = torch.minimum(best, d)
         return best.reshape(lead)
 
+    def contributions(self, features: torch.Tensor) -> torch.Tensor:
+        """(T, D) -> (T, D): each feature's share of the squared distance to the segment's
+        nearest bank segment (summing a row gives the squared distance): where it differs."""
+        x = ((features.float() - self.center) / self.scale).reshape(-1, features.shape[-1])
+        bank = (self.bank - self.center) / self.scale
+        nearest = torch.cdist(x, bank).argmin(dim=1)
+        return ((x - bank[nearest]) ** 2).reshape(features.shape)
+
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """features (B, T, D) (mask (B, T) ignored: a segment's score is its own) -> (B, T)."""
         d = self.distances(features)
