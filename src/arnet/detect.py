@@ -39,6 +39,7 @@ from .extract.preprocess import Preprocessing
 from .extract.video import VideoInput
 from .extract.weights import file_sha256
 from .formats.layout import backbone_folder
+from .heatmaps import write_heat_maps
 from .metrics import expand_to_frames
 from .plots import file_stem, plt, spans
 from .runtime import resolve_device
@@ -346,37 +347,6 @@ def write_detection(folder: str | Path, detection: Detection) -> dict[str, Path]
     plot_detection(paths["plot"], detection)
     if detection.cell_maps is not None and detection.alerts:
         paths.update(write_heat_maps(folder, stem, detection))
-    return paths
-
-
-def write_heat_maps(folder: Path, stem: str, detection: Detection) -> dict[str, Path]:
-    """NAME.alertN.jpg: each alert's peak frame with the cell map of its segment over it
-    (red where the segment differs most from normal footage)."""
-    from .extract.video import find_inputs
-
-    wanted = {a.peak_frame: i for i, a in enumerate(detection.alerts, 1)}
-    paths: dict[str, Path] = {}
-    for index, frame in enumerate(find_inputs([detection.source])[0].frames()):
-        if index not in wanted:
-            continue
-        segment = min(index // detection.frames_per_segment, len(detection.cell_maps) - 1)
-        cells = detection.cell_maps[segment]
-        n = wanted[index]
-        path = folder / f"{stem}.alert{n}.jpg"
-        h, w = frame.shape[:2]
-        fig, ax = plt.subplots(figsize=(w / 80, h / 80), dpi=80)
-        try:
-            ax.imshow(frame)
-            ax.imshow(cells / max(float(cells.max()), 1e-12), cmap="jet", alpha=0.4,
-                      extent=(0, w, h, 0), interpolation="nearest", vmin=0, vmax=1)  # fmt: skip
-            ax.set_axis_off()
-            fig.subplots_adjust(0, 0, 1, 1)
-            write_atomic(path, lambda f, fig=fig: fig.savefig(f, format="jpg"))
-        finally:
-            plt.close(fig)
-        paths[f"alert{n}"] = path
-        if len(paths) == len(wanted):
-            break
     return paths
 
 
