@@ -83,9 +83,10 @@ def _scramble_padding(batch, seed=1):
 
 
 def test_the_registry_holds_the_six_models_of_the_seed():
-    assert [e.name for e in list_models()] == SIX
-    assert {e.name: e.objective for e in list_models()}["bas"] == "bas"
-    assert {e.objective for e in list_models() if e.name != "bas"} == {"mil"}
+    assert [e.name for e in list_models()] == [*SIX, "nearest-normal"]
+    objectives = {e.name: e.objective for e in list_models()}
+    assert objectives["bas"] == "bas" and objectives["nearest-normal"] == "normal-bank"
+    assert {objectives[n] for n in SIX if n != "bas"} == {"mil"}
     for reference, name in REFERENCE_NAMES.items():
         assert resolve_model_name(reference) == name
     with pytest.raises(ValueError, match="unknown model 'model_attention'"):

@@ -39,6 +39,7 @@ from .extract.preprocess import Preprocessing
 from .extract.video import VideoInput
 from .extract.weights import file_sha256
 from .formats.layout import backbone_folder
+from .heatmaps import write_heat_maps
 from .metrics import expand_to_frames
 from .plots import file_stem, plt, spans
 from .report import csv_row
@@ -89,6 +90,9 @@ class Detection:
     threshold: float
     alerts: list[Alert] = field(default_factory=list)
     frames_per_segment: int = 16
+    cell_maps: np.ndarray | None = None
+    """(T, rows, cols): where each segment differs from normal (grid backbones with a model
+    that can tell, such as nearest-normal on motion-grid), else None."""
 
     def summary(self) -> dict[str, Any]:
         scored = self.frame_scores[np.isfinite(self.frame_scores)]
@@ -256,6 +260,7 @@ class Detector:
         result, scores = self.score(video)
         length = self.extractor.config.preprocessing.frames_per_segment
         per_frame = frame_scores(scores, result.frames, length)
+        maps = self.cell_maps(result.features[self.output])
         return Detection(
             name=video.name,
             source=str(video.path),
@@ -265,7 +270,32 @@ class Detector:
             threshold=threshold,
             alerts=find_alerts(per_frame, threshold, result.fps, min_frames, merge_gap),
             frames_per_segment=length,
+            cell_maps=maps,
         )
+
+    def cell_maps(self, features: np.ndarray) -> np.ndarray | None:
+        """(T, rows, cols) per-cell share of each segment's distance from normal, when the
+        model gives per-feature contributions, every backbone lays its features out on one
+        grid and the whole frame is kept (--crop full); None otherwise."""
+        contributions = getattr(self.model, "contributions", None)
+        parts = ["rgb", "flow"] if self.output == "combine" else [self.output]
+        grids = [getattr(self.extractor.backbones.get(m), "grid", None) for m in parts]
+        if contributions is None or features.ndim != 2 or None in grids or len(set(grids)) > 1:
+            return None
+        if self.extractor.config.preprocessing.crop != "full":  # cells would not fit the frame
+            return None
+        rows, cols = grids[0]
+        with torch.no_grad():
+            share = contributions(
+                torch.from_numpy(np.asarray(features, np.float32)).to(self.device)
+            )
+        share = share.cpu().numpy()
+        maps, start = np.zeros((len(features), rows, cols)), 0
+        for m in parts:
+            width = self.extractor.backbones[m].dim
+            maps += share[:, start : start + width].reshape(len(features), rows, cols, -1).sum(-1)
+            start += width
+        return maps
 
     def calibrate(self, videos: Sequence[VideoInput], false_alarm_rate: float) -> float:
         """Threshold from normal videos (see `calibrate_threshold`)."""
@@ -335,6 +365,8 @@ def write_detection(folder: str | Path, detection: Detection) -> dict[str, Path]
         data = text.getvalue().encode()
         write_atomic(paths[key], lambda f, data=data: f.write(data))
     plot_detection(paths["plot"], detection)
+    if detection.cell_maps is not None and detection.alerts:
+        paths.update(write_heat_maps(folder, stem, detection))
     return paths
 
 

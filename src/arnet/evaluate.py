@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -211,3 +212,15 @@ def evaluate_model(
             threshold=threshold,
         )
     return Evaluation(scores, metrics)
+
+
+@dataclass
+class TrainResult:
+    """What a finished run (trained, or fitted in one go) leaves: where, how far, and its last
+    evaluation."""
+
+    out_dir: Path
+    iterations: int
+    checkpoint: Path
+    metrics: Metrics | None
+    history: list[dict[str, Any]] = field(default_factory=list)

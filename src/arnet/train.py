@@ -28,7 +28,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .atomic import write_atomic
+from .bank import fit_run
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -49,7 +49,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .data import FeatureDataset
 from .errors import CheckpointError, DataError, TrainingError
-from .evaluate import evaluate_model
+from .evaluate import TrainResult, evaluate_model
 from .folders import claim_folder, remove_stale_temporaries, require_empty
 from .losses import BasObjective, MilCenterObjective
 from .metrics import Metrics
@@ -101,17 +101,6 @@ def model_args(config: TrainConfig) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- the run
-
-
-@dataclass
-class TrainResult:
-    """What a finished run leaves: where, how far, and its last evaluation."""
-
-    out_dir: Path
-    iterations: int
-    checkpoint: Path
-    metrics: Metrics | None
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 class _RunLog:
@@ -184,6 +173,12 @@ class Trainer:
         self.test_set = test_set
         self.out_dir = Path(out_dir)
         self.progress = progress
+        # A model fitted without gradients (nearest-normal) has no steps: run() fits it.
+        self.fitted = model_entry(config.model).objective == "normal-bank"
+        if self.fitted:
+            if resume_from is not None:
+                raise TrainingError(f"model {config.model!r} is fitted in one go: no resuming")
+            return
         if test_set is not None and len(test_set) and test_set.dim != train_set.dim:
             raise DataError(
                 f"{test_set.sources[0]}: test features have {test_set.dim} dimensions, the "
@@ -292,6 +287,8 @@ class Trainer:
         """Train to the end (or to Ctrl-C), holding the run folder for this process."""
         with claim_folder(self.out_dir, "arnet train"):
             self._prepare_folder()
+            if self.fitted:
+                return fit_run(self.config, self.train_set, self.test_set, self.out_dir)
             return self._run()
 
     def _prepare_folder(self) -> None:

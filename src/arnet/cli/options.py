@@ -346,6 +346,13 @@ def _train(p: argparse.ArgumentParser) -> None:
         metavar="RUN_OR_CHECKPOINT",
         help="continue a run exactly where it stopped",
     )
+    p.add_argument(
+        "--seeds",
+        default=S,
+        metavar="LIST",
+        help="one run per seed (1,2,3 or 1-5) under OUT/seed-N, and the mean ± std of every "
+        "metric over them in OUT/seeds.json",
+    )
 
 
 def _test(p: argparse.ArgumentParser) -> None:
@@ -456,6 +463,12 @@ def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
         default=None,
         help="2D backbones: pooling of each frame's feature map over space (default mean; "
         "max keeps small objects in wide views)",
+    )
+    g.add_argument(
+        "--grid",
+        default=None,
+        metavar="ROWSxCOLS",
+        help="motion-grid: the cells the frame is cut into (default 8x12)",
     )
     g = p.add_argument_group("preprocessing")
     g.add_argument(

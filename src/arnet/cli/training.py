@@ -16,6 +16,7 @@ from ..formats import open_dataset
 from ..models import count_parameters, create_model, list_models, model_entry, resolve_model_name
 from ..report import metrics_table, per_video_table
 from ..runtime import keep_freed_memory, prepare_model, resolve_device
+from ..sweep import parse_seeds, seeds_table, train_seeds
 from ..synth import write_synthetic
 from ..train import Trainer, train
 from .common import config_overrides, emit, new_run_folder, open_data, output_folder, progress
@@ -62,6 +63,9 @@ def run_train(args: argparse.Namespace) -> int:
                 )
             require_empty(out, "train into a new or empty --out, or resume a run with --resume")
     config.validate()
+    seeds = getattr(args, "seeds", None)
+    if seeds is not None:
+        return _train_seeds(args, config, parse_seeds(seeds), out, payload)
     train_set, test_set = open_data(config, strict=args.strict)
     if out is None:  # made only now: a command refused above leaves no empty folder behind
         out = new_run_folder(config.model)
@@ -85,6 +89,24 @@ def run_train(args: argparse.Namespace) -> int:
         },
         text,
     )
+    return 0
+
+
+def _train_seeds(
+    args: argparse.Namespace,
+    config: TrainConfig,
+    seeds: list[int],
+    out: Path | None,
+    payload: dict | None,
+) -> int:
+    if payload is not None:
+        raise ValueError("--seeds starts new runs; resume one seed's run folder instead")
+    train_set, test_set = open_data(config, strict=args.strict)
+    if out is None:
+        out = new_run_folder(config.model)
+    summary = train_seeds(config, seeds, train_set, test_set, out, progress(args))
+    text = seeds_table(summary) + f"\nruns: {out}/seed-N; summary: {out / 'seeds.json'}"
+    emit(args, {"out": str(out), **summary}, text)
     return 0
 
 

@@ -73,6 +73,8 @@ def _backbone_options(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
         if args.runtime not in (None, "torch"):
             options["threads"] = args.threads
+    if getattr(args, "grid", None) is not None:
+        options["grid"] = args.grid
     return options
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 # Importing a backbone module registers its backbones; this order is the order
 # `list_backbones()` returns them.
 # isort: off
-from . import i3d, image  # noqa: F401
+from . import i3d, image, motion  # noqa: F401
 # isort: on
 
 from .backbones import (

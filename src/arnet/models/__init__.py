@@ -12,12 +12,13 @@ padded input. `model.train()` / `model.eval()` switch dropout; there are no othe
 | `concat`   | temporal.py  | temporal convs k=1,3,5, concatenated and projected 3D -> D    |
 | `lstm`     | temporal.py  | an LSTM over the valid segments (one or two directions)       |
 | `bas`      | bas.py       | BaS-Net: foreground filter + class activation sequence        |
+| `nearest-normal` | normal.py | distance to the nearest normal training segment (no training) |
 """
 
 # Importing a module registers its models; this order is the order `arnet models` lists them,
 # the paper's model first and the others as SPEC §3 gives them.
 # isort: off
-from . import segment, temporal, bas  # noqa: F401
+from . import segment, temporal, bas, normal  # noqa: F401
 # isort: on
 
 from .bas import BasNet, BasOutput, CasModule, FilterModule, topk_mean_over_time

@@ -1,0 +1,109 @@
+"""A run of a model fitted without gradients (`nearest-normal`): same run folder as training.
+
+`arnet train --model nearest-normal` comes here instead of the gradient loop: the model is
+fitted once on the training videos (video labels only), checkpointed as `last.pt` (iteration
+0, readable by `arnet test` and `arnet detect`), and the test split is scored and written
+like any snapshot (metrics.json, per_video.csv, scores.npz, plots, results.jsonl). What the
+fit chose (its threshold and how) goes to `fit.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .atomic import write_json_atomic
+from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint
+from .config import TrainConfig
+from .data import FeatureDataset
+from .errors import DataError, TrainingError
+from .evaluate import TrainResult, evaluate_model
+from .extract.motion import feature_groups
+from .formats.layout import EXTRACTION_FILE, backbone_folder
+from .models import model_spec
+from .models.normal import fit_bank
+
+
+def extraction_groups(config: TrainConfig) -> list[int] | None:
+    """Feature groups of a grid backbone (motion-grid), from the training data's
+    extraction.json; None (one group) for other features or when none is recorded."""
+    if not config.data:
+        return None
+    path = backbone_folder(config.data, config.feature_backbone) / EXTRACTION_FILE
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from exc
+    return feature_groups(meta.get("backbones") or {}, config.feature_modal)
+
+
+def fit_run(
+    config: TrainConfig,
+    train_set: FeatureDataset,
+    test_set: FeatureDataset | None,
+    out_dir: str | Path,
+) -> TrainResult:
+    """Fit a normal bank, checkpoint it and evaluate it."""
+    config.validate()
+    out = Path(out_dir)
+    last = out / "checkpoints" / "last.pt"
+    if last.exists():
+        raise TrainingError(f"{out} already holds a run ({last}); choose another --out")
+    groups = extraction_groups(config)
+    if groups is not None and len(groups) != train_set.dim:
+        groups = None  # features not laid out as recorded (e.g. another modal): one group
+    if train_set.crops:
+        raise DataError(
+            f"{train_set.sources[0]}: nearest-normal takes one vector per segment, not "
+            f"{train_set.crops} crops"
+        )
+    videos = [np.asarray(train_set.features(i), dtype=np.float32) for i in range(len(train_set))]
+    try:
+        model, fit = fit_bank(videos, train_set.labels.tolist(), groups)
+    except ValueError as exc:
+        raise DataError(f"{train_set.sources[0]}: {exc}") from exc
+    out.mkdir(parents=True, exist_ok=True)
+    config.save(out / "config.json")
+    record = {**fit.to_dict(), "groups": "per statistic" if groups else "one"}
+    write_json_atomic(out / "fit.json", record)
+    metrics = None
+    history: list[dict[str, Any]] = []
+    if test_set is not None:
+        with torch.no_grad():
+            metrics = evaluate_model(
+                model,
+                test_set,
+                "cpu",
+                crop_mode=config.test_crop,
+                frames_per_segment=config.frames_per_segment,
+                threshold=config.threshold,
+                out_dir=out,
+                plot=config.plot,
+                iteration=0,
+                require_labels=False,
+            ).metrics
+        if metrics is not None:
+            history.append({"iteration": 0, **metrics.summary()})
+            with (out / "results.jsonl").open("a") as f:
+                f.write(json.dumps(history[-1], default=float) + "\n")
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "arnet_version": __version__,
+        "model": model_spec(model),
+        "state_dict": model.state_dict(),
+        "iteration": 0,
+        "total_iterations": 0,
+        "config": config.to_dict(),
+        "metrics": metrics.summary() if metrics else None,
+        "fit": record,
+    }
+    save_checkpoint(last, payload)
+    return TrainResult(out, 0, last, metrics, history)

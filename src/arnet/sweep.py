@@ -1,0 +1,110 @@
+"""Several seeds of one training run, and the spread of every metric: `arnet train --seeds`.
+
+A single seed's figure says little on ten training videos: AR-Net's frame AUC on UCSD Ped2
+moves by about a point from seed to seed. `--seeds 1,2,3,4,5` trains one run per seed into
+OUT/seed-N (each a complete run folder: checkpoints, metrics, plots) and writes
+OUT/seeds.json: per seed, its metrics and the snapshot they come from (the last one: the number
+of iterations is fixed before training, nothing is chosen on the test split), and per metric
+the mean, the sample standard deviation, the minimum and the maximum over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_json_atomic
+from .config import TrainConfig
+from .data import FeatureDataset
+from .errors import TrainingError
+
+
+def parse_seeds(text: str) -> list[int]:
+    """ "1,2,3" or "1-5" (or a mix) -> [1, 2, 3]; distinct non-negative integers."""
+    seeds: list[int] = []
+    try:
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            if "-" in part[1:]:
+                first, last = part.split("-", 1)
+                seeds += range(int(first), int(last) + 1)
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ValueError(
+            f"--seeds must list distinct non-negative integers (1,2,3 or 1-5): {text!r}"
+        )
+    return seeds
+
+
+def spread(values: Sequence[float | None]) -> dict[str, Any]:
+    """Mean, sample standard deviation, min and max of the finite values, and how many."""
+    clean = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not clean:
+        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+    return {
+        "mean": statistics.fmean(clean),
+        "std": statistics.stdev(clean) if len(clean) > 1 else 0.0,
+        "min": min(clean),
+        "max": max(clean),
+        "n": len(clean),
+    }
+
+
+def train_seeds(
+    config: TrainConfig,
+    seeds: Sequence[int],
+    train_set: FeatureDataset,
+    test_set: FeatureDataset | None,
+    out_dir: str | Path,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Train one run per seed under OUT/seed-N; write and return OUT/seeds.json's content."""
+    from .train import Trainer
+
+    out = Path(out_dir)
+    taken = [out / f"seed-{s}" for s in seeds if (out / f"seed-{s}").exists()]
+    if taken:
+        raise TrainingError(f"{taken[0]} already exists; choose another --out")
+    runs = []
+    for seed in seeds:
+        result = Trainer(replace(config, seed=seed), train_set, test_set, out / f"seed-{seed}",
+                         progress).run()  # fmt: skip
+        runs.append(
+            {
+                "seed": seed,
+                "run": str(result.out_dir),
+                "checkpoint": str(result.checkpoint),
+                "snapshot_iteration": result.iterations,
+                "metrics": result.metrics.summary() if result.metrics else None,
+            }
+        )
+    names = sorted({k for r in runs if r["metrics"] for k, v in r["metrics"].items()
+                    if isinstance(v, (int, float))})  # fmt: skip
+    summary = {
+        "seeds": list(seeds),
+        "snapshot": "the last of each run (iterations fixed before training)",
+        "metrics": {n: spread([(r["metrics"] or {}).get(n) for r in runs]) for n in names},
+        "runs": runs,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "seeds.json", summary)
+    return summary
+
+
+def seeds_table(summary: dict[str, Any]) -> str:
+    """The spread of the headline metrics over seeds, as text."""
+    lines = [f"seeds {', '.join(map(str, summary['seeds']))}: mean ± std (min - max)"]
+    for name in ("auc", "auc_anomalous", "ap", "far_all", "far_normal"):
+        s = summary["metrics"].get(name)
+        if s and s["mean"] is not None:
+            lines.append(f"  {name:<16}{s['mean']:.4f} ± {s['std']:.4f}  ({s['min']:.4f} - "
+                         f"{s['max']:.4f})")  # fmt: skip
+    return "\n".join(lines)

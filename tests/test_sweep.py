@@ -1,0 +1,46 @@
+"""`arnet train --seeds`: one run per seed, and the spread of every metric over them."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from arnet.cli import main
+from arnet.sweep import parse_seeds, spread
+
+
+def test_seed_lists_and_spread_by_hand():
+    assert parse_seeds("1,2,3") == [1, 2, 3]
+    assert parse_seeds("1-3,7") == [1, 2, 3, 7]
+    for bad in ("", "a", "1,1", "-1", "3-1x"):
+        with pytest.raises(ValueError, match="--seeds"):
+            parse_seeds(bad)
+    s = spread([0.5, 0.7, None, float("nan"), 0.9])
+    assert s["n"] == 3 and s["mean"] == pytest.approx(0.7) and s["min"] == 0.5
+    assert s["std"] == pytest.approx(statistics.stdev([0.5, 0.7, 0.9]))
+    assert spread([None])["mean"] is None
+
+
+def test_train_seeds_writes_each_run_and_their_spread(tiny_data, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["train", "--data", str(tiny_data), "--iterations", "20", "--no-plot", "--out",
+            str(out), "--seeds", "1,2,3"]  # fmt: skip
+    assert main([*args, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = json.loads((out / "seeds.json").read_text())
+    assert printed["seeds"] == summary["seeds"] == [1, 2, 3]
+    aucs = []
+    for seed, run in zip((1, 2, 3), summary["runs"]):
+        assert run["seed"] == seed and run["snapshot_iteration"] == 20
+        config = json.loads((out / f"seed-{seed}" / "config.json").read_text())
+        assert config["seed"] == seed
+        metrics = json.loads((out / f"seed-{seed}" / "metrics.json").read_text())
+        assert run["metrics"]["auc"] == pytest.approx(metrics["auc"])
+        aucs.append(metrics["auc"])
+    assert len(set(aucs)) > 1  # the seeds differ
+    assert summary["metrics"]["auc"]["mean"] == pytest.approx(statistics.fmean(aucs))
+    assert summary["metrics"]["auc"]["std"] == pytest.approx(statistics.stdev(aucs))
+    assert main(args) == 2  # the runs are kept, never overwritten
+    assert "seed-1" in capsys.readouterr().err
