@@ -105,11 +105,13 @@ def throughput(
     from arnet.store import open_store
 
     torch.set_num_threads(1)
-    detector = load_detector(run, preprocessing={"short_side": short_side}, device="cpu")[0]
+    detector = load_detector(
+        run, preprocessing={"short_side": short_side, "frame_stride": stride}, device="cpu"
+    )[0]
     sources = [f"cam{i}={videos[i % len(videos)]}" for i in range(cameras)]
     with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "t.db") as store:
         watcher = Watcher(
-            SegmentScorer(detector, frame_stride=stride),
+            SegmentScorer(detector),
             store,
             parse_sources(sources),
             Thresholds(threshold, threshold),
@@ -147,14 +149,14 @@ def latency(run: Path, data: Path, name: str, first: int, stride: int, threshold
     torch.set_num_threads(1)
     frames = ped2_frames(data, name)
     segments = -(-len(frames) // 16)
-    detector = load_detector(run, device="cpu")[0]
+    detector = load_detector(run, preprocessing={"frame_stride": stride}, device="cpu")[0]
     with (
         MjpegServer(lambda n: frames if n == 0 else [], fps=25.0) as server,
         tempfile.TemporaryDirectory() as tmp,
         open_store(Path(tmp) / "l.db") as store,
     ):
         watcher = Watcher(
-            SegmentScorer(detector, frame_stride=stride),
+            SegmentScorer(detector),
             store,
             parse_sources([f"{name}={server.url}"]),
             Thresholds(threshold, threshold),

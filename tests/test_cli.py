@@ -7,6 +7,7 @@ import pytest
 
 from arnet.checkpoint import load_checkpoint
 from arnet.cli import build_parser, main
+from arnet.cli.main import COMMANDS
 from arnet.config import TrainConfig
 
 SMALL = [
@@ -387,3 +388,13 @@ def test_resume_refuses_a_change_the_config_calls_fixed(tiny_data, tmp_path, cap
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--lr", "0.5", "--quiet"]) == 2
     assert "cannot change lr when resuming" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_defines_its_options_without_a_clash(command, capsys):
+    # Options come from several definers (a command's own, the shared backbone options):
+    # argparse only notices two definitions of one flag when the command's parser is built.
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert command in capsys.readouterr().out

@@ -175,6 +175,7 @@ class Trainer:
         self.progress = progress
         # A model fitted without gradients (nearest-normal) has no steps: run() fits it.
         self.fitted = model_entry(config.model).objective == "normal-bank"
+        self.resumed_from: Path | None = None
         if self.fitted:
             if resume_from is not None:
                 raise TrainingError(f"model {config.model!r} is fitted in one go: no resuming")
@@ -218,7 +219,6 @@ class Trainer:
         self.iteration = 0
         self.history: list[dict[str, Any]] = []
         self.metrics: Metrics | None = None
-        self.resumed_from: Path | None = None
         if resume_from is not None:
             self.restore(resume_from)
             self.resumed_from = Path(resume_from.get("path", out_dir)).absolute()

@@ -89,12 +89,6 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
         "--realtime", action="store_true", help="replay video files at their own frame rate"
     )
     g.add_argument(
-        "--frame-stride",
-        type=int,
-        default=1,
-        help="per-frame backbones (efficientnet-lite0): encode every k-th frame of a segment",
-    )
-    g.add_argument(
         "--context",
         type=int,
         default=64,
@@ -169,7 +163,7 @@ def run_watch(args: argparse.Namespace) -> int:
             )
         except ExtractError as exc:
             raise ExtractError(_in_flags(str(exc))) from exc
-        scorer = SegmentScorer(detector, args.context, args.frame_stride)
+        scorer = SegmentScorer(detector, args.context)
         if normal:
             start = detector.calibrate(normal, args.false_alarm_rate)
         else:

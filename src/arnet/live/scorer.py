@@ -34,27 +34,15 @@ class SegmentScorer:
     Args:
         detector: the checkpoint's detector.
         context: segments a temporal model sees per score (the new one and those before).
-        frame_stride: frames per segment are subsampled by this for the backbone; only
-            backbones that pool per-frame features over a segment accept fewer frames.
     """
 
-    def __init__(self, detector: Detector, context: int = 64, frame_stride: int = 1) -> None:
-        from ..extract.image import FrameBackbone
-
+    def __init__(self, detector: Detector, context: int = 64) -> None:
         if context < 1:
             raise ExtractError(f"--context must be >= 1 segment, got {context}")
-        if frame_stride < 1:
-            raise ExtractError(f"--frame-stride must be >= 1, got {frame_stride}")
-        if frame_stride > 1:
-            for backbone in detector.extractor.backbones.values():
-                if not isinstance(backbone, FrameBackbone):
-                    raise ExtractError(
-                        f"--frame-stride {frame_stride}: backbone {backbone.name!r} needs every "
-                        "frame of a segment; only per-frame backbones (efficientnet-lite0) "
-                        "can skip frames"
-                    )
         self.detector = detector
-        self.frame_stride = frame_stride
+        # The extraction's own frame stride (checked by the extractor: frame backbones only):
+        # a camera hands over every k-th frame of a segment.
+        self.frame_stride = detector.extractor.config.preprocessing.frame_stride
         self.independent = bool(getattr(detector.model, "independent_segments", False))
         self.context = context
         self.history: dict[str, deque[np.ndarray]] = {}
