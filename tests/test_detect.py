@@ -12,15 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from arnet.detect import (
-    Alert,
-    Detection,
-    calibrate_threshold,
-    find_alerts,
-    frame_scores,
-    write_detection,
-    write_summary,
-)
+from arnet.alerts import Alert, calibrate_threshold, find_alerts
+from arnet.detect import Detection, frame_scores, write_detection, write_summary
 
 # ---------------------------------------------------------------------- pure functions
 

@@ -35,9 +35,9 @@ from arnet.extract import (  # noqa: E402
     require,
 )
 from arnet.extract.backbones import _REGISTRY  # noqa: E402
+from arnet.extract.dataset import parse_shard  # noqa: E402
 from arnet.extract.flow import FlowEstimator, FlowSettings, scale_flow, with_flow  # noqa: E402
 from arnet.extract.i3d import InceptionI3d, _same_padding, load_i3d  # noqa: E402
-from arnet.extract.pipeline import parse_shard  # noqa: E402
 from arnet.extract.preprocess import (  # noqa: E402
     Segmenter,
     crop_clips,

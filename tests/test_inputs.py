@@ -202,8 +202,8 @@ def test_out_of_range_options_exit_2_naming_the_option(argv, option, capsys):
 
 
 def test_library_refuses_what_the_options_refuse():
+    from arnet.alerts import find_alerts
     from arnet.config import TrainConfig
-    from arnet.detect import find_alerts
 
     for threshold in (float("nan"), 1.5, -0.2):
         with pytest.raises(ValueError, match="threshold"):

@@ -83,7 +83,8 @@ def _spans(store, camera: str) -> list[tuple[int, int, str]]:  # noqa: ANN001
 
 
 def test_tracker_hysteresis_min_length_and_merging_match_detect() -> None:
-    from arnet.detect import find_alerts, frame_scores
+    from arnet.alerts import find_alerts
+    from arnet.detect import frame_scores
     from arnet.live.camera import Segment
     from arnet.live.tracker import AlertTracker, Thresholds
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .alerts import Alert, calibrate_threshold, find_alerts
 from .atomic import write_atomic, write_json_atomic
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .config import TrainConfig
@@ -33,39 +34,18 @@ from .data import FeatureDataset
 from .errors import CheckpointError, DataError, ExtractError
 from .evaluate import predict
 from .extract.backbones import create_backbone
+from .extract.dataset import read_metadata
 from .extract.flow import FlowSettings
-from .extract.pipeline import ExtractConfig, FeatureExtractor, VideoFeatures, read_metadata
+from .extract.pipeline import ExtractConfig, FeatureExtractor, VideoFeatures
 from .extract.preprocess import Preprocessing
 from .extract.video import VideoInput
 from .extract.weights import file_sha256
 from .formats.layout import backbone_folder
 from .heatmaps import write_heat_maps
 from .metrics import expand_to_frames
-from .plots import file_stem, plt, spans
+from .plots import file_stem, plt
 from .report import csv_row
 from .runtime import resolve_device
-
-
-@dataclass
-class Alert:
-    """One alert interval: consecutive frames at or above the threshold.
-
-    Attributes:
-        start_frame, end_frame: first and last frame, 0-based, inclusive.
-        start_s, end_s: start of the first frame and end of the last frame, in seconds.
-        peak_score: the highest frame score inside; peak_frame: where (first if tied).
-    """
-
-    start_frame: int
-    end_frame: int
-    start_s: float
-    end_s: float
-    peak_score: float
-    peak_frame: int
-
-    @property
-    def duration_s(self) -> float:
-        return self.end_s - self.start_s
 
 
 @dataclass
@@ -122,83 +102,6 @@ def frame_scores(
     n = min(frames, expanded.size)
     out[:n] = expanded[:n]
     return out
-
-
-def find_alerts(
-    scores: np.ndarray,
-    threshold: float,
-    fps: float,
-    min_frames: int = 1,
-    merge_gap: int = 0,
-) -> list[Alert]:
-    """Alert intervals of per-frame scores.
-
-    Args:
-        scores: (F,) frame scores; NaN frames never alert.
-        threshold: a frame alerts when its score is >= threshold.
-        fps: frames per second, for the times.
-        min_frames: intervals shorter than this many frames are dropped (after merging).
-        merge_gap: intervals separated by at most this many quiet frames become one.
-
-    Returns:
-        Alerts in time order.
-
-    Raises:
-        ValueError: a threshold outside [0, 1] (NaN included), or a negative count.
-    """
-    check_alert_settings(threshold, min_frames, merge_gap)
-    scores = np.asarray(scores, dtype=np.float64)
-    starts, stops = spans(np.nan_to_num(scores, nan=-np.inf) >= threshold)
-    ends = stops - 1  # inclusive
-    runs: list[list[int]] = []
-    for s, e in zip(starts.tolist(), ends.tolist()):
-        if runs and s - runs[-1][1] - 1 <= merge_gap:
-            runs[-1][1] = e
-        else:
-            runs.append([s, e])
-    alerts = []
-    for s, e in runs:
-        if e - s + 1 < min_frames:
-            continue
-        window = np.nan_to_num(scores[s : e + 1], nan=-np.inf)
-        peak = s + int(np.argmax(window))
-        alerts.append(Alert(s, e, s / fps, (e + 1) / fps, float(scores[peak]), peak))
-    return alerts
-
-
-def check_alert_settings(threshold: float, min_frames: int = 1, merge_gap: int = 0) -> None:
-    """Scores lie in [0, 1]: a threshold above 1 never alerts, one below 0 alerts on every
-    frame, and NaN compares false with everything; each is refused, as are negative counts."""
-    if not 0.0 <= float(threshold) <= 1.0:  # NaN fails the comparison
-        raise ValueError(f"the alert threshold must be a number in [0, 1], got {threshold!r}")
-    if min_frames < 0:
-        raise ValueError(f"the minimum alert length must be >= 0 frames, got {min_frames}")
-    if merge_gap < 0:
-        raise ValueError(f"the merge gap must be >= 0 frames, got {merge_gap}")
-
-
-def calibrate_threshold(normal_scores: Iterable[np.ndarray], false_alarm_rate: float) -> float:
-    """The lowest threshold at which at most `false_alarm_rate` of normal frames alert.
-
-    With n normal frames and k = floor(rate * n), the threshold sits just above the (k+1)-th
-    highest score, so at most k frames score >= threshold (fewer when scores tie).
-
-    Args:
-        normal_scores: per-frame scores of videos known to hold no anomaly (NaN ignored).
-        false_alarm_rate: target share of normal frames that may alert, in [0, 1).
-
-    Raises:
-        ValueError: a rate outside [0, 1), or no scored frame.
-    """
-    if not 0 <= false_alarm_rate < 1:
-        raise ValueError(f"the false-alarm rate must be in [0, 1), got {false_alarm_rate}")
-    pooled = np.concatenate([np.asarray(s, dtype=np.float64).reshape(-1) for s in normal_scores])
-    pooled = pooled[np.isfinite(pooled)]
-    if pooled.size == 0:
-        raise ValueError("no scored frames to calibrate the threshold on")
-    k = int(math.floor(false_alarm_rate * pooled.size + 1e-9))
-    ranked = np.sort(pooled)[::-1]
-    return float(np.nextafter(ranked[k], np.inf))
 
 
 class Detector:

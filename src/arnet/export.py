@@ -38,8 +38,8 @@ from .atomic import write_json_atomic
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .errors import ExportError
 from .extract.backbones import create_backbone
+from .extract.dataset import read_metadata
 from .extract.image import pool_frames
-from .extract.pipeline import read_metadata
 from .extract.preprocess import crop_windows, resize_short_side
 from .extract.runtimes import CompiledNetwork, onnx_bytes, require_runtime
 

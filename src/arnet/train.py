@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import os
 import random
 import signal
@@ -36,7 +35,6 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .atomic import write_atomic
 from .bank import fit_run
 from .checkpoint import (
     CHECKPOINT_FORMAT,
@@ -50,10 +48,11 @@ from .config import TrainConfig
 from .data import FeatureDataset
 from .errors import CheckpointError, DataError, TrainingError
 from .evaluate import TrainResult, evaluate_model
-from .folders import claim_folder, remove_stale_temporaries, require_empty
+from .folders import claim_folder
 from .losses import BasObjective, MilCenterObjective
 from .metrics import Metrics
 from .models import create_model, model_entry, model_spec
+from .runlog import RunLog, prepare_run_folder
 from .runtime import keep_freed_memory, make_adam, prepare_model, resolve_device
 from .sampling import BalancedBatchSampler
 
@@ -101,40 +100,6 @@ def model_args(config: TrainConfig) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- the run
-
-
-class _RunLog:
-    """JSON-lines logs, plus TensorBoard scalars when TensorBoard is installed."""
-
-    def __init__(self, out_dir: Path, tensorboard: bool) -> None:
-        self.out_dir = out_dir
-        self.writer = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # the [tensorboard] extra is optional
-                pass
-            else:
-                self.writer = SummaryWriter(str(out_dir / "tensorboard"))
-
-    def append(self, file: str, record: dict[str, Any]) -> None:
-        path = self.out_dir / file
-        try:
-            with path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-        except OSError as exc:  # a full disk: name the file
-            if exc.filename is None and exc.errno is not None:
-                exc.filename = str(path)
-            raise
-        if self.writer is not None:
-            step = record["iteration"]
-            for key, value in record.items():
-                if key != "iteration" and isinstance(value, (int, float)):
-                    self.writer.add_scalar(f"{file.split('.')[0]}/{key}", value, step)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
 
 class Trainer:
@@ -292,36 +257,12 @@ class Trainer:
             return self._run()
 
     def _prepare_folder(self) -> None:
-        """Check the run folder is this run's to write, and cut its logs back to the
-        checkpoint (a killed run may have logged past its last snapshot)."""
-        out = self.out_dir
-        last_path = out / "checkpoints" / "last.pt"
-        source = _run_folder_of(self.resumed_from) if self.resumed_from else None
-        if self.resumed_from is None:
-            if last_path.exists():
-                raise TrainingError(
-                    f"{out} already holds a run ({last_path}); resume it from that "
-                    "checkpoint or choose another run folder"
-                )
-            require_empty(out, "train into a new or empty folder, or resume a run with --resume")
-        elif source is None or source != out.absolute().resolve():
-            require_empty(
-                out,
-                f"a run resumed from {self.resumed_from} continues in its own folder, or in "
-                "a new or empty one as a copy",
-            )
-        remove_stale_temporaries(out)
-        remove_stale_temporaries(out / "checkpoints")
-        if self.resumed_from is not None:
-            for name in ("log.jsonl", "results.jsonl"):
-                origin = (source or out) / name
-                if origin.is_file() or (out / name).is_file():
-                    truncate_log(out / name, self.iteration, origin)
-        self.config.save(out / "config.json")
+        prepare_run_folder(self.out_dir, self.resumed_from, self.iteration)
+        self.config.save(self.out_dir / "config.json")
 
     def _run(self) -> TrainResult:
         last_path = self.out_dir / "checkpoints" / "last.pt"
-        log = _RunLog(self.out_dir, self.config.tensorboard)
+        log = RunLog(self.out_dir, self.config.tensorboard)
         cfg = self.config
         bar = tqdm(
             total=self.total,
@@ -368,7 +309,7 @@ class Trainer:
         loss: torch.Tensor,
         parts: dict[str, torch.Tensor],
         it_per_s: float,
-        log: _RunLog,
+        log: RunLog,
         bar: Any,
     ) -> None:
         """Append the step's losses to log.jsonl (reading them syncs); stop on a NaN loss."""
@@ -427,7 +368,7 @@ class Trainer:
                 f"(the loss diverged); {self._last_good()}"
             )
 
-    def _snapshot(self, log: _RunLog) -> None:
+    def _snapshot(self, log: RunLog) -> None:
         self._require_finite_parameters()
         try:
             self._evaluate(log)
@@ -439,7 +380,7 @@ class Trainer:
             raise
         self.checkpoint()
 
-    def _evaluate(self, log: _RunLog) -> None:
+    def _evaluate(self, log: RunLog) -> None:
         if self.test_set is None:
             return
         cfg = self.config
@@ -487,37 +428,6 @@ def _interrupt_between_steps() -> Iterator[Callable[[], bool]]:
         yield lambda: bool(pressed)
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _run_folder_of(checkpoint: Path) -> Path | None:
-    """The run folder holding `checkpoint` (RUN/checkpoints/*.pt), or None for a loose file."""
-    checkpoint = checkpoint.resolve()
-    if checkpoint.is_dir():
-        return checkpoint
-    if checkpoint.parent.name == "checkpoints":
-        return checkpoint.parent.parent
-    return None
-
-
-def truncate_log(path: Path, iteration: int, source: Path | None = None) -> None:
-    """Rewrite the JSON-lines log `path` (from `source`, default itself) keeping the records of
-    iterations up to `iteration` in increasing order: no line logged after the checkpoint, no
-    iteration twice, no half-written last line of a killed run."""
-    source = source or path
-    kept: list[str] = []
-    last = 0
-    lines = source.read_text(errors="replace").splitlines() if source.is_file() else []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        it = record.get("iteration") if isinstance(record, dict) else None
-        if type(it) is int and last < it <= iteration:
-            kept.append(line)
-            last = it
-    text = "".join(line + "\n" for line in kept).encode()
-    write_atomic(path, lambda f: f.write(text))
 
 
 def _require_batch_fits(config: TrainConfig, train_set: FeatureDataset) -> None:

@@ -2,8 +2,8 @@
 `arnet alerts` (lists, filters, exports and acknowledges stored alerts).
 
 Their options are defined here (`add_watch_arguments`, `add_alerts_arguments`, registered in
-`cli/main.py`'s table); this module imports only the standard library at load time, so that
-`arnet --help` stays light.
+`cli/main.py`'s table); this module imports only the standard library and the torch-free
+option definitions at load time, so that `arnet --help` stays light.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .video_options import _add_backbone_options
+
 DEFAULT_STORE = "arnet-events.db"
 
 
@@ -24,8 +26,6 @@ DEFAULT_STORE = "arnet-events.db"
 
 
 def add_watch_arguments(p: argparse.ArgumentParser) -> None:
-    from .options import _add_backbone_options
-
     p.add_argument(
         "sources",
         nargs="*",
@@ -123,7 +123,7 @@ def _camera_lines(path: str) -> list[str]:
 def run_watch(args: argparse.Namespace) -> int:
     from ..detect import load_detector
     from ..errors import ExtractError
-    from ..extract.pipeline import parse_shard
+    from ..extract.dataset import parse_shard
     from ..extract.video import find_inputs
     from ..live.scorer import SegmentScorer
     from ..live.sources import parse_sources

@@ -1,7 +1,8 @@
 """The `arnet` command: its commands, the parser that knows them, and the error policy.
 
-A command's options are defined (arnet.cli.options) and its module imported only when that
-command runs or shows its help; `arnet --help` and `arnet --version` load no torch.
+A command's options are defined (arnet.cli.options, arnet.cli.video_options) and its module
+imported only when that command runs or shows its help; `arnet --help` and `arnet --version`
+load no torch.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, NamedTuple
 
 from .. import __version__
 from ..errors import CheckpointError, DataError, TrainingError
-from . import live, options
+from . import live, options, video_options
 
 
 class Command(NamedTuple):
@@ -40,17 +41,17 @@ COMMANDS: dict[str, Command] = {
     "pack": Command("convert a dataset into one memory-mapped arnet store", options._pack, "data"),
     "extract": Command(
         "extract segment features from videos or frame folders (AR-Net layout)",
-        options._extract,
+        video_options._extract,
         "video",
     ),
     "detect": Command(
         "per-frame anomaly scores and alert intervals for videos, from a checkpoint",
-        options._detect,
+        video_options._detect,
         "video",
     ),
     "export": Command(
         "write a run's scoring head (and backbone) as ONNX or TorchScript files",
-        options._export,
+        video_options._export,
         "export",
     ),
     "models": Command("list the models", options._models, "training"),

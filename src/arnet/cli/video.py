@@ -13,15 +13,9 @@ from typing import Any
 from ..detect import load_detector, write_detection, write_summary
 from ..errors import ExtractError
 from ..extract.backbones import backbone_entry, create_backbone
+from ..extract.dataset import extract_dataset, parse_shard, settings_summary, torchrun_rank
 from ..extract.flow import FlowSettings
-from ..extract.pipeline import (
-    ExtractConfig,
-    FeatureExtractor,
-    extract_dataset,
-    parse_shard,
-    settings_summary,
-    torchrun_rank,
-)
+from ..extract.pipeline import ExtractConfig, FeatureExtractor
 from ..extract.preprocess import Preprocessing
 from ..extract.video import find_inputs
 from ..folders import claim_empty_folder, remove_stale_temporaries_under, require_empty

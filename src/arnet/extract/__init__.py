@@ -25,8 +25,9 @@ from .backbones import (
     list_backbones,
     register_backbone,
 )
+from .dataset import extract_dataset
 from .optional import require
-from .pipeline import ExtractConfig, FeatureExtractor, VideoFeatures, extract_dataset
+from .pipeline import ExtractConfig, FeatureExtractor, VideoFeatures
 from .preprocess import Preprocessing
 from .video import VideoInput, find_inputs
 

@@ -7,8 +7,8 @@ at or above the stop threshold before that continues it, the quiet ones in betwe
 (as `detect` merges alerts). An alert is written to the store once it spans `min_frames`
 frames, then updated as it grows, and closed when it ends; shorter bursts are never written.
 
-With equal thresholds this gives the alerts `detect` finds on the whole video (`find_alerts`
-on frame scores repeated 16 times), at segment granularity.
+With equal thresholds this gives the alerts `detect` finds on the whole video
+(`arnet.alerts.find_alerts` on frame scores repeated 16 times), at segment granularity.
 """
 
 from __future__ import annotations

@@ -1,0 +1,216 @@
+"""The video-side options of the `arnet` command line: extract, detect and export.
+
+The backbone and preprocessing options are shared by extract, detect and watch; their choices
+come from the extraction modules, loaded only when one of those commands is parsed.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import config_field
+from .options import _at_least, _positive_real, _real, _unit
+
+
+def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
+    """Backbone and preprocessing options; with `recorded`, absent ones mean "as recorded"."""
+    # The extraction modules own these choices and defaults; they load only for extract
+    # and detect, so that the other commands and `arnet --help` need no torch.
+    from ..extract.flow import FLOW_METHODS
+    from ..extract.image import POOLS, SPATIAL
+    from ..extract.preprocess import CROP_MODES, TAIL_POLICIES, Preprocessing
+    from ..extract.runtimes import RUNTIMES
+
+    d = Preprocessing()
+    note = " (default: as recorded for the training features)" if recorded else ""
+    g = p.add_argument_group("backbone")
+    g.add_argument(
+        "--backbone",
+        default=None,
+        help="feature extractor: i3d, efficientnet-lite0, or a registered one"
+        + (note or " (default: i3d)"),
+    )
+    g.add_argument(
+        "--weights-rgb", default=None, metavar="FILE", help="I3D RGB weights (rgb_imagenet.pt)"
+    )
+    g.add_argument(
+        "--weights-flow", default=None, metavar="FILE", help="I3D flow weights (flow_imagenet.pt)"
+    )
+    g.add_argument(
+        "--random-init",
+        action="store_true",
+        help="I3D with seeded random weights: for testing the pipeline, never for results",
+    )
+    g.add_argument(
+        "--pool",
+        choices=POOLS,
+        default=None,
+        help="2D backbones: frame pooling per segment (default mean)",
+    )
+    g.add_argument(
+        "--spatial",
+        choices=SPATIAL,
+        default=None,
+        help="2D backbones: pooling of each frame's feature map over space (default mean; "
+        "max keeps small objects in wide views)",
+    )
+    g.add_argument(
+        "--grid",
+        default=None,
+        metavar="ROWSxCOLS",
+        help="motion-grid: the cells the frame is cut into (default 8x12)",
+    )
+    g = p.add_argument_group("preprocessing")
+    g.add_argument(
+        "--short-side",
+        type=_at_least(0),
+        default=None,
+        help=f"resize the short side to this (default {d.short_side}; 0 keeps the size){note}",
+    )
+    g.add_argument(
+        "--crop", choices=CROP_MODES, default=None, help=f"views per frame (default {d.crop}){note}"
+    )
+    g.add_argument(
+        "--crop-size",
+        type=_at_least(1),
+        default=None,
+        help=f"crop side (default {d.crop_size}){note}",
+    )
+    g.add_argument(
+        "--frames-per-segment",
+        type=_at_least(1),
+        default=None,
+        help=f"default {d.frames_per_segment}",
+    )
+    g.add_argument(
+        "--tail",
+        choices=TAIL_POLICIES,
+        default=None,
+        help="frames after the last full segment: drop (default for extract) or pad "
+        "(default for detect)",
+    )
+    g.add_argument(
+        "--flow",
+        choices=FLOW_METHODS,
+        default=None,
+        help=f"optical flow method (default tvl1){note}",
+    )
+    g.add_argument(
+        "--flow-bound",
+        type=_positive_real,
+        default=None,
+        help=f"flow clipping bound in pixels (default 20){note}",
+    )
+    g.add_argument(
+        "--frame-stride",
+        type=_at_least(1),
+        default=None,
+        metavar="K",
+        help="2D backbones: encode every K-th frame only, K dividing the segment length "
+        f"(default 1; recorded with the features){note}",
+    )
+    g.add_argument(
+        "--fps", type=_positive_real, default=None, help="frame rate of frame folders (default 25)"
+    )
+    g = p.add_argument_group("run")
+    g.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default=None,
+        help="2D backbones: what runs the network: torch (default), or onnxruntime / openvino, "
+        'several times faster on CPUs (pip install "arnet-vad[export]"); same features to '
+        "float rounding",
+    )
+    g.add_argument(
+        "--threads",
+        type=_at_least(1),
+        default=None,
+        help="CPU threads for the network (default: torch's, one per core)",
+    )
+    g.add_argument("--batch-size", type=_at_least(1), default=16, help="segments per forward pass")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _extract(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="VIDEO",
+        help="video files, frame folders, folders of those, or a frame dataset folder "
+        "(frames/ + labels.json, e.g. UCSD Ped2)",
+    )
+    p.add_argument("--out", required=True, help="dataset folder to write (AR-Net layout)")
+    p.add_argument(
+        "--modal",
+        choices=config_field("feature_modal").metadata["choices"],
+        default=None,
+        help="streams to extract (default: those with weights for i3d, rgb otherwise)",
+    )
+    _add_backbone_options(p, recorded=False)
+    g = p.add_argument_group("labels and splits")
+    g.add_argument(
+        "--labels", default=None, metavar="JSON", help="frame labels (labels.json format)"
+    )
+    g.add_argument("--train-split", default=None, metavar="FILE", help="train video names")
+    g.add_argument("--test-split", default=None, metavar="FILE", help="test video names")
+    g = p.add_argument_group("resuming and sharing the work")
+    g.add_argument(
+        "--shard", default=None, metavar="I/N", help="extract every N-th video from the I-th"
+    )
+    g.add_argument("--overwrite", action="store_true", help="re-extract videos already done")
+
+
+def _detect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="VIDEO", help="video files or frame folders")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    p.add_argument("--out", default=None, help="output folder (default: detect/ beside the run)")
+    g = p.add_argument_group("alerts")
+    g.add_argument(
+        "--threshold",
+        type=_unit,
+        default=None,
+        help="alert threshold (default: the checkpoint's, 0.5)",
+    )
+    g.add_argument(
+        "--calibrate",
+        nargs="+",
+        default=None,
+        metavar="NORMAL_VIDEO",
+        help="calibrate the threshold on these normal videos",
+    )
+    g.add_argument(
+        "--false-alarm-rate",
+        type=_real,
+        default=0.01,
+        help="target share of normal frames that alert when calibrating (default 0.01)",
+    )
+    g.add_argument("--min-alert-frames", type=_at_least(0), default=1, help="drop shorter alerts")
+    g.add_argument(
+        "--merge-gap",
+        type=_at_least(0),
+        default=0,
+        help="join alerts separated by at most this many frames",
+    )
+    _add_backbone_options(p, recorded=True)
+
+
+def _export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="run folder or checkpoint file")
+    p.add_argument(
+        "--format",
+        required=True,
+        metavar="FORMAT",
+        help="onnx (ONNX Runtime, OpenVINO, ...) or torchscript (PyTorch without arnet)",
+    )
+    p.add_argument("--out", default=None, help="folder to write (default: RUN/export-FORMAT)")
+    p.add_argument(
+        "--input-size",
+        default=None,
+        metavar="WxH",
+        help="frame size the backbone takes after resizing (default: that of the extracted "
+        "training videos)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
