@@ -141,6 +141,7 @@ class Trainer:
         # A model fitted without gradients (nearest-normal) has no steps: run() fits it.
         self.fitted = model_entry(config.model).objective == "normal-bank"
         self.resumed_from: Path | None = None
+        self.iteration = 0
         if self.fitted:
             if resume_from is not None:
                 raise TrainingError(f"model {config.model!r} is fitted in one go: no resuming")
@@ -181,7 +182,6 @@ class Trainer:
         )
         self.objective = build_objective(config.model, config)
         self.total = config.total_iterations(len(train_set))
-        self.iteration = 0
         self.history: list[dict[str, Any]] = []
         self.metrics: Metrics | None = None
         if resume_from is not None:
