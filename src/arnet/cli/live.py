@@ -121,7 +121,6 @@ def _camera_lines(path: str) -> list[str]:
 
 
 def run_watch(args: argparse.Namespace) -> int:
-    from ..detect import load_detector
     from ..errors import ExtractError
     from ..extract.dataset import parse_shard
     from ..extract.video import find_inputs
@@ -130,7 +129,7 @@ def run_watch(args: argparse.Namespace) -> int:
     from ..live.tracker import Thresholds
     from ..live.watch import Watcher, WatchOptions, install_signals
     from ..store import open_store
-    from .video import _FLOW, _PREPROCESSING, _backbone_options, _given, _in_flags
+    from .video import detector_from_args
 
     # Arguments, sources and the store first: a mistake shows before the model loads.
     if args.calibrate and args.threshold is not None:
@@ -149,20 +148,7 @@ def run_watch(args: argparse.Namespace) -> int:
     normal = find_inputs(args.calibrate, fps=args.fps) if args.calibrate else []
     store = open_store(args.db)
     try:
-        weights = {m: w for m, w in (("rgb", args.weights_rgb), ("flow", args.weights_flow)) if w}
-        try:
-            detector, _meta = load_detector(
-                args.checkpoint,
-                backbone=args.backbone,
-                weights=weights,
-                backbone_options=_backbone_options(args),
-                preprocessing=_given(args, _PREPROCESSING),
-                flow=_given(args, _FLOW),
-                batch_size=args.batch_size,
-                device=args.device,
-            )
-        except ExtractError as exc:
-            raise ExtractError(_in_flags(str(exc))) from exc
+        detector, _meta = detector_from_args(args)
         scorer = SegmentScorer(detector, args.context)
         if normal:
             start = detector.calibrate(normal, args.false_alarm_rate)

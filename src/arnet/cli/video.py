@@ -167,20 +167,12 @@ def run_extract(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- detect
 
 
-def run_detect(args: argparse.Namespace) -> int:
-    # Arguments and inputs first: a mistake shows before any model or video is loaded.
-    if args.calibrate and args.threshold is not None:
-        raise ExtractError("give --threshold or --calibrate, not both")
-    if not 0 <= args.false_alarm_rate < 1:
-        raise ExtractError(f"--false-alarm-rate must be in [0, 1), got {args.false_alarm_rate}")
-    what = "write detections into a new or empty --out (or leave --out out)"
-    if args.out:
-        require_empty(Path(args.out), what)
-    videos = find_inputs(args.inputs, fps=args.fps)
-    normal = find_inputs(args.calibrate, fps=args.fps) if args.calibrate else []
+def detector_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """`load_detector` with the backbone and preprocessing options of `detect` or `watch`;
+    its errors worded in those commands' flags."""
     weights = {m: w for m, w in (("rgb", args.weights_rgb), ("flow", args.weights_flow)) if w}
     try:
-        detector, meta = load_detector(
+        return load_detector(
             args.checkpoint,
             backbone=args.backbone,
             weights=weights,
@@ -192,6 +184,20 @@ def run_detect(args: argparse.Namespace) -> int:
         )
     except ExtractError as exc:
         raise ExtractError(_in_flags(str(exc))) from exc
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    # Arguments and inputs first: a mistake shows before any model or video is loaded.
+    if args.calibrate and args.threshold is not None:
+        raise ExtractError("give --threshold or --calibrate, not both")
+    if not 0 <= args.false_alarm_rate < 1:
+        raise ExtractError(f"--false-alarm-rate must be in [0, 1), got {args.false_alarm_rate}")
+    what = "write detections into a new or empty --out (or leave --out out)"
+    if args.out:
+        require_empty(Path(args.out), what)
+    videos = find_inputs(args.inputs, fps=args.fps)
+    normal = find_inputs(args.calibrate, fps=args.fps) if args.calibrate else []
+    detector, meta = detector_from_args(args)
     calibration = None
     if normal:
         threshold = detector.calibrate(normal, args.false_alarm_rate)
