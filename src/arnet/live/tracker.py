@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..store.events import ALERT_FIELDS
 from .camera import Segment
 
 
@@ -62,7 +63,7 @@ class AlertTracker:
         self.committed = False
         self.quiet = 0
         if resume is not None:
-            self.alert = {k: resume[k] for k in ROW_FIELDS if k != "state"}
+            self.alert = {k: resume[k] for k in ALERT_FIELDS if k != "state"}
             self.committed = True
 
     def update(self, segment: Segment, score: float) -> list[dict[str, Any]]:
@@ -127,18 +128,3 @@ class AlertTracker:
         a.pop("peak_image", None)  # written with the peak that made it, not with every update
         self.committed = True
         return [row]
-
-
-ROW_FIELDS = (
-    "state",
-    "start_segment",
-    "end_segment",
-    "start_frame",
-    "end_frame",
-    "start_time",
-    "end_time",
-    "peak_score",
-    "peak_frame",
-    "peak_time",
-    "threshold",
-)
