@@ -14,6 +14,11 @@ configuration runs in a fresh process (thread counts and the allocator are per p
 2. `--repeats` timed passes of `arnet extract`'s own code (`extract_dataset`: decode, resize,
    crop and scale, network, pooling, writing the .npy files) over `--videos` videos.
 
+`--streams motion-rgb motion-flow` adds rows for the motion stream of the recommended Ped2
+recipe (`--backbone motion-grid --grid 8x12 --short-side 120`): frame differences per cell
+(`motion-rgb`) and Farneback / DIS flow per cell (`motion-flow`, `--flows`), so that its cost
+stands beside the appearance stream's.
+
 Per row: frames per second of the best and the median pass, the process's user and system
 CPU seconds per frame, and the time split of the best pass (seconds per stage, summed in the
 thread that ran it: decoding and resizing run in a background thread beside the network, so
@@ -45,7 +50,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("ARNET_PED2", REPO.parent / "shared" / "data" / "ucsd-ped2"))
 DEFAULT_CACHE = REPO / "benchmarks" / ".cache" / "extract"
-STAGES = ("decode", "resize", "preprocess", "network", "pooling", "write")
+STAGES = ("decode", "resize", "flow", "preprocess", "network", "pooling", "write")
+MOTION_GRID, MOTION_SHORT_SIDE = "8x12", 120  # the Ped2 recipe's motion stream
 
 
 # ---------------------------------------------------------------------- inputs
@@ -119,19 +125,25 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         extract_dataset,
         find_inputs,
     )
+    from arnet.extract.flow import FlowSettings
 
-    options: dict[str, Any] = {"spatial": spec["spatial"]}
-    if spec["runtime"] != "torch":
-        options.update(runtime=spec["runtime"], threads=spec["threads"])
-    backbone = create_backbone("efficientnet-lite0", **options)
+    stream = spec["stream"]
+    if stream == "appearance":
+        options: dict[str, Any] = {"spatial": spec["spatial"]}
+        if spec["runtime"] != "torch":
+            options.update(runtime=spec["runtime"], threads=spec["threads"])
+        name, modality, short_side = "efficientnet-lite0", "rgb", spec["short_side"]
+        backbone = create_backbone(name, **options)
+    else:  # motion-rgb: frame differences; motion-flow: flow, per grid cell
+        name, modality, short_side = "motion-grid", stream.split("-")[1], MOTION_SHORT_SIDE
+        backbone = create_backbone(name, modality, grid=MOTION_GRID)
     config = ExtractConfig(
-        Preprocessing(
-            short_side=spec["short_side"], crop="full", frame_stride=spec["stride"], tail="pad"
-        ),
+        Preprocessing(short_side=short_side, crop="full", frame_stride=spec["stride"], tail="pad"),
+        flow=FlowSettings(method=spec["flow"]),
         batch_size=spec["batch_size"],
         prefetch=spec["prefetch"],
     )
-    extractor = FeatureExtractor({"rgb": backbone}, config)
+    extractor = FeatureExtractor({modality: backbone}, config)
     videos = find_inputs(spec["inputs"])
     precision = torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec["precision"] == "bf16")
     out = Path(spec["out"])
@@ -160,7 +172,11 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     best = min(passes, key=lambda p: p["wall"])
     frames = best["frames"]
     return {
-        **{k: spec[k] for k in ("input", "runtime", "precision", "threads", "stride", "prefetch")},
+        **{
+            k: spec[k]
+            for k in ("input", "stream", "runtime", "precision", "threads", "stride", "prefetch")
+        },
+        "flow": spec["flow"] if stream == "motion-flow" else None,
         "frames": frames,
         "fps_best": frames / best["wall"],
         "fps_median": frames / statistics.median(p["wall"] for p in passes),
@@ -171,7 +187,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         "allocator": "stock" if os.environ.get("ARNET_ALLOCATOR_TUNING") == "0" else "tuned",
         "torch_threads": torch.get_num_threads(),
         "load_1min": os.getloadavg()[0],
-        "features": str(out / "run" / "features_video" / "efficientnet-lite0" / "rgb"),
+        "features": str(out / "run" / "features_video" / name / modality),
     }
 
 
@@ -214,6 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precisions", nargs="+", default=["fp32"], choices=("fp32", "bf16"))
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--strides", nargs="+", type=int, default=[1])
+    p.add_argument(
+        "--streams",
+        nargs="*",
+        default=[],
+        choices=("motion-rgb", "motion-flow"),
+        help="motion streams of the Ped2 recipe to measure too (motion-grid, 8x12, short side 120)",
+    )
+    p.add_argument("--flows", nargs="+", default=["farneback", "dis"], choices=("farneback", "dis"))
     p.add_argument("--prefetch", type=int, default=64, help="frames decoded ahead (0: none)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--short-side", type=int, default=224)
@@ -253,66 +277,80 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="extract-bench-") as tmp:
         for kind in args.inputs:
             reference = None
-            # the reference row (torch, fp32) first, so every other row is compared with it
-            for runtime in sorted(args.runtimes, key=lambda r: r != "torch"):
-                for precision in sorted(args.precisions, key=lambda p: p != "fp32"):
-                    if precision == "bf16" and runtime != "torch":
-                        continue  # runtimes take their precision from the CPU: fp32 on AVX2
-                    for threads in args.threads:
-                        for stride in args.strides:
-                            spec = {
-                                "input": kind,
-                                "inputs": sources[kind],
-                                "warmup": str(warmup),
-                                "runtime": runtime,
-                                "precision": precision,
-                                "threads": threads,
-                                "stride": stride,
-                                "prefetch": args.prefetch,
-                                "repeats": args.repeats,
-                                "short_side": args.short_side,
-                                "spatial": args.spatial,
-                                "batch_size": args.batch_size,
-                                "out": str(Path(tmp) / f"{len(rows)}"),
-                            }
-                            command = [sys.executable, __file__, "--worker", json.dumps(spec)]
-                            done = subprocess.run(
-                                command, env=env, capture_output=True, text=True, check=False
-                            )
-                            if done.returncode != 0:
-                                print(f"{kind} {runtime} {precision} {threads}t failed:")
-                                print(done.stderr.strip().splitlines()[-1])
-                                continue
-                            row = json.loads(done.stdout.strip().splitlines()[-1])
-                            plain = (runtime, precision, stride) == ("torch", "fp32", 1)
-                            if plain and reference is None:
-                                reference = row["features"]
-                            row["max_abs_diff"] = (
-                                max_difference(row["features"], reference)
-                                if reference and stride == 1
-                                else None
-                            )
-                            rows.append(row)
-                            print_row(row, header=len(rows) == 1)
+            for spec in configurations(args):
+                spec.update(
+                    input=kind,
+                    inputs=sources[kind],
+                    warmup=str(warmup),
+                    out=str(Path(tmp) / f"{len(rows)}"),
+                )
+                command = [sys.executable, __file__, "--worker", json.dumps(spec)]
+                done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+                if done.returncode != 0:
+                    print(f"{kind} {spec['stream']} {spec['runtime']} {spec['threads']}t failed:")
+                    print(done.stderr.strip().splitlines()[-1])
+                    continue
+                row = json.loads(done.stdout.strip().splitlines()[-1])
+                plain = (spec["stream"], spec["runtime"], spec["precision"], spec["stride"])
+                if plain == ("appearance", "torch", "fp32", 1) and reference is None:
+                    reference = row["features"]
+                comparable = spec["stream"] == "appearance" and spec["stride"] == 1
+                row["max_abs_diff"] = (
+                    max_difference(row["features"], reference) if reference and comparable else None
+                )
+                rows.append(row)
+                print_row(row, header=len(rows) == 1)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
     return 0
 
 
+def configurations(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every row to measure, the reference row (appearance, torch, fp32) first."""
+    specs = []
+    common = {
+        "prefetch": args.prefetch,
+        "repeats": args.repeats,
+        "short_side": args.short_side,
+        "spatial": args.spatial,
+        "batch_size": args.batch_size,
+    }
+    for runtime in sorted(args.runtimes, key=lambda r: r != "torch"):
+        for precision in sorted(args.precisions, key=lambda p: p != "fp32"):
+            if precision == "bf16" and runtime != "torch":
+                continue  # runtimes take their precision from the CPU: fp32 on AVX2
+            for threads in args.threads:
+                for stride in args.strides:
+                    specs.append(
+                        {"stream": "appearance", "runtime": runtime, "precision": precision,
+                         "threads": threads, "stride": stride, "flow": "farneback", **common}
+                    )  # fmt: skip
+    for stream in args.streams:
+        for flow in args.flows if stream == "motion-flow" else ["farneback"]:
+            for threads in args.threads:
+                specs.append(
+                    {"stream": stream, "runtime": "torch", "precision": "fp32",
+                     "threads": threads, "stride": 1, "flow": flow, **common}
+                )  # fmt: skip
+    return specs
+
+
 def print_row(row: dict[str, Any], header: bool) -> None:
     if header:
         print(
-            f"{'input':6} {'runtime':11} {'prec':4} {'thr':>3} {'k':>2} {'pf':>3} {'alloc':5} "
+            f"{'input':6} {'stream':24} {'runtime':11} {'prec':4} {'thr':>3} {'k':>2} "
+            f"{'pf':>3} {'alloc':5} "
             f"{'fps best':>8} "
             f"{'median':>6} {'usr ms/f':>8} {'sys ms/f':>8} "
             + " ".join(f"{s:>7}" for s in STAGES)
             + f" {'wall s':>6} {'load':>4} {'max diff':>8}"
         )
     stages = " ".join(f"{row['stages_s'].get(s, 0.0):7.2f}" for s in STAGES)
+    stream = row["stream"] + (f" ({row['flow']})" if row["flow"] else "")
     diff = "-" if row["max_abs_diff"] is None else f"{row['max_abs_diff']:.1e}"
     print(
-        f"{row['input']:6} {row['runtime']:11} {row['precision']:4} {row['threads']:3d} "
-        f"{row['stride']:2d} {row['prefetch']:3d} {row['allocator']:5} "
+        f"{row['input']:6} {stream:24} {row['runtime']:11} {row['precision']:4} "
+        f"{row['threads']:3d} {row['stride']:2d} {row['prefetch']:3d} {row['allocator']:5} "
         f"{row['fps_best']:8.1f} {row['fps_median']:6.1f} "
         f"{row['user_ms_per_frame']:8.1f} {row['system_ms_per_frame']:8.1f} {stages} "
         f"{row['wall_s']:6.2f} {row['load_1min']:4.1f} {diff:>8}",

@@ -21,6 +21,13 @@
 4. Causal scoring: temporal models trained on the same features, scored offline (whole test
    videos) and causally (each segment at the right end of a window of its last `--context`
    segments, as `watch` scores them); frame-level AUC of both.
+5. Live capacity (`--live`): N cameras, each an H.264 file of four Ped2 test videos back to back
+   (up to 720 frames, about 28 s), replayed at 25 fps (`watch --realtime`: frames arrive as a
+   camera delivers them) into one watcher with the backbone in `--live-runtime` on both cores.
+   Lag of a segment = its scores committed - its last frame delivered. A watcher that falls
+   behind sees its lag grow by the seconds it loses, to many seconds over the run; one that
+   keeps up holds it under a segment and a batch: "keeps up" = the largest lag under 2 s.
+   Printed with the wall time and the share of the 2 cores' CPU time used.
 
 Every figure is measured by this run; CPU time is used for throughput so that other processes
 on a shared machine do not count against it (wall-clock figures are printed beside it).
@@ -58,8 +65,10 @@ def features(args: argparse.Namespace) -> Path:
         batch_size=8,
         device="cpu",
         quiet=True,
+        frame_stride=1,
+        runtime="torch",
     )
-    folder, seconds, cached, frames = ped2.extract(ns)
+    folder, _, _, seconds, cached, frames = ped2.extract(ns, "pooled")
     print(f"features: {folder} ({frames} frames, {'cached' if cached else f'{seconds:.0f} s'})")
     return folder
 
@@ -132,6 +141,89 @@ def throughput(
         "frames_per_cpu_s": frames / cpu,
         "cameras_per_core": frames / cpu / 25.0,
         "frames_per_wall_s": frames / wall,
+    }
+
+
+def camera_videos(data: Path, out: Path, cameras: int) -> list[Path]:
+    """One H.264 file per camera: four consecutive Ped2 test videos (from the camera's index)."""
+    from helpers import write_video
+
+    names = sorted(p.name for p in (data / "frames").iterdir() if p.name.startswith("Test"))
+    videos = []
+    for i in range(cameras):
+        path = out / f"camera{i}.mp4"
+        if not path.is_file():
+            chosen = [names[(i + k) % len(names)] for k in range(4)]
+            frames = [f for n in chosen for f in ped2_frames(data, n)][:720]
+            write_video(path, frames, fps=25, codec="libx264")
+        videos.append(path)
+    return videos
+
+
+def live_capacity(
+    run: Path, videos: list[Path], stride: int, short_side: int, runtime: str, threshold: float
+) -> dict:
+    """N cameras replayed at 25 fps into one watcher: does it keep up, and with what lag."""
+    import torch
+
+    from arnet.detect import load_detector
+    from arnet.live.scorer import SegmentScorer
+    from arnet.live.sources import parse_sources
+    from arnet.live.tracker import Thresholds
+    from arnet.live.watch import Watcher, WatchOptions
+    from arnet.store import open_store
+
+    torch.set_num_threads(2)
+    options = {} if runtime == "torch" else {"runtime": runtime, "threads": 2}
+    detector = load_detector(
+        run,
+        backbone_options=options,
+        preprocessing={"short_side": short_side, "frame_stride": stride},
+        device="cpu",
+    )[0]
+    # compile the runtime's graph for the frame size before timing
+    warm = np.zeros((16, short_side, short_side * 3 // 2, 3), np.uint8)
+    detector.extractor.encode_segments([[(f, None) for f in warm]] * 2)
+    lags: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "live.db") as store:
+        commit = store.commit_segments
+
+        def timed_commit(camera_id, segments, alert_rows=()):  # noqa: ANN001, ANN202
+            ids = commit(camera_id, segments, alert_rows)
+            now = time.time()
+            lags.extend(now - s["end_time"] for s in segments)
+            return ids
+
+        store.commit_segments = timed_commit
+        sources = [f"cam{i}={v}" for i, v in enumerate(videos)]
+        watcher = Watcher(
+            SegmentScorer(detector),
+            store,
+            parse_sources(sources),
+            Thresholds(threshold, threshold),
+            WatchOptions(quiet=True, batch_size=16, realtime=True),
+        )
+        cpu, wall = time.process_time(), time.perf_counter()
+        watcher.start()
+        watcher.run()
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        frames = sum(c["next_frame"] for c in store.cameras())
+    length = frames / len(videos) / 25.0
+    lag = np.asarray(lags)
+    keeps_up = bool(lag.max() < 2.0)
+    return {
+        "cameras": len(videos),
+        "stride": stride,
+        "short_side": short_side,
+        "runtime": runtime,
+        "frames": frames,
+        "video_s": length,
+        "wall_s": wall,
+        "cpu_share": cpu / wall / 2,
+        "lag_median_s": float(np.median(lag)),
+        "lag_p95_s": float(np.percentile(lag, 95)),
+        "lag_max_s": float(lag.max()),
+        "keeps_up": keeps_up,
     }
 
 
@@ -222,7 +314,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-stride", type=int, default=1)
     p.add_argument("--temporal", nargs="*", default=["mean", "sequence", "lstm"])
     p.add_argument("--contexts", type=int, nargs="+", default=[16, 64])
-    p.add_argument("--skip", nargs="*", default=[], choices=("throughput", "latency", "causal"))
+    p.add_argument(
+        "--skip", nargs="*", default=[], choices=("throughput", "latency", "causal", "live")
+    )
+    p.add_argument(
+        "--live",
+        nargs="*",
+        default=["4x112x1", "8x112x1", "12x112x1", "4x224x1", "4x224x4", "8x224x4"],
+        metavar="NxSIDExSTRIDE",
+        help="live capacity runs: cameras x short side x frame stride",
+    )
+    p.add_argument(
+        "--live-runtime", default="openvino", choices=("torch", "onnxruntime", "openvino")
+    )
     p.add_argument("--json", default=None, metavar="FILE")
     args = p.parse_args(argv)
 
@@ -278,6 +382,25 @@ def main(argv: list[str] | None = None) -> int:
                 result["latency"].update(median_s=statistics.median(lags), p95_s=p95)
                 print(f"latency over {len(lags)} of {len(rows)} videos: median "
                       f"{statistics.median(lags):.2f} s, p95 {p95:.2f} s")  # fmt: skip
+        if "live" not in args.skip and args.live:
+            specs = [tuple(int(v) for v in spec.split("x")) for spec in args.live]
+            cache = Path(args.cache) / "live"
+            cache.mkdir(parents=True, exist_ok=True)
+            videos = camera_videos(data, cache, max(n for n, _, _ in specs))
+            result["live"] = []
+            for cameras, size, stride in specs:
+                row = live_capacity(
+                    run, videos[:cameras], stride, size, args.live_runtime, threshold
+                )
+                result["live"].append(row)
+                print(
+                    f"live, {cameras} cameras at 25 fps, short side {size}, stride {stride}, "
+                    f"{args.live_runtime}: {'keeps up' if row['keeps_up'] else 'FALLS BEHIND'} "
+                    f"(wall {row['wall_s']:.1f} s for {row['video_s']:.1f} s of video; lag median "
+                    f"{row['lag_median_s']:.2f} s, p95 {row['lag_p95_s']:.2f} s, max "
+                    f"{row['lag_max_s']:.2f} s; CPU {100 * row['cpu_share']:.0f}% of 2 cores)",
+                    flush=True,
+                )
         if "causal" not in args.skip and args.temporal:
             print("causal scoring of temporal models (frame AUC on the weak test split):")
             result["causal"] = causal_cost(
