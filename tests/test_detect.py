@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from arnet.alerts import Alert, calibrate_threshold, find_alerts
+from arnet.alerts import Alert, find_alerts
 from arnet.detect import Detection, frame_scores, write_detection, write_summary
+from arnet.metrics import calibrate_threshold
 
 # ---------------------------------------------------------------------- pure functions
 

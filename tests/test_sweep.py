@@ -44,3 +44,28 @@ def test_train_seeds_writes_each_run_and_their_spread(tiny_data, tmp_path, capsy
     assert summary["metrics"]["auc"]["std"] == pytest.approx(statistics.stdev(aucs))
     assert main(args) == 2  # the runs are kept, never overwritten
     assert "seed-1" in capsys.readouterr().err
+
+
+def test_seeds_with_val_fraction_report_each_selected_snapshot(tiny_data, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["train", "--data", str(tiny_data), "--iterations", "20", "--snapshot-every", "10",
+            "--no-plot", "--out", str(out), "--seeds", "1,2", "--val-fraction", "0.3"]  # fmt: skip
+    assert main(args) == 0
+    assert "snapshots at iterations" in capsys.readouterr().out
+    summary = json.loads((out / "seeds.json").read_text())
+    assert "held-out" in summary["snapshot"]
+    splits = []
+    for seed, run in zip((1, 2), summary["runs"]):
+        selected = json.loads((out / f"seed-{seed}" / "selected.json").read_text())
+        assert run["snapshot_iteration"] == selected["iteration"] == run["validation"]["iteration"]
+        assert run["selected_by"].startswith("selected on held-out")
+        assert run["checkpoint"].endswith("selected.pt")
+        metrics = json.loads((out / f"seed-{seed}" / "metrics.json").read_text())
+        assert metrics["iteration"] == selected["iteration"]
+        assert run["metrics"]["auc"] == pytest.approx(metrics["auc"])
+        held = json.loads((out / f"seed-{seed}" / "validation.json").read_text())
+        splits.append([v["name"] for v in held["held_out"]])
+    assert splits[0] != splits[1]  # each seed draws its own held-out videos
+    aucs = [r["validation"]["video_auc"] for r in summary["runs"]]
+    assert summary["validation"]["video_auc"]["mean"] == pytest.approx(statistics.fmean(aucs))
+    assert summary["validation"]["iteration"]["n"] == 2

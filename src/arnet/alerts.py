@@ -2,15 +2,13 @@
 
 A frame alerts when its score is at or above the threshold; consecutive alerting frames make
 one interval (close ones merged, short ones dropped). The threshold is given directly, or
-calibrated on videos known to be normal: the lowest threshold at which at most a target share
-of their frames would raise an alert. Used by `arnet detect` (arnet.detect) and, frame by
-frame, by the live watcher (arnet.live).
+calibrated on videos known to be normal (`arnet.metrics.calibrate_threshold`: the lowest
+threshold at which at most a target share of their frames would raise an alert). Used by
+`arnet detect` (arnet.detect) and, frame by frame, by the live watcher (arnet.live).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,27 +89,3 @@ def check_alert_settings(threshold: float, min_frames: int = 1, merge_gap: int =
         raise ValueError(f"the minimum alert length must be >= 0 frames, got {min_frames}")
     if merge_gap < 0:
         raise ValueError(f"the merge gap must be >= 0 frames, got {merge_gap}")
-
-
-def calibrate_threshold(normal_scores: Iterable[np.ndarray], false_alarm_rate: float) -> float:
-    """The lowest threshold at which at most `false_alarm_rate` of normal frames alert.
-
-    With n normal frames and k = floor(rate * n), the threshold sits just above the (k+1)-th
-    highest score, so at most k frames score >= threshold (fewer when scores tie).
-
-    Args:
-        normal_scores: per-frame scores of videos known to hold no anomaly (NaN ignored).
-        false_alarm_rate: target share of normal frames that may alert, in [0, 1).
-
-    Raises:
-        ValueError: a rate outside [0, 1), or no scored frame.
-    """
-    if not 0 <= false_alarm_rate < 1:
-        raise ValueError(f"the false-alarm rate must be in [0, 1), got {false_alarm_rate}")
-    pooled = np.concatenate([np.asarray(s, dtype=np.float64).reshape(-1) for s in normal_scores])
-    pooled = pooled[np.isfinite(pooled)]
-    if pooled.size == 0:
-        raise ValueError("no scored frames to calibrate the threshold on")
-    k = int(math.floor(false_alarm_rate * pooled.size + 1e-9))
-    ranked = np.sort(pooled)[::-1]
-    return float(np.nextafter(ranked[k], np.inf))

@@ -5,6 +5,12 @@ fitted once on the training videos (video labels only), checkpointed as `last.pt
 0, readable by `arnet test` and `arnet detect`), and the test split is scored and written
 like any snapshot (metrics.json, per_video.csv, scores.npz, plots, results.jsonl). What the
 fit chose (its threshold and how) goes to `fit.json`.
+
+With `--val-fraction`, the held-out videos (arnet.validation) stay out of the bank and of the
+fit's own threshold; they are scored once (validation.jsonl, one row at iteration 0), and the
+alert threshold chosen on their normal frames is the run's (the checkpoint's `validation`
+record, used by `arnet test` and `arnet detect`, and the test figures' threshold). There is
+no snapshot to choose: selected.json names last.pt.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from .extract.motion import feature_groups
 from .formats.layout import EXTRACTION_FILE, backbone_folder
 from .models import model_spec
 from .models.normal import fit_bank
+from .validation import VALIDATION_LOG, Validation
 
 
 def extraction_groups(config: TrainConfig) -> list[int] | None:
@@ -49,8 +56,10 @@ def fit_run(
     train_set: FeatureDataset,
     test_set: FeatureDataset | None,
     out_dir: str | Path,
+    validation: Validation | None = None,
 ) -> TrainResult:
-    """Fit a normal bank, checkpoint it and evaluate it."""
+    """Fit a normal bank on `train_set`, checkpoint it and evaluate it; with `validation`,
+    its held-out videos choose the alert threshold."""
     config.validate()
     out = Path(out_dir)
     last = out / "checkpoints" / "last.pt"
@@ -68,11 +77,19 @@ def fit_run(
     try:
         model, fit = fit_bank(videos, train_set.labels.tolist(), groups)
     except ValueError as exc:
-        raise DataError(f"{train_set.sources[0]}: {exc}") from exc
+        held = "" if validation is None else " (after --val-fraction held some out)"
+        raise DataError(f"{train_set.sources[0]}: {exc}{held}") from exc
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / "config.json")
     record = {**fit.to_dict(), "groups": "per statistic" if groups else "one"}
     write_json_atomic(out / "fit.json", record)
+    threshold, row = config.threshold, None
+    if validation is not None:
+        with torch.no_grad():
+            row = validation.score(model, "cpu", 0)
+        threshold = row["threshold"]
+        with (out / VALIDATION_LOG).open("a") as f:
+            f.write(json.dumps(row) + "\n")
     metrics = None
     history: list[dict[str, Any]] = []
     if test_set is not None:
@@ -83,11 +100,12 @@ def fit_run(
                 "cpu",
                 crop_mode=config.test_crop,
                 frames_per_segment=config.frames_per_segment,
-                threshold=config.threshold,
+                threshold=threshold,
                 out_dir=out,
                 plot=config.plot,
                 iteration=0,
                 require_labels=False,
+                snapshot=None if row is None else "selected (selected.json)",
             ).metrics
         if metrics is not None:
             history.append({"iteration": 0, **metrics.summary()})
@@ -104,6 +122,10 @@ def fit_run(
         "config": config.to_dict(),
         "metrics": metrics.summary() if metrics else None,
         "fit": record,
+        **({} if row is None else {"validation": row}),
     }
     save_checkpoint(last, payload)
-    return TrainResult(out, 0, last, metrics, history)
+    if validation is not None:
+        validation.select(row, metrics)
+        validation.write_selected(out, last)
+    return TrainResult(out, 0, last, metrics, history, 0, row)

@@ -2,7 +2,10 @@
 
 A checkpoint is a dict saved with torch.save: the `format` marker, the model's registry name
 and arguments, its weights, the iteration, the TrainConfig, and (for resuming) the optimiser
-and random-generator states.
+and random-generator states. A run trained with `--val-fraction` adds `validation` (what the
+held-out videos said of these weights, their alert threshold included) and `selected` (the best
+snapshot so far, its weights included, so that a resumed run keeps its choice); its selected
+snapshot is `checkpoints/selected.pt` (arnet.validation).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from .models import create_model, model_spec
 CHECKPOINT_FORMAT = "arnet-checkpoint"
 CHECKPOINT_VERSION = 1
 _REQUIRED_FIELDS = ("model", "state_dict", "iteration", "config")
+# The snapshot chosen on held-out training videos (`--val-fraction`), beside last.pt.
+SELECTED_CHECKPOINT = "selected.pt"
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -112,9 +117,15 @@ def _first_reason(text: str) -> str:
     return lines[0][:200] if lines else "unknown error"
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", *, resume: bool = False
+) -> dict[str, Any]:
     """Read an arnet checkpoint without executing code from it (weights-only unpickling),
     after checking its bytes (`verify_archive`) and the types of its fields.
+
+    A run folder stands for its selected snapshot (`checkpoints/selected.pt`, written by
+    `--val-fraction`) when it has one, else for its last; with `resume`, always for the
+    checkpoint a run continues from (`run_checkpoint`).
 
     Raises:
         CheckpointError: missing, damaged, holding code, not an arnet checkpoint, or a field
@@ -122,7 +133,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """
     path = Path(path)
     if path.is_dir():
-        path = run_checkpoint(path)
+        selected = path / "checkpoints" / SELECTED_CHECKPOINT
+        path = selected if selected.is_file() and not resume else run_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     payload = read_torch_file(path, "checkpoint", CheckpointError, map_location)
@@ -167,6 +179,15 @@ def _check_fields(path: Path, payload: dict[str, Any]) -> None:
         raise CheckpointError(
             f"{path}: field 'config' is not a usable training config ({exc})"
         ) from None
+    validation = payload.get("validation")
+    if validation is not None:
+        if not isinstance(validation, dict):
+            raise CheckpointError(f"{path}: field 'validation' is not a dict")
+        threshold = validation.get("threshold")
+        if not isinstance(threshold, float) or not 0.0 <= threshold <= 1.0:
+            raise CheckpointError(
+                f"{path}: field 'validation' holds threshold {threshold!r}, not a number in [0, 1]"
+            )
     iteration = payload["iteration"]
     if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
         raise CheckpointError(f"{path}: field 'iteration' is {iteration!r}, not a count")
@@ -194,6 +215,15 @@ def check_state_dict(state: Any, source: str) -> None:
                 f"{source}: weight {name!r} holds {bad} NaN/Inf value(s) of {value.numel()}: "
                 "the checkpoint is damaged or came from a diverged run"
             )
+
+
+def checkpoint_threshold(payload: dict[str, Any]) -> float:
+    """The alert threshold a checkpoint's model goes with: the one chosen on its run's held-out
+    videos (`--val-fraction`) when it has one, else its config's `threshold`."""
+    validation = payload.get("validation")
+    if validation is not None:
+        return float(validation["threshold"])
+    return float(payload["config"].get("threshold", 0.5))
 
 
 def model_from_checkpoint(payload: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:

@@ -313,7 +313,23 @@ class TrainConfig:
     frames_per_segment: int = _field(FRAMES_PER_SEGMENT, test=True)
     """Each segment score stands for this many frames when scored against frame labels."""
     threshold: float = _field(0.5, help="threshold of the false-alarm rates", test=True)
-    """Decision threshold of the false-alarm rates."""
+    """Decision threshold of the false-alarm rates (with `val_fraction`, the threshold chosen
+    on the held-out videos is used instead)."""
+    val_fraction: float = _field(
+        0.0,
+        help="hold out this share of the training videos (of each class; stratified, seeded) "
+        "to choose the snapshot (best held-out video AUC) and the alert threshold; 0: off",
+    )
+    """Share of the training videos (anomalous and normal alike, at least one of each) held out
+    of training, by video label only: every snapshot scores them, the one with the best
+    video-level AUC on them is the run's, and the alert threshold is chosen on their normal
+    frames (arnet.validation). 0 trains on every video and reports the last snapshot."""
+    val_false_alarm_rate: float = _field(
+        0.05,
+        help="with --val-fraction: the alert threshold is the lowest at which at most this "
+        "share of the held-out normal videos' frames alert (default 0.05)",
+    )
+    """Target false-alarm rate of the threshold chosen on the held-out normal videos."""
     plot: bool = _field(True, help="1: plot every test video (default)", resumable=True, test=True)
     """Write one score plot per test video at every evaluation."""
     tensorboard: bool = _field(True, resumable=True)
@@ -345,6 +361,17 @@ class TrainConfig:
                 raise ValueError(f"config field {name!r} must be >= 1, got {value}")
         if self.iterations is not None and self.iterations < 1:
             raise ValueError(f"config field 'iterations' must be >= 1, got {self.iterations}")
+        # before the finite check: NaN is out of range too, and the error names the option
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(
+                "config field 'val_fraction' (--val-fraction) must be in [0, 1), "
+                f"got {self.val_fraction}"
+            )
+        if not 0.0 <= self.val_false_alarm_rate < 1.0:
+            raise ValueError(
+                "config field 'val_false_alarm_rate' (--val-false-alarm-rate) must be in [0, 1), "
+                f"got {self.val_false_alarm_rate}"
+            )
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .alerts import Alert, calibrate_threshold, find_alerts
+from .alerts import Alert, find_alerts
 from .atomic import write_atomic, write_json_atomic
-from .checkpoint import load_checkpoint, model_from_checkpoint
+from .checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
 from .config import TrainConfig
 from .data import FeatureDataset
 from .errors import CheckpointError, DataError, ExtractError
@@ -42,7 +42,7 @@ from .extract.video import VideoInput
 from .extract.weights import file_sha256
 from .formats.layout import backbone_folder
 from .heatmaps import write_heat_maps
-from .metrics import expand_to_frames
+from .metrics import calibrate_threshold, expand_to_frames
 from .plots import file_stem, plt
 from .report import csv_row
 from .runtime import resolve_device
@@ -338,7 +338,9 @@ def load_detector(
     there are used, so nothing has to be repeated. Explicit arguments override them. Detection
     uses the `pad` tail policy unless `preprocessing` says otherwise, so every frame is scored.
     A weight file, recorded or given, is used only when its SHA-256 matches the recorded one.
-    The detector's default threshold is the checkpoint's.
+    The detector's default threshold is the checkpoint's (`checkpoint_threshold`: the one
+    chosen on held-out videos with `--val-fraction`, else its config's). A run folder stands
+    for its selected snapshot when it has one (`load_checkpoint`).
 
     Args:
         checkpoint: checkpoint file or run folder.
@@ -412,6 +414,6 @@ def load_detector(
     extractor = FeatureExtractor(backbones, extract_config, torch_device)
     model = model_from_checkpoint(payload, torch_device)
     crop_mode = config.test_crop
-    threshold = float(config.threshold)
+    threshold = checkpoint_threshold(payload)
     detector = Detector(model, extractor, output, torch_device, crop_mode, threshold)
     return detector, {**extractor.metadata(), "checkpoint": payload["path"], "output": output}

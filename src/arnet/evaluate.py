@@ -178,6 +178,7 @@ def evaluate_model(
     plot: bool = True,
     iteration: int | None = None,
     require_labels: bool = True,
+    snapshot: str | None = None,
 ) -> Evaluation:
     """Score `dataset` with `model`, evaluate the scores and write the results: the one path
     from a model to its figures, taken by training snapshots, `arnet test` and the benchmarks.
@@ -195,6 +196,7 @@ def evaluate_model(
         iteration: the training iteration the model is at, for the record.
         require_labels: a video without frame labels is an error (DataError); otherwise the
             scores are still written, without metrics.
+        snapshot: with `out_dir`, how the snapshot was chosen, for metrics.json.
     """
     scores = predict(model, dataset, device, crop_mode)
     metrics = None
@@ -210,17 +212,23 @@ def evaluate_model(
             plot=plot,
             frames_per_segment=frames_per_segment,
             threshold=threshold,
+            snapshot=snapshot,
         )
     return Evaluation(scores, metrics)
 
 
 @dataclass
 class TrainResult:
-    """What a finished run (trained, or fitted in one go) leaves: where, how far, and its last
-    evaluation."""
+    """What a finished run (trained, or fitted in one go) leaves: where, how far, its reported
+    checkpoint and that snapshot's test evaluation (the last snapshot's, or with
+    `--val-fraction` the selected one's)."""
 
     out_dir: Path
     iterations: int
     checkpoint: Path
     metrics: Metrics | None
     history: list[dict[str, Any]] = field(default_factory=list)
+    snapshot: int | None = None
+    """The iteration of the snapshot `checkpoint` and `metrics` come from."""
+    validation: dict[str, Any] | None = None
+    """With `--val-fraction`: the selected snapshot's held-out figures (arnet.validation)."""

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from .atomic import write_json_atomic
-from .checkpoint import load_checkpoint, model_from_checkpoint
+from .checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
 from .errors import ExportError
 from .extract.backbones import create_backbone
 from .extract.dataset import read_metadata
@@ -192,7 +192,7 @@ def export_run(
         "checkpoint": str(checkpoint),
         "model": payload["model"]["name"],
         "feature_dim": feature_dim,
-        "threshold": float(config.get("threshold", 0.5)),
+        "threshold": checkpoint_threshold(payload),
         "head": {"file": f"head{SUFFIX[fmt]}", "input": "features", "output": "scores"},
         "backbone": None,
         "extraction": meta,

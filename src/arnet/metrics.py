@@ -6,12 +6,16 @@ many of its frames carry that label: ROC AUC, average precision and false-alarm 
 exactly those of the expanded frame arrays (tests prove the equality), at an eighth of the
 memory and time. A video with a single class (every normal video) gets its NaN AUC without a
 call, so the per-video table costs one call per anomalous video.
+
+Also here: the video-level AUC (each video's highest score against its label) and the
+threshold calibrated on normal videos (`calibrate_threshold`), used by `arnet detect`, the live
+watcher and the held-out videos of `--val-fraction` (arnet.validation).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -203,3 +207,36 @@ def frame_metrics(
         frames=int(everything.pos.sum() + everything.neg.sum()),
         per_video=per_video,
     )
+
+
+def video_auc(max_scores: Sequence[float], labels: Sequence[int]) -> float:
+    """Video-level ROC AUC: each video's highest segment score against its video label; NaN
+    when the videos hold a single class."""
+    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if y.size == 0 or y.min() == y.max():
+        return math.nan
+    return float(roc_auc_score(y, np.asarray(max_scores, dtype=np.float64).reshape(-1)))
+
+
+def calibrate_threshold(normal_scores: Iterable[np.ndarray], false_alarm_rate: float) -> float:
+    """The lowest threshold at which at most `false_alarm_rate` of normal frames alert.
+
+    With n normal frames and k = floor(rate * n), the threshold sits just above the (k+1)-th
+    highest score, so at most k frames score >= threshold (fewer when scores tie).
+
+    Args:
+        normal_scores: per-frame scores of videos known to hold no anomaly (NaN ignored).
+        false_alarm_rate: target share of normal frames that may alert, in [0, 1).
+
+    Raises:
+        ValueError: a rate outside [0, 1), or no scored frame.
+    """
+    if not 0 <= false_alarm_rate < 1:
+        raise ValueError(f"the false-alarm rate must be in [0, 1), got {false_alarm_rate}")
+    pooled = np.concatenate([np.asarray(s, dtype=np.float64).reshape(-1) for s in normal_scores])
+    pooled = pooled[np.isfinite(pooled)]
+    if pooled.size == 0:
+        raise ValueError("no scored frames to calibrate the threshold on")
+    k = int(math.floor(false_alarm_rate * pooled.size + 1e-9))
+    ranked = np.sort(pooled)[::-1]
+    return float(np.nextafter(ranked[k], np.inf))

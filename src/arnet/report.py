@@ -102,9 +102,11 @@ def write_evaluation(
     plot: bool = True,
     frames_per_segment: int = FRAMES_PER_SEGMENT,
     threshold: float = 0.5,
+    snapshot: str | None = None,
 ) -> None:
     """Write one evaluation into `out_dir`: scores.npz, metrics.json, per_video.csv, plots/
-    (one PNG per video) and report.html. Earlier files of the same names are replaced."""
+    (one PNG per video) and report.html. Earlier files of the same names are replaced.
+    `snapshot` (how the evaluated snapshot was chosen) goes into metrics.json."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # Every file through write_atomic: a full disk leaves the previous one, never half of it.
@@ -114,6 +116,7 @@ def write_evaluation(
             out / "metrics.json",
             {
                 "iteration": iteration,
+                **({"snapshot": snapshot} if snapshot else {}),
                 **metrics.summary(),
                 "per_video": [json_ready(dataclasses.asdict(v)) for v in metrics.per_video],
             },

@@ -68,7 +68,7 @@ def prepare_run_folder(out: Path, resumed_from: Path | None, iteration: int) -> 
     remove_stale_temporaries(out)
     remove_stale_temporaries(out / "checkpoints")
     if resumed_from is not None:
-        for name in ("log.jsonl", "results.jsonl"):
+        for name in ("log.jsonl", "results.jsonl", "validation.jsonl"):
             origin = (source or out) / name
             if origin.is_file() or (out / name).is_file():
                 truncate_log(out / name, iteration, origin)

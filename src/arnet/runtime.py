@@ -1,4 +1,5 @@
-"""How a model runs on this machine: device, precision, compilation, optimiser kernel, allocator.
+"""How a model runs on this machine: device, precision, compilation, optimiser kernel, allocator;
+and how a run meets the machine's limits: a batch too big for its memory, Ctrl-C.
 
 Everything here changes speed, never what is learned (up to float rounding): tests compare
 each fast path with the plain one (tests/test_speed_paths.py); benchmarks/speed.py measures.
@@ -6,14 +7,22 @@ each fast path with the plain one (tests/test_speed_paths.py); benchmarks/speed.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
+import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+from .data import FeatureDataset
 
 
 def resolve_device(spec: str = "auto", local_rank: int | None = None) -> torch.device:
@@ -167,3 +176,49 @@ def make_adam(
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
     except RuntimeError:  # a device or dtype without the fused kernel
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+@contextlib.contextmanager
+def interrupt_between_steps() -> Iterator[Callable[[], bool]]:
+    """Defer Ctrl-C to the next step boundary, so that the state saved on interruption is one
+    an uninterrupted run passes through (resume is then exact); a second Ctrl-C stops at once.
+    Yields a function that tells whether Ctrl-C was pressed. Outside the main thread, where
+    signal handlers cannot be set, and where SIGINT is ignored, SIGINT is left as it is."""
+    pressed = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(signum)
+        tqdm.write("stopping after this step (Ctrl-C again to stop now)")
+
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # nohup, a background job
+    ):
+        yield lambda: False
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def require_batch_fits(config: TrainConfig, train_set: FeatureDataset) -> None:
+    """Refuse a batch shape that cannot fit in this machine's memory, naming the options, before
+    anything is allocated (numpy's own error names neither)."""
+    videos = config.draws_per_step * config.videos_per_class * 2
+    per_segment = 8 * 2 + 4 * max(train_set.dim, 1)  # sampling draws and positions, features
+    need = videos * max(config.max_segments, 1) * per_segment
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return
+    if need > memory:
+        raise ValueError(
+            f"config field 'max_segments' (--max-seqlen) is {config.max_segments}: a batch of "
+            f"{videos} videos of that many segments needs {need / 2**30:,.0f} GiB, this machine "
+            f"has {memory / 2**30:,.0f} GiB; lower --max-seqlen (or --videos-per-class, "
+            "--draws-per-step)"
+        )

@@ -3,9 +3,12 @@
 A single seed's figure says little on ten training videos: AR-Net's frame AUC on UCSD Ped2
 moves by about a point from seed to seed. `--seeds 1,2,3,4,5` trains one run per seed into
 OUT/seed-N (each a complete run folder: checkpoints, metrics, plots) and writes
-OUT/seeds.json: per seed, its metrics and the snapshot they come from (the last one: the number
-of iterations is fixed before training, nothing is chosen on the test split), and per metric
-the mean, the sample standard deviation, the minimum and the maximum over seeds.
+OUT/seeds.json: per seed, its metrics and the snapshot they come from, and per metric the mean,
+the sample standard deviation, the minimum and the maximum over seeds. The snapshot is the
+last one (the number of iterations is fixed before training), or with `--val-fraction` the one
+chosen on that seed's held-out training videos (arnet.validation; each seed draws its own);
+nothing is chosen on the test split. With `--val-fraction`, seeds.json also gives the spread of
+the selected snapshots' held-out figures and iterations.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from .atomic import write_json_atomic
 from .config import TrainConfig
 from .data import FeatureDataset
 from .errors import TrainingError
+from .validation import RULE
+
+_RULE = f"selected on held-out training videos: {RULE}"
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -82,18 +88,27 @@ def train_seeds(
                 "seed": seed,
                 "run": str(result.out_dir),
                 "checkpoint": str(result.checkpoint),
-                "snapshot_iteration": result.iterations,
+                "snapshot_iteration": result.snapshot,
+                "selected_by": _RULE if result.validation else "the last snapshot",
+                "validation": result.validation,
                 "metrics": result.metrics.summary() if result.metrics else None,
             }
         )
     names = sorted({k for r in runs if r["metrics"] for k, v in r["metrics"].items()
                     if isinstance(v, (int, float))})  # fmt: skip
+    validated = config.val_fraction > 0
     summary = {
         "seeds": list(seeds),
-        "snapshot": "the last of each run (iterations fixed before training)",
+        "snapshot": f"per run, {_RULE} (--val-fraction {config.val_fraction:g})"
+        if validated
+        else "the last of each run (iterations fixed before training)",
         "metrics": {n: spread([(r["metrics"] or {}).get(n) for r in runs]) for n in names},
         "runs": runs,
     }
+    if validated:
+        keys = ("video_auc", "threshold", "false_alarm_rate", "anomalous_alerted", "iteration")
+        summary["validation"] = {k: spread([(r["validation"] or {}).get(k) for r in runs])
+                                 for k in keys}  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "seeds.json", summary)
     return summary
@@ -102,9 +117,14 @@ def train_seeds(
 def seeds_table(summary: dict[str, Any]) -> str:
     """The spread of the headline metrics over seeds, as text."""
     lines = [f"seeds {', '.join(map(str, summary['seeds']))}: mean ± std (min - max)"]
-    for name in ("auc", "auc_anomalous", "ap", "far_all", "far_normal"):
-        s = summary["metrics"].get(name)
+    picked = [str(r["snapshot_iteration"]) for r in summary["runs"]]
+    lines.append(f"  snapshots at iterations {', '.join(picked)}: {summary['snapshot']}")
+    rows = [(n, summary["metrics"].get(n)) for n in ("auc", "auc_anomalous", "ap", "far_all",
+            "far_normal")]  # fmt: skip
+    held = summary.get("validation", {})
+    rows += [(f"held-out {n}", held.get(n)) for n in ("video_auc", "threshold") if n in held]
+    for name, s in rows:
         if s and s["mean"] is not None:
-            lines.append(f"  {name:<16}{s['mean']:.4f} ± {s['std']:.4f}  ({s['min']:.4f} - "
+            lines.append(f"  {name:<20}{s['mean']:.4f} ± {s['std']:.4f}  ({s['min']:.4f} - "
                          f"{s['max']:.4f})")  # fmt: skip
     return "\n".join(lines)

@@ -9,6 +9,7 @@ RUN/log.jsonl                   training losses, one JSON object per logged iter
 RUN/results.jsonl               one JSON object per evaluation (appended)
 RUN/metrics.json, per_video.csv, scores.npz, plots/, report.html   the latest evaluation
 RUN/.arnet.lock                 held by the process training into RUN (arnet.folders)
+RUN/validation.json[l], selected.json, checkpoints/selected.pt   --val-fraction (arnet.validation)
 ```
 
 A new run needs a new or empty folder. A resumed run continues in its own folder (the one
@@ -21,12 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import os
 import random
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +32,16 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
+from .atomic import write_json_atomic
 from .bank import fit_run
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
+    SELECTED_CHECKPOINT,
     load_checkpoint,
     load_pretrained,
     load_weights,
+    model_from_checkpoint,
     save_checkpoint,
 )
 from .config import TrainConfig
@@ -53,8 +53,16 @@ from .losses import BasObjective, MilCenterObjective
 from .metrics import Metrics
 from .models import create_model, model_entry, model_spec
 from .runlog import RunLog, prepare_run_folder
-from .runtime import keep_freed_memory, make_adam, prepare_model, resolve_device
+from .runtime import (
+    interrupt_between_steps,
+    keep_freed_memory,
+    make_adam,
+    prepare_model,
+    require_batch_fits,
+    resolve_device,
+)
 from .sampling import BalancedBatchSampler
+from .validation import VALIDATION_FILE, VALIDATION_LOG, Validation
 
 # ---------------------------------------------------------------------- set-up
 
@@ -107,7 +115,8 @@ class Trainer:
 
     Args:
         config: the run's configuration.
-        train_set: training videos (video labels only are used).
+        train_set: training videos (video labels only are used); with `val_fraction`, some
+            are held out of training to choose the snapshot and threshold (arnet.validation).
         test_set: test videos with frame labels, scored at every snapshot; None skips testing.
         out_dir: the run folder.
         progress: show a progress bar (None: only on a terminal).
@@ -133,11 +142,14 @@ class Trainer:
             )
         if train_set.contiguous:  # a store: checked once here, not per batch
             train_set.check_values()
+        self.validation = Validation(train_set, config, test_set) if config.val_fraction else None
+        train_set = self.validation.train_set if self.validation else train_set
         self.config = config
         self.train_set = train_set
         self.test_set = test_set
         self.out_dir = Path(out_dir)
         self.progress = progress
+        self._evaluated: int | None = None  # the iteration of the run folder's evaluation files
         # A model fitted without gradients (nearest-normal) has no steps: run() fits it.
         self.fitted = model_entry(config.model).objective == "normal-bank"
         self.resumed_from: Path | None = None
@@ -151,7 +163,7 @@ class Trainer:
                 f"{test_set.sources[0]}: test features have {test_set.dim} dimensions, the "
                 f"training features {train_set.dim}"
             )
-        _require_batch_fits(config, train_set)
+        require_batch_fits(config, train_set)
         self.device = resolve_device(config.device)
         if config.reuse_memory:
             keep_freed_memory()
@@ -198,6 +210,8 @@ class Trainer:
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         extra = {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
+        if self.validation is not None:
+            extra.update(self.validation.state(self.iteration))
         return {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -233,6 +247,8 @@ class Trainer:
             torch.cuda.set_rng_state(state.cpu(), self.device)
         if self.scaler is not None and "scaler" in payload:
             self.scaler.load_state_dict(payload["scaler"])
+        if self.validation is not None:
+            self.validation.load_state(payload.get("selected"), payload.get("path", "checkpoint"))
 
     def checkpoint(self) -> Path:
         """Save the full state as iter_NNNNNN.pt and last.pt, pruning old snapshots."""
@@ -245,6 +261,8 @@ class Trainer:
         if keep:
             for old in sorted(folder.glob("iter_*.pt"))[:-keep]:
                 old.unlink()
+        if self.validation is not None:
+            self.validation.save_selected(self.out_dir, payload, again=False)
         return path
 
     # -- loop
@@ -253,12 +271,19 @@ class Trainer:
         with claim_folder(self.out_dir, "arnet train"):
             self._prepare_folder()
             if self.fitted:
-                return fit_run(self.config, self.train_set, self.test_set, self.out_dir)
+                return fit_run(
+                    self.config, self.train_set, self.test_set, self.out_dir, self.validation
+                )
             return self._run()
 
     def _prepare_folder(self) -> None:
         prepare_run_folder(self.out_dir, self.resumed_from, self.iteration)
         self.config.save(self.out_dir / "config.json")
+        v = self.validation
+        if v is not None:
+            write_json_atomic(self.out_dir / VALIDATION_FILE, v.describe())
+            if v.best is not None:  # resumed: the folder's selection is the checkpoint's
+                v.save_selected(self.out_dir, self.state(), again=True)
 
     def _run(self) -> TrainResult:
         last_path = self.out_dir / "checkpoints" / "last.pt"
@@ -267,7 +292,7 @@ class Trainer:
         bar = tqdm(
             total=self.total,
             initial=self.iteration,
-            disable=_bar_disabled(self.progress),
+            disable=None if self.progress is None else not self.progress,
             desc=f"train {cfg.model}",
             unit="it",
             dynamic_ncols=True,
@@ -276,7 +301,7 @@ class Trainer:
         self.model.train()
         between_steps = True
         try:
-            with _interrupt_between_steps() as interrupted:
+            with interrupt_between_steps() as interrupted:
                 while self.iteration < self.total:
                     if interrupted():
                         raise KeyboardInterrupt
@@ -302,7 +327,11 @@ class Trainer:
         finally:
             bar.close()
             log.close()
-        return TrainResult(self.out_dir, self.iteration, last_path, self.metrics, self.history)
+        if self.validation is not None and self.validation.best is not None:
+            return self._selected_result()
+        return TrainResult(
+            self.out_dir, self.iteration, last_path, self.metrics, self.history, self.iteration
+        )
 
     def _log(
         self,
@@ -381,76 +410,62 @@ class Trainer:
         self.checkpoint()
 
     def _evaluate(self, log: RunLog) -> None:
-        if self.test_set is None:
-            return
+        """Score the held-out videos (with `val_fraction`), then the test set: its figures are
+        logged at every snapshot, its files written for the last or selected snapshot."""
+        cfg, v = self.config, self.validation
+        row, threshold = None, cfg.threshold
+        if v is not None:
+            row = v.score(self.run_model, self.device, self.iteration)
+            log.append(VALIDATION_LOG, row)
+            threshold = row["threshold"]
+        selected = v is not None and v.better(row)
+        metrics = None
+        if self.test_set is not None:
+            metrics = self._test(self.run_model, threshold, v is None or selected, self.iteration)
+        if metrics is not None:
+            self.metrics = metrics
+            record = {"iteration": self.iteration, **metrics.summary()}
+            log.append("results.jsonl", record)
+            self.history.append(record)
+        if selected:
+            v.select(row, metrics, self.model.state_dict())
+
+    def _test(self, model: Any, threshold: float, write: bool, iteration: int) -> Metrics | None:
+        """Evaluate `model` on the test set; `write`: into the run folder's evaluation files."""
         cfg = self.config
         result = evaluate_model(
-            self.run_model,
+            model,
             self.test_set,
             self.device,
             crop_mode=cfg.test_crop,
             frames_per_segment=cfg.frames_per_segment,
-            threshold=cfg.threshold,
-            out_dir=self.out_dir,
+            threshold=threshold,
+            out_dir=self.out_dir if write else None,
             plot=cfg.plot,
-            iteration=self.iteration,
+            iteration=iteration,
             require_labels=False,  # unlabelled test videos are scored, not evaluated
+            snapshot="selected (selected.json)" if self.validation is not None else None,
         )
-        if result.metrics is not None:
-            self.metrics = result.metrics
-            record = {"iteration": self.iteration, **self.metrics.summary()}
-            log.append("results.jsonl", record)
-            self.history.append(record)
+        if write:
+            self._evaluated = iteration
+        return result.metrics
 
-
-@contextlib.contextmanager
-def _interrupt_between_steps() -> Iterator[Callable[[], bool]]:
-    """Defer Ctrl-C to the next step boundary, so that the state saved on interruption is one
-    an uninterrupted run passes through (resume is then exact); a second Ctrl-C stops at once.
-    Yields a function that tells whether Ctrl-C was pressed. Outside the main thread, where
-    signal handlers cannot be set, and where SIGINT is ignored, SIGINT is left as it is."""
-    pressed = []
-
-    def handler(signum: int, frame: Any) -> None:
-        if pressed:
-            raise KeyboardInterrupt
-        pressed.append(signum)
-        tqdm.write("stopping after this step (Ctrl-C again to stop now)")
-
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # nohup, a background job
-    ):
-        yield lambda: False
-        return
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield lambda: bool(pressed)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _require_batch_fits(config: TrainConfig, train_set: FeatureDataset) -> None:
-    """Refuse a batch shape that cannot fit in this machine's memory, naming the options, before
-    anything is allocated (numpy's own error names neither)."""
-    videos = config.draws_per_step * config.videos_per_class * 2
-    per_segment = 8 * 2 + 4 * max(train_set.dim, 1)  # sampling draws and positions, features
-    need = videos * max(config.max_segments, 1) * per_segment
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return
-    if need > memory:
-        raise ValueError(
-            f"config field 'max_segments' (--max-seqlen) is {config.max_segments}: a batch of "
-            f"{videos} videos of that many segments needs {need / 2**30:,.0f} GiB, this machine "
-            f"has {memory / 2**30:,.0f} GiB; lower --max-seqlen (or --videos-per-class, "
-            "--draws-per-step)"
+    def _selected_result(self) -> TrainResult:
+        """The run's result with `val_fraction`: the selected snapshot, its test evaluation
+        written into the run folder (again, when a resumed run found no better one)."""
+        v = self.validation
+        assert v is not None and v.best is not None
+        best, metrics = v.best, v.best_metrics
+        if self.test_set is not None and self._evaluated != best["iteration"]:
+            spec = {"model": model_spec(self.model), "state_dict": best["state_dict"]}
+            model = model_from_checkpoint(spec, self.device)
+            model = prepare_model(model, self.device, self.config.precision, False)
+            metrics = self._test(model, best["threshold"], True, best["iteration"])
+        selected = self.out_dir / "checkpoints" / SELECTED_CHECKPOINT
+        it = best["iteration"]
+        return TrainResult(
+            self.out_dir, self.iteration, selected, metrics, self.history, it, v.row()
         )
-
-
-def _bar_disabled(progress: bool | None) -> bool | None:
-    return None if progress is None else not progress
 
 
 def _as_tuple(value: Any) -> Any:
@@ -478,6 +493,6 @@ def train(
         resume: a checkpoint (or run folder) to continue from, exactly where it stopped.
         progress: progress bar on/off (None: only on a terminal).
     """
-    payload = None if resume is None else load_checkpoint(resume)
+    payload = None if resume is None else load_checkpoint(resume, resume=True)
     trainer = Trainer(config, train_set, test_set, out_dir, progress, resume_from=payload)
     return trainer.run()

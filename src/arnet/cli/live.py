@@ -59,7 +59,8 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
         "--threshold",
         type=float,
         default=None,
-        help="start threshold of an alert (default: the checkpoint's, 0.5)",
+        help="start threshold of an alert (default: the checkpoint's: chosen on held-out videos "
+        "with train --val-fraction, else 0.5)",
     )
     g.add_argument(
         "--stop-threshold",

@@ -104,6 +104,14 @@ def _unit(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    """A share that cannot be all: a finite number in [0, 1)."""
+    value = _real(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
 def _positive_real(text: str) -> float:
     value = _real(text)
     if value <= 0:
@@ -230,6 +238,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     _field_option(g, "snapshot_every", "--snapshot", "--snapshot-every", type=int)
     _field_option(g, "keep_checkpoints", "--keep-checkpoints", type=int)
     _field_option(g, "seed", "--seed", type=int)
+    _field_option(g, "val_fraction", "--val-fraction", type=_fraction, metavar="F")
+    _field_option(g, "val_false_alarm_rate", "--val-false-alarm-rate", type=_fraction)
     _field_option(g, "videos_per_class", "--sample_size", "--videos-per-class", type=int)
     _field_option(g, "draws_per_step", "--batch_size", "--draws-per-step", type=int)
     _field_option(g, "max_segments", "--max-seqlen", "--max_seqlen", "--max-segments", type=int)

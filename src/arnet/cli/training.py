@@ -8,7 +8,7 @@ import time
 import warnings
 from pathlib import Path
 
-from ..checkpoint import load_checkpoint, model_from_checkpoint
+from ..checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
 from ..config import NAIVE_BASELINE, TrainConfig, config_fields
 from ..evaluate import evaluate_model
 from ..folders import claim_empty_folder, require_empty
@@ -28,7 +28,7 @@ def run_train(args: argparse.Namespace) -> int:
     resume = getattr(args, "resume", None)
     payload = None
     if resume:
-        payload = load_checkpoint(resume)
+        payload = load_checkpoint(resume, resume=True)
         saved = payload["config"]
         resumable = set(config_fields("resumable"))
         fixed = sorted(k for k, v in overrides.items() if k not in resumable and saved.get(k) != v)
@@ -63,6 +63,11 @@ def run_train(args: argparse.Namespace) -> int:
                 )
             require_empty(out, "train into a new or empty --out, or resume a run with --resume")
     config.validate()
+    if config.val_fraction and "threshold" in overrides:
+        raise ValueError(
+            "give --threshold or --val-fraction, not both: with --val-fraction the threshold is "
+            "chosen on the held-out videos (--val-false-alarm-rate)"
+        )
     seeds = getattr(args, "seeds", None)
     if seeds is not None:
         return _train_seeds(args, config, parse_seeds(seeds), out, payload)
@@ -75,16 +80,25 @@ def run_train(args: argparse.Namespace) -> int:
     result = trainer.run()
     summary = result.metrics.summary() if result.metrics else None
     text = f"run folder: {result.out_dir}\ncheckpoint: {result.checkpoint}"
-    if result.metrics:
+    chosen = result.validation
+    if chosen:
         text = (
-            metrics_table(result.metrics, f"test set, iteration {result.iterations}") + "\n" + text
+            f"selected snapshot: iteration {result.snapshot} (held-out video AUC "
+            f"{chosen['video_auc']:.4f}; threshold {chosen['threshold']:.4f} at a held-out false-"
+            f"alarm rate of {chosen['false_alarm_rate']:.4f})\n" + text
         )
+    if result.metrics:
+        what = "selected snapshot" if chosen else "last snapshot"
+        title = f"test set, {what}, iteration {result.snapshot}"
+        text = metrics_table(result.metrics, title) + "\n" + text
     emit(
         args,
         {
             "out": str(result.out_dir),
             "checkpoint": str(result.checkpoint),
             "iterations": result.iterations,
+            "snapshot_iteration": result.snapshot,
+            "validation": chosen,
             "metrics": summary,
         },
         text,
@@ -123,6 +137,8 @@ def run_test(args: argparse.Namespace) -> int:
     # command's (default auto), the features are read lazily unless --larger_mem 1 is given.
     saved.pop("device", None)
     saved.pop("in_memory", None)
+    # The threshold the run chose on its held-out videos (--val-fraction) unless one is given.
+    saved["threshold"] = checkpoint_threshold(payload)
     config = TrainConfig.from_dict({**saved, **overrides})
     config.validate()
     device = resolve_device(config.device)

@@ -171,7 +171,8 @@ def _detect(p: argparse.ArgumentParser) -> None:
         "--threshold",
         type=_unit,
         default=None,
-        help="alert threshold (default: the checkpoint's, 0.5)",
+        help="alert threshold (default: the checkpoint's: chosen on held-out videos with "
+        "train --val-fraction, else 0.5)",
     )
     g.add_argument(
         "--calibrate",
