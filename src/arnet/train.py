@@ -35,7 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .bank import fit_run
+from .bank import fit_run, resolve_instances
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -52,6 +52,7 @@ from .folders import claim_folder
 from .losses import BasObjective, MilCenterObjective
 from .metrics import Metrics
 from .models import create_model, model_entry, model_spec
+from .models.cells import instances_model
 from .runlog import RunLog, prepare_run_folder
 from .runtime import keep_freed_memory, make_adam, prepare_model, resolve_device
 from .sampling import BalancedBatchSampler
@@ -126,6 +127,7 @@ class Trainer:
         resume_from: dict[str, Any] | None = None,
     ) -> None:
         config.validate()
+        config = resolve_instances(config, train_set.dim)  # the cells of --instances cells
         if config.feature_dim is not None and config.feature_dim != train_set.dim:
             raise DataError(
                 f"config field 'feature_dim' is {config.feature_dim}, but the training features "
@@ -156,11 +158,15 @@ class Trainer:
         if config.reuse_memory:
             keep_freed_memory()
         seed_everything(config.seed)
-        self.model = create_model(config.model, train_set.dim, **model_args(config)).to(self.device)
+        # with --instances cells, the model takes one cell's features
+        dim = sum(config.cell_widths) if config.cell_widths else train_set.dim
+        self.model = create_model(config.model, dim, **model_args(config)).to(self.device)
         if config.pretrained and resume_from is None:  # a resumed run has its own weights
             load_pretrained(self.model, config.pretrained)
-        # What the steps and the snapshots call: the model, compiled and/or under autocast.
-        self.run_model = prepare_model(self.model, self.device, config.precision, config.compile)
+        # What the steps and the snapshots call: the model (on each cell with --instances
+        # cells), compiled and/or under autocast.
+        scorer = instances_model(self.model, config)
+        self.run_model = prepare_model(scorer, self.device, config.precision, config.compile)
         cuda = self.device.type == "cuda"
         self.optimizer = make_adam(self.model, config.lr, config.weight_decay, config.fused_adam)
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
