@@ -132,6 +132,14 @@ def test_cli_extract_grid_inspect_pack_and_nearest_normal(tmp_path, capsys):
         fit = json.loads((run / "fit.json").read_text())
         assert fit["groups"] == ("per statistic" if data == out else "one")
     assert aucs["features"] > 0.9
+    # a cell model on the combined features: each cell gathers its 2 rgb and 6 flow numbers
+    cells = tmp_path / "run-cells"
+    args = ["train", "--data", str(out), *common, "--instances", "cells", "--iterations", "3",
+            "--snapshot", "3", "--out", str(cells), "--no-plot", "--json"]  # fmt: skip
+    assert main(args) == 0
+    capsys.readouterr()
+    config = json.loads((cells / "config.json").read_text())
+    assert (config["cells"], config["cell_widths"]) == (8, [2, 6])
     # detect re-extracts new video as the training features were: the same grid and flow
     detect = tmp_path / "detect"
     assert main(["detect", str(root / "frames" / "ride2"), "--checkpoint",
