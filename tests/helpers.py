@@ -239,3 +239,114 @@ def write_video(
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+# ---------------------------------------------------------------------- grid features
+
+
+def square_frames(folder, n=32, speed=3, h=48, w=96, top=4):
+    """A bright 10 x 10 square crossing the top-left cell row rightwards, `speed` px a frame,
+    on a textured, still background (PNG frames)."""
+    import cv2  # the extract extra; the tests that call this skip without it
+
+    folder = Path(folder)
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    background = (rng.random((h, w)) * 60 + 40).astype(np.uint8)
+    background = cv2.GaussianBlur(background, (5, 5), 0)
+    for i in range(n):
+        frame = background.copy()
+        x = 2 + speed * i
+        frame[top : top + 10, x : x + 10] = 230
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.repeat(frame[:, :, None], 3, axis=2))
+    return folder
+
+
+def square_site(root: str | Path) -> Path:
+    """A frame dataset (Ped2 layout) of 48 x 96 frames: pedestrians walk (a slow square), an
+    anomaly rides (from frame 17, a mirrored strip and a fast block in the bottom rows)."""
+    import json
+
+    import cv2
+
+    root = Path(root)
+    labels = {}
+    for i in range(4):
+        square_frames(root / "frames" / f"walk{i}", n=48, speed=1, top=4 + 8 * (i % 3))
+        labels[f"walk{i}"] = {"frames": 48, "anomalous_frames": []}
+    for i in range(3):  # walks for a segment, then rides
+        folder = square_frames(root / "frames" / f"ride{i}", n=48, speed=1, top=4 + 8 * i)
+        for j in range(16, 48):
+            frame = cv2.imread(str(folder / f"{j:03d}.png"))
+            frame[28:38, :] = frame[28:38, ::-1]  # a mirrored strip: something new moves there
+            x = (4 * j) % 80
+            frame[30:38, x : x + 12] = 250
+            cv2.imwrite(str(folder / f"{j:03d}.png"), frame)
+        labels[f"ride{i}"] = {"frames": 48, "anomalous_frames": [[17, 48]]}
+    (root / "labels.json").write_text(json.dumps(labels))
+    (root / "splits").mkdir()
+    (root / "splits" / "weak_train.txt").write_text("walk0\nwalk1\nwalk2\nride0\nride1\n")
+    (root / "splits" / "weak_test.txt").write_text("walk3\nride2\n")
+    return root
+
+
+def write_grid_synthetic(
+    root: str | Path,
+    grid: tuple[int, int] = (2, 3),
+    dim: int = 8,
+    videos: tuple[int, int, int, int] = (16, 8, 8, 6),
+    strength: float = 1.5,
+    seed: int = 0,
+    backbone: str = "grid-synth",
+) -> Path:
+    """Synthetic grid features in the AR-Net layout (rgb), with an extraction.json recording
+    the grid as `arnet extract` does for a grid backbone (`grid`, `cell_dim`).
+
+    A segment is rows x cols cells of `dim` numbers, cell-major: each cell its own
+    non-negative appearance plus noise. An anomalous video holds one event: for a run of
+    segments, one cell (a different one per video) also carries a fixed event pattern. Frame
+    labels mark the event's segments' 16 frames.
+
+    Args:
+        videos: (train normal, train anomalous, test normal, test anomalous) counts.
+    """
+    import json
+
+    from arnet.formats.arnet import write_arnet
+
+    rng = np.random.default_rng(seed)
+    cells = grid[0] * grid[1]
+    appearance = rng.gamma(1.0, 0.5, size=(cells, dim))
+    event = np.abs(rng.normal(size=dim))
+    counts = {"train": videos[:2], "test": videos[2:]}
+    splits: dict[str, list] = {}
+    for split, (normal, anomalous) in counts.items():
+        rows = []
+        for i in range(normal + anomalous):
+            label = int(i >= normal)
+            t = int(rng.integers(8, 25))
+            x = appearance[None] + 0.3 * rng.random((t, cells, dim))
+            frames = np.zeros(FRAMES_PER_SEGMENT * t, np.uint8)
+            if label:
+                start = int(rng.integers(0, t - 3))
+                stop = int(rng.integers(start + 2, min(t, start + 8) + 1))
+                x[start:stop, i % cells] += strength * event
+                frames[FRAMES_PER_SEGMENT * start : FRAMES_PER_SEGMENT * stop] = 1
+            name = f"{split}_{'anomaly' if label else 'normal'}_{i:02d}"
+            rows.append((name, label, x.reshape(t, -1).astype(np.float32), frames))
+        splits[split] = rows
+    folder = write_arnet(root, splits, modal="rgb", backbone=backbone)
+    record = {
+        "backbone": backbone,
+        "backbones": {
+            "rgb": {
+                "name": backbone,
+                "modality": "rgb",
+                "dim": cells * dim,
+                "grid": list(grid),
+                "cell_dim": dim,
+            }  # fmt: skip
+        },
+    }
+    (folder.parent / "extraction.json").write_text(json.dumps(record))
+    return Path(root)

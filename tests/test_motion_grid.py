@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import square_frames, square_site
 
 from arnet.errors import ExtractError
 from arnet.extract import (
@@ -21,21 +22,6 @@ from arnet.extract.flow import FlowSettings
 from arnet.extract.motion import FLOW_STATS, RGB_STATS, cells, feature_groups, parse_grid
 
 cv2 = pytest.importorskip("cv2")
-
-
-def square_frames(folder, n=32, speed=3, h=48, w=96, top=4):
-    """A bright 10 x 10 square crossing the top-left cell row rightwards, `speed` px a frame,
-    on a textured, still background."""
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    background = (rng.random((h, w)) * 60 + 40).astype(np.uint8)
-    background = cv2.GaussianBlur(background, (5, 5), 0)
-    for i in range(n):
-        frame = background.copy()
-        x = 2 + speed * i
-        frame[top : top + 10, x : x + 10] = 230
-        cv2.imwrite(str(folder / f"{i:03d}.png"), np.repeat(frame[:, :, None], 3, axis=2))
-    return folder
 
 
 def extractor(grid="2x4", modal=("rgb", "flow")):
@@ -120,24 +106,7 @@ def test_cli_extract_grid_inspect_pack_and_nearest_normal(tmp_path, capsys):
     one); motion-grid features through `extract --grid`, `inspect`, `pack` and training."""
     from arnet.cli import main
 
-    root = tmp_path / "site"
-    labels = {}
-    for i in range(4):
-        square_frames(root / "frames" / f"walk{i}", n=48, speed=1, top=4 + 8 * (i % 3))
-        labels[f"walk{i}"] = {"frames": 48, "anomalous_frames": []}
-    for i in range(3):  # walks for a segment, then rides
-        folder = square_frames(root / "frames" / f"ride{i}", n=48, speed=1, top=4 + 8 * i)
-        for j in range(16, 48):
-            frame = cv2.imread(str(folder / f"{j:03d}.png"))
-            frame[28:38, :] = frame[28:38, ::-1]  # a mirrored strip: something new moves there
-            x = (4 * j) % 80
-            frame[30:38, x : x + 12] = 250
-            cv2.imwrite(str(folder / f"{j:03d}.png"), frame)
-        labels[f"ride{i}"] = {"frames": 48, "anomalous_frames": [[17, 48]]}
-    (root / "labels.json").write_text(json.dumps(labels))
-    (root / "splits").mkdir()
-    (root / "splits" / "weak_train.txt").write_text("walk0\nwalk1\nwalk2\nride0\nride1\n")
-    (root / "splits" / "weak_test.txt").write_text("walk3\nride2\n")
+    root = square_site(tmp_path / "site")
     out = tmp_path / "features"
     extract = ["extract", str(root), "--out", str(out), "--backbone", "motion-grid", "--modal",
                "combine", "--grid", "2x4", "--flow", "farneback", "--short-side", "0", "--crop",
@@ -163,6 +132,14 @@ def test_cli_extract_grid_inspect_pack_and_nearest_normal(tmp_path, capsys):
         fit = json.loads((run / "fit.json").read_text())
         assert fit["groups"] == ("per statistic" if data == out else "one")
     assert aucs["features"] > 0.9
+    # a cell model on the combined features: each cell gathers its 2 rgb and 6 flow numbers
+    cells = tmp_path / "run-cells"
+    args = ["train", "--data", str(out), *common, "--instances", "cells", "--iterations", "3",
+            "--snapshot", "3", "--out", str(cells), "--no-plot", "--json"]  # fmt: skip
+    assert main(args) == 0
+    capsys.readouterr()
+    config = json.loads((cells / "config.json").read_text())
+    assert (config["cells"], config["cell_widths"]) == (8, [2, 6])
     # detect re-extracts new video as the training features were: the same grid and flow
     detect = tmp_path / "detect"
     assert main(["detect", str(root / "frames" / "ride2"), "--checkpoint",

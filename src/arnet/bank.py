@@ -1,4 +1,5 @@
-"""A run of a model fitted without gradients (`nearest-normal`): same run folder as training.
+"""A run of a model fitted without gradients (`nearest-normal`): same run folder as training;
+and what a run reads of its training data's extraction.json (feature groups, grid cells).
 
 `arnet train --model nearest-normal` comes here instead of the gradient loop: the model is
 fitted once on the training videos (video labels only), checkpointed as `last.pt` (iteration
@@ -15,6 +16,7 @@ no snapshot to choose: selected.json names last.pt.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -29,26 +31,94 @@ from .config import TrainConfig
 from .data import FeatureDataset
 from .errors import DataError, TrainingError
 from .evaluate import TrainResult, evaluate_model
+from .extract.backbones import cell_layout
 from .extract.motion import feature_groups
 from .formats.layout import EXTRACTION_FILE, backbone_folder
-from .models import model_spec
+from .models import model_entry, model_spec
 from .models.normal import fit_bank
 from .validation import VALIDATION_LOG, Validation
+
+
+def extraction_record(config: TrainConfig) -> tuple[Path | None, dict[str, Any] | None]:
+    """The training data's extraction.json (its path, and its content or None when there is
+    none: data not made by `arnet extract`, a packed store, a list)."""
+    if not config.data:
+        return None, None
+    path = backbone_folder(config.data, config.feature_backbone) / EXTRACTION_FILE
+    if not path.is_file():
+        return path, None
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: not an extraction record (a JSON object)")
+    return path, meta
 
 
 def extraction_groups(config: TrainConfig) -> list[int] | None:
     """Feature groups of a grid backbone (motion-grid), from the training data's
     extraction.json; None (one group) for other features or when none is recorded."""
-    if not config.data:
+    _, meta = extraction_record(config)
+    if meta is None:
         return None
-    path = backbone_folder(config.data, config.feature_backbone) / EXTRACTION_FILE
-    if not path.is_file():
-        return None
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from exc
     return feature_groups(meta.get("backbones") or {}, config.feature_modal)
+
+
+def resolve_instances(config: TrainConfig, dim: int) -> TrainConfig:
+    """The config with the cells of `--instances cells` filled in (`cells`, `cell_widths`),
+    from the training data's extraction.json (the grid its backbones recorded) or from
+    `--cells` for data without one; unchanged for `--instances segment`.
+
+    Raises:
+        DataError: features without a grid (naming --instances cells and the record), a
+            `--cells` the record or the feature size contradicts.
+        ValueError: a model that does not train with the MIL objective.
+    """
+    if config.instances != "cells":
+        return config
+    objective = model_entry(config.model).objective
+    if objective != "mil":
+        raise ValueError(
+            f"--instances cells trains the model on each cell with top-k MIL and the center "
+            f"loss; model {config.model!r} is trained by its own objective ({objective})"
+        )
+    path, meta = extraction_record(config)
+    layout = cell_layout((meta or {}).get("backbones") or {}, config.feature_modal)
+    where = f"{path}" if meta is not None else "--cells"
+    if layout is None:
+        if meta is not None or config.cells is None:
+            missing = (
+                f"{path} records no grid for {config.feature_modal} features"
+                if meta is not None
+                else "the training data has no extraction record"
+                + (f" ({path} not found)" if path is not None else "")
+                + "; give --cells N to read each segment as N equal cells"
+            )
+            raise DataError(
+                "--instances cells needs features on a grid (motion-grid, or efficientnet-lite0 "
+                f"extracted with --grid): {missing}"
+            )
+        if dim % config.cells:
+            raise DataError(
+                f"--cells {config.cells}: the {dim} features per segment do not split into "
+                f"{config.cells} equal cells"
+            )
+        cells, widths = config.cells, [dim // config.cells]
+    else:
+        cells, widths = layout
+        if config.cells is not None and config.cells != cells:
+            raise DataError(f"--cells {config.cells}, but {where} records {cells} cells")
+    if config.cell_widths is not None and list(config.cell_widths) != widths:
+        raise DataError(
+            f"the run's cells hold {config.cell_widths} numbers each, but {where} gives {widths}"
+        )
+    if cells * sum(widths) != dim:
+        raise DataError(
+            f"{where}: {cells} cells x {sum(widths)} numbers make {cells * sum(widths)} "
+            f"features per segment, but the training features have {dim}"
+        )
+    return dataclasses.replace(config, cells=cells, cell_widths=widths)
 
 
 def fit_run(

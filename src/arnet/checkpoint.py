@@ -24,6 +24,7 @@ from .atomic import write_atomic
 from .config import TrainConfig
 from .errors import CheckpointError
 from .models import create_model, model_spec
+from .models.cells import instances_model
 
 CHECKPOINT_FORMAT = "arnet-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -227,11 +228,13 @@ def checkpoint_threshold(payload: dict[str, Any]) -> float:
 
 
 def model_from_checkpoint(payload: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the checkpoint's model (its name and arguments are stored in it)."""
+    """Rebuild the checkpoint's model (its name and arguments are stored in it); a run that
+    scored cells (config `instances`) gets it back inside its `CellInstances`."""
     spec = payload["model"]
     try:
         model = create_model(spec["name"], **spec["kwargs"])
         load_weights(model, payload["state_dict"], payload.get("path", "checkpoint"))
+        model = instances_model(model, TrainConfig.from_dict(payload["config"]))
     except (KeyError, TypeError, ValueError, RuntimeError, MemoryError) as exc:
         # RuntimeError, MemoryError: arguments (a huge feature_dim) that cannot be allocated
         if isinstance(exc, CheckpointError):

@@ -163,6 +163,27 @@ class TrainConfig:
         factory=dict, help="extra model constructor argument (repeatable)"
     )
     """Extra constructor arguments of the chosen model."""
+    instances: str = _field(
+        "segment",
+        choices=("segment", "cells"),
+        help="what the model scores: each segment (default), or each cell of grid features "
+        "(motion-grid, efficientnet-lite0 --grid), a segment scoring as its highest cell",
+    )
+    """"segment": the model scores segment features; "cells": it scores each cell of grid
+    features as its own instance and a segment's score is its highest cell's
+    (`models.cells.CellInstances`)."""
+    cells: int | None = _field(
+        None,
+        help="--instances cells: cells per segment, for features without a recorded grid (a "
+        "packed store; each segment read as N equal blocks, cell-major); default: the grid in "
+        "the training data's extraction.json",
+    )
+    """Cells per segment of `instances="cells"`; filled in from the training data's
+    extraction.json when a run starts, and stored with the run so that its checkpoints
+    rebuild the cell model."""
+    cell_widths: list[int] | None = None
+    """Numbers per cell of each part of the features (rgb, then flow with feature_modal
+    combine), filled in with `cells`."""
 
     # --- batch sampling (SPEC §2) ---
     videos_per_class: int = 30
@@ -399,6 +420,19 @@ class TrainConfig:
             raise ValueError(
                 "config field 'feature_backbone' must be a folder name, "
                 f"got {self.feature_backbone!r}"
+            )
+        if self.instances != "cells" and (self.cells is not None or self.cell_widths):
+            raise ValueError(
+                "config field 'cells' (--cells) applies to --instances cells only, but "
+                f"'instances' is {self.instances!r}"
+            )
+        if self.cells is not None and self.cells < 1:
+            raise ValueError(f"config field 'cells' must be >= 1, got {self.cells}")
+        if self.cell_widths is not None and (
+            not self.cell_widths or any(int(w) != w or w < 1 for w in self.cell_widths)
+        ):
+            raise ValueError(
+                f"config field 'cell_widths' must be positive integers, got {self.cell_widths}"
             )
         for f in dataclasses.fields(self):
             allowed = f.metadata.get("choices")

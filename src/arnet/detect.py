@@ -43,6 +43,7 @@ from .extract.weights import file_sha256
 from .formats.layout import backbone_folder
 from .heatmaps import write_heat_maps
 from .metrics import calibrate_threshold, expand_to_frames
+from .models.cells import input_dim
 from .plots import file_stem, plt
 from .report import csv_row
 from .runtime import resolve_device
@@ -71,8 +72,8 @@ class Detection:
     alerts: list[Alert] = field(default_factory=list)
     frames_per_segment: int = 16
     cell_maps: np.ndarray | None = None
-    """(T, rows, cols): where each segment differs from normal (grid backbones with a model
-    that can tell, such as nearest-normal on motion-grid), else None."""
+    """(T, rows, cols): where each segment is anomalous (grid backbones with a model that can
+    tell: a cell model's cell scores, nearest-normal's share of the distance), else None."""
 
     def summary(self) -> dict[str, Any]:
         scored = self.frame_scores[np.isfinite(self.frame_scores)]
@@ -130,7 +131,7 @@ class Detector:
                 f"the model takes {output} features, but the extractor makes "
                 f"{', '.join(extractor.outputs)}"
             )
-        expected = getattr(model, "arnet_spec", {}).get("kwargs", {}).get("feature_dim")
+        expected = input_dim(model)
         if expected is not None and expected != extractor.dims[output]:
             raise ExtractError(
                 f"the model takes {expected}-d features, but {extractor.name} {output} "
@@ -177,21 +178,29 @@ class Detector:
         )
 
     def cell_maps(self, features: np.ndarray) -> np.ndarray | None:
-        """(T, rows, cols) per-cell share of each segment's distance from normal, when the
-        model gives per-feature contributions, every backbone lays its features out on one
-        grid and the whole frame is kept (--crop full); None otherwise."""
+        """(T, rows, cols): each cell's score for a model that scores cells (--instances
+        cells), or its share of the segment's distance from normal for a model that gives
+        per-feature contributions (nearest-normal); when every backbone lays its features out
+        on one grid and the whole frame is kept (--crop full); None otherwise."""
         contributions = getattr(self.model, "contributions", None)
+        cell_scores = getattr(self.model, "cell_scores", None)
         parts = ["rgb", "flow"] if self.output == "combine" else [self.output]
         grids = [getattr(self.extractor.backbones.get(m), "grid", None) for m in parts]
-        if contributions is None or features.ndim != 2 or None in grids or len(set(grids)) > 1:
+        if features.ndim != 2 or None in grids or len(set(grids)) > 1:
             return None
         if self.extractor.config.preprocessing.crop != "full":  # cells would not fit the frame
             return None
         rows, cols = grids[0]
+        x = torch.from_numpy(np.asarray(features, np.float32)).to(self.device)
+        if cell_scores is not None and getattr(self.model, "cells", None) == rows * cols:
+            mask = torch.ones(1, len(features), dtype=torch.bool, device=self.device)
+            with torch.no_grad():
+                scores = cell_scores(x[None], mask)[0]  # (T, cells), cell-major: row by row
+            return scores.float().cpu().numpy().reshape(len(features), rows, cols)
+        if contributions is None:
+            return None
         with torch.no_grad():
-            share = contributions(
-                torch.from_numpy(np.asarray(features, np.float32)).to(self.device)
-            )
+            share = contributions(x)
         share = share.cpu().numpy()
         maps, start = np.zeros((len(features), rows, cols)), 0
         for m in parts:

@@ -57,13 +57,16 @@ def predict(
         dataset: the videos to score.
         device: where the model lives.
         crop_mode: multi-crop features: "mean" features, or "per_crop" scores averaged.
-        max_batch_segments: bound on B x T per forward pass.
+        max_batch_segments: bound on B x T per forward pass (B x T x cells for a cell
+            model).
 
     Returns:
         video name -> (T,) float32 scores, in dataset order.
     """
     was_training = model.training
     model.eval()
+    # a cell model (--instances cells) scores every cell of a segment: bound those instead
+    max_batch_segments = max(1, max_batch_segments // int(getattr(model, "cells", 1)))
     if getattr(model, "independent_segments", False):
         scores = _predict_packed(model, dataset, device, crop_mode, max_batch_segments)
         model.train(was_training)

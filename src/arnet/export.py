@@ -6,11 +6,14 @@ arnet export RUN --format torchscript   # RUN/export-torchscript/{head.pt, backb
 ```
 
 - `head`: the scoring model. Input `features` (T, D) float32, the segment features of one
-  video in order; output `scores` (T,) in [0, 1]. T is free.
+  video in order; output `scores` (T,) in [0, 1]. T is free. A run that scored cells
+  (`--instances cells`) exports its whole cell model: D is then cells x per-cell numbers and
+  each score is the segment's highest cell score.
 - `backbone` (when the run's features are EfficientNet-Lite0's): input `frames` (M, H, W, 3)
   uint8 RGB, already resized (and cropped) as the manifest says; output `features` (M, 1280),
-  one per frame before the segment pooling. M is free; H and W are the export's input size
-  (EfficientNet's "same" padding is fixed at export, so one file serves one frame size).
+  one per frame before the segment pooling ((M, cells x 1280) with `--grid`, cell-major). M is
+  free; H and W are the export's input size (EfficientNet's "same" padding is fixed at export,
+  so one file serves one frame size).
 - `manifest.json`: what the files take and how features were made (backbone options, segment
   pooling, preprocessing, frame stride, threshold), with each file's SHA-256.
 
@@ -42,6 +45,7 @@ from .extract.dataset import read_metadata
 from .extract.image import pool_frames
 from .extract.preprocess import crop_windows, resize_short_side
 from .extract.runtimes import CompiledNetwork, onnx_bytes, require_runtime
+from .models.cells import input_dim
 
 EXPORT_FORMAT = "arnet-export"
 EXPORT_VERSION = 1
@@ -173,7 +177,7 @@ def export_run(
     checkpoint = Path(payload["path"])
     model = model_from_checkpoint(payload, "cpu").eval()
     config = payload["config"]
-    feature_dim = int(payload["model"]["kwargs"]["feature_dim"])
+    feature_dim = int(input_dim(model) or payload["model"]["kwargs"]["feature_dim"])
     run_folder = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
     default_parent = run_folder or checkpoint.parent
     out = Path(out) if out is not None else default_parent / f"export-{fmt}"
@@ -192,6 +196,9 @@ def export_run(
         "checkpoint": str(checkpoint),
         "model": payload["model"]["name"],
         "feature_dim": feature_dim,
+        # a cell model's head takes the whole grid feature and returns its highest cell score
+        "instances": config.get("instances", "segment"),
+        "cells": getattr(model, "cells", None),
         "threshold": checkpoint_threshold(payload),
         "head": {"file": f"head{SUFFIX[fmt]}", "input": "features", "output": "scores"},
         "backbone": None,
@@ -243,6 +250,7 @@ def export_run(
                 "height": size[0],
                 "width": size[1],
                 "frame_dim": backbone.frame_dim,
+                "cells": backbone.cells,
                 "pool": pool,
                 "options": options,
                 "sha256": _sha256(staging / file),
@@ -264,9 +272,15 @@ RUNTIMES_FOR = {"onnx": ("onnxruntime", "openvino"), "torchscript": ("torch",)}
 
 
 class _Runner:
-    """One exported file behind `run(array) -> array`."""
+    """One exported file behind `run(array) -> array`.
 
-    def __init__(self, path: Path, fmt: str, runtime: str, threads: int | None) -> None:
+    `whole`: the input is one sequence (the head's segments of a video, which a temporal
+    model reads together), run in one request; otherwise rows (frames) may be run apart.
+    """
+
+    def __init__(
+        self, path: Path, fmt: str, runtime: str, threads: int | None, whole: bool = False
+    ) -> None:
         self.fmt = fmt
         if fmt == "torchscript":
             try:
@@ -278,7 +292,10 @@ class _Runner:
             return
         try:
             self.compiled = CompiledNetwork(
-                path.read_bytes(), runtime, threads or torch.get_num_threads()
+                path.read_bytes(),
+                runtime,
+                threads or torch.get_num_threads(),
+                request_frames=2**62 if whole else 1,
             )
         except ExportError:
             raise
@@ -369,8 +386,9 @@ class ExportedDetector:
     def segment_feature(self, frame_features: np.ndarray) -> np.ndarray:
         """(L, frame_dim) features of one segment's frames -> its (D,) feature, pooled as the
         training features were."""
-        pooled = pool_frames(torch.from_numpy(np.asarray(frame_features))[None], self._pool())
-        return pooled[0].numpy()
+        cells = int(self._need_backbone().get("cells") or 1)  # a grid: pooled per cell
+        x = torch.from_numpy(np.asarray(frame_features))[None]
+        return pool_frames(x, self._pool(), cells)[0].numpy()
 
     def _pool(self) -> str:
         return self._need_backbone()["pool"]
@@ -423,7 +441,7 @@ def load_exported(
             raise ExportError(f"{file}: missing from the export")
         if _sha256(file) != entry.get("sha256"):
             raise ExportError(f"{file}: changed since export (SHA-256 differs from {MANIFEST})")
-        runners[part] = _Runner(file, fmt, runtime, threads)
+        runners[part] = _Runner(file, fmt, runtime, threads, whole=part == "head")
     if "head" not in runners:
         raise ExportError(f"{path}: names no head")
     return ExportedDetector(folder, manifest, runtime, runners["head"], runners.get("backbone"))

@@ -14,8 +14,9 @@ if TYPE_CHECKING:
 
 
 def write_heat_maps(folder: Path, stem: str, detection: Detection) -> dict[str, Path]:
-    """NAME.alertN.jpg: each alert's peak frame with the cell map of its segment over it
-    (red where the segment differs most from normal footage)."""
+    """NAME.alertN.jpg: each alert's peak frame with the cell map of its segment over it,
+    scaled to its highest cell: red where the segment is most anomalous (a cell model's
+    highest cell scores, or where nearest-normal finds it differs most from normal footage)."""
     wanted = {a.peak_frame: i for i, a in enumerate(detection.alerts, 1)}
     paths: dict[str, Path] = {}
     for index, frame in enumerate(find_inputs([detection.source])[0].frames()):

@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import TrainConfig
 from .data import Batch
+from .models import model_entry
 from .reference import padded_center_loss
 
 
@@ -317,3 +319,26 @@ class BasObjective:
             + self.foreground_weight * foreground
         )
         return total, {"base": base, "suppressed": suppressed, "foreground": foreground}
+
+
+def build_objective(model_name: str, config: TrainConfig) -> MilCenterObjective | BasObjective:
+    """The loss that trains `model_name`, from the config (the config stops here)."""
+    kind = model_entry(model_name).objective
+    if kind == "mil":
+        return MilCenterObjective(
+            config.mil_loss,
+            config.topk_divisor,
+            config.mil_weight,
+            config.center_weight,
+            config.center_loss,
+        )
+    if kind == "bas":
+        if config.mil_loss != "bce":
+            raise ValueError(
+                f"config field 'mil_loss' is {config.mil_loss!r}, but model {model_name!r} trains "
+                "with BaS-Net's own losses (the bas_*_weight fields), not a MIL loss"
+            )
+        return BasObjective(
+            config.bas_base_weight, config.bas_suppressed_weight, config.bas_foreground_weight
+        )
+    raise ValueError(f"model {model_name!r} asks for unknown objective {kind!r}")

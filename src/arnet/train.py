@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .atomic import write_json_atomic
-from .bank import fit_run
+from .bank import fit_run, resolve_instances
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -49,9 +49,10 @@ from .data import FeatureDataset
 from .errors import CheckpointError, DataError, TrainingError
 from .evaluate import TrainResult, evaluate_model
 from .folders import claim_folder
-from .losses import BasObjective, MilCenterObjective
+from .losses import build_objective
 from .metrics import Metrics
 from .models import create_model, model_entry, model_spec
+from .models.cells import instances_model
 from .runlog import RunLog, prepare_run_folder
 from .runtime import (
     interrupt_between_steps,
@@ -72,29 +73,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def build_objective(model_name: str, config: TrainConfig) -> Any:
-    """The loss that trains `model_name`, from the config (the config stops here)."""
-    kind = model_entry(model_name).objective
-    if kind == "mil":
-        return MilCenterObjective(
-            config.mil_loss,
-            config.topk_divisor,
-            config.mil_weight,
-            config.center_weight,
-            config.center_loss,
-        )
-    if kind == "bas":
-        if config.mil_loss != "bce":
-            raise ValueError(
-                f"config field 'mil_loss' is {config.mil_loss!r}, but model {model_name!r} trains "
-                "with BaS-Net's own losses (the bas_*_weight fields), not a MIL loss"
-            )
-        return BasObjective(
-            config.bas_base_weight, config.bas_suppressed_weight, config.bas_foreground_weight
-        )
-    raise ValueError(f"model {model_name!r} asks for unknown objective {kind!r}")
 
 
 def model_args(config: TrainConfig) -> dict[str, Any]:
@@ -135,6 +113,7 @@ class Trainer:
         resume_from: dict[str, Any] | None = None,
     ) -> None:
         config.validate()
+        config = resolve_instances(config, train_set.dim)  # the cells of --instances cells
         if config.feature_dim is not None and config.feature_dim != train_set.dim:
             raise DataError(
                 f"config field 'feature_dim' is {config.feature_dim}, but the training features "
@@ -168,11 +147,15 @@ class Trainer:
         if config.reuse_memory:
             keep_freed_memory()
         seed_everything(config.seed)
-        self.model = create_model(config.model, train_set.dim, **model_args(config)).to(self.device)
+        # with --instances cells, the model takes one cell's features
+        dim = sum(config.cell_widths) if config.cell_widths else train_set.dim
+        self.model = create_model(config.model, dim, **model_args(config)).to(self.device)
         if config.pretrained and resume_from is None:  # a resumed run has its own weights
             load_pretrained(self.model, config.pretrained)
-        # What the steps and the snapshots call: the model, compiled and/or under autocast.
-        self.run_model = prepare_model(self.model, self.device, config.precision, config.compile)
+        # What the steps and the snapshots call: the model (on each cell with --instances
+        # cells), compiled and/or under autocast.
+        scorer = instances_model(self.model, config)
+        self.run_model = prepare_model(scorer, self.device, config.precision, config.compile)
         cuda = self.device.type == "cuda"
         self.optimizer = make_adam(self.model, config.lr, config.weight_decay, config.fused_adam)
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
@@ -457,7 +440,8 @@ class Trainer:
         assert v is not None and v.best is not None
         best, metrics = v.best, v.best_metrics
         if self.test_set is not None and self._evaluated != best["iteration"]:
-            spec = {"model": model_spec(self.model), "state_dict": best["state_dict"]}
+            spec = {"model": model_spec(self.model), "state_dict": best["state_dict"],
+                    "config": self.config.to_dict()}  # fmt: skip
             model = model_from_checkpoint(spec, self.device)
             model = prepare_model(model, self.device, self.config.precision, False)
             metrics = self._test(model, best["threshold"], True, best["iteration"])

@@ -231,6 +231,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     _field_option(
         g, "model_args", "--model-arg", type=_model_arg, action="append", metavar="KEY=VALUE"
     )
+    _field_option(g, "instances", "--instances")
+    _field_option(g, "cells", "--cells", type=int, metavar="N")
     _field_option(g, "lr", "--lr", type=float)
     _field_option(g, "weight_decay", "--weight-decay", type=float)
     _field_option(g, "epochs", "--epochs", "--max_epoch", type=int)

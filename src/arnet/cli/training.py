@@ -14,6 +14,7 @@ from ..evaluate import evaluate_model
 from ..folders import claim_empty_folder, require_empty
 from ..formats import open_dataset
 from ..models import count_parameters, create_model, list_models, model_entry, resolve_model_name
+from ..models.cells import input_dim
 from ..report import metrics_table, per_video_table
 from ..runtime import keep_freed_memory, prepare_model, resolve_device
 from ..sweep import parse_seeds, seeds_table, train_seeds
@@ -147,10 +148,11 @@ def run_test(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, precision="fp32")
     model = model_from_checkpoint(payload, device)
     test_set = open_data(config, split="test", strict=args.strict)
-    if test_set.dim != payload["model"]["kwargs"].get("feature_dim", test_set.dim):
+    takes = input_dim(model) or test_set.dim
+    if test_set.dim != takes:
         raise ValueError(
-            f"{payload['path']}: the model takes {payload['model']['kwargs']['feature_dim']}-d "
-            f"features, the test set has {test_set.dim}-d ({test_set.sources[0]})"
+            f"{payload['path']}: the model takes {takes}-d features, the test set has "
+            f"{test_set.dim}-d ({test_set.sources[0]})"
         )
     ckpt_path = Path(payload["path"])
     run = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent

