@@ -80,6 +80,24 @@ def test_runtime_and_decoding_thread_match_the_reference_path(inputs, kind, runt
     assert np.abs(ref).max() > 0.1  # not a trivially equal pair of zeros
 
 
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_longer_runtime_requests_give_the_same_features(runtime):
+    """`arnet watch` sends 8 frames per request (`RuntimeNetwork.request_frames`), extraction
+    one; a graph compiled for one request size runs the other, to the same features."""
+    pytest.importorskip(runtime, reason=f"the export extra ({runtime}) is not installed")
+    pytest.importorskip("onnx", reason="the export extra (onnx) is not installed")
+    from arnet.extract.runtimes import RuntimeNetwork
+
+    network = create_backbone("efficientnet-lite0", runtime=runtime, threads=1).network
+    assert isinstance(network, RuntimeNetwork) and network.request_frames == 1
+    frames = torch.rand(11, 3, 64, 96, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    one = network(frames)
+    network.request_frames = 8  # 8 + 3 frames, on the graph already compiled
+    eight = network(frames)
+    assert one.shape == eight.shape == (11, 1280)
+    torch.testing.assert_close(eight, one, rtol=0, atol=1e-5)
+
+
 def test_frame_stride_pools_every_kth_frame_and_is_recorded(inputs, tmp_path, capsys):
     video = find_inputs([inputs["frames"]])[0]
     strided = extract(video, stride=4, pool="mean")

@@ -85,16 +85,12 @@ class CompiledNetwork:
         runtime: `onnxruntime` or `openvino`.
         threads: CPU threads the runtime may use.
         request_frames: frames per inference request. With two threads, OpenVINO runs two
-            requests at once (its throughput mode), one per core; a request of a few frames
-            keeps its activations in cache, and is long enough that the Python threads beside
-            it (a camera reader per source in `arnet watch`) do not leave the cores idle while
-            the next request waits for the interpreter: with one-frame requests, 4 cameras at
-            short side 224 used 68% of the 2 cores and took 49 s where 8-frame requests used
-            89% and took 43 s (benchmarks/watch.py --live); extraction alone runs as fast
-            with either.
+            requests at once (its throughput mode), one per core; one-frame requests keep each
+            request's activations in cache (`RuntimeNetwork.request_frames` says when longer
+            ones pay).
     """
 
-    def __init__(self, model: bytes, runtime: str, threads: int, request_frames: int = 8) -> None:
+    def __init__(self, model: bytes, runtime: str, threads: int, request_frames: int = 1) -> None:
         self.runtime = runtime
         self.request_frames = max(1, request_frames)
         self._lock = threading.Lock()  # a session runs one batch at a time
@@ -150,7 +146,17 @@ class RuntimeNetwork(nn.Module):
         network: (M, 3, H, W) -> (M, D), the PyTorch reference.
         runtime: `onnxruntime` or `openvino`.
         threads: CPU threads for the runtime (None: torch.get_num_threads()).
+
+    Attributes:
+        request_frames: frames per inference request.
+            One frame is the fastest for extraction alone; `arnet watch` asks for 8, because
+            beside its Python threads (a camera reader per source) a request that ends every
+            few milliseconds often waits for the interpreter before the next one starts, and
+            the cores idle: 4 cameras at short side 224 used 68% of the 2 cores and took 49 s
+            with one-frame requests, 89% and 43 s with 8 (benchmarks/watch.py --live).
     """
+
+    request_frames = 1
 
     def __init__(self, network: nn.Module, runtime: str, threads: int | None = None) -> None:
         super().__init__()
@@ -173,7 +179,9 @@ class RuntimeNetwork(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         x = frames.detach().float().cpu().contiguous().numpy()
-        return torch.from_numpy(self.compiled(tuple(x.shape[1:])).run(x))
+        compiled = self.compiled(tuple(x.shape[1:]))
+        compiled.request_frames = self.request_frames  # graphs take any request size
+        return torch.from_numpy(compiled.run(x))
 
 
 def runtime_network(

@@ -26,7 +26,11 @@ from ..data import FeatureDataset
 from ..detect import Detector
 from ..errors import ExtractError
 from ..evaluate import predict
+from ..extract.runtimes import RuntimeNetwork
 from .camera import Segment
+
+# frames per ONNX Runtime / OpenVINO request beside the camera threads (RuntimeNetwork)
+LIVE_REQUEST_FRAMES = 8
 
 
 class SegmentScorer:
@@ -47,6 +51,10 @@ class SegmentScorer:
         self.independent = bool(getattr(detector.model, "independent_segments", False))
         self.context = context
         self.history: dict[str, deque[np.ndarray]] = {}
+        for backbone in detector.extractor.backbones.values():
+            network = getattr(backbone, "network", None)
+            if isinstance(network, RuntimeNetwork):
+                network.request_frames = LIVE_REQUEST_FRAMES
 
     @property
     def model_name(self) -> str:
