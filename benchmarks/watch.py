@@ -27,7 +27,10 @@
    Lag of a segment = its scores committed - its last frame delivered. A watcher that falls
    behind sees its lag grow by the seconds it loses, to many seconds over the run; one that
    keeps up holds it under a segment and a batch: "keeps up" = the largest lag under 2 s.
-   Printed with the wall time and the share of the 2 cores' CPU time used.
+   Printed with the wall time and the share of the 2 cores' CPU time used. `--recipe-cameras`:
+   the same for the README's recommended Ped2 recipe (motion-grid flow features, 8 x 12 cells
+   at short side 120, Farneback; `nearest-normal` fitted on the weak split's training videos,
+   alerting at its own threshold).
 
 Every figure is measured by this run; CPU time is used for throughput so that other processes
 on a shared machine do not count against it (wall-clock figures are printed beside it).
@@ -144,6 +147,30 @@ def throughput(
     }
 
 
+def recipe_run(args: argparse.Namespace, out: Path) -> tuple[Path, float]:
+    """The recommended recipe fitted on the weak split: its run folder and alert threshold."""
+    from arnet.checkpoint import checkpoint_threshold, load_checkpoint
+    from arnet.config import TrainConfig
+    from arnet.formats.ped2 import load_ped2
+    from arnet.train import train as run_training
+
+    ns = argparse.Namespace(data=args.data, cache=args.cache, grid="8x12", motion_short_side=120,
+                            batch_size=8, device="cpu", quiet=True)  # fmt: skip
+    folder, backbone, modal, *_ = ped2.extract(ns, "motion-flow")
+    train, test = load_ped2(args.data, folder, backbone=backbone, modal=modal)
+    config = TrainConfig(
+        data=str(folder),
+        feature_backbone=backbone,
+        feature_modal=modal,
+        model="nearest-normal",
+        device="cpu",
+        plot=False,
+        tensorboard=False,
+    )
+    run_training(config, train, test, out, progress=False)
+    return out, checkpoint_threshold(load_checkpoint(out))
+
+
 def camera_videos(data: Path, out: Path, cameras: int) -> list[Path]:
     """One H.264 file per camera: four consecutive Ped2 test videos (from the camera's index)."""
     from helpers import write_video
@@ -175,15 +202,15 @@ def live_capacity(
 
     torch.set_num_threads(2)
     options = {} if runtime == "torch" else {"runtime": runtime, "threads": 2}
-    detector = load_detector(
+    detector, meta = load_detector(
         run,
         backbone_options=options,
         preprocessing={"short_side": short_side, "frame_stride": stride},
         device="cpu",
-    )[0]
-    # compile the runtime's graph for the frame size before timing
-    warm = np.zeros((16, short_side, short_side * 3 // 2, 3), np.uint8)
-    detector.extractor.encode_segments([[(f, None) for f in warm]] * 2)
+    )
+    if runtime != "torch":  # compile the runtime's graph for the frame size before timing
+        warm = np.zeros((16, short_side, short_side * 3 // 2, 3), np.uint8)
+        detector.extractor.encode_segments([[(f, None) for f in warm]] * 2)
     lags: list[float] = []
     with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "live.db") as store:
         commit = store.commit_segments
@@ -216,6 +243,7 @@ def live_capacity(
         "stride": stride,
         "short_side": short_side,
         "runtime": runtime,
+        "backbones": sorted(meta.get("backbones", {})),
         "frames": frames,
         "video_s": length,
         "wall_s": wall,
@@ -327,6 +355,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--live-runtime", default="openvino", choices=("torch", "onnxruntime", "openvino")
     )
+    p.add_argument(
+        "--recipe-cameras",
+        type=int,
+        nargs="*",
+        default=[4, 8],
+        help="live capacity of the recommended recipe (motion-grid + nearest-normal)",
+    )
     p.add_argument("--json", default=None, metavar="FILE")
     args = p.parse_args(argv)
 
@@ -397,6 +432,23 @@ def main(argv: list[str] | None = None) -> int:
                     f"live, {cameras} cameras at 25 fps, short side {size}, stride {stride}, "
                     f"{args.live_runtime}: {'keeps up' if row['keeps_up'] else 'FALLS BEHIND'} "
                     f"(wall {row['wall_s']:.1f} s for {row['video_s']:.1f} s of video; lag median "
+                    f"{row['lag_median_s']:.2f} s, p95 {row['lag_p95_s']:.2f} s, max "
+                    f"{row['lag_max_s']:.2f} s; CPU {100 * row['cpu_share']:.0f}% of 2 cores)",
+                    flush=True,
+                )
+        if "live" not in args.skip and args.recipe_cameras:
+            recipe, recipe_threshold = recipe_run(args, tmp / "recipe")
+            cache = Path(args.cache) / "live"
+            cache.mkdir(parents=True, exist_ok=True)
+            videos = camera_videos(data, cache, max(args.recipe_cameras))
+            result["live_recipe"] = []
+            for cameras in args.recipe_cameras:
+                row = live_capacity(recipe, videos[:cameras], 1, 120, "torch", recipe_threshold)
+                result["live_recipe"].append(row)
+                print(
+                    f"live, recipe (motion-grid + nearest-normal), {cameras} cameras at 25 fps: "
+                    f"{'keeps up' if row['keeps_up'] else 'FALLS BEHIND'} (wall "
+                    f"{row['wall_s']:.1f} s for {row['video_s']:.1f} s of video; lag median "
                     f"{row['lag_median_s']:.2f} s, p95 {row['lag_p95_s']:.2f} s, max "
                     f"{row['lag_max_s']:.2f} s; CPU {100 * row['cpu_share']:.0f}% of 2 cores)",
                     flush=True,
