@@ -255,6 +255,21 @@ def live_capacity(
     }
 
 
+def live_specs(texts: list[str]) -> list[tuple[int, int, int]]:
+    """ "4x112x1" -> (cameras, short side, frame stride)."""
+    return [tuple(int(v) for v in text.split("x")) for text in texts]  # type: ignore[misc]
+
+
+def print_live(label: str, row: dict) -> None:
+    print(
+        f"live, {label}: {'keeps up' if row['keeps_up'] else 'FALLS BEHIND'} "
+        f"(wall {row['wall_s']:.1f} s for {row['video_s']:.1f} s of video; lag median "
+        f"{row['lag_median_s']:.2f} s, p95 {row['lag_p95_s']:.2f} s, max "
+        f"{row['lag_max_s']:.2f} s; CPU {100 * row['cpu_share']:.0f}% of 2 cores)",
+        flush=True,
+    )
+
+
 def latency(run: Path, data: Path, name: str, first: int, stride: int, threshold: float) -> dict:
     import torch
     from livekit import MjpegServer, wait_for
@@ -417,42 +432,31 @@ def main(argv: list[str] | None = None) -> int:
                 result["latency"].update(median_s=statistics.median(lags), p95_s=p95)
                 print(f"latency over {len(lags)} of {len(rows)} videos: median "
                       f"{statistics.median(lags):.2f} s, p95 {p95:.2f} s")  # fmt: skip
-        if "live" not in args.skip and args.live:
-            specs = [tuple(int(v) for v in spec.split("x")) for spec in args.live]
+        live = "live" not in args.skip
+        if live and (args.live or args.recipe_cameras):
             cache = Path(args.cache) / "live"
             cache.mkdir(parents=True, exist_ok=True)
-            videos = camera_videos(data, cache, max(n for n, _, _ in specs))
+            most = max([n for n, _, _ in live_specs(args.live)] + args.recipe_cameras)
+            videos = camera_videos(data, cache, most)
+        if live and args.live:
             result["live"] = []
-            for cameras, size, stride in specs:
+            for cameras, size, stride in live_specs(args.live):
                 row = live_capacity(
                     run, videos[:cameras], stride, size, args.live_runtime, threshold
                 )
                 result["live"].append(row)
-                print(
-                    f"live, {cameras} cameras at 25 fps, short side {size}, stride {stride}, "
-                    f"{args.live_runtime}: {'keeps up' if row['keeps_up'] else 'FALLS BEHIND'} "
-                    f"(wall {row['wall_s']:.1f} s for {row['video_s']:.1f} s of video; lag median "
-                    f"{row['lag_median_s']:.2f} s, p95 {row['lag_p95_s']:.2f} s, max "
-                    f"{row['lag_max_s']:.2f} s; CPU {100 * row['cpu_share']:.0f}% of 2 cores)",
-                    flush=True,
+                print_live(
+                    f"{cameras} cameras at 25 fps, short side {size}, stride {stride}, "
+                    f"{args.live_runtime}",
+                    row,
                 )
-        if "live" not in args.skip and args.recipe_cameras:
+        if live and args.recipe_cameras:
             recipe, recipe_threshold = recipe_run(args, tmp / "recipe")
-            cache = Path(args.cache) / "live"
-            cache.mkdir(parents=True, exist_ok=True)
-            videos = camera_videos(data, cache, max(args.recipe_cameras))
             result["live_recipe"] = []
             for cameras in args.recipe_cameras:
                 row = live_capacity(recipe, videos[:cameras], 1, 120, "torch", recipe_threshold)
                 result["live_recipe"].append(row)
-                print(
-                    f"live, recipe (motion-grid + nearest-normal), {cameras} cameras at 25 fps: "
-                    f"{'keeps up' if row['keeps_up'] else 'FALLS BEHIND'} (wall "
-                    f"{row['wall_s']:.1f} s for {row['video_s']:.1f} s of video; lag median "
-                    f"{row['lag_median_s']:.2f} s, p95 {row['lag_p95_s']:.2f} s, max "
-                    f"{row['lag_max_s']:.2f} s; CPU {100 * row['cpu_share']:.0f}% of 2 cores)",
-                    flush=True,
-                )
+                print_live(f"recipe (motion-grid + nearest-normal), {cameras} cameras", row)
         if "causal" not in args.skip and args.temporal:
             print("causal scoring of temporal models (frame AUC on the weak test split):")
             result["causal"] = causal_cost(
