@@ -148,12 +148,12 @@ class RuntimeNetwork(nn.Module):
         threads: CPU threads for the runtime (None: torch.get_num_threads()).
 
     Attributes:
-        request_frames: frames per inference request.
-            One frame is the fastest for extraction alone; `arnet watch` asks for 8, because
-            beside its Python threads (a camera reader per source) a request that ends every
-            few milliseconds often waits for the interpreter before the next one starts, and
-            the cores idle: 4 cameras at short side 224 used 68% of the 2 cores and took 49 s
-            with one-frame requests, 89% and 43 s with 8 (benchmarks/watch.py --live).
+        request_frames: frames per inference request. One frame is the fastest for
+            extraction alone; `arnet watch` asks for 8, because beside its Python threads (a
+            camera reader per source) a request that ends every few milliseconds often waits
+            for the interpreter before the next one starts, and the cores idle: with one-frame
+            requests 8 cameras at short side 112 fell behind using 70% of the CPU, with 8 they
+            keep up (benchmarks/watch.py --live; README, "Live capacity").
     """
 
     request_frames = 1
