@@ -36,6 +36,7 @@ from .extract.motion import feature_groups
 from .formats.layout import EXTRACTION_FILE, backbone_folder
 from .models import model_entry, model_spec
 from .models.normal import fit_bank
+from .runlog import RunLog
 from .validation import VALIDATION_LOG, Validation
 
 
@@ -158,8 +159,7 @@ def fit_run(
         with torch.no_grad():
             row = validation.score(model, "cpu", 0)
         threshold = row["threshold"]
-        with (out / VALIDATION_LOG).open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        RunLog(out, tensorboard=False).append(VALIDATION_LOG, row)
     metrics = None
     history: list[dict[str, Any]] = []
     if test_set is not None:
