@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from arnet.config import FRAMES_PER_SEGMENT
+from arnet.config import FRAMES_PER_SEGMENT, TrainConfig
 from arnet.data import FeatureDataset
 from arnet.errors import DataError, ExtractError
 from arnet.formats.arnet import catalog_arnet
@@ -350,3 +350,20 @@ def write_grid_synthetic(
     }
     (folder.parent / "extraction.json").write_text(json.dumps(record))
     return Path(root)
+
+
+def tiny_config(tiny_data: str | Path, **changes: object) -> TrainConfig:
+    """A quick CPU run on the `tiny_data` fixture: 30 iterations, a snapshot every 10."""
+    values: dict = dict(
+        data=str(tiny_data),
+        iterations=30,
+        snapshot_every=10,
+        videos_per_class=6,
+        max_segments=32,
+        plot=False,
+        tensorboard=False,
+        seed=3,
+        device="cpu",  # bit-exact repeatability is a CPU promise; tests/test_cuda.py has CUDA's
+    )
+    values.update(changes)
+    return TrainConfig(**values)

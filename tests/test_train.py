@@ -5,13 +5,13 @@ import signal
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_config
 
 from arnet.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
     save_checkpoint,
 )
-from arnet.config import TrainConfig
 from arnet.data import FeatureDataset
 from arnet.errors import CheckpointError, DataError, TrainingError
 from arnet.evaluate import evaluate, evaluate_model, predict
@@ -21,19 +21,7 @@ from arnet.train import Trainer, train
 
 
 def _config(tiny_data, **changes):
-    values = dict(
-        data=str(tiny_data),
-        iterations=30,
-        snapshot_every=10,
-        videos_per_class=6,
-        max_segments=32,
-        plot=False,
-        tensorboard=False,
-        seed=3,
-        device="cpu",  # bit-exact repeatability is a CPU promise; tests/test_cuda.py has CUDA's
-    )
-    values.update(changes)
-    return TrainConfig(**values)
+    return tiny_config(tiny_data, **changes)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_config
 
 import arnet.validation as validation_module
 from arnet.checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
@@ -26,20 +27,7 @@ from arnet.validation import Validation, split_held_out
 
 
 def _config(tiny_data, **changes):
-    values = dict(
-        data=str(tiny_data),
-        iterations=30,
-        snapshot_every=10,
-        videos_per_class=6,
-        max_segments=32,
-        plot=False,
-        tensorboard=False,
-        seed=3,
-        device="cpu",
-        val_fraction=0.3,
-    )
-    values.update(changes)
-    return TrainConfig(**values)
+    return tiny_config(tiny_data, **{"val_fraction": 0.3, **changes})
 
 
 @pytest.fixture(scope="module")
