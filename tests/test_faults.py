@@ -209,6 +209,42 @@ def test_train_killed_anywhere_resumes_bit_identically(data, tmp_path, capsys, m
         assert_loadable(run)
 
 
+def test_train_with_held_out_videos_killed_anywhere_keeps_its_choice(
+    data, tmp_path, capsys, monkeypatch
+):
+    """--val-fraction: a run killed anywhere and resumed holds out the same videos, logs the
+    same held-out figures and selects the same snapshot, with the same weights and threshold."""
+    held = ["--val-fraction", "0.3"]
+    reference = tmp_path / "reference"
+    with counting(monkeypatch) as seen:
+        assert main(_train_args(data, reference) + held) == 0
+    resumed = 0
+    for at in _kill_points(seen[0]):
+        run = tmp_path / f"killed-{at}"
+        assert _run(tmp_path, _train_args(data, run) + held, at=at) == -9
+        assert_loadable(run)
+        if not list((run / "checkpoints").glob("*.pt")):
+            continue  # killed before the first snapshot: nothing to resume (test above)
+        assert main(["train", "--resume", str(run), "--quiet"]) == 0
+        resumed += 1
+        assert not _hidden_temporaries(run)
+        for name in ("validation.json", "validation.jsonl", "selected.json"):
+            got, want = (f / name for f in (run, reference))
+            if name.endswith(".jsonl"):
+                assert got.read_text() == want.read_text(), name
+            else:
+                mine, theirs = json.loads(got.read_text()), json.loads(want.read_text())
+                mine.pop("checkpoint", None), theirs.pop("checkpoint", None)  # its own folder
+                assert mine == theirs, name
+        mine, theirs = (
+            load_checkpoint(f / "checkpoints" / "selected.pt") for f in (run, reference)
+        )
+        assert mine["iteration"] == theirs["iteration"]
+        assert all(torch.equal(mine["state_dict"][k], v) for k, v in theirs["state_dict"].items())
+        assert_loadable(run)
+    assert resumed, "no kill point fell after the first snapshot"
+
+
 def test_two_processes_against_one_run_folder(data, tmp_path, capsys):
     run = tmp_path / "run"
     argv = _train_args(data, run)
