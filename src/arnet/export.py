@@ -295,7 +295,7 @@ class _Runner:
                 path.read_bytes(),
                 runtime,
                 threads or torch.get_num_threads(),
-                request_frames=2**62 if whole else 1,
+                request_frames=None if whole else 1,
             )
         except ExportError:
             raise

@@ -87,12 +87,14 @@ class CompiledNetwork:
         request_frames: frames per inference request. With two threads, OpenVINO runs two
             requests at once (its throughput mode), one per core; one-frame requests keep each
             request's activations in cache (`RuntimeNetwork.request_frames` says when longer
-            ones pay).
+            ones pay); None: the whole input in one request (a sequence read together).
     """
 
-    def __init__(self, model: bytes, runtime: str, threads: int, request_frames: int = 1) -> None:
+    def __init__(
+        self, model: bytes, runtime: str, threads: int, request_frames: int | None = 1
+    ) -> None:
         self.runtime = runtime
-        self.request_frames = max(1, request_frames)
+        self.request_frames = request_frames
         self._lock = threading.Lock()  # a session runs one batch at a time
         if runtime == "onnxruntime":
             ort = require_runtime("onnxruntime", "the onnxruntime runtime")
@@ -122,7 +124,7 @@ class CompiledNetwork:
     def run(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x)  # the graph's input type: float32 frames, uint8 pixels
         with self._lock:
-            step = self.request_frames
+            step = max(1, self.request_frames or x.shape[0])
             if self.runtime == "onnxruntime":
                 parts = [
                     self._session.run(None, {self._input: x[start : start + step]})[0]
