@@ -192,3 +192,47 @@ def test_allocator_setting_applies_on_glibc():
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("the allocator setting is glibc's")
     assert limit_allocator_churn() is True
+
+
+def test_openvino_precision_is_pinned_and_recorded(inputs, tmp_path, capsys):
+    """OpenVINO picks bfloat16 by itself on CPUs with AVX-512 BF16 / AMX: arnet always asks
+    for f32 unless told, records the precision, and bf16 features are other settings."""
+    pytest.importorskip("openvino", reason="the export extra (openvino) is not installed")
+    pytest.importorskip("onnx", reason="the export extra (onnx) is not installed")
+    from arnet.extract.runtimes import CompiledNetwork, frame_network_onnx
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
+    graph = frame_network_onnx(net, 8, 8)
+    assert CompiledNetwork(graph, "openvino", 1).inference_precision() == "f32"
+    backbone = create_backbone("efficientnet-lite0", runtime="openvino", threads=1)
+    assert backbone.describe()["precision"] == "f32"
+    assert backbone.network.compiled((3, 32, 32)).inference_precision() == "f32"
+    import openvino as ov
+
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        assert CompiledNetwork(graph, "openvino", 1, precision="bf16").inference_precision() == (
+            "bf16"
+        )
+
+    out = tmp_path / "data"
+    argv = ["extract", str(inputs["video"]), "--out", str(out), "--backbone", "efficientnet-lite0",
+            "--short-side", "48", "--crop", "full", "--runtime", "openvino", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    record = json.loads((out / "features_video/efficientnet-lite0/extraction.json").read_text())
+    assert record["backbones"]["rgb"]["precision"] == "f32"
+    # the same features in PyTorch (f32) join the folder; bf16 ones are other settings
+    assert main([*argv[:-3], "--quiet"]) == 0
+    assert main([*argv, "--runtime-precision", "bf16"]) == 2
+    assert "extracted with other settings (backbones)" in capsys.readouterr().err
+
+
+def test_reduced_precision_is_refused_where_the_runtime_has_none(inputs, tmp_path, capsys):
+    for runtime in ("torch", "onnxruntime"):
+        argv = ["extract", str(inputs["video"]), "--out", str(tmp_path / runtime),
+                "--backbone", "efficientnet-lite0", "--runtime", runtime,
+                "--runtime-precision", "bf16"]  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"--runtime-precision bf16 is offered by the openvino runtime only, not {runtime}" in (
+            err
+        )

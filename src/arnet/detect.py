@@ -412,6 +412,8 @@ def load_detector(
                     f"with (SHA-256 differs from {recorded_at}/extraction.json)"
                 )
         options = {**entry.get("options", {}), **(backbone_options or {})}
+        if entry.get("precision", "f32") != "f32":  # features computed in another precision
+            options.setdefault("precision", entry["precision"])
         backbones[modality] = create_backbone(name, modality, path, **options)
     base_pp = meta["preprocessing"] if same else {}
     pp = {**base_pp, "tail": "pad", **(preprocessing or {})}

@@ -59,6 +59,8 @@ def _backbone_options(args: argparse.Namespace) -> dict[str, Any]:
         options["spatial"] = args.spatial
     if args.runtime not in (None, "torch"):
         options["runtime"] = args.runtime
+    if args.runtime_precision is not None:
+        options["precision"] = args.runtime_precision
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")

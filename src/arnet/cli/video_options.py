@@ -19,7 +19,7 @@ def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
     from ..extract.flow import FLOW_METHODS
     from ..extract.image import POOLS, SPATIAL
     from ..extract.preprocess import CROP_MODES, TAIL_POLICIES, Preprocessing
-    from ..extract.runtimes import RUNTIMES
+    from ..extract.runtimes import PRECISIONS, RUNTIMES
 
     d = Preprocessing()
     note = " (default: as recorded for the training features)" if recorded else ""
@@ -122,6 +122,14 @@ def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
         help="2D backbones: what runs the network: torch (default), or onnxruntime / openvino, "
         'several times faster on CPUs (pip install "arnet-vad[export]"); same features to '
         "float rounding",
+    )
+    g.add_argument(
+        "--runtime-precision",
+        choices=PRECISIONS,
+        default=None,
+        help="the runtime's inference precision: f32 (default: the same features on every CPU) "
+        "or bf16 (openvino only; faster on CPUs with bfloat16 units, other features; recorded "
+        f"with the features){note}",
     )
     g.add_argument(
         "--threads",

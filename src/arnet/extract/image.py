@@ -94,6 +94,8 @@ class FrameBackbone(Backbone):
         runtime: which runtime runs the network (RUNTIMES), recorded beside the options: it
             changes no feature beyond float rounding.
         threads: CPU threads of that runtime (None: torch's thread count).
+        precision: the runtime's inference precision (`f32`, or `bf16` on OpenVINO), recorded
+            with the features: bf16 changes them.
         grid: (rows, cols) when `network` returns one vector per cell, cell-major (frame_dim
             is then the cells' total); None for one vector per frame.
     """
@@ -114,6 +116,7 @@ class FrameBackbone(Backbone):
         runtime: str = "torch",
         threads: int | None = None,
         grid: tuple[int, int] | None = None,
+        precision: str = "f32",
     ) -> None:
         if runtime not in RUNTIMES:
             raise ExtractError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
@@ -126,8 +129,9 @@ class FrameBackbone(Backbone):
         self.name, self.modality = name, modality
         network = network.eval().to(memory_format=torch.channels_last)
         self.reference = network
-        self.network = runtime_network(network, runtime, threads)
+        self.network = runtime_network(network, runtime, threads, precision)
         self.runtime = runtime
+        self.precision = precision
         self.timings: StageTimes | None = None
         self.frame_dim = frame_dim
         self.grid = grid
@@ -168,6 +172,7 @@ class FrameBackbone(Backbone):
             "sha256": self.sha256,
             "options": {"pool": self.pool, **self.options},
             "runtime": self.runtime,
+            "precision": self.precision,
         }
         if self.grid is not None:  # as motion-grid records its layout
             record["grid"] = list(self.grid)
@@ -252,6 +257,7 @@ def efficientnet_lite0(
     runtime: str = "torch",
     threads: int | None = None,
     grid: str | tuple[int, int] | None = None,
+    precision: str = "f32",
 ) -> FrameBackbone:
     """The built-in `efficientnet-lite0` backbone.
 
@@ -264,6 +270,7 @@ def efficientnet_lite0(
         threads: the runtime's CPU threads (None: torch's thread count).
         grid: "RxC" or (R, C): pool the feature map over each of R x C cells (a feature of
             R C 1280 numbers per frame, cell-major); None: over the whole frame.
+        precision: the runtime's inference precision (`f32`, or `bf16` on OpenVINO).
 
     Raises:
         MissingExtraError: the efficientnet packages are not installed.
@@ -299,6 +306,7 @@ def efficientnet_lite0(
         runtime=runtime,
         threads=threads,
         grid=cells,
+        precision=precision,
     )
 
 
@@ -318,6 +326,7 @@ def make_efficientnet_lite0(
     runtime: str = "torch",
     threads: int | None = None,
     grid: str | tuple[int, int] | None = None,
+    precision: str = "f32",
 ) -> Backbone:
     return efficientnet_lite0(
         weights=weights,
@@ -327,4 +336,5 @@ def make_efficientnet_lite0(
         runtime=runtime,
         threads=threads,
         grid=grid,
+        precision=precision,
     )

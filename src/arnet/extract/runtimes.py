@@ -28,6 +28,10 @@ from torch import nn
 from ..errors import ExtractError, MissingExtraError
 
 RUNTIMES = ("torch", "onnxruntime", "openvino")
+# Inference precision of a runtime. OpenVINO's CPU plugin picks bfloat16 by itself on CPUs with
+# AVX-512 BF16 or AMX (features then move by up to 0.6 against PyTorch's), so the precision is
+# always set, f32 unless asked, and recorded with the features.
+PRECISIONS = ("f32", "bf16")
 EXPORT_HINT = 'pip install "arnet-vad[export]"'
 ONNX_OPSET = 17
 
@@ -88,12 +92,24 @@ class CompiledNetwork:
             requests at once (its throughput mode), one per core; one-frame requests keep each
             request's activations in cache (`RuntimeNetwork.request_frames` says when longer
             ones pay); None: the whole input in one request (a sequence read together).
+        precision: `f32` (PyTorch's results to float rounding on every CPU) or `bf16`
+            (OpenVINO only: faster on CPUs with native bfloat16, other features).
+
+    Raises:
+        ExtractError: an unknown runtime or precision, or bf16 asked of ONNX Runtime.
     """
 
     def __init__(
-        self, model: bytes, runtime: str, threads: int, request_frames: int | None = 1
+        self,
+        model: bytes,
+        runtime: str,
+        threads: int,
+        request_frames: int | None = 1,
+        precision: str = "f32",
     ) -> None:
+        check_precision(runtime, precision)
         self.runtime = runtime
+        self.precision = precision
         self.request_frames = request_frames
         self._lock = threading.Lock()  # a session runs one batch at a time
         if runtime == "onnxruntime":
@@ -109,14 +125,25 @@ class CompiledNetwork:
             compiled = core.compile_model(
                 core.read_model(model=model, weights=b""),
                 "CPU",
-                {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "THROUGHPUT"},
+                {
+                    "INFERENCE_NUM_THREADS": threads,
+                    "PERFORMANCE_HINT": "THROUGHPUT",
+                    "INFERENCE_PRECISION_HINT": precision,
+                },
             )
+            self._model = compiled
             requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
             self._queue = ov.AsyncInferQueue(compiled, max(1, requests))
             self._outputs: dict[int, np.ndarray] = {}
             self._queue.set_callback(self._collect)
         else:
             raise ExtractError(f"runtime must be one of {RUNTIMES[1:]}, got {runtime!r}")
+
+    def inference_precision(self) -> str:
+        """The precision the runtime reports it computes in (`f32` or `bf16`)."""
+        if self.runtime == "onnxruntime":
+            return "f32"  # its CPU provider has no reduced-precision fallback on x86
+        return self._model.get_property("INFERENCE_PRECISION_HINT").get_type_name()
 
     def _collect(self, request: Any, index: int) -> None:
         self._outputs[index] = request.get_output_tensor(0).data.copy()
@@ -148,6 +175,7 @@ class RuntimeNetwork(nn.Module):
         network: (M, 3, H, W) -> (M, D), the PyTorch reference.
         runtime: `onnxruntime` or `openvino`.
         threads: CPU threads for the runtime (None: torch.get_num_threads()).
+        precision: the runtime's inference precision (PRECISIONS; `CompiledNetwork`).
 
     Attributes:
         request_frames: frames per inference request. One frame is the fastest for
@@ -160,15 +188,23 @@ class RuntimeNetwork(nn.Module):
 
     request_frames = 1
 
-    def __init__(self, network: nn.Module, runtime: str, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        runtime: str,
+        threads: int | None = None,
+        precision: str = "f32",
+    ) -> None:
         super().__init__()
         if runtime not in RUNTIMES[1:]:
             raise ExtractError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+        check_precision(runtime, precision)
         require_runtime("onnx", f"the {runtime} runtime")  # the exporter needs it
         require_runtime(runtime, f"the {runtime} runtime")
         self.network = network.eval()
         self.runtime = runtime
         self.threads = threads
+        self.precision = precision
         self._compiled: dict[tuple[int, ...], CompiledNetwork] = {}
 
     def compiled(self, shape: tuple[int, ...]) -> CompiledNetwork:
@@ -176,7 +212,9 @@ class RuntimeNetwork(nn.Module):
         if shape not in self._compiled:
             model = frame_network_onnx(self.network, shape[1], shape[2])
             threads = self.threads or torch.get_num_threads()
-            self._compiled[shape] = CompiledNetwork(model, self.runtime, threads)
+            self._compiled[shape] = CompiledNetwork(
+                model, self.runtime, threads, precision=self.precision
+            )
         return self._compiled[shape]
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
@@ -186,10 +224,24 @@ class RuntimeNetwork(nn.Module):
         return torch.from_numpy(compiled.run(x))
 
 
+def check_precision(runtime: str, precision: str) -> None:
+    """Refuse a precision that is unknown or that `runtime` does not offer, naming the option."""
+    if precision not in PRECISIONS:
+        raise ExtractError(
+            f"--runtime-precision must be one of {', '.join(PRECISIONS)}, got {precision!r}"
+        )
+    if precision != "f32" and runtime != "openvino":
+        raise ExtractError(
+            f"--runtime-precision {precision} is offered by the openvino runtime only, "
+            f"not {runtime}"
+        )
+
+
 def runtime_network(
-    network: nn.Module, runtime: str, threads: int | None = None
+    network: nn.Module, runtime: str, threads: int | None = None, precision: str = "f32"
 ) -> nn.Module | Callable[[torch.Tensor], torch.Tensor]:
     """`network` itself for `torch`, else a RuntimeNetwork around it."""
     if runtime == "torch":
+        check_precision(runtime, precision)
         return network
-    return RuntimeNetwork(network, runtime, threads)
+    return RuntimeNetwork(network, runtime, threads, precision)

@@ -76,7 +76,12 @@ def extraction_settings(meta: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of extraction.json that decide feature values (not paths or versions)."""
     out = {k: v for k, v in meta.items() if k != "arnet_version"}
     out["backbones"] = {  # where the weights lie and which runtime ran them change no value
-        m: {k: v for k, v in b.items() if k not in ("weights", "runtime")}
+        m: {
+            k: v
+            for k, v in b.items()
+            # f32 is what records without a precision were computed in (PyTorch's values)
+            if k not in ("weights", "runtime") and not (k == "precision" and v == "f32")
+        }
         for m, b in meta.get("backbones", {}).items()
     }
     return out
