@@ -232,7 +232,5 @@ def test_reduced_precision_is_refused_where_the_runtime_has_none(inputs, tmp_pat
                 "--backbone", "efficientnet-lite0", "--runtime", runtime,
                 "--runtime-precision", "bf16"]  # fmt: skip
         assert main(argv) == 2
-        err = capsys.readouterr().err
-        assert f"--runtime-precision bf16 is offered by the openvino runtime only, not {runtime}" in (
-            err
-        )
+        want = f"--runtime-precision bf16 is offered by the openvino runtime only, not {runtime}"
+        assert want in capsys.readouterr().err
