@@ -119,8 +119,8 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     from arnet.config import TrainConfig
-    from arnet.evaluate import evaluate, predict
-    from arnet.train import Trainer
+    from arnet.evaluation.evaluate import evaluate, predict
+    from arnet.training.trainer import Trainer
 
     train, test = load_set(job["set"])
     config = TrainConfig(

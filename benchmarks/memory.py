@@ -51,7 +51,7 @@ def child(mode: str, root: Path, iterations: int, device: str) -> None:
 
     from arnet.config import TrainConfig
     from arnet.formats import open_dataset
-    from arnet.train import train
+    from arnet.training.trainer import train
 
     peak = {"anon": _status("RssAnon")}
     done = threading.Event()

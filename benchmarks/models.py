@@ -5,8 +5,8 @@
     python benchmarks/models.py --models single,mean --iterations 20    # a quick check
     python benchmarks/models.py --model-arg bas:hidden_dim=512    # a narrower BaS-Net
 
-Writes the default synthetic dataset (`arnet.synth.SynthConfig()`, what `arnet demo` writes),
-then trains each model on it with the demo's schedule (`arnet.cli.options.DEMO_ITERATIONS`
+Writes the default synthetic dataset (`arnet.formats.synth.SynthConfig()`, what `arnet demo`
+writes), then trains each model on it with the demo's schedule (`arnet.cli.options.DEMO_ITERATIONS`
 iterations, seed 1, the paper's defaults otherwise). It prints one row per model:
 
 - test AUC / AP: frame-level ROC AUC and average precision of the trained model on the test
@@ -34,15 +34,15 @@ from typing import Any
 
 import torch
 
-from arnet.checkpoint import load_checkpoint, model_from_checkpoint
 from arnet.cli.options import DEMO_ITERATIONS
 from arnet.config import TrainConfig
-from arnet.evaluate import evaluate_model
+from arnet.evaluation.evaluate import evaluate_model
 from arnet.formats import open_dataset
+from arnet.formats.synth import SynthConfig, write_synthetic
 from arnet.models import count_parameters, create_model, list_models, resolve_model_name
-from arnet.runtime import resolve_device
-from arnet.synth import SynthConfig, write_synthetic
-from arnet.train import Trainer
+from arnet.training.checkpoint import load_checkpoint, model_from_checkpoint
+from arnet.training.runtime import resolve_device
+from arnet.training.trainer import Trainer
 
 
 def parse_model_args(items: list[str]) -> dict[str, dict[str, Any]]:

@@ -75,7 +75,7 @@ def extract(args: argparse.Namespace, variant: str) -> tuple[Path, str, str, flo
     )
     from arnet.extract.flow import FlowSettings
     from arnet.formats.ped2 import check_frame_counts, read_frame_dataset
-    from arnet.runtime import resolve_device
+    from arnet.training.runtime import resolve_device
 
     dataset = read_frame_dataset(args.data)
     check_frame_counts(dataset)
@@ -156,7 +156,7 @@ def nearest_normal(train, test, groups):
     """Training-free baseline, as `arnet train --model nearest-normal` fits it."""
     import torch
 
-    from arnet.evaluate import predict
+    from arnet.evaluation.evaluate import predict
     from arnet.models.normal import fit_bank
 
     videos = [np.asarray(train.features(i), dtype=np.float32) for i in range(len(train))]
@@ -170,7 +170,7 @@ def train_and_score(train, test, seed: int, iterations: int, naive: bool, option
     """One trained run; `options`: device, instances, val_fraction, and the features'
     data / feature_backbone / feature_modal (where --instances cells reads the grid)."""
     from arnet.config import NAIVE_BASELINE, TrainConfig
-    from arnet.train import train as run_training
+    from arnet.training.trainer import train as run_training
 
     changes = NAIVE_BASELINE if naive else {}
     every = max(1, iterations // 10) if options.get("val_fraction") else iterations
@@ -211,7 +211,7 @@ def _percent(stat: tuple[float, float], with_std: bool, width: int) -> str:
 
 def run_variant(args, variant: str, device: str) -> dict:
     """Every method on every split of one feature variant: {"runs": ..., "table": ...}."""
-    from arnet.evaluate import evaluate
+    from arnet.evaluation.evaluate import evaluate
     from arnet.formats.ped2 import load_ped2
 
     features, backbone, modal, extraction_s, cached, frames = extract(args, variant)
@@ -267,7 +267,7 @@ def run_variant(args, variant: str, device: str) -> dict:
 
 
 def _subset(whole, names: list[str], chosen: list[str]):
-    from arnet.data import FeatureDataset
+    from arnet.data.dataset import FeatureDataset
 
     rows = [whole[names.index(v)] for v in chosen]
     return FeatureDataset(

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from ped2_motion import DEFAULT_CACHE, DEFAULT_DATA, STATS  # noqa: E402
 
-from arnet.metrics import frame_metrics  # noqa: E402
+from arnet.evaluation.metrics import frame_metrics  # noqa: E402
 
 
 @dataclass

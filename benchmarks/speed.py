@@ -119,7 +119,7 @@ def fill_random(out: np.ndarray, rng: np.random.Generator, rows: int = 1 << 14) 
 
 def in_memory_datasets(size: Size, scale: float, dim: int, dtype: str, seed: int) -> tuple:
     """Train and test FeatureDatasets over one contiguous in-memory block."""
-    from arnet.data import FeatureDataset
+    from arnet.data.dataset import FeatureDataset
 
     rng = np.random.default_rng(seed)
     out = []
@@ -223,9 +223,9 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from arnet.config import TrainConfig
-    from arnet.evaluate import evaluate, predict
-    from arnet.runtime import PRECISIONS
-    from arnet.train import Trainer
+    from arnet.evaluation.evaluate import evaluate, predict
+    from arnet.training.runtime import PRECISIONS
+    from arnet.training.trainer import Trainer
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])

@@ -78,7 +78,7 @@ def features(args: argparse.Namespace) -> Path:
 
 def train_run(data: Path, train, test, model: str, out: Path, iterations: int) -> Path:  # noqa: ANN001
     from arnet.config import TrainConfig
-    from arnet.train import train as run_training
+    from arnet.training.trainer import train as run_training
 
     config = TrainConfig(
         data=str(data),
@@ -109,7 +109,7 @@ def throughput(
 ) -> dict:
     import torch
 
-    from arnet.detect import load_detector
+    from arnet.detection.detector import load_detector
     from arnet.live.scorer import SegmentScorer
     from arnet.live.sources import parse_sources
     from arnet.live.tracker import Thresholds
@@ -149,10 +149,10 @@ def throughput(
 
 def recipe_run(args: argparse.Namespace, out: Path) -> tuple[Path, float]:
     """The recommended recipe fitted on the weak split: its run folder and alert threshold."""
-    from arnet.checkpoint import checkpoint_threshold, load_checkpoint
     from arnet.config import TrainConfig
     from arnet.formats.ped2 import load_ped2
-    from arnet.train import train as run_training
+    from arnet.training.checkpoint import checkpoint_threshold, load_checkpoint
+    from arnet.training.trainer import train as run_training
 
     ns = argparse.Namespace(data=args.data, cache=args.cache, grid="8x12", motion_short_side=120,
                             batch_size=8, device="cpu", quiet=True)  # fmt: skip
@@ -193,7 +193,7 @@ def live_capacity(
     """N cameras replayed at 25 fps into one watcher: does it keep up, and with what lag."""
     import torch
 
-    from arnet.detect import load_detector
+    from arnet.detection.detector import load_detector
     from arnet.live.scorer import SegmentScorer
     from arnet.live.sources import parse_sources
     from arnet.live.tracker import Thresholds
@@ -274,7 +274,7 @@ def latency(run: Path, data: Path, name: str, first: int, stride: int, threshold
     import torch
     from livekit import MjpegServer, wait_for
 
-    from arnet.detect import load_detector
+    from arnet.detection.detector import load_detector
     from arnet.live.scorer import SegmentScorer
     from arnet.live.sources import parse_sources
     from arnet.live.tracker import Thresholds
@@ -321,9 +321,9 @@ def latency(run: Path, data: Path, name: str, first: int, stride: int, threshold
 
 
 def causal_cost(data: Path, train, test, models: list[str], contexts: list[int], its: int) -> list:  # noqa: ANN001
-    from arnet.checkpoint import load_checkpoint, model_from_checkpoint
-    from arnet.evaluate import evaluate, predict
+    from arnet.evaluation.evaluate import evaluate, predict
     from arnet.live.scorer import causal_scores
+    from arnet.training.checkpoint import load_checkpoint, model_from_checkpoint
 
     rows = []
     for name in models:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arnet.synth import SynthConfig, write_synthetic
+from arnet.formats.synth import SynthConfig, write_synthetic
 
 # Small enough to train in seconds, large enough for the sampler to draw balanced batches.
 TINY = SynthConfig(

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from arnet.config import FRAMES_PER_SEGMENT, TrainConfig
-from arnet.data import FeatureDataset
+from arnet.data.dataset import FeatureDataset
 from arnet.errors import DataError, ExtractError
 from arnet.formats.arnet import catalog_arnet
 from arnet.formats.groundtruth import label_from_name

@@ -51,11 +51,11 @@ def jpeg_bytes(image: np.ndarray, quality: int = 95) -> bytes:
 def make_checkpoint(folder: Path, model: str = "single", other_dim: bool = False) -> Path:
     """Train a small model on EfficientNet-Lite0 features of generated segments; its run
     folder (checkpoints/last.pt) with the extraction recorded beside its 'training data'."""
-    from arnet.checkpoint import save_checkpoint
     from arnet.extract.backbones import create_backbone
     from arnet.extract.pipeline import ExtractConfig, FeatureExtractor
     from arnet.extract.preprocess import Preprocessing
     from arnet.models import create_model
+    from arnet.training.checkpoint import save_checkpoint
 
     extractor = FeatureExtractor(
         {"rgb": create_backbone("efficientnet-lite0", "rgb")},

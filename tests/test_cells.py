@@ -10,15 +10,15 @@ import pytest
 import torch
 from helpers import write_grid_synthetic
 
-from arnet.checkpoint import load_checkpoint, model_from_checkpoint
 from arnet.cli import main
 from arnet.config import TrainConfig
-from arnet.data import Batch
-from arnet.evaluate import predict
+from arnet.data.dataset import Batch
+from arnet.evaluation.evaluate import predict
 from arnet.formats import open_dataset
 from arnet.models import create_model
 from arnet.models.cells import CellInstances, input_dim
-from arnet.train import build_objective
+from arnet.training.checkpoint import load_checkpoint, model_from_checkpoint
+from arnet.training.trainer import build_objective
 
 MIL_CASES = [("single", {}), ("mean", {}), ("concat", {}), ("lstm", {"bidirectional": True})]
 MIL_IDS = ["single", "mean", "concat", "lstm-bi"]
@@ -202,7 +202,7 @@ def test_cells_need_a_grid_or_a_cell_count(grid_data, tiny_data, tmp_path, capsy
 def test_a_cell_run_exports_its_whole_cell_model(grid_data, tmp_path, capsys):
     pytest.importorskip("onnxruntime", reason="the export extra (onnxruntime) is not installed")
     pytest.importorskip("onnx", reason="the export extra (onnx) is not installed")
-    from arnet.export import load_exported
+    from arnet.detection.export import load_exported
 
     for model, extra in (("single", []), ("mean", ["--videos-per-class", "4"])):
         run = tmp_path / f"run-{model}"
@@ -293,7 +293,7 @@ def test_detect_shows_the_cell_scores_of_a_cell_run(lite_cells, tmp_path, capsys
     report = json.loads(capsys.readouterr().out)
     assert report["extraction"]["backbones"]["rgb"]["grid"] == [2, 4]
     assert (detect / "ride2.alert1.jpg").is_file()
-    from arnet.detect import load_detector
+    from arnet.detection.detector import load_detector
     from arnet.extract import find_inputs
 
     detector, _ = load_detector(run, device="cpu")
@@ -310,7 +310,7 @@ def test_watch_scores_with_the_cell_model_as_detect_does(lite_cells, tmp_path):
     import cv2
     from helpers import write_video
 
-    from arnet.detect import load_detector
+    from arnet.detection.detector import load_detector
     from arnet.extract.video import VideoInput
     from arnet.live.scorer import SegmentScorer
     from arnet.live.sources import parse_sources
@@ -337,7 +337,7 @@ def test_watch_scores_with_the_cell_model_as_detect_does(lite_cells, tmp_path):
 def test_export_of_an_efficientnet_grid_cell_run(lite_cells, tmp_path, capsys):
     pytest.importorskip("onnxruntime", reason="the export extra (onnxruntime) is not installed")
     pytest.importorskip("onnx", reason="the export extra (onnx) is not installed")
-    from arnet.export import load_exported
+    from arnet.detection.export import load_exported
     from arnet.extract import find_inputs
 
     root, out, run = lite_cells
@@ -363,7 +363,7 @@ def test_export_of_an_efficientnet_grid_cell_run(lite_cells, tmp_path, capsys):
 def test_a_cell_run_with_held_out_videos_resumes_into_a_copy(grid_data, tmp_path, capsys):
     """The selected snapshot of a cell run is rebuilt as a cell model when a resumed run finds
     no better one and evaluates it again."""
-    import arnet.validation as validation_module
+    import arnet.training.validation as validation_module
 
     run, copy = tmp_path / "run", tmp_path / "copy"
     common = ["--instances", "cells", "--val-fraction", "0.3", "--snapshot", "10"]

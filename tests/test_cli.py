@@ -5,10 +5,10 @@ import sys
 
 import pytest
 
-from arnet.checkpoint import load_checkpoint
 from arnet.cli import build_parser, main
 from arnet.cli.main import COMMANDS
 from arnet.config import TrainConfig
+from arnet.training.checkpoint import load_checkpoint
 
 SMALL = [
     "--train-videos",

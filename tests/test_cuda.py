@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from arnet.checkpoint import load_checkpoint, model_from_checkpoint
 from arnet.config import TrainConfig
 from arnet.errors import TrainingError
-from arnet.evaluate import evaluate, predict
+from arnet.evaluation.evaluate import evaluate, predict
 from arnet.formats import open_dataset
 from arnet.models import create_model, list_models
-from arnet.train import Trainer, train
+from arnet.training.checkpoint import load_checkpoint, model_from_checkpoint
+from arnet.training.trainer import Trainer, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

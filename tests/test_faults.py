@@ -26,10 +26,10 @@ import numpy as np
 import pytest
 import torch
 
-from arnet.checkpoint import load_checkpoint
 from arnet.cli import main
 from arnet.folders import LOCK_FILE
 from arnet.formats import open_dataset
+from arnet.training.checkpoint import load_checkpoint
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SEEDS = (0, 1)  # kill points per command; each case a subprocess (torch loads in each)
@@ -366,9 +366,9 @@ def test_extract_and_detect_killed_anywhere(tmp_path, capsys):
 
 def _save_detector_checkpoint(path: Path, data: Path) -> None:
     """A checkpoint of the single model on `data`'s rgb features, its weights zero."""
-    from arnet.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
     from arnet.config import TrainConfig
     from arnet.models import create_model, model_spec
+    from arnet.training.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 
     model = create_model("single", 1024)
     with torch.no_grad():

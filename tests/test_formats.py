@@ -18,9 +18,10 @@ from helpers import load_packed, write_crops, write_csv, write_list
 
 from arnet.cli import main
 from arnet.config import TrainConfig
-from arnet.data import FeatureDataset
+from arnet.data.dataset import FeatureDataset
+from arnet.data.sampling import BalancedBatchSampler
 from arnet.errors import DataError
-from arnet.evaluate import evaluate, predict
+from arnet.evaluation.evaluate import evaluate, predict
 from arnet.formats import arrays as arrays_module
 from arnet.formats import build_catalog, detect_format, open_catalog, open_dataset
 from arnet.formats.arnet import write_arnet
@@ -35,10 +36,9 @@ from arnet.formats.groundtruth import (
 from arnet.formats.lists import reroot
 from arnet.formats.opening import to_datasets
 from arnet.formats.packed import PackedVideo, pack_catalog, write_packed
+from arnet.formats.synth import SynthConfig, generate
 from arnet.models import create_model
-from arnet.sampling import BalancedBatchSampler
-from arnet.synth import SynthConfig, generate
-from arnet.train import train
+from arnet.training.trainer import train
 
 FPS = 16
 CROPS = 3

@@ -42,11 +42,11 @@ CHILD = textwrap.dedent(
     import numpy as np
     import torch
 
-    import arnet.plots, arnet.report
+    import arnet.evaluation.plots, arnet.evaluation.report
     from arnet.config import TrainConfig
     from arnet.formats import open_dataset
     from arnet.formats.packed import PackedVideo, write_packed
-    from arnet.train import train
+    from arnet.training.trainer import train
 
     D, SEGMENTS, TEST = 256, 4096, 32
     root, headroom = Path(sys.argv[1]), int(sys.argv[2])

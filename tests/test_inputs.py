@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from arnet.checkpoint import load_checkpoint
 from arnet.cli.main import main
 from arnet.errors import CheckpointError
+from arnet.training.checkpoint import load_checkpoint
 
 TRAIN = ["--iterations", "2", "--snapshot", "2", "--sample_size", "4", "--no-plot", "--quiet"]
 
@@ -81,9 +81,9 @@ def test_damaged_checkpoint_is_refused_for_resume_pretrained_and_detect(run, tin
     start = _member_offset(damaged, "data/0") + 4
     data[start : start + 16] = b"\x7f" * 16
     damaged.write_bytes(bytes(data))
-    from arnet.checkpoint import load_pretrained
-    from arnet.detect import load_detector
+    from arnet.detection.detector import load_detector
     from arnet.models import create_model
+    from arnet.training.checkpoint import load_pretrained
 
     with pytest.raises(CheckpointError, match="damaged.pt: damaged file"):
         load_pretrained(create_model("single", 64), damaged)
@@ -202,8 +202,8 @@ def test_out_of_range_options_exit_2_naming_the_option(argv, option, capsys):
 
 
 def test_library_refuses_what_the_options_refuse():
-    from arnet.alerts import find_alerts
     from arnet.config import TrainConfig
+    from arnet.detection.alerts import find_alerts
 
     for threshold in (float("nan"), 1.5, -0.2):
         with pytest.raises(ValueError, match="threshold"):
@@ -379,7 +379,7 @@ def test_list_line_outside_the_list_folder_is_warned_and_refused_with_strict(tmp
 
 
 def test_csv_cell_neutralises_formulas_and_keeps_numbers():
-    from arnet.report import csv_cell
+    from arnet.evaluation.report import csv_cell
 
     for text in ("=1+2", "+cmd", "-x", "@SUM(A1)", "\t=1", '=HYPERLINK("http://x")'):
         assert csv_cell(text) == "'" + text

@@ -96,7 +96,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_graph_sees_relative_and_package_imports():
     graph = import_graph()
     assert "arnet.formats.catalog" in graph["arnet.formats.opening"]
-    assert "arnet.errors" in graph["arnet.data"]
+    assert "arnet.errors" in graph["arnet.data.dataset"]
     assert graph["arnet.errors"] == set()
 
 

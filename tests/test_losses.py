@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from arnet.data import Batch
-from arnet.losses import (
+from arnet.data.dataset import Batch
+from arnet.models.losses import (
     MilCenterObjective,
     binary_cross_entropy,
     center_loss,

@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
 from arnet.errors import DataError
-from arnet.metrics import expand_to_frames, frame_metrics, segment_label_counts
+from arnet.evaluation.metrics import expand_to_frames, frame_metrics, segment_label_counts
 
 
 def test_frame_expansion_of_three_segments():

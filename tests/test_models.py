@@ -4,24 +4,11 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from arnet.checkpoint import (
-    CHECKPOINT_FORMAT,
-    load_checkpoint,
-    model_from_checkpoint,
-    save_checkpoint,
-)
 from arnet.cli import main
 from arnet.config import TrainConfig
-from arnet.data import Batch
-from arnet.evaluate import evaluate, predict
+from arnet.data.dataset import Batch
+from arnet.evaluation.evaluate import evaluate, predict
 from arnet.formats import open_dataset
-from arnet.losses import (
-    BasObjective,
-    MilCenterObjective,
-    bas_branch_loss,
-    bas_targets,
-    foreground_l1_loss,
-)
 from arnet.models import (
     REFERENCE_NAMES,
     BasNet,
@@ -34,8 +21,21 @@ from arnet.models import (
     resolve_model_name,
     topk_mean_over_time,
 )
+from arnet.models.losses import (
+    BasObjective,
+    MilCenterObjective,
+    bas_branch_loss,
+    bas_targets,
+    foreground_l1_loss,
+)
 from arnet.models.temporal import reverse_valid
-from arnet.train import build_objective, train
+from arnet.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
+from arnet.training.trainer import build_objective, train
 
 SIX = ["single", "mean", "sequence", "concat", "lstm", "bas"]
 

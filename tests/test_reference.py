@@ -1,4 +1,4 @@
-"""The reference code's training behaviours (arnet.reference), against loop versions."""
+"""The reference code's training behaviours (arnet.data.reference), against loop versions."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from arnet.config import REFERENCE_COMPAT, TrainConfig
-from arnet.data import Batch, FeatureDataset
-from arnet.losses import MilCenterObjective, anchored_center_loss
+from arnet.data.dataset import Batch, FeatureDataset
+from arnet.data.reference import padded_center_loss, sample_positions_compat
+from arnet.data.sampling import BalancedBatchSampler, sample_positions
 from arnet.models import create_model
-from arnet.reference import padded_center_loss, sample_positions_compat
-from arnet.runtime import make_adam
-from arnet.sampling import BalancedBatchSampler, sample_positions
+from arnet.models.losses import MilCenterObjective, anchored_center_loss
+from arnet.training.runtime import make_adam
 
 
 def _draws(lengths, anomalous, L, seed, step=1, **behaviours):
@@ -204,7 +204,7 @@ def test_sampler_reproduces_the_reference_window():
 
 def test_reference_compat_turns_every_behaviour_on(tiny_data, tmp_path):
     from arnet.formats import open_dataset
-    from arnet.train import Trainer
+    from arnet.training.trainer import Trainer
 
     train_set, test_set = open_dataset(tiny_data, in_memory=True)
     config = TrainConfig(device="cpu", videos_per_class=4, **REFERENCE_COMPAT)

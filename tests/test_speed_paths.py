@@ -16,14 +16,14 @@ import pytest
 import torch
 
 from arnet.config import TrainConfig
-from arnet.data import FeatureDataset
-from arnet.evaluate import predict
-from arnet.losses import MilCenterObjective
+from arnet.data.dataset import FeatureDataset
+from arnet.data.sampling import BalancedBatchSampler
+from arnet.evaluation.evaluate import predict
 from arnet.models import create_model, per_segment
+from arnet.models.losses import MilCenterObjective
 from arnet.models.segment import dropout_keep_mask, relu_dropout
-from arnet.runtime import MixedPrecision, keep_freed_memory, make_adam, prepare_model
-from arnet.sampling import BalancedBatchSampler
-from arnet.train import Trainer
+from arnet.training.runtime import MixedPrecision, keep_freed_memory, make_adam, prepare_model
+from arnet.training.trainer import Trainer
 
 
 @pytest.fixture(autouse=True)
@@ -241,7 +241,7 @@ def test_mil_objective_on_a_full_batch_equals_the_padded_batch():
     objective = MilCenterObjective()
 
     def loss(f, m):
-        from arnet.data import Batch
+        from arnet.data.dataset import Batch
 
         return objective(model, Batch(f, m, m.sum(dim=1), labels))[0]
 

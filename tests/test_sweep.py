@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from arnet.cli import main
-from arnet.sweep import parse_seeds, spread
+from arnet.training.sweep import parse_seeds, spread
 
 
 def test_seed_lists_and_spread_by_hand():

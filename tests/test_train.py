@@ -7,17 +7,17 @@ import pytest
 import torch
 from helpers import tiny_config
 
-from arnet.checkpoint import (
+from arnet.data.dataset import FeatureDataset
+from arnet.data.sampling import BalancedBatchSampler
+from arnet.errors import CheckpointError, DataError, TrainingError
+from arnet.evaluation.evaluate import evaluate, evaluate_model, predict
+from arnet.formats import open_dataset
+from arnet.training.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
     save_checkpoint,
 )
-from arnet.data import FeatureDataset
-from arnet.errors import CheckpointError, DataError, TrainingError
-from arnet.evaluate import evaluate, evaluate_model, predict
-from arnet.formats import open_dataset
-from arnet.sampling import BalancedBatchSampler
-from arnet.train import Trainer, train
+from arnet.training.trainer import Trainer, train
 
 
 def _config(tiny_data, **changes):
@@ -280,12 +280,12 @@ def test_ctrl_c_after_divergence_keeps_the_last_good_checkpoint(
 
 
 def test_a_failed_evaluation_keeps_the_training(tiny_data, splits, tmp_path, monkeypatch):
-    import arnet.evaluate
+    import arnet.evaluation.evaluate
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(arnet.evaluate, "predict", broken)
+    monkeypatch.setattr(arnet.evaluation.evaluate, "predict", broken)
     with pytest.raises(OSError, match="disk full"):
         train(_config(tiny_data, iterations=10), *splits, tmp_path / "run", progress=False)
     assert load_checkpoint(tmp_path / "run")["iteration"] == 10

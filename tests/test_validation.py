@@ -11,19 +11,19 @@ import pytest
 import torch
 from helpers import tiny_config
 
-import arnet.validation as validation_module
-from arnet.checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
+import arnet.training.validation as validation_module
 from arnet.cli import main
 from arnet.config import TrainConfig
-from arnet.data import FeatureDataset
+from arnet.data.dataset import FeatureDataset
 from arnet.errors import DataError, TrainingError
-from arnet.evaluate import predict
+from arnet.evaluation.evaluate import predict
+from arnet.evaluation.metrics import calibrate_threshold, expand_to_frames
 from arnet.formats import open_dataset
-from arnet.metrics import calibrate_threshold, expand_to_frames
+from arnet.formats.synth import SynthConfig, write_synthetic
 from arnet.models import list_models
-from arnet.synth import SynthConfig, write_synthetic
-from arnet.train import Trainer, train
-from arnet.validation import Validation, split_held_out
+from arnet.training.checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
+from arnet.training.trainer import Trainer, train
+from arnet.training.validation import Validation, split_held_out
 
 
 def _config(tiny_data, **changes):

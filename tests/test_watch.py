@@ -38,7 +38,7 @@ def live_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def detector(live_run: Path):
-    from arnet.detect import load_detector
+    from arnet.detection.detector import load_detector
 
     return load_detector(live_run, device="cpu")[0]
 
@@ -83,8 +83,8 @@ def _spans(store, camera: str) -> list[tuple[int, int, str]]:  # noqa: ANN001
 
 
 def test_tracker_hysteresis_min_length_and_merging_match_detect() -> None:
-    from arnet.alerts import find_alerts
-    from arnet.detect import frame_scores
+    from arnet.detection.alerts import find_alerts
+    from arnet.detection.detector import frame_scores
     from arnet.live.camera import Segment
     from arnet.live.tracker import AlertTracker, Thresholds
 

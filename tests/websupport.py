@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from arnet.synth import SynthConfig, write_synthetic
+from arnet.formats.synth import SynthConfig, write_synthetic
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

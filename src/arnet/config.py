@@ -344,7 +344,7 @@ class TrainConfig:
     """Share of the training videos (anomalous and normal alike, at least one of each) held out
     of training, by video label only: every snapshot scores them, the one with the best
     video-level AUC on them is the run's, and the alert threshold is chosen on their normal
-    frames (arnet.validation). 0 trains on every video and reports the last snapshot."""
+    frames (arnet.training.validation). 0 trains on every video and reports the last snapshot."""
     val_false_alarm_rate: float = _field(
         0.05,
         help="with --val-fraction: the alert threshold is the lowest at which at most this "

@@ -8,8 +8,8 @@ from pathlib import Path
 from ..config import TrainConfig
 from ..formats import build_catalog, open_catalog
 from ..formats.packed import pack_catalog
+from ..formats.synth import SynthConfig, write_synthetic
 from ..formats.validate import inspect_catalog, render
-from ..synth import SynthConfig, write_synthetic
 from .common import config_overrides, emit, layout
 
 

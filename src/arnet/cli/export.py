@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..export import MANIFEST, export_run, parse_size
+from ..detection.export import MANIFEST, export_run, parse_size
 
 
 def run_export(args: argparse.Namespace) -> int:

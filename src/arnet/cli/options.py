@@ -313,7 +313,7 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
 
 
 def _synth_options(p: argparse.ArgumentParser) -> None:
-    from ..synth import SynthConfig  # its defaults are the options' defaults
+    from ..formats.synth import SynthConfig  # its defaults are the options' defaults
 
     d = SynthConfig()
     g = p.add_argument_group("synthetic data")

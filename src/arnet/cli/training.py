@@ -8,18 +8,18 @@ import time
 import warnings
 from pathlib import Path
 
-from ..checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
 from ..config import NAIVE_BASELINE, TrainConfig, config_fields
-from ..evaluate import evaluate_model
+from ..evaluation.evaluate import evaluate_model
+from ..evaluation.report import metrics_table, per_video_table
 from ..folders import claim_empty_folder, require_empty
 from ..formats import open_dataset
+from ..formats.synth import write_synthetic
 from ..models import count_parameters, create_model, list_models, model_entry, resolve_model_name
 from ..models.cells import input_dim
-from ..report import metrics_table, per_video_table
-from ..runtime import keep_freed_memory, prepare_model, resolve_device
-from ..sweep import parse_seeds, seeds_table, train_seeds
-from ..synth import write_synthetic
-from ..train import Trainer, train
+from ..training.checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
+from ..training.runtime import keep_freed_memory, prepare_model, resolve_device
+from ..training.sweep import parse_seeds, seeds_table, train_seeds
+from ..training.trainer import Trainer, train
 from .common import config_overrides, emit, new_run_folder, open_data, output_folder, progress
 from .data import synth_config
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..detect import load_detector, write_detection, write_summary
+from ..detection.detector import load_detector, write_detection, write_summary
 from ..errors import ExtractError
 from ..extract.backbones import backbone_entry, create_backbone
 from ..extract.dataset import extract_dataset, parse_shard, settings_summary, torchrun_rank
@@ -21,7 +21,7 @@ from ..extract.video import find_inputs
 from ..folders import claim_empty_folder, remove_stale_temporaries_under, require_empty
 from ..formats.layout import read_split
 from ..formats.ped2 import is_frame_dataset, read_annotations, read_frame_dataset
-from ..runtime import resolve_device
+from ..training.runtime import resolve_device
 from .common import emit, output_folder, progress
 
 # load_detector's words for what `arnet detect` calls options.

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import read_torch_file
 from ..errors import ExtractError
+from ..training.checkpoint import read_torch_file
 
 
 def file_sha256(path: str | Path) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal, overload
 
 from ..config import FRAMES_PER_SEGMENT
-from ..data import FeatureDataset
+from ..data.dataset import FeatureDataset
 from ..errors import DataError
 from .arnet import catalog_arnet
 from .catalog import Catalog

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data import FeatureDataset
+from ..data.dataset import FeatureDataset
 from ..errors import DataError
 from .arrays import CropStack, NpyFile
 from .catalog import ERROR, SPLITS, WARNING, Catalog, DataWarning, Problem, VideoEntry

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..config import FRAMES_PER_SEGMENT
-from ..data import FeatureDataset
+from ..data.dataset import FeatureDataset
 from ..errors import DataError
 from .catalog import SPLITS, Catalog, VideoEntry
 from .groundtruth import GroundTruth, normalize_name

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import FeatureDataset
-from ..detect import Detector
+from ..data.dataset import FeatureDataset
+from ..detection.detector import Detector
 from ..errors import ExtractError
-from ..evaluate import predict
+from ..evaluation.evaluate import predict
 from ..extract.runtimes import RuntimeNetwork
 from .camera import Segment
 

@@ -8,7 +8,7 @@ at or above the stop threshold before that continues it, the quiet ones in betwe
 frames, then updated as it grows, and closed when it ends; shorter bursts are never written.
 
 With equal thresholds this gives the alerts `detect` finds on the whole video
-(`arnet.alerts.find_alerts` on frame scores repeated 16 times), at segment granularity.
+(`arnet.detection.alerts.find_alerts` on frame scores repeated 16 times), at segment granularity.
 """
 
 from __future__ import annotations

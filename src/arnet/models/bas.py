@@ -8,7 +8,7 @@ top-(T_i // 8) CAS values over time. Anomaly detection has one class, the anomal
 has two channels: anomaly (index 0) and background (index 1).
 
 The reference defines these modules but cannot build or train them. Here the model trains
-with its own losses (`arnet.losses.BasObjective`) and scores each segment for testing and
+with its own losses (`arnet.models.losses.BasObjective`) and scores each segment for testing and
 plots with `forward`, like every other registry model.
 """
 

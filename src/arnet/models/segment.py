@@ -134,7 +134,7 @@ class SingleLayer(nn.Module):
 
     independent_segments = True
     """Each score depends on its own segment alone, so scoring may pack the segments of many
-    videos into one row with no padding (`arnet.evaluate.predict`)."""
+    videos into one row with no padding (`arnet.evaluation.evaluate.predict`)."""
 
     def __init__(
         self,

@@ -76,7 +76,7 @@ def _thin(records: list[dict[str, Any]], limit: int = MAX_CURVE_POINTS) -> list[
 
 def _spans(labels: np.ndarray) -> list[list[int]]:
     """Runs of anomalous frames as [start, end) pairs."""
-    from ..plots import spans
+    from ..evaluation.plots import spans
 
     starts, ends = spans(np.asarray(labels).reshape(-1) > 0)
     return [[int(s), int(e)] for s, e in zip(starts, ends)]

@@ -7,7 +7,7 @@ fitted once on the training videos (video labels only), checkpointed as `last.pt
 like any snapshot (metrics.json, per_video.csv, scores.npz, plots, results.jsonl). What the
 fit chose (its threshold and how) goes to `fit.json`.
 
-With `--val-fraction`, the held-out videos (arnet.validation) stay out of the bank and of the
+With `--val-fraction`, the held-out videos (`validation`) stay out of the bank and of the
 fit's own threshold; they are scored once (validation.jsonl, one row at iteration 0), and the
 alert threshold chosen on their normal frames is the run's (the checkpoint's `validation`
 record, used by `arnet test` and `arnet detect`, and the test figures' threshold). There is
@@ -24,18 +24,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
-from .atomic import write_json_atomic
+from .. import __version__
+from ..atomic import write_json_atomic
+from ..config import TrainConfig
+from ..data.dataset import FeatureDataset
+from ..errors import DataError, TrainingError
+from ..evaluation.evaluate import TrainResult, evaluate_model
+from ..extract.backbones import cell_layout
+from ..extract.motion import feature_groups
+from ..formats.layout import EXTRACTION_FILE, backbone_folder
+from ..models import model_entry, model_spec
+from ..models.normal import fit_bank
 from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint
-from .config import TrainConfig
-from .data import FeatureDataset
-from .errors import DataError, TrainingError
-from .evaluate import TrainResult, evaluate_model
-from .extract.backbones import cell_layout
-from .extract.motion import feature_groups
-from .formats.layout import EXTRACTION_FILE, backbone_folder
-from .models import model_entry, model_spec
-from .models.normal import fit_bank
 from .runlog import RunLog
 from .validation import VALIDATION_LOG, Validation
 

@@ -6,7 +6,7 @@ OUT/seed-N (each a complete run folder: checkpoints, metrics, plots) and writes
 OUT/seeds.json: per seed, its metrics and the snapshot they come from, and per metric the mean,
 the sample standard deviation, the minimum and the maximum over seeds. The snapshot is the
 last one (the number of iterations is fixed before training), or with `--val-fraction` the one
-chosen on that seed's held-out training videos (arnet.validation; each seed draws its own);
+chosen on that seed's held-out training videos (arnet.training.validation; each seed draws its own);
 nothing is chosen on the test split. With `--val-fraction`, seeds.json also gives the spread of
 the selected snapshots' held-out figures and iterations.
 """
@@ -20,10 +20,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_json_atomic
-from .config import TrainConfig
-from .data import FeatureDataset
-from .errors import TrainingError
+from ..atomic import write_json_atomic
+from ..config import TrainConfig
+from ..data.dataset import FeatureDataset
+from ..errors import TrainingError
 from .validation import RULE
 
 _RULE = f"selected on held-out training videos: {RULE}"
@@ -73,7 +73,7 @@ def train_seeds(
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Train one run per seed under OUT/seed-N; write and return OUT/seeds.json's content."""
-    from .train import Trainer
+    from .trainer import Trainer
 
     out = Path(out_dir)
     taken = [out / f"seed-{s}" for s in seeds if (out / f"seed-{s}").exists()]

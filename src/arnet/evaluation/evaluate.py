@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import FRAMES_PER_SEGMENT
-from .data import FeatureDataset, pad_videos, require_finite
-from .errors import DataError
+from ..config import FRAMES_PER_SEGMENT
+from ..data.dataset import FeatureDataset, pad_videos, require_finite
+from ..errors import DataError
 from .metrics import Metrics, frame_metrics
 from .report import write_evaluation
 
@@ -194,7 +194,7 @@ def evaluate_model(
         frames_per_segment: frames each segment score stands for.
         threshold: threshold of the false-alarm rates (and of the plots).
         out_dir: where to write scores.npz, metrics.json, per_video.csv, plots/ and
-            report.html (arnet.report.write_evaluation); None writes nothing.
+            report.html (arnet.evaluation.report.write_evaluation); None writes nothing.
         plot: with `out_dir`, one score plot per video.
         iteration: the training iteration the model is at, for the record.
         require_labels: a video without frame labels is an error (DataError); otherwise the
@@ -234,4 +234,4 @@ class TrainResult:
     snapshot: int | None = None
     """The iteration of the snapshot `checkpoint` and `metrics` come from."""
     validation: dict[str, Any] | None = None
-    """With `--val-fraction`: the selected snapshot's held-out figures (arnet.validation)."""
+    """With `--val-fraction`: the selected snapshot's held-out figures (training.validation)."""

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import ANOMALOUS, NORMAL, Batch, Draw, FeatureDataset
-from .errors import DataError
+from ..errors import DataError
+from .dataset import ANOMALOUS, NORMAL, Batch, Draw, FeatureDataset
 from .reference import SAMPLING_BEHAVIOURS, sample_positions_compat
 
 
@@ -79,7 +79,7 @@ class BalancedBatchSampler:
     contributes all of its videos, once each: with Ped2's 6 anomalous and 4 normal training
     videos, a batch is those 10 videos. `draws` balanced draws are stacked per batch.
     `reference_sampling` names behaviours of the reference code's segment sampling to
-    reproduce (`arnet.reference.SAMPLING_BEHAVIOURS`).
+    reproduce (`arnet.data.reference.SAMPLING_BEHAVIOURS`).
 
     The sampler owns its random generator; `state_dict()` / `load_state_dict()` make a resumed
     run draw exactly the batches the uninterrupted run would have drawn.
@@ -104,7 +104,7 @@ class BalancedBatchSampler:
         reference_sampling: Sequence[str] = (),
     ) -> None:
         self.dataset = dataset
-        # the reference code's sampling behaviours to reproduce (arnet.reference)
+        # the reference code's sampling behaviours to reproduce (arnet.data.reference)
         self.reference_sampling = {name: True for name in reference_sampling}
         unknown = sorted(set(self.reference_sampling) - set(SAMPLING_BEHAVIOURS))
         if unknown:

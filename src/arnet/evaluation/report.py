@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import write_atomic, write_json_atomic
-from .config import FRAMES_PER_SEGMENT
-from .data import FeatureDataset
+from ..atomic import write_atomic, write_json_atomic
+from ..config import FRAMES_PER_SEGMENT
+from ..data.dataset import FeatureDataset
 from .metrics import Metrics, json_ready
 
 _HEADLINE = (

@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_json_atomic
-from .config import FRAMES_PER_SEGMENT
-from .errors import FolderError
-from .folders import claim_folder, contents, remove_stale_temporaries, temporary_name
-from .formats.arnet import write_arnet
+from ..atomic import write_json_atomic
+from ..config import FRAMES_PER_SEGMENT
+from ..errors import FolderError
+from ..folders import claim_folder, contents, remove_stale_temporaries, temporary_name
+from .arnet import write_arnet
 
 
 @dataclass

@@ -26,27 +26,27 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import write_atomic, write_json_atomic
+from ..config import TrainConfig
+from ..data.dataset import FeatureDataset
+from ..errors import CheckpointError, DataError, ExtractError
+from ..evaluation.evaluate import predict
+from ..evaluation.metrics import calibrate_threshold, expand_to_frames
+from ..evaluation.plots import file_stem, plt
+from ..evaluation.report import csv_row
+from ..extract.backbones import create_backbone
+from ..extract.dataset import read_metadata
+from ..extract.flow import FlowSettings
+from ..extract.pipeline import ExtractConfig, FeatureExtractor, VideoFeatures
+from ..extract.preprocess import Preprocessing
+from ..extract.video import VideoInput
+from ..extract.weights import file_sha256
+from ..formats.layout import backbone_folder
+from ..models.cells import input_dim
+from ..training.checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
+from ..training.runtime import resolve_device
 from .alerts import Alert, find_alerts
-from .atomic import write_atomic, write_json_atomic
-from .checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
-from .config import TrainConfig
-from .data import FeatureDataset
-from .errors import CheckpointError, DataError, ExtractError
-from .evaluate import predict
-from .extract.backbones import create_backbone
-from .extract.dataset import read_metadata
-from .extract.flow import FlowSettings
-from .extract.pipeline import ExtractConfig, FeatureExtractor, VideoFeatures
-from .extract.preprocess import Preprocessing
-from .extract.video import VideoInput
-from .extract.weights import file_sha256
-from .formats.layout import backbone_folder
 from .heatmaps import write_heat_maps
-from .metrics import calibrate_threshold, expand_to_frames
-from .models.cells import input_dim
-from .plots import file_stem, plt
-from .report import csv_row
-from .runtime import resolve_device
 
 
 @dataclass

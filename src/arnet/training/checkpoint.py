@@ -5,7 +5,7 @@ and arguments, its weights, the iteration, the TrainConfig, and (for resuming) t
 and random-generator states. A run trained with `--val-fraction` adds `validation` (what the
 held-out videos said of these weights, their alert threshold included) and `selected` (the best
 snapshot so far, its weights included, so that a resumed run keeps its choice); its selected
-snapshot is `checkpoints/selected.pt` (arnet.validation).
+snapshot is `checkpoints/selected.pt` (arnet.training.validation).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .atomic import write_atomic
-from .config import TrainConfig
-from .errors import CheckpointError
-from .models import create_model, model_spec
-from .models.cells import instances_model
+from ..atomic import write_atomic
+from ..config import TrainConfig
+from ..errors import CheckpointError
+from ..models import create_model, model_spec
+from ..models.cells import instances_model
 
 CHECKPOINT_FORMAT = "arnet-checkpoint"
 CHECKPOINT_VERSION = 1

@@ -1,4 +1,4 @@
-"""The training loop (SPEC §5): seeding, resumable runs and snapshots (files: arnet.checkpoint).
+"""The training loop (SPEC §5): seeding, resumable runs and snapshots (files: `checkpoint`).
 
 A run folder holds everything of one run:
 
@@ -9,7 +9,7 @@ RUN/log.jsonl                   training losses, one JSON object per logged iter
 RUN/results.jsonl               one JSON object per evaluation (appended)
 RUN/metrics.json, per_video.csv, scores.npz, plots/, report.html   the latest evaluation
 RUN/.arnet.lock                 held by the process training into RUN (arnet.folders)
-RUN/validation.json[l], selected.json, checkpoints/selected.pt   --val-fraction (arnet.validation)
+RUN/validation.json[l], selected.json, checkpoints/selected.pt   --val-fraction (`validation`)
 ```
 
 A new run needs a new or empty folder. A resumed run continues in its own folder (the one
@@ -31,8 +31,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__
-from .atomic import write_json_atomic
+from .. import __version__
+from ..atomic import write_json_atomic
+from ..config import TrainConfig
+from ..data.dataset import FeatureDataset
+from ..data.sampling import BalancedBatchSampler
+from ..errors import CheckpointError, DataError, TrainingError
+from ..evaluation.evaluate import TrainResult, evaluate_model
+from ..evaluation.metrics import Metrics
+from ..folders import claim_folder
+from ..models import create_model, model_entry, model_spec
+from ..models.cells import instances_model
+from ..models.losses import build_objective
 from .bank import fit_run, resolve_instances
 from .checkpoint import (
     CHECKPOINT_FORMAT,
@@ -44,15 +54,6 @@ from .checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
-from .config import TrainConfig
-from .data import FeatureDataset
-from .errors import CheckpointError, DataError, TrainingError
-from .evaluate import TrainResult, evaluate_model
-from .folders import claim_folder
-from .losses import build_objective
-from .metrics import Metrics
-from .models import create_model, model_entry, model_spec
-from .models.cells import instances_model
 from .runlog import RunLog, prepare_run_folder
 from .runtime import (
     interrupt_between_steps,
@@ -62,7 +63,6 @@ from .runtime import (
     require_batch_fits,
     resolve_device,
 )
-from .sampling import BalancedBatchSampler
 from .validation import VALIDATION_FILE, VALIDATION_LOG, Validation
 
 # ---------------------------------------------------------------------- set-up
@@ -94,7 +94,7 @@ class Trainer:
     Args:
         config: the run's configuration.
         train_set: training videos (video labels only are used); with `val_fraction`, some
-            are held out of training to choose the snapshot and threshold (arnet.validation).
+            are held out of training to choose the snapshot and threshold (`validation`).
         test_set: test videos with frame labels, scored at every snapshot; None skips testing.
         out_dir: the run folder.
         progress: show a progress bar (None: only on a terminal).

@@ -41,13 +41,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .atomic import write_json_atomic
+from ..atomic import write_json_atomic
+from ..config import TrainConfig
+from ..data.dataset import FeatureDataset
+from ..errors import DataError, TrainingError
+from ..evaluation.evaluate import predict
+from ..evaluation.metrics import Metrics, calibrate_threshold, expand_to_frames, video_auc
 from .checkpoint import SELECTED_CHECKPOINT, save_checkpoint
-from .config import TrainConfig
-from .data import FeatureDataset
-from .errors import DataError, TrainingError
-from .evaluate import predict
-from .metrics import Metrics, calibrate_threshold, expand_to_frames, video_auc
 
 VALIDATION_FILE = "validation.json"
 VALIDATION_LOG = "validation.jsonl"

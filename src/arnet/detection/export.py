@@ -37,15 +37,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .atomic import write_json_atomic
-from .checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
-from .errors import ExportError
-from .extract.backbones import create_backbone
-from .extract.dataset import read_metadata
-from .extract.image import pool_frames
-from .extract.preprocess import crop_windows, resize_short_side
-from .extract.runtimes import CompiledNetwork, onnx_bytes, require_runtime
-from .models.cells import input_dim
+from ..atomic import write_json_atomic
+from ..errors import ExportError
+from ..extract.backbones import create_backbone
+from ..extract.dataset import read_metadata
+from ..extract.image import pool_frames
+from ..extract.preprocess import crop_windows, resize_short_side
+from ..extract.runtimes import CompiledNetwork, onnx_bytes, require_runtime
+from ..models.cells import input_dim
+from ..training.checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
 
 EXPORT_FORMAT = "arnet-export"
 EXPORT_VERSION = 1

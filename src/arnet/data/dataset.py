@@ -1,6 +1,6 @@
 """Feature datasets and the batches built from them, with explicit masks.
 
-The path from disk to the model (SPEC §2; the sampler is in `arnet.sampling`):
+The path from disk to the model (SPEC §2; the sampler is in `arnet.data.sampling`):
 
     FeatureDataset (per video: features (T, D) or (T, C, D), label, frame labels)
       --BalancedBatchSampler.sample()--> Draw (which videos, which segment positions)
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import DataError
+from ..errors import DataError
 
 ANOMALOUS, NORMAL = 1, 0
 

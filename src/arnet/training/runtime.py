@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import TrainConfig
-from .data import FeatureDataset
+from ..config import TrainConfig
+from ..data.dataset import FeatureDataset
 
 
 def resolve_device(spec: str = "auto", local_rank: int | None = None) -> torch.device:

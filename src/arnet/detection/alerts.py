@@ -2,9 +2,9 @@
 
 A frame alerts when its score is at or above the threshold; consecutive alerting frames make
 one interval (close ones merged, short ones dropped). The threshold is given directly, or
-calibrated on videos known to be normal (`arnet.metrics.calibrate_threshold`: the lowest
+calibrated on videos known to be normal (`arnet.evaluation.metrics.calibrate_threshold`: the lowest
 threshold at which at most a target share of their frames would raise an alert). Used by
-`arnet detect` (arnet.detect) and, frame by frame, by the live watcher (arnet.live).
+`arnet detect` (arnet.detection.detector) and, frame by frame, by the live watcher (arnet.live).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .plots import spans
+from ..evaluation.plots import spans
 
 
 @dataclass

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .atomic import write_atomic
-from .extract.video import find_inputs
-from .plots import plt
+from ..atomic import write_atomic
+from ..evaluation.plots import plt
+from ..extract.video import find_inputs
 
 if TYPE_CHECKING:
-    from .detect import Detection
+    from .detector import Detection
 
 
 def write_heat_maps(folder: Path, stem: str, detection: Detection) -> dict[str, Path]:

@@ -1,4 +1,4 @@
-"""A run folder's files besides its checkpoints (arnet.train): the JSON-lines logs, TensorBoard
+"""A run folder's files besides its checkpoints (`trainer`): the JSON-lines logs, TensorBoard
 scalars, and the folder checks and log truncation done before a run starts or resumes.
 """
 
@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_atomic
-from .errors import TrainingError
-from .folders import remove_stale_temporaries, require_empty
+from ..atomic import write_atomic
+from ..errors import TrainingError
+from ..folders import remove_stale_temporaries, require_empty
 
 
 class RunLog:

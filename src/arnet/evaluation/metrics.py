@@ -9,7 +9,7 @@ call, so the per-video table costs one call per anomalous video.
 
 Also here: the video-level AUC (each video's highest score against its label) and the
 threshold calibrated on normal videos (`calibrate_threshold`), used by `arnet detect`, the live
-watcher and the held-out videos of `--val-fraction` (arnet.validation).
+watcher and the held-out videos of `--val-fraction` (arnet.training.validation).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from .config import FRAMES_PER_SEGMENT
-from .errors import DataError
+from ..config import FRAMES_PER_SEGMENT
+from ..errors import DataError
 
 
 def expand_to_frames(

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import TrainConfig
-from .data import Batch
-from .models import model_entry
-from .reference import padded_center_loss
+from ..config import TrainConfig
+from ..data.dataset import Batch
+from ..data.reference import padded_center_loss
+from . import model_entry
 
 
 def topk_counts(lengths: torch.Tensor, k: int) -> torch.Tensor:

@@ -11,8 +11,8 @@ matplotlib.use("Agg")  # files only: no display is needed or assumed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .atomic import write_atomic  # noqa: E402
-from .config import FRAMES_PER_SEGMENT  # noqa: E402
+from ..atomic import write_atomic  # noqa: E402
+from ..config import FRAMES_PER_SEGMENT  # noqa: E402
 
 
 def spans(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
