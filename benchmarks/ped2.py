@@ -74,7 +74,8 @@ def extract(args: argparse.Namespace, variant: str) -> tuple[Path, str, str, flo
         find_inputs,
     )
     from arnet.extract.flow import FlowSettings
-    from arnet.formats.ped2 import check_frame_counts, read_frame_dataset
+    from arnet.extract.video import check_frame_counts
+    from arnet.formats.ped2 import read_frame_dataset
     from arnet.training.runtime import resolve_device
 
     dataset = read_frame_dataset(args.data)

@@ -368,8 +368,12 @@ def test_train_options_take_choices_and_help_from_the_config():
     by_dest = {}
     for action in train._actions:
         by_dest.setdefault(action.dest, action)
-    for name in ("feature_modal", "precision", "mil_loss", "tail", "format", "test_crop"):
+    for name in ("feature_modal", "precision", "mil_loss", "tail", "test_crop"):
         assert by_dest[name].choices == config_field(name).metadata["choices"]
+    from arnet.formats import format_names  # layouts: the format table's names
+
+    assert by_dest["format"].choices == ("auto", *format_names())
+    assert set(format_names()) == {"arnet", "list", "csv", "crops", "packed"}
     assert by_dest["precision"].help == config_field("precision").metadata["help"]
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--precision", "fp64"])

@@ -560,3 +560,48 @@ def test_open_dataset_opens_only_the_split_asked_for(tmp_path, tiny_data):
     assert test.names == full_test.names
     assert all(np.array_equal(a, b) for a, b in zip(test.frame_labels, full_test.frame_labels))
     assert open_dataset(tiny_data, split="train").names == train_names
+
+
+def test_a_registered_layout_is_detected_opened_and_offered(tmp_path):
+    """A new layout is one reader decorated with `register_format`: detection, its options,
+    `open_dataset` and the CLI's `--format` choices follow from the registration."""
+    from arnet.cli.main import build_parser
+    from arnet.formats import format_names, register_format
+    from arnet.formats.catalog import Catalog, VideoEntry
+    from arnet.formats.registry import _FORMATS
+
+    root = tmp_path / "toy"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for name, label in (("a_1", 1), ("a_2", 0), ("b_1", 1), ("b_2", 0)):
+        np.save(root / f"{name}.npy", rng.random((5, 4)).astype(np.float32))
+    (root / "toy.json").write_text('{"test": ["b_1", "b_2"]}')
+
+    def catalog_toy(path, *, ground_truth=None):
+        catalog = Catalog("toy", Path(path))
+        catalog.data_roots.append(Path(path))
+        test = json.loads((Path(path) / "toy.json").read_text())["test"]
+        for file in sorted(Path(path).glob("*.npy")):
+            split = "test" if file.stem in test else "train"
+            label = 1 if file.stem.endswith("_1") else 0
+            catalog.videos.append(VideoEntry(file.stem, split, label, [file], str(file)))
+        return catalog
+
+    register_format(
+        "toy",
+        detect=lambda p: (p / "toy.json").is_file(),
+        looks_for="a toy.json",
+        description="a test layout",
+    )(catalog_toy)
+    try:
+        assert detect_format(root) == "toy" and "toy" in format_names()
+        train, test = open_dataset(root, split=None)
+        assert sorted(train.names) == ["a_1", "a_2"] and sorted(test.names) == ["b_1", "b_2"]
+        with pytest.raises(DataError, match="test_list do not apply to the toy layout"):
+            build_catalog(root, test_list=root / "x.list")
+        args = build_parser().parse_args(["inspect", str(root), "--format", "toy"])
+        assert args.format == "toy"
+        with pytest.raises(ValueError, match="registered twice"):
+            register_format("toy", detect=bool, looks_for="", description="")(catalog_toy)
+    finally:
+        del _FORMATS["toy"]

@@ -19,9 +19,9 @@ import pytest
 from arnet.data.dataset import FeatureDataset
 from arnet.data.sampling import BalancedBatchSampler
 from arnet.errors import DataError
+from arnet.extract.video import check_frame_counts
 from arnet.formats.ped2 import (
     FrameAnnotation,
-    check_frame_counts,
     load_ped2,
     read_annotations,
     read_frame_dataset,

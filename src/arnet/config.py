@@ -75,12 +75,12 @@ class TrainConfig:
     an `arnet pack` store (see arnet.formats)."""
     format: str = _field(
         "auto",
-        choices=("auto", "arnet", "list", "csv", "crops", "packed"),
         help="dataset layout (default: auto-detect)",
         test=True,
         layout=True,
     )
-    """On-disk layout (arnet, list, csv, crops, packed); "auto" detects it."""
+    """On-disk layout: a registered layout's name (`arnet.formats.list_formats()`), or "auto"
+    to detect it; an unknown name is refused when the data is opened."""
     feature_modal: str = _field("combine", choices=("rgb", "flow", "combine"), test=True)
     """rgb, flow or combine (concat of both): the reference's best input is combine."""
     feature_backbone: str = _field(

@@ -166,7 +166,9 @@ def _field_option(g: Group, name: str, *flags: str, **kwargs: Any) -> None:
 
 def _add_layout_options(g: Group) -> None:
     """How to read a dataset: its layout and the options of each layout (arnet.formats)."""
-    _field_option(g, "format", "--format")
+    from ..formats import format_names  # the registered layouts (loads the readers)
+
+    _field_option(g, "format", "--format", choices=("auto", *format_names()))
     _field_option(g, "feature_modal", "--feature_modal", "--feature-modal")
     _field_option(g, "feature_backbone", "--feature_pretrain_model", "--feature-backbone")
     _field_option(g, "feature_layer", "--feature_layer", "--feature-layer")

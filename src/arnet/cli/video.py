@@ -20,7 +20,7 @@ from ..extract.preprocess import Preprocessing
 from ..extract.video import find_inputs
 from ..folders import claim_empty_folder, remove_stale_temporaries_under, require_empty
 from ..formats.layout import read_split
-from ..formats.ped2 import is_frame_dataset, read_annotations, read_frame_dataset
+from ..formats.ped2 import expand_frame_datasets, read_annotations
 from ..training.runtime import resolve_device
 from .common import emit, output_folder, progress
 
@@ -97,19 +97,8 @@ def run_extract(args: argparse.Namespace) -> int:
                 f"--weights-{modality} given, but --modal {args.modal} leaves {modality} out"
             )
 
-    # A frame dataset folder (Ped2 layout) brings its own videos, labels and weak splits.
-    inputs: list[str] = []
     annotations = read_annotations(args.labels) if args.labels else None
-    splits: dict[str, list[str]] = {}
-    for raw in args.inputs:
-        if is_frame_dataset(raw):
-            dataset = read_frame_dataset(raw)
-            inputs += [str(p) for p in dataset.videos.values()]
-            if annotations is None:
-                annotations = dict(dataset.annotations)
-            splits.update(dataset.splits)
-        else:
-            inputs.append(raw)
+    inputs, annotations, splits = expand_frame_datasets(args.inputs, annotations)
     for split, path in (("train", args.train_split), ("test", args.test_split)):
         if path:
             splits[split] = read_split(path)

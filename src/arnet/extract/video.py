@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ExtractError
+from ..errors import DataError, ExtractError
 from ..formats.groundtruth import normalize_name
+from ..formats.ped2 import LABELS_FILE, FrameDataset
 from .optional import require
 
 VIDEO_SUFFIXES = frozenset(
@@ -89,6 +90,21 @@ def frame_files(folder: str | Path) -> list[Path]:
         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
     ]
     return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def check_frame_counts(dataset: FrameDataset) -> None:
+    """Check that each labelled frame count of a frame dataset equals the images in its folder.
+
+    Raises:
+        DataError: naming the folder and the two counts.
+    """
+    for name, folder in dataset.videos.items():
+        stated = dataset.annotations[name].frames
+        found = len(frame_files(folder))
+        if stated is not None and stated != found:
+            raise DataError(
+                f"{folder}: {found} frame images, but {dataset.root / LABELS_FILE} says {stated}"
+            )
 
 
 def _holds_images(folder: Path) -> bool:

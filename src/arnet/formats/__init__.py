@@ -1,12 +1,12 @@
 """Readers for the on-disk layouts of the field, behind one entry point: `open_dataset`.
 
-Layouts (`FORMATS`), each in its own module:
+Layouts, each in its own module and registered in `formats.registry` (`list_formats()`):
 
+- ``packed``: the native memory-mapped store written by `arnet pack` (`formats.packed`).
 - ``arnet``: the AR-Net reference layout (`formats.arnet`).
+- ``crops``: folders of per-crop ``VIDEO__K.npy`` files, XD-Violence style (`formats.crops`).
 - ``list``: RTFM/MGFN/CLIP-TSA/UR-DMU text lists of feature files (`formats.lists`).
 - ``csv``: ``path,label`` CSV lists (`formats.lists`).
-- ``crops``: folders of per-crop ``VIDEO__K.npy`` files, XD-Violence style (`formats.crops`).
-- ``packed``: the native memory-mapped store written by `arnet pack` (`formats.packed`).
 
 Every reader builds a `catalog.Catalog`; `open_dataset` opens it into (train, test)
 FeatureDatasets, `arnet inspect` reports on it (`formats.validate`), `arnet pack` writes it into
@@ -18,42 +18,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, overload
 
+# Importing a reader registers its layout; `--format auto` tries them in this order.
+# isort: off
+from . import packed, arnet, crops, lists  # noqa: F401
+# isort: on
+
 from ..config import FRAMES_PER_SEGMENT
 from ..data.dataset import FeatureDataset
 from ..errors import DataError
-from .arnet import catalog_arnet
 from .catalog import Catalog
-from .crops import catalog_crops, is_crops_layout
 from .groundtruth import TAIL_POLICIES
-from .layout import is_arnet_layout
-from .lists import catalog_csv, catalog_list, is_csv_file, is_list_file
 from .opening import open_catalog, select_split, to_dataset, to_datasets
-from .packed import catalog_packed, is_packed
+from .registry import (
+    FormatEntry,
+    detect_format,
+    format_entry,
+    format_names,
+    list_formats,
+    register_format,
+)
 
-FORMATS = ("arnet", "list", "csv", "crops", "packed")
-
-
-def detect_format(path: str | Path) -> str:
-    """Name the layout of `path`, or raise DataError saying what was looked for."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: dataset not found")
-    if path.is_dir():
-        if is_packed(path):
-            return "packed"
-        if is_arnet_layout(path):
-            return "arnet"
-        if is_crops_layout(path):
-            return "crops"
-    elif is_csv_file(path):
-        return "csv"
-    elif is_list_file(path):
-        return "list"
-    raise DataError(
-        f"{path}: unrecognised dataset layout (looked for an arnet store, features_video/ of "
-        "the AR-Net layout, train/ and test/ folders of .npy files, a .list/.txt or .csv list); "
-        f"name the format ({', '.join(FORMATS)})"
-    )
+# Options that only some layouts take: given to another layout, they are refused by name.
+LAYOUT_OPTIONS = ("test_list", "list_root", "train_anomalous")
 
 
 def build_catalog(
@@ -79,40 +65,25 @@ def build_catalog(
         DataError: unknown format, an option the layout does not take, or a dataset whose
             root is missing.
     """
-    fmt = detect_format(path) if format == "auto" else format
-    if fmt not in FORMATS:
-        raise DataError(f"unknown dataset format {fmt!r}; known: {', '.join(FORMATS)}")
+    entry = format_entry(detect_format(path) if format == "auto" else format)
     if tail not in TAIL_POLICIES:
         raise DataError(f"unknown tail policy {tail!r}; choose one of {TAIL_POLICIES}")
-    given = {
+    options = {
+        "modal": modal,
+        "backbone": backbone,
+        "layer": layer,
         "test_list": test_list,
+        "ground_truth": ground_truth,
         "list_root": list_root,
         "train_anomalous": train_anomalous,
+        "in_memory": in_memory,
     }
-    takes = {"list": set(given), "csv": {"test_list", "list_root"}}.get(fmt, set())
-    wrong = sorted(k for k, v in given.items() if v is not None and k not in takes)
+    wrong = [k for k in LAYOUT_OPTIONS if options[k] is not None and k not in entry.options]
     if wrong:
-        raise DataError(f"{path}: option(s) {', '.join(wrong)} do not apply to the {fmt} layout")
-    if fmt == "arnet":
-        catalog = catalog_arnet(
-            path, modal=modal, backbone=backbone, layer=layer, ground_truth=ground_truth
+        raise DataError(
+            f"{path}: option(s) {', '.join(wrong)} do not apply to the {entry.name} layout"
         )
-    elif fmt == "list":
-        catalog = catalog_list(
-            path,
-            test_list=test_list,
-            ground_truth=ground_truth,
-            list_root=list_root,
-            train_anomalous=train_anomalous,
-        )
-    elif fmt == "csv":
-        catalog = catalog_csv(
-            path, test_list=test_list, ground_truth=ground_truth, list_root=list_root
-        )
-    elif fmt == "crops":
-        catalog = catalog_crops(path, ground_truth=ground_truth)
-    else:
-        catalog = catalog_packed(path, ground_truth=ground_truth, in_memory=in_memory)
+    catalog = entry.catalog(path, **{k: v for k, v in options.items() if k in entry.options})
     catalog.tail = tail
     catalog.frames_per_segment = frames_per_segment
     catalog.strict = strict
@@ -182,8 +153,8 @@ def open_dataset(
     """Open a dataset in any supported layout as (train, test) FeatureDatasets, or one split.
 
     Args:
-        path: the dataset (folder, list file or store); see `FORMATS`.
-        format: one of `FORMATS`, or "auto" to detect it.
+        path: the dataset (folder, list file or store); see `list_formats()`.
+        format: a registered layout's name, or "auto" to detect it.
         modal, backbone, layer: which features of the AR-Net layout.
         feature_dim: expected D; None accepts the data's own.
         in_memory: copy all features into RAM; otherwise they are memory-mapped.
@@ -233,3 +204,18 @@ def _check_dim(dataset: FeatureDataset, feature_dim: int | None) -> None:
             f"{dataset.sources[0]}: features have dimension {dataset.dim}, "
             f"but feature_dim is {feature_dim}"
         )
+
+
+__all__ = [
+    "LAYOUT_OPTIONS",
+    "Catalog",
+    "FormatEntry",
+    "build_catalog",
+    "detect_format",
+    "format_entry",
+    "format_names",
+    "list_formats",
+    "open_catalog",
+    "open_dataset",
+    "register_format",
+]

@@ -22,6 +22,7 @@ from .layout import (
     feature_folder,
     feature_path,
     frame_label_file,
+    is_arnet_layout,
     read_lines,
     recorded_settings,
     settings_key,
@@ -30,6 +31,7 @@ from .layout import (
     write_labels_and_splits,
 )
 from .pickles import load_pickle
+from .registry import register_format
 
 
 def video_label_of(value: Any, video: str, path: Path) -> int:
@@ -43,6 +45,12 @@ def video_label_of(value: Any, video: str, path: Path) -> int:
     return int(flat[0])
 
 
+@register_format(
+    "arnet",
+    detect=lambda path: path.is_dir() and is_arnet_layout(path),
+    looks_for="features_video/ of the AR-Net layout",
+    description="the AR-Net reference layout (features_video/, split files, GT pickles)",
+)
 def catalog_arnet(
     root: str | Path,
     *,

@@ -25,6 +25,7 @@ from ..errors import DataError
 from .catalog import Catalog, VideoEntry, group_crops
 from .groundtruth import label_from_name
 from .gtattach import read_ground_truth
+from .registry import register_format
 
 SPLIT_FOLDERS = {
     "train": ("train", "Train", "training", "RGB"),
@@ -64,6 +65,12 @@ def find_ground_truth(root: Path) -> Path | None:
     return None
 
 
+@register_format(
+    "crops",
+    detect=is_crops_layout,
+    looks_for="train/ and test/ folders of .npy files",
+    description="per-crop VIDEO__K.npy files in train/ and test/ folders (XD-Violence style)",
+)
 def catalog_crops(root: str | Path, *, ground_truth: str | Path | None = None) -> Catalog:
     """Index a per-crop folder layout (module docstring).
 

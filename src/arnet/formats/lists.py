@@ -38,6 +38,7 @@ from ..errors import DataError
 from .catalog import Catalog, VideoEntry, group_crops
 from .groundtruth import label_from_name, video_name
 from .gtattach import read_ground_truth
+from .registry import register_format
 
 LIST_SUFFIXES = (".list", ".txt")
 _LABEL_WORDS = {"normal": 0, "abnormal": 1, "anomalous": 1, "anomaly": 1}
@@ -248,6 +249,12 @@ def _add_test_videos(
         _add_videos(catalog, "test", test_path, read_rows(test_path), list_root)
 
 
+@register_format(
+    "list",
+    detect=is_list_file,
+    looks_for="a .list/.txt",
+    description="a text list of feature files (RTFM, MGFN, UR-DMU)",
+)
 def catalog_list(
     train_list: str | Path,
     *,
@@ -291,6 +298,12 @@ def catalog_list(
     return catalog
 
 
+@register_format(
+    "csv",
+    detect=is_csv_file,
+    looks_for="a .csv list",
+    description="a CSV list of feature files with their labels (path,label)",
+)
 def catalog_csv(
     train_csv: str | Path,
     *,

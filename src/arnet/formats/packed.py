@@ -37,6 +37,7 @@ from .catalog import SPLITS, Catalog, VideoEntry
 from .groundtruth import ground_truth_from_mapping
 from .gtattach import read_ground_truth
 from .opening import raise_on_errors
+from .registry import register_format
 
 STORE_FORMAT = "arnet-store"
 STORE_VERSION = 1
@@ -290,6 +291,12 @@ def _read_index(root: Path) -> dict[str, Any]:
     return index
 
 
+@register_format(
+    "packed",
+    detect=lambda path: path.is_dir() and is_packed(path),
+    looks_for="an arnet store",
+    description="the memory-mapped store written by `arnet pack`",
+)
 def catalog_packed(
     root: str | Path, *, ground_truth: str | Path | None = None, in_memory: bool = False
 ) -> Catalog:

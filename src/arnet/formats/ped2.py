@@ -18,7 +18,7 @@ FeatureDatasets that training and evaluation take.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,21 +188,30 @@ def read_frame_dataset(root: str | Path, splits: Mapping[str, str] | None = None
     return FrameDataset(root, videos, annotations, chosen)
 
 
-def check_frame_counts(dataset: FrameDataset) -> None:
-    """Check that each labelled frame count equals the images in its folder.
+def expand_frame_datasets(
+    inputs: Sequence[str], annotations: Mapping[str, FrameAnnotation] | None = None
+) -> tuple[list[str], dict[str, FrameAnnotation] | None, dict[str, list[str]]]:
+    """Inputs of `arnet extract` with each frame dataset folder (Ped2 layout) replaced by its
+    videos' frame folders; such a folder also brings its labels (unless `annotations` are
+    given) and its weak splits.
 
-    Raises:
-        DataError: naming the folder and the two counts.
+    Returns:
+        (inputs, annotations, splits): the video paths, the labels (None when none were given
+        or found), split name -> video names.
     """
-    from ..extract.video import frame_files
-
-    for name, folder in dataset.videos.items():
-        stated = dataset.annotations[name].frames
-        found = len(frame_files(folder))
-        if stated is not None and stated != found:
-            raise DataError(
-                f"{folder}: {found} frame images, but {dataset.root / LABELS_FILE} says {stated}"
-            )
+    expanded: list[str] = []
+    labels = None if annotations is None else dict(annotations)
+    splits: dict[str, list[str]] = {}
+    for raw in inputs:
+        if not is_frame_dataset(raw):
+            expanded.append(raw)
+            continue
+        dataset = read_frame_dataset(raw)
+        expanded += [str(p) for p in dataset.videos.values()]
+        if labels is None:
+            labels = dict(dataset.annotations)
+        splits.update(dataset.splits)
+    return expanded, labels, splits
 
 
 def catalog_ped2(
