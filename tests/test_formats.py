@@ -573,7 +573,7 @@ def test_a_registered_layout_is_detected_opened_and_offered(tmp_path):
     root = tmp_path / "toy"
     root.mkdir()
     rng = np.random.default_rng(0)
-    for name, label in (("a_1", 1), ("a_2", 0), ("b_1", 1), ("b_2", 0)):
+    for name in ("a_1", "a_2", "b_1", "b_2"):
         np.save(root / f"{name}.npy", rng.random((5, 4)).astype(np.float32))
     (root / "toy.json").write_text('{"test": ["b_1", "b_2"]}')
 
