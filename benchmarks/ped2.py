@@ -132,7 +132,7 @@ def extract(args: argparse.Namespace, variant: str) -> tuple[Path, str, str, flo
 
 def feature_groups(features: Path, backbone: str, modal: str) -> list[int] | None:
     """The statistic of each feature of a grid backbone (None: one group), as recorded."""
-    from arnet.extract.motion import feature_groups as groups_of
+    from arnet.formats.extraction import feature_groups as groups_of
 
     meta = json.loads((features / "features_video" / backbone / "extraction.json").read_text())
     return groups_of(meta.get("backbones", {}), modal)

@@ -7,8 +7,8 @@ import torch
 
 from arnet.errors import ExtractError
 from arnet.extract import create_backbone
-from arnet.extract.backbones import cell_layout
 from arnet.extract.image import FrameBackbone, grid_pool, pool_frames
+from arnet.formats.extraction import cell_layout
 
 
 def test_frame_pooling_by_hand():

@@ -19,7 +19,8 @@ from arnet.extract import (
     find_inputs,
 )
 from arnet.extract.flow import FlowSettings
-from arnet.extract.motion import FLOW_STATS, RGB_STATS, cells, feature_groups, parse_grid
+from arnet.extract.motion import FLOW_STATS, RGB_STATS, cells, parse_grid
+from arnet.formats.extraction import feature_groups
 
 cv2 = pytest.importorskip("cv2")
 

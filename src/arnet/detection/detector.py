@@ -35,12 +35,12 @@ from ..evaluation.metrics import calibrate_threshold, expand_to_frames
 from ..evaluation.plots import file_stem, plt
 from ..evaluation.report import csv_row
 from ..extract.backbones import create_backbone
-from ..extract.dataset import read_metadata
 from ..extract.flow import FlowSettings
 from ..extract.pipeline import ExtractConfig, FeatureExtractor, VideoFeatures
 from ..extract.preprocess import Preprocessing
 from ..extract.video import VideoInput
 from ..extract.weights import file_sha256
+from ..formats.extraction import ExtractionRecord
 from ..formats.layout import backbone_folder
 from ..models.cells import input_dim
 from ..training.checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
@@ -379,7 +379,8 @@ def load_detector(
     recorded_at = None
     if config.data:
         recorded_at = backbone_folder(config.data, config.feature_backbone)
-        meta = read_metadata(recorded_at)
+        record = ExtractionRecord.read(recorded_at)
+        meta = None if record is None else dict(record.data)
     name = backbone or (meta or {}).get("backbone")
     if name is None:
         where = f" (looked for {recorded_at}/extraction.json)" if recorded_at else ""

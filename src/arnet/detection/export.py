@@ -40,10 +40,11 @@ from torch import nn
 from ..atomic import write_json_atomic
 from ..errors import ExportError
 from ..extract.backbones import create_backbone
-from ..extract.dataset import read_metadata
 from ..extract.image import pool_frames
 from ..extract.preprocess import crop_windows, resize_short_side
 from ..extract.runtimes import CompiledNetwork, onnx_bytes, require_runtime
+from ..formats.extraction import ExtractionRecord
+from ..formats.layout import backbone_folder
 from ..models.cells import input_dim
 from ..training.checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
 
@@ -184,10 +185,11 @@ def export_run(
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ExportError(f"{out}: exists and is not empty; choose another --out or --overwrite")
 
-    meta = None
+    meta, folder = None, None
     if config.get("data"):
-        folder = Path(config["data"]) / "features_video" / config.get("feature_backbone", "i3d")
-        meta = read_metadata(folder)
+        folder = backbone_folder(config["data"], config.get("feature_backbone", "i3d"))
+        record = ExtractionRecord.read(folder)
+        meta = None if record is None else dict(record.data)
     output = config.get("feature_modal", "combine")
     manifest: dict[str, Any] = {
         "format": EXPORT_FORMAT,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,38 +141,6 @@ def parse_grid(value: str | tuple[int, int] | list[int]) -> tuple[int, int]:
             f"--grid must be ROWSxCOLS with positive numbers (e.g. 8x12), got {value!r}"
         )
     return grid[0], grid[1]
-
-
-def cell_layout(backbones: Mapping[str, Any], modal: str) -> tuple[int, list[int]] | None:
-    """How grid features restore their cells, from extraction.json's "backbones" entry.
-
-    A grid backbone describes `grid` ([rows, cols]) and its numbers per cell: `stats`
-    (motion-grid, one per statistic) or `cell_dim` (efficientnet-lite0 with a grid). Each
-    backbone's vector is cell-major (cell after cell, row by row); `--modal combine` puts the
-    rgb vector before the flow one.
-
-    Returns:
-        (cells, per-cell width of each part: rgb then flow), or None when a part has no grid
-        or the parts' grids differ.
-    """
-    parts = ["rgb", "flow"] if modal == "combine" else [modal]
-    grids, widths = set(), []
-    for part in parts:
-        described = backbones.get(part) or {}
-        try:
-            grid = tuple(int(v) for v in described.get("grid") or ())
-            stats = described.get("stats")
-            width = len(stats) if stats else int(described.get("cell_dim") or 0)
-        except (TypeError, ValueError):
-            return None
-        if len(grid) != 2 or min(grid) < 1 or width < 1:
-            return None
-        grids.add(grid)
-        widths.append(width)
-    if len(grids) != 1:
-        return None
-    rows, cols = grids.pop()
-    return rows * cols, widths
 
 
 BackboneFactory = Callable[..., Backbone]

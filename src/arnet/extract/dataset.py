@@ -31,14 +31,13 @@ from tqdm.auto import tqdm
 
 from ..atomic import write_atomic, write_json_atomic
 from ..errors import ExtractError
+from ..formats.extraction import ExtractionRecord, extraction_settings, settings_key
 from ..formats.groundtruth import fit_frame_labels, normalize_name
 from ..formats.layout import (
     backbone_folder,
     extraction_record,
-    extraction_settings,
     feature_path,
     recorded_settings,
-    settings_key,
     video_record,
     write_labels_and_splits,
 )
@@ -72,17 +71,6 @@ class ExtractSummary:
     frames: int = 0
     seconds: float = 0.0
     ground_truth: bool = False
-
-
-def read_metadata(folder: str | Path) -> dict[str, Any] | None:
-    """extraction.json of a features_video/BACKBONE folder, or None when absent."""
-    path = extraction_record(folder)
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ExtractError(f"{path}: not valid JSON ({exc})") from exc
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -147,7 +135,8 @@ def extract_dataset(
             raise ExtractError(f"no labels for {split} video(s) {', '.join(unlabelled[:8])}")
 
     meta = extractor.metadata()
-    existing = read_metadata(folder)
+    record = ExtractionRecord.read(folder)
+    existing = None if record is None else dict(record.data)
     if (
         existing is not None
         and extraction_settings(existing) != extraction_settings(meta)

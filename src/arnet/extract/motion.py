@@ -135,22 +135,3 @@ def make_motion_grid(
     if weights is not None:
         raise ExtractError("motion-grid has no weights; drop --weights-rgb / --weights-flow")
     return MotionGrid(modality, parse_grid(grid))
-
-
-def feature_groups(backbones: dict[str, Any], modal: str) -> list[int] | None:
-    """Which statistic each feature of a grid backbone's `modal` output is (rgb statistics
-    first, then flow ones, as `--modal combine` lays them out), from extraction.json's
-    "backbones" entry; None when the features carry no grid layout."""
-    parts = ["rgb", "flow"] if modal == "combine" else [modal]
-    groups: list[int] = []
-    offset = 0
-    for part in parts:
-        described = backbones.get(part) or {}
-        grid, stats = described.get("grid"), described.get("stats")
-        if not grid or not stats:
-            return None
-        groups += [
-            offset + s for _ in range(int(grid[0]) * int(grid[1])) for s in range(len(stats))
-        ]
-        offset += len(stats)
-    return groups

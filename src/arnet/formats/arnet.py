@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import DataError
 from .catalog import Catalog, VideoEntry
+from .extraction import settings_key
 from .groundtruth import ground_truth_from_mapping, normalize_name
 from .gtattach import read_ground_truth
 from .layout import (
@@ -25,7 +26,6 @@ from .layout import (
     is_arnet_layout,
     read_lines,
     recorded_settings,
-    settings_key,
     split_file,
     video_label_file,
     write_labels_and_splits,

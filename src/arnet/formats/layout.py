@@ -16,11 +16,9 @@ Every module that reads or writes this layout (the AR-Net and Ped2 readers, `ext
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -70,28 +68,6 @@ def extraction_record(folder: str | Path) -> Path:
 def video_record(folder: str | Path, video: str) -> Path:
     """The per-video record (frames, segments, settings) in a `backbone_folder`."""
     return Path(folder) / VIDEOS_DIR / f"{video}.json"
-
-
-def extraction_settings(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The parts of extraction.json that decide feature values (not paths or versions)."""
-    out = {k: v for k, v in meta.items() if k != "arnet_version"}
-    out["backbones"] = {  # where the weights lie and which runtime ran them change no value
-        m: {
-            k: v
-            for k, v in b.items()
-            # f32 is what records without a precision were computed in (PyTorch's values)
-            if k not in ("weights", "runtime") and not (k == "precision" and v == "f32")
-        }
-        for m, b in meta.get("backbones", {}).items()
-    }
-    return out
-
-
-def settings_key(meta: Mapping[str, Any]) -> str:
-    """A short fingerprint of `extraction_settings(meta)`, stored with each video's features:
-    a video counts as done only when it was extracted with the folder's current settings."""
-    text = json.dumps(extraction_settings(meta), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def recorded_settings(folder: str | Path) -> dict[str, str | None]:

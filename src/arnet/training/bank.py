@@ -30,9 +30,8 @@ from ..config import TrainConfig
 from ..data.dataset import FeatureDataset
 from ..errors import DataError, TrainingError
 from ..evaluation.evaluate import TrainResult, evaluate_model
-from ..extract.backbones import cell_layout
-from ..extract.motion import feature_groups
-from ..formats.layout import EXTRACTION_FILE, backbone_folder
+from ..formats.extraction import ExtractionRecord
+from ..formats.layout import backbone_folder, extraction_record
 from ..models import model_entry, model_spec
 from ..models.normal import fit_bank
 from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint
@@ -40,30 +39,19 @@ from .runlog import RunLog
 from .validation import VALIDATION_LOG, Validation
 
 
-def extraction_record(config: TrainConfig) -> tuple[Path | None, dict[str, Any] | None]:
-    """The training data's extraction.json (its path, and its content or None when there is
-    none: data not made by `arnet extract`, a packed store, a list)."""
+def training_record(config: TrainConfig) -> ExtractionRecord | None:
+    """The training data's extraction record; None for data not made by `arnet extract` (a
+    packed store, a list)."""
     if not config.data:
-        return None, None
-    path = backbone_folder(config.data, config.feature_backbone) / EXTRACTION_FILE
-    if not path.is_file():
-        return path, None
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise DataError(f"{path}: not an extraction record (a JSON object)")
-    return path, meta
+        return None
+    return ExtractionRecord.of_dataset(config.data, config.feature_backbone)
 
 
 def extraction_groups(config: TrainConfig) -> list[int] | None:
     """Feature groups of a grid backbone (motion-grid), from the training data's
     extraction.json; None (one group) for other features or when none is recorded."""
-    _, meta = extraction_record(config)
-    if meta is None:
-        return None
-    return feature_groups(meta.get("backbones") or {}, config.feature_modal)
+    record = training_record(config)
+    return None if record is None else record.feature_groups(config.feature_modal)
 
 
 def resolve_instances(config: TrainConfig, dim: int) -> TrainConfig:
@@ -84,16 +72,21 @@ def resolve_instances(config: TrainConfig, dim: int) -> TrainConfig:
             f"--instances cells trains the model on each cell with top-k MIL and the center "
             f"loss; model {config.model!r} is trained by its own objective ({objective})"
         )
-    path, meta = extraction_record(config)
-    layout = cell_layout((meta or {}).get("backbones") or {}, config.feature_modal)
-    where = f"{path}" if meta is not None else "--cells"
+    record = training_record(config)
+    layout = None if record is None else record.cell_layout(config.feature_modal)
+    where = record.where if record is not None else "--cells"
     if layout is None:
-        if meta is not None or config.cells is None:
+        if record is not None or config.cells is None:
+            expected = (
+                None
+                if not config.data
+                else extraction_record(backbone_folder(config.data, config.feature_backbone))
+            )
             missing = (
-                f"{path} records no grid for {config.feature_modal} features"
-                if meta is not None
+                f"{record.where} records no grid for {config.feature_modal} features"
+                if record is not None
                 else "the training data has no extraction record"
-                + (f" ({path} not found)" if path is not None else "")
+                + (f" ({expected} not found)" if expected is not None else "")
                 + "; give --cells N to read each segment as N equal cells"
             )
             raise DataError(
