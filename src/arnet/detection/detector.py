@@ -278,7 +278,16 @@ def write_detection(folder: str | Path, detection: Detection) -> dict[str, Path]
         write_atomic(paths[key], lambda f, data=data: f.write(data))
     plot_detection(paths["plot"], detection)
     if detection.cell_maps is not None and detection.alerts:
-        paths.update(write_heat_maps(folder, stem, detection))
+        paths.update(
+            write_heat_maps(
+                folder,
+                stem,
+                detection.source,
+                detection.alerts,
+                detection.cell_maps,
+                detection.frames_per_segment,
+            )
+        )
     return paths
 
 

@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import numpy as np
 
 from ..atomic import write_atomic
 from ..evaluation.plots import plt
 from ..extract.video import find_inputs
-
-if TYPE_CHECKING:
-    from .detector import Detection
+from .alerts import Alert
 
 
-def write_heat_maps(folder: Path, stem: str, detection: Detection) -> dict[str, Path]:
+def write_heat_maps(
+    folder: Path,
+    stem: str,
+    source: str | Path,
+    alerts: Sequence[Alert],
+    cell_maps: np.ndarray,
+    frames_per_segment: int,
+) -> dict[str, Path]:
     """NAME.alertN.jpg: each alert's peak frame with the cell map of its segment over it,
     scaled to its highest cell: red where the segment is most anomalous (a cell model's
-    highest cell scores, or where nearest-normal finds it differs most from normal footage)."""
-    wanted = {a.peak_frame: i for i, a in enumerate(detection.alerts, 1)}
+    highest cell scores, or where nearest-normal finds it differs most from normal footage).
+
+    Args:
+        folder, stem: where to write, and the files' name stem.
+        source: the video (file or frame folder) the alerts are in.
+        alerts: its alerts; each one's peak frame is drawn.
+        cell_maps: (T, rows, cols) per segment.
+        frames_per_segment: frames behind each segment.
+    """
+    wanted = {a.peak_frame: i for i, a in enumerate(alerts, 1)}
     paths: dict[str, Path] = {}
-    for index, frame in enumerate(find_inputs([detection.source])[0].frames()):
+    for index, frame in enumerate(find_inputs([source])[0].frames()):
         if index not in wanted:
             continue
-        segment = min(index // detection.frames_per_segment, len(detection.cell_maps) - 1)
-        cells = detection.cell_maps[segment]
+        segment = min(index // frames_per_segment, len(cell_maps) - 1)
+        cells = cell_maps[segment]
         n = wanted[index]
         path = folder / f"{stem}.alert{n}.jpg"
         h, w = frame.shape[:2]
