@@ -21,13 +21,13 @@ from arnet.models import (
     resolve_model_name,
     topk_mean_over_time,
 )
-from arnet.models.losses import (
+from arnet.models.bas import (
     BasObjective,
-    MilCenterObjective,
     bas_branch_loss,
     bas_targets,
     foreground_l1_loss,
 )
+from arnet.models.losses import MilCenterObjective
 from arnet.models.temporal import reverse_valid
 from arnet.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -432,3 +432,88 @@ def test_models_command_lists_all_six(capsys):
     out = capsys.readouterr().out
     for name in SIX:
         assert f'"name": "{name}"' in out
+
+
+# ---- every registered model, each with its own example ------------------------------------
+
+
+@pytest.mark.parametrize("entry", list_models(), ids=lambda e: e.name)
+def test_every_registered_model_with_its_example(entry):
+    """New methods join this sweep by registering: shapes, [0, 1], padding invariance, and a
+    gradient for every parameter of a model trained by gradient steps."""
+    from arnet.models import objective_entry
+
+    torch.manual_seed(0)
+    batch = _ragged()
+    model = create_model(entry.name, 8, **entry.example)
+    model.train()
+    scores = model(batch.features, batch.mask)
+    assert scores.shape == batch.mask.shape
+    assert bool(((scores >= 0) & (scores <= 1)).all()) and not bool(scores.isnan().any())
+    assert bool((scores[~batch.mask] == 0).all())
+    if objective_entry(entry.objective).gradient:
+        loss, parts = build_objective(entry.name, TrainConfig(model=entry.name))(model, batch)
+        loss.backward()
+        assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    model.eval()
+    with torch.no_grad():
+        clean = model(batch.features, batch.mask)
+        noisy = model(_scramble_padding(batch).features, batch.mask)
+    torch.testing.assert_close(noisy[batch.mask], clean[batch.mask])
+
+
+def test_a_new_method_is_one_module_registered_with_its_objective(tiny_data, tmp_path):
+    """A model and its loss registered beside it train through the usual loop, their options
+    from --objective-arg, and the run's checkpoint rebuilds the model."""
+    from dataclasses import dataclass
+
+    from arnet.models import ScoringModel, register_model, register_objective
+    from arnet.models.registry import _OBJECTIVES, _REGISTRY, objective_entry
+
+    @dataclass
+    class MarginArgs:
+        margin: float = 1.0
+
+    @register_objective("toy-margin", args=MarginArgs)
+    class MarginObjective:
+        def __init__(self, margin: float = 1.0) -> None:
+            self.margin = margin
+
+        def __call__(self, model, batch):
+            top = model(batch.features, batch.mask).amax(dim=1)
+            gap = torch.relu(
+                self.margin - top[batch.labels == 1].mean() + top[batch.labels == 0].mean()
+            )
+            return gap, {"gap": gap}
+
+    @register_model("toy", "a linear score", objective="toy-margin", example={},
+                    train_defaults={"lr": 1e-3})  # fmt: skip
+    class Toy(ScoringModel):
+        independent_segments = True
+
+        def __init__(self, feature_dim: int) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(feature_dim, 1)
+
+        def forward(self, features, mask):
+            return torch.sigmoid(self.linear(features)).squeeze(-1).masked_fill(~mask, 0.0)
+
+    try:
+        entry = objective_entry("toy-margin")
+        assert entry.arguments(TrainConfig(objective_args={"margin": 0.5})) == {"margin": 0.5}
+        with pytest.raises(ValueError, match="objective 'toy-margin' has no option width"):
+            entry.arguments(width=2)
+        run = tmp_path / "run"
+        argv = ["train", "--data", str(tiny_data), "--model", "toy", "--objective-arg",
+                "margin=0.5", "--iterations", "6", "--snapshot-every", "6", "--sample_size",
+                "3", "--out", str(run), "--no-plot", "--no-tensorboard", "--quiet"]  # fmt: skip
+        assert main(argv) == 0
+        saved = load_checkpoint(run)
+        assert saved["config"]["objective_args"] == {"margin": 0.5}
+        assert saved["config"]["lr"] == 1e-3  # the model's own training default
+        assert isinstance(model_from_checkpoint(saved), Toy)
+        assert main([*argv[:-5], "--out", str(tmp_path / "bad"), "--objective-arg", "width=2",
+                     "--no-plot", "--no-tensorboard", "--quiet"]) == 2  # fmt: skip
+    finally:
+        _REGISTRY.pop("toy", None)
+        _OBJECTIVES.pop("toy-margin", None)

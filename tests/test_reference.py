@@ -8,10 +8,10 @@ import torch
 
 from arnet.config import REFERENCE_COMPAT, TrainConfig
 from arnet.data.dataset import Batch, FeatureDataset
-from arnet.data.reference import padded_center_loss, sample_positions_compat
+from arnet.data.reference import sample_positions_compat
 from arnet.data.sampling import BalancedBatchSampler, sample_positions
 from arnet.models import create_model
-from arnet.models.losses import MilCenterObjective, anchored_center_loss
+from arnet.models.losses import MilCenterObjective, anchored_center_loss, padded_center_loss
 from arnet.training.runtime import make_adam
 
 

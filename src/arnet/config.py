@@ -163,6 +163,13 @@ class TrainConfig:
         factory=dict, help="extra model constructor argument (repeatable)"
     )
     """Extra constructor arguments of the chosen model."""
+    objective_args: dict[str, Any] = _field(
+        factory=dict,
+        help="an option of the model's objective (repeatable; `arnet models` lists each "
+        "objective's options)",
+    )
+    """Options of the model's objective beyond the TrainConfig fields of the same names
+    (`models.registry.ObjectiveEntry.arguments`)."""
     instances: str = _field(
         "segment",
         choices=("segment", "cells"),

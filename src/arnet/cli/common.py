@@ -11,7 +11,7 @@ from typing import Any
 from ..config import COMPAT_PRESETS, TrainConfig, config_fields
 from ..folders import fresh_folder, require_empty
 from ..formats import open_dataset
-from ..models import resolve_model_name
+from ..models import model_entry, resolve_model_name
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -33,8 +33,9 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
         if given.get("center_weight", 0.0) != 0.0:
             raise ValueError("--loss_type DMIL turns the center loss off: drop --center-weight")
         out["center_weight"] = 0.0
-    if "model_args" in given:
-        out["model_args"] = dict(given["model_args"])
+    for key in ("model_args", "objective_args"):  # KEY=VALUE pairs, repeated
+        if key in given:
+            out[key] = dict(given[key])
     if "model" in given:
         out["model"] = resolve_model_name(given["model"])
     fields = set(TrainConfig.__dataclass_fields__)
@@ -43,6 +44,9 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
             out[key] = value
     if "compat" in given:  # a preset of fields; the options given explicitly win
         for key, value in COMPAT_PRESETS[given["compat"]].items():
+            out.setdefault(key, value)
+    if "model" in out:  # how its paper trains it, where the options do not say
+        for key, value in model_entry(out["model"]).train_defaults.items():
             out.setdefault(key, value)
     for key in config_fields("path"):  # saved with the run: valid from any working directory
         if out.get(key):

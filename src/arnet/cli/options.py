@@ -47,11 +47,11 @@ def _flag01(text: str) -> bool:
     return text == "1"
 
 
-def _model_arg(text: str) -> tuple[str, Any]:
+def _model_arg(text: str, option: str = "--model-arg") -> tuple[str, Any]:
     """--model-arg key=value, the value parsed as JSON when it can be (numbers, true/false)."""
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--model-arg takes KEY=VALUE, got {text!r}")
+        raise argparse.ArgumentTypeError(f"{option} takes KEY=VALUE, got {text!r}")
     words = {"true": True, "false": False, "none": None, "null": None}
     if value.strip().lower() in words:  # Python's spelling too: False must not be a string
         return key, words[value.strip().lower()]
@@ -232,6 +232,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     _field_option(g, "model", "--model", "--model_name")
     _field_option(
         g, "model_args", "--model-arg", type=_model_arg, action="append", metavar="KEY=VALUE"
+    )
+    _field_option(
+        g,
+        "objective_args",
+        "--objective-arg",
+        type=lambda text: _model_arg(text, "--objective-arg"),
+        action="append",
+        metavar="KEY=VALUE",
     )
     _field_option(g, "instances", "--instances")
     _field_option(g, "cells", "--cells", type=int, metavar="N")

@@ -14,7 +14,14 @@ from ..evaluation.report import metrics_table, per_video_table
 from ..folders import claim_empty_folder, require_empty
 from ..formats import open_dataset
 from ..formats.synth import write_synthetic
-from ..models import count_parameters, create_model, list_models, model_entry, resolve_model_name
+from ..models import (
+    count_parameters,
+    create_model,
+    list_models,
+    model_entry,
+    objective_entry,
+    resolve_model_name,
+)
 from ..models.cells import input_dim
 from ..training.checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
 from ..training.runtime import keep_freed_memory, prepare_model, resolve_device
@@ -202,7 +209,8 @@ def run_demo(args: argparse.Namespace) -> int:
     train_set, test_set = open_dataset(data, in_memory=True)
     model = resolve_model_name(args.model)
     runs = {"arnet": {}}
-    if not args.no_baseline and model_entry(model).objective != "mil":
+    takes = objective_entry(model_entry(model).objective).arguments()
+    if not args.no_baseline and not set(NAIVE_BASELINE) <= set(takes):
         # The baseline changes MIL options, which a model with its own losses ignores.
         log(f"no naive baseline for {model}: it trains with its own losses, not MIL")
     elif not args.no_baseline:
@@ -244,10 +252,26 @@ def run_models(args: argparse.Namespace) -> int:
     rows = []
     for entry in list_models():
         params = count_parameters(create_model(entry.name, args.feature_dim))
-        rows.append({"name": entry.name, "parameters": params, "description": entry.description})
+        options = objective_entry(entry.objective).arguments()
+        rows.append(
+            {
+                "name": entry.name,
+                "parameters": params,
+                "description": entry.description,
+                "objective": entry.objective,
+                "objective_options": options,
+                "train_defaults": dict(entry.train_defaults),
+                "citation": entry.citation,
+            }
+        )
     width = max(len(r["name"]) for r in rows)
     text = "\n".join(
         f"{r['name']:<{width}}  {r['parameters']:>11,}  {r['description']}" for r in rows
+    )
+    objectives = {r["objective"]: r["objective_options"] for r in rows}
+    text += "\n\nobjectives and their options (--objective-arg KEY=VALUE):\n" + "\n".join(
+        f"{name}: " + (", ".join(f"{k}={v}" for k, v in opts.items()) or "none (fitted in one go)")
+        for name, opts in objectives.items()
     )
     emit(
         args,

@@ -23,7 +23,6 @@ draws, so on videos no longer than `max_segments` they agree with it draw for dr
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 SAMPLING_BEHAVIOURS = ("window_start", "strided_window", "perturbed_sampling")
 
@@ -91,16 +90,3 @@ def sample_positions_compat(
 
     valid = (positions >= 0).sum(axis=1)
     return positions[:, : int(valid.max()) if len(valid) else 0]
-
-
-def padded_center_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The reference's center loss: per normal video, the unbiased variance of all its scores
-    over the batch's length (padded positions included), averaged over normal videos.
-
-    Args:
-        scores: (B, L), padded positions holding the model's score of a zero feature.
-        labels: (B,) video labels.
-    """
-    var = scores.var(dim=1) if scores.shape[1] > 1 else scores.new_zeros(scores.shape[0])
-    normal = (labels == 0).to(scores.dtype)
-    return (var * normal).sum() / normal.sum().clamp(min=1)

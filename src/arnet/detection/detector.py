@@ -182,8 +182,6 @@ class Detector:
         cells), or its share of the segment's distance from normal for a model that gives
         per-feature contributions (nearest-normal); when every backbone lays its features out
         on one grid and the whole frame is kept (--crop full); None otherwise."""
-        contributions = getattr(self.model, "contributions", None)
-        cell_scores = getattr(self.model, "cell_scores", None)
         parts = ["rgb", "flow"] if self.output == "combine" else [self.output]
         grids = [getattr(self.extractor.backbones.get(m), "grid", None) for m in parts]
         if features.ndim != 2 or None in grids or len(set(grids)) > 1:
@@ -192,15 +190,15 @@ class Detector:
             return None
         rows, cols = grids[0]
         x = torch.from_numpy(np.asarray(features, np.float32)).to(self.device)
-        if cell_scores is not None and getattr(self.model, "cells", None) == rows * cols:
+        if self.model.cells > 1 and self.model.cells == rows * cols:
             mask = torch.ones(1, len(features), dtype=torch.bool, device=self.device)
             with torch.no_grad():
-                scores = cell_scores(x[None], mask)[0]  # (T, cells), cell-major: row by row
+                scores = self.model.cell_scores(x[None], mask)[0]  # (T, cells), row by row
             return scores.float().cpu().numpy().reshape(len(features), rows, cols)
-        if contributions is None:
+        if not self.model.has_contributions:
             return None
         with torch.no_grad():
-            share = contributions(x)
+            share = self.model.contributions(x)
         share = share.cpu().numpy()
         maps, start = np.zeros((len(features), rows, cols)), 0
         for m in parts:

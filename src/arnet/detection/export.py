@@ -45,7 +45,7 @@ from ..extract.preprocess import crop_windows, resize_short_side
 from ..extract.runtimes import CompiledNetwork, onnx_bytes, require_runtime
 from ..formats.extraction import ExtractionRecord
 from ..formats.layout import backbone_folder
-from ..models.cells import input_dim
+from ..models.cells import CellInstances, input_dim
 from ..training.checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
 
 EXPORT_FORMAT = "arnet-export"
@@ -200,7 +200,7 @@ def export_run(
         "feature_dim": feature_dim,
         # a cell model's head takes the whole grid feature and returns its highest cell score
         "instances": config.get("instances", "segment"),
-        "cells": getattr(model, "cells", None),
+        "cells": model.cells if isinstance(model, CellInstances) else None,
         "threshold": checkpoint_threshold(payload),
         "head": {"file": f"head{SUFFIX[fmt]}", "input": "features", "output": "scores"},
         "backbone": None,

@@ -66,8 +66,8 @@ def predict(
     was_training = model.training
     model.eval()
     # a cell model (--instances cells) scores every cell of a segment: bound those instead
-    max_batch_segments = max(1, max_batch_segments // int(getattr(model, "cells", 1)))
-    if getattr(model, "independent_segments", False):
+    max_batch_segments = max(1, max_batch_segments // int(model.cells))
+    if model.independent_segments:
         scores = _predict_packed(model, dataset, device, crop_mode, max_batch_segments)
         model.train(was_training)
         return scores

@@ -14,28 +14,40 @@ padded input. `model.train()` / `model.eval()` switch dropout; there are no othe
 | `bas`      | bas.py       | BaS-Net: foreground filter + class activation sequence        |
 | `nearest-normal` | normal.py | distance to the nearest normal training segment (no training) |
 
+Objectives: `mil` (losses.py: dynamic top-k MIL + center loss, the AR-Net models), `bas`
+(bas.py), `normal-bank` (nearest-normal, fitted in one go). A new method is one module with its
+model and, if it needs one, its objective (registry.py says how).
+
 `cells.CellInstances` wraps any of the MIL models to score each cell of grid features as its
 own instance, a segment scoring as its highest cell (`arnet train --instances cells`).
 """
 
-# Importing a module registers its models; this order is the order `arnet models` lists them,
-# the paper's model first and the others as SPEC §3 gives them.
+# Importing a module registers its models (and objectives); this order is the order `arnet
+# models` lists them, the paper's model first and the others as SPEC §3 gives them.
 # isort: off
-from . import segment, temporal, bas, normal  # noqa: F401
+from . import losses, segment, temporal, bas, normal  # noqa: F401
 # isort: on
 
-from .bas import BasNet, BasOutput, CasModule, FilterModule, topk_mean_over_time
+from .bas import BasNet, BasObjective, BasOutput, CasModule, FilterModule, topk_mean_over_time
 from .cells import CellInstances
+from .losses import MilCenterObjective
 from .registry import (
     REFERENCE_NAMES,
     ModelEntry,
+    Objective,
+    ObjectiveEntry,
+    ScoringModel,
+    build_objective,
     count_parameters,
     create_model,
     init_weights,
     list_models,
+    list_objectives,
     model_entry,
     model_spec,
+    objective_entry,
     register_model,
+    register_objective,
     resolve_model_name,
 )
 from .segment import SingleLayer, per_segment
@@ -51,6 +63,7 @@ from .temporal import (
 __all__ = [
     "REFERENCE_NAMES",
     "BasNet",
+    "BasObjective",
     "BasOutput",
     "CasModule",
     "CellInstances",
@@ -58,19 +71,27 @@ __all__ = [
     "FilterModule",
     "LstmModel",
     "MeanModel",
+    "MilCenterObjective",
     "ModelEntry",
+    "Objective",
+    "ObjectiveEntry",
+    "ScoringModel",
     "SequenceModel",
     "SingleLayer",
     "TemporalBranches",
+    "build_objective",
     "count_parameters",
     "create_model",
     "init_weights",
     "list_models",
+    "list_objectives",
     "mask_time",
     "model_entry",
     "model_spec",
+    "objective_entry",
     "per_segment",
     "register_model",
+    "register_objective",
     "resolve_model_name",
     "topk_mean_over_time",
 ]

@@ -8,8 +8,8 @@ top-(T_i // 8) CAS values over time. Anomaly detection has one class, the anomal
 has two channels: anomaly (index 0) and background (index 1).
 
 The reference defines these modules but cannot build or train them. Here the model trains
-with its own losses (`arnet.models.losses.BasObjective`) and scores each segment for testing and
-plots with `forward`, like every other registry model.
+with its own losses (`BasObjective`, registered as objective `bas`) and scores each segment
+for testing and plots with `forward`, like every other registry model.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .registry import init_weights, register_model
+from ..data.dataset import Batch
+from .losses import _default, binary_cross_entropy
+from .registry import ScoringModel, init_weights, register_model, register_objective
 from .temporal import mask_time
 
 ANOMALY, BACKGROUND = 0, 1
@@ -143,8 +145,11 @@ class BasOutput:
     "bas",
     "BaS-Net: filter (foreground weights) + CAS on base and suppressed input, own losses",
     objective="bas",
+    example={"filter_dim": 16, "hidden_dim": 32},
+    citation='Lee, Uh, Byun, "Background Suppression Network for Weakly-supervised Temporal '
+    'Action Localization", AAAI 2020',
 )
-class BasNet(nn.Module):
+class BasNet(ScoringModel):
     """BaS-Net with one class (anomaly) plus background.
 
     Args:
@@ -211,3 +216,120 @@ class BasNet(nn.Module):
             cas = self.cas(features * self.filter(features, mask)[..., None], mask)
         scores = torch.softmax(cas, dim=-1)[..., ANOMALY]  # (B, T)
         return scores.masked_fill(~mask, 0.0)
+
+
+# ---------------------------------------------------------------------- its objective
+
+
+def bas_targets(labels: torch.Tensor, background: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """BaS-Net's video targets over (anomaly, background), each row normalised to sum 1.
+
+    With the background class on (base branch), every video holds background: an anomalous
+    video's target is (1/2, 1/2), a normal video's (0, 1). With it off (suppressed branch),
+    an anomalous video's target is (1, 0); a normal video then holds no class at all, has no
+    target, and is left out of that branch's loss.
+
+    Args:
+        labels: (B,) video labels, 1 anomalous.
+        background: whether the background class is on.
+
+    Returns:
+        targets (B, 2) and has_target (B,) bool.
+    """
+    anomaly = labels.to(torch.float32)
+    back = torch.full_like(anomaly, 1.0 if background else 0.0)
+    targets = torch.stack((anomaly, back), dim=1)  # (B, 2)
+    total = targets.sum(dim=1, keepdim=True)
+    return targets / total.clamp(min=1), total.squeeze(1) > 0
+
+
+def bas_branch_loss(
+    video_scores: torch.Tensor, labels: torch.Tensor, background: bool
+) -> torch.Tensor:
+    """Binary cross-entropy of one branch's video class probabilities against BaS-Net's
+    normalised targets, averaged over the classes of the videos that have a target.
+
+    Args:
+        video_scores: (B, 2) probabilities over (anomaly, background).
+        labels: (B,) video labels.
+        background: True for the base branch, False for the suppressed branch.
+
+    Returns:
+        A scalar; 0 when no video of the batch has a target.
+    """
+    targets, has_target = bas_targets(labels, background)
+    per = binary_cross_entropy(video_scores, targets.to(video_scores.dtype))
+    weight = has_target.to(per.dtype)[:, None].expand_as(per)
+    return (per * weight).sum() / weight.sum().clamp(min=1)
+
+
+def foreground_l1_loss(foreground: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """BaS-Net's sparsity term: per video, the L1 norm of its foreground weights over its
+    valid segments; averaged over videos.
+
+    Args:
+        foreground: (B, T) weights in [0, 1].
+        mask: (B, T) bool.
+    """
+    return (foreground.abs() * mask).sum(dim=1).mean()
+
+
+class BasObjective:
+    """BaS-Net's training objective:
+    base_weight * base-branch BCE + suppressed_weight * suppressed-branch BCE
+    + foreground_weight * L1 of the foreground weights.
+
+    Called like MilCenterObjective: `objective(model, batch) -> (total, parts)`; the model
+    must be a BaS-Net (`model.branches(features, mask) -> BasOutput`).
+
+    Args:
+        base_weight: weight of the base branch loss (background class on).
+        suppressed_weight: weight of the suppressed branch loss (background class off).
+        foreground_weight: weight of the L1 norm of the foreground weights.
+    """
+
+    def __init__(
+        self,
+        base_weight: float = 1.0,
+        suppressed_weight: float = 1.0,
+        foreground_weight: float = 1e-4,
+    ) -> None:
+        self.base_weight = base_weight
+        self.suppressed_weight = suppressed_weight
+        self.foreground_weight = foreground_weight
+
+    def __call__(
+        self, model: nn.Module, batch: Batch
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and its named parts for one batch."""
+        if not callable(getattr(type(model), "branches", None)):
+            raise ValueError(
+                f"the BaS-Net objective needs a model with branches(), not {type(model).__name__}"
+            )
+        out = model.branches(batch.features, batch.mask)
+        base = bas_branch_loss(out.video_base, batch.labels, background=True)
+        suppressed = bas_branch_loss(out.video_suppressed, batch.labels, background=False)
+        foreground = foreground_l1_loss(out.foreground, batch.mask)
+        total = (
+            self.base_weight * base
+            + self.suppressed_weight * suppressed
+            + self.foreground_weight * foreground
+        )
+        return total, {"base": base, "suppressed": suppressed, "foreground": foreground}
+
+
+@dataclass
+class BasArgs:
+    """Options of the `bas` objective (TrainConfig fields of the same names)."""
+
+    bas_base_weight: float = _default("bas_base_weight")
+    bas_suppressed_weight: float = _default("bas_suppressed_weight")
+    bas_foreground_weight: float = _default("bas_foreground_weight")
+
+
+@register_objective("bas", args=BasArgs, refuses={"mil_loss": "bce"}, scores_only=False)
+def bas_objective(
+    bas_base_weight: float, bas_suppressed_weight: float, bas_foreground_weight: float
+) -> BasObjective:
+    """BaS-Net's objective from its options (`BasArgs`)."""
+    return BasObjective(bas_base_weight, bas_suppressed_weight, bas_foreground_weight)

@@ -26,8 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from .registry import ScoringModel
 
-class CellInstances(nn.Module):
+
+class CellInstances(ScoringModel):
     """A registry model applied to each cell of grid features; a segment's score is its
     highest cell score.
 
@@ -38,7 +40,7 @@ class CellInstances(nn.Module):
             combine`; one entry otherwise); D is their sum.
     """
 
-    def __init__(self, model: nn.Module, cells: int, widths: Sequence[int]) -> None:
+    def __init__(self, model: ScoringModel, cells: int, widths: Sequence[int]) -> None:
         super().__init__()
         self.model = model
         self.cells = int(cells)
@@ -48,12 +50,11 @@ class CellInstances(nn.Module):
         self.cell_dim = sum(self.widths)
         self.feature_dim = self.cells * self.cell_dim
         # a cell score depends on its own segment alone when the model's does
-        self.independent_segments = bool(getattr(model, "independent_segments", False))
+        self.independent_segments = model.independent_segments
+        self.has_empty_scores = model.has_empty_scores
         spec = getattr(model, "arnet_spec", None)
         if spec is not None:
             self.arnet_spec = {**spec, "cells": self.cells, "cell_widths": self.widths}
-        if callable(getattr(model, "empty_scores", None)):
-            self.empty_scores = self._empty_scores
 
     def split_cells(self, features: torch.Tensor) -> torch.Tensor:
         """(..., C D) -> (..., C, D): each cell's numbers together."""
@@ -87,7 +88,7 @@ class CellInstances(nn.Module):
         """features (B, T, C D), mask (B, T) -> segment scores (B, T): the highest cell's."""
         return self.cell_scores(features, mask).amax(dim=-1)
 
-    def _empty_scores(self, n: int) -> torch.Tensor:
+    def empty_scores(self, n: int) -> torch.Tensor:
         """(n,) scores of all-zero segments: the highest of C cell scores of a zero feature,
         each cell with its own dropout mask in training, as `forward` would score them."""
         return self.model.empty_scores(n * self.cells).view(n, self.cells).amax(dim=1)

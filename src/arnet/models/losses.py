@@ -1,22 +1,24 @@
-"""AR-Net's losses (SPEC §4), vectorised over the batch and masked.
+"""AR-Net's losses (SPEC §4), vectorised over the batch and masked, and the objective they
+make (`mil`), which trains every AR-Net model.
 
 "Center-guided discriminative learning" = dynamic top-k multiple-instance loss + center loss.
-BaS-Net's losses (base branch, suppressed branch, foreground L1) train the `bas` model.
-No loss here loops over videos, and padded positions never enter a top-k, a mean or a variance.
+No loss here loops over videos, and padded positions never enter a top-k, a mean or a variance
+(except `padded_center_loss`, the reference code's, which takes them on purpose).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import TrainConfig
+from ..config import config_field
 from ..data.dataset import Batch
-from ..data.reference import padded_center_loss
-from . import model_entry
+from .registry import register_objective
 
 
 def topk_counts(lengths: torch.Tensor, k: int) -> torch.Tensor:
@@ -153,6 +155,19 @@ def hinge_ranking_loss(
     return (margins * pairs).sum() / pairs.sum().clamp(min=1)
 
 
+def padded_center_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The reference's center loss: per normal video, the unbiased variance of all its scores
+    over the batch's length (padded positions included), averaged over normal videos.
+
+    Args:
+        scores: (B, L), padded positions holding the model's score of a zero feature.
+        labels: (B,) video labels.
+    """
+    var = scores.var(dim=1) if scores.shape[1] > 1 else scores.new_zeros(scores.shape[0])
+    normal = (labels == 0).to(scores.dtype)
+    return (var * normal).sum() / normal.sum().clamp(min=1)
+
+
 class MilCenterObjective:
     """AR-Net's training objective: mil_weight * MIL + center_weight * center loss.
 
@@ -211,134 +226,33 @@ class MilCenterObjective:
             return scores.new_zeros(())
         mask = batch.mask[normal]
         # one empty-scene score per valid segment
-        shortcut = getattr(model, "empty_scores", None)
-        if shortcut is not None:  # a per-segment model scores zeros without multiplying them
-            empty = mask.to(scores.dtype).masked_scatter(mask, shortcut(int(mask.sum())))
+        if model.has_empty_scores:  # a per-segment model scores zeros without multiplying them
+            empty = mask.to(scores.dtype).masked_scatter(mask, model.empty_scores(int(mask.sum())))
         else:
             zeros = batch.features.new_zeros(*mask.shape, batch.features.shape[-1])
             empty = model(zeros, mask)
         return anchored_center_loss(scores[normal], empty, batch.labels[normal], mask)
 
 
-# ---------------------------------------------------------------------- BaS-Net (SPEC §3)
+def _default(name: str) -> Any:
+    """The TrainConfig default of field `name`: the objective's published value, kept once."""
+    return config_field(name).default
 
 
-def bas_targets(labels: torch.Tensor, background: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """BaS-Net's video targets over (anomaly, background), each row normalised to sum 1.
+@dataclass
+class MilArgs:
+    """Options of the `mil` objective (TrainConfig fields of the same names)."""
 
-    With the background class on (base branch), every video holds background: an anomalous
-    video's target is (1/2, 1/2), a normal video's (0, 1). With it off (suppressed branch),
-    an anomalous video's target is (1, 0); a normal video then holds no class at all, has no
-    target, and is left out of that branch's loss.
-
-    Args:
-        labels: (B,) video labels, 1 anomalous.
-        background: whether the background class is on.
-
-    Returns:
-        targets (B, 2) and has_target (B,) bool.
-    """
-    anomaly = labels.to(torch.float32)
-    back = torch.full_like(anomaly, 1.0 if background else 0.0)
-    targets = torch.stack((anomaly, back), dim=1)  # (B, 2)
-    total = targets.sum(dim=1, keepdim=True)
-    return targets / total.clamp(min=1), total.squeeze(1) > 0
+    mil_loss: str = _default("mil_loss")
+    topk_divisor: int = _default("topk_divisor")
+    mil_weight: float = _default("mil_weight")
+    center_weight: float = _default("center_weight")
+    center_loss: str = _default("center_loss")
 
 
-def bas_branch_loss(
-    video_scores: torch.Tensor, labels: torch.Tensor, background: bool
-) -> torch.Tensor:
-    """Binary cross-entropy of one branch's video class probabilities against BaS-Net's
-    normalised targets, averaged over the classes of the videos that have a target.
-
-    Args:
-        video_scores: (B, 2) probabilities over (anomaly, background).
-        labels: (B,) video labels.
-        background: True for the base branch, False for the suppressed branch.
-
-    Returns:
-        A scalar; 0 when no video of the batch has a target.
-    """
-    targets, has_target = bas_targets(labels, background)
-    per = binary_cross_entropy(video_scores, targets.to(video_scores.dtype))
-    weight = has_target.to(per.dtype)[:, None].expand_as(per)
-    return (per * weight).sum() / weight.sum().clamp(min=1)
-
-
-def foreground_l1_loss(foreground: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """BaS-Net's sparsity term: per video, the L1 norm of its foreground weights over its
-    valid segments; averaged over videos.
-
-    Args:
-        foreground: (B, T) weights in [0, 1].
-        mask: (B, T) bool.
-    """
-    return (foreground.abs() * mask).sum(dim=1).mean()
-
-
-class BasObjective:
-    """BaS-Net's training objective:
-    base_weight * base-branch BCE + suppressed_weight * suppressed-branch BCE
-    + foreground_weight * L1 of the foreground weights.
-
-    Called like MilCenterObjective: `objective(model, batch) -> (total, parts)`; the model
-    must be a BaS-Net (`model.branches(features, mask) -> BasOutput`).
-
-    Args:
-        base_weight: weight of the base branch loss (background class on).
-        suppressed_weight: weight of the suppressed branch loss (background class off).
-        foreground_weight: weight of the L1 norm of the foreground weights.
-    """
-
-    def __init__(
-        self,
-        base_weight: float = 1.0,
-        suppressed_weight: float = 1.0,
-        foreground_weight: float = 1e-4,
-    ) -> None:
-        self.base_weight = base_weight
-        self.suppressed_weight = suppressed_weight
-        self.foreground_weight = foreground_weight
-
-    def __call__(
-        self, model: nn.Module, batch: Batch
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total loss and its named parts for one batch."""
-        branches = getattr(model, "branches", None)
-        if branches is None:
-            raise ValueError(
-                f"the BaS-Net objective needs a model with branches(), not {type(model).__name__}"
-            )
-        out = branches(batch.features, batch.mask)
-        base = bas_branch_loss(out.video_base, batch.labels, background=True)
-        suppressed = bas_branch_loss(out.video_suppressed, batch.labels, background=False)
-        foreground = foreground_l1_loss(out.foreground, batch.mask)
-        total = (
-            self.base_weight * base
-            + self.suppressed_weight * suppressed
-            + self.foreground_weight * foreground
-        )
-        return total, {"base": base, "suppressed": suppressed, "foreground": foreground}
-
-
-def build_objective(model_name: str, config: TrainConfig) -> MilCenterObjective | BasObjective:
-    """The loss that trains `model_name`, from the config (the config stops here)."""
-    kind = model_entry(model_name).objective
-    if kind == "mil":
-        return MilCenterObjective(
-            config.mil_loss,
-            config.topk_divisor,
-            config.mil_weight,
-            config.center_weight,
-            config.center_loss,
-        )
-    if kind == "bas":
-        if config.mil_loss != "bce":
-            raise ValueError(
-                f"config field 'mil_loss' is {config.mil_loss!r}, but model {model_name!r} trains "
-                "with BaS-Net's own losses (the bas_*_weight fields), not a MIL loss"
-            )
-        return BasObjective(
-            config.bas_base_weight, config.bas_suppressed_weight, config.bas_foreground_weight
-        )
-    raise ValueError(f"model {model_name!r} asks for unknown objective {kind!r}")
+@register_objective("mil", args=MilArgs)
+def mil_objective(
+    mil_loss: str, topk_divisor: int, mil_weight: float, center_weight: float, center_loss: str
+) -> MilCenterObjective:
+    """AR-Net's objective from its options (`MilArgs`)."""
+    return MilCenterObjective(mil_loss, topk_divisor, mil_weight, center_weight, center_loss)

@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from .registry import register_model
+from .registry import ScoringModel, register_fitted_objective, register_model
+
+register_fitted_objective("normal-bank")  # fitted in one go by training.bank.fit_run
 
 
 @register_model(
@@ -38,7 +39,7 @@ from .registry import register_model
     "threshold chosen on the training videos' labels)",
     objective="normal-bank",
 )
-class NearestNormal(nn.Module):
+class NearestNormal(ScoringModel):
     """Scores (B, T, D) segments by their distance to a bank of normal segments.
 
     Args:
@@ -49,6 +50,7 @@ class NearestNormal(nn.Module):
     """
 
     independent_segments = True
+    has_contributions = True
 
     def __init__(
         self,

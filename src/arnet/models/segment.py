@@ -8,7 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import init_weights, register_model
+from .registry import ScoringModel, init_weights, register_model
+
+AR_NET = (
+    'Wan, Fang, Xia, Mei, "Weakly Supervised Video Anomaly Detection via Center-Guided '
+    'Discriminative Learning", ICME 2020'
+)
 
 
 def per_segment(
@@ -119,9 +124,11 @@ def score_head(classifier: nn.Linear, h: torch.Tensor) -> torch.Tensor:
 
 
 @register_model(
-    "single", "AR-Net (paper): Linear(D,D)+ReLU, dropout 0.7, Linear(D,1)+sigmoid per segment"
+    "single",
+    "AR-Net (paper): Linear(D,D)+ReLU, dropout 0.7, Linear(D,1)+sigmoid per segment",
+    citation=AR_NET,
 )
-class SingleLayer(nn.Module):
+class SingleLayer(ScoringModel):
     """The AR-Net model: an MLP scoring each segment on its own.
 
     Args:
@@ -133,8 +140,7 @@ class SingleLayer(nn.Module):
     """
 
     independent_segments = True
-    """Each score depends on its own segment alone, so scoring may pack the segments of many
-    videos into one row with no padding (`arnet.evaluation.evaluate.predict`)."""
+    has_empty_scores = True
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ from abc import ABCMeta, abstractmethod
 import torch
 from torch import nn
 
-from .registry import init_weights, register_model
+from .registry import ScoringModel, init_weights, register_model
 
 BRANCH_KERNELS = (1, 3, 5)
 """Temporal kernel sizes of the three branches (reference conv1, conv2, conv3)."""
@@ -56,7 +56,7 @@ class TemporalBranches(nn.Module):
         return [torch.relu(conv(x)) for conv in self.convs]
 
 
-class _BranchModel(nn.Module, metaclass=ABCMeta):
+class _BranchModel(ScoringModel, metaclass=ABCMeta):
     """Shared body of mean / sequence / concat: branches -> combine -> dropout -> classifier.
 
     Subclasses define `combine`, turning the three (B, D, T) branch outputs into (B, T, H).
@@ -166,7 +166,7 @@ def reverse_valid(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 @register_model(
     "lstm", "LSTM over time (one direction; bidirectional=true for both), Linear+sigmoid"
 )
-class LstmModel(nn.Module):
+class LstmModel(ScoringModel):
     """An LSTM over each video's valid segments, then a per-segment classifier
     (reference `model_lstm`).
 

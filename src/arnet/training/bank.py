@@ -32,7 +32,7 @@ from ..errors import DataError, TrainingError
 from ..evaluation.evaluate import TrainResult, evaluate_model
 from ..formats.extraction import ExtractionRecord
 from ..formats.layout import backbone_folder, extraction_record
-from ..models import model_entry, model_spec
+from ..models import model_entry, model_spec, objective_entry
 from ..models.normal import fit_bank
 from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint
 from .runlog import RunLog
@@ -67,7 +67,7 @@ def resolve_instances(config: TrainConfig, dim: int) -> TrainConfig:
     if config.instances != "cells":
         return config
     objective = model_entry(config.model).objective
-    if objective != "mil":
+    if not objective_entry(objective).scores_only:
         raise ValueError(
             f"--instances cells trains the model on each cell with top-k MIL and the center "
             f"loss; model {config.model!r} is trained by its own objective ({objective})"

@@ -40,9 +40,8 @@ from ..errors import CheckpointError, DataError, TrainingError
 from ..evaluation.evaluate import TrainResult, evaluate_model
 from ..evaluation.metrics import Metrics
 from ..folders import claim_folder
-from ..models import create_model, model_entry, model_spec
+from ..models import build_objective, create_model, model_entry, model_spec, objective_entry
 from ..models.cells import instances_model
-from ..models.losses import build_objective
 from .bank import fit_run, resolve_instances
 from .checkpoint import (
     CHECKPOINT_FORMAT,
@@ -130,7 +129,7 @@ class Trainer:
         self.progress = progress
         self._evaluated: int | None = None  # the iteration of the run folder's evaluation files
         # A model fitted without gradients (nearest-normal) has no steps: run() fits it.
-        self.fitted = model_entry(config.model).objective == "normal-bank"
+        self.fitted = not objective_entry(model_entry(config.model).objective).gradient
         self.resumed_from: Path | None = None
         self.iteration = 0
         if self.fitted:
