@@ -28,12 +28,12 @@ from torch import nn
 
 from ..atomic import write_atomic, write_json_atomic
 from ..config import TrainConfig
-from ..data.dataset import FeatureDataset
+from ..data.dataset import require_finite
 from ..errors import CheckpointError, DataError, ExtractError
-from ..evaluation.evaluate import predict
 from ..evaluation.metrics import calibrate_threshold, expand_to_frames
 from ..evaluation.plots import file_stem, plt
 from ..evaluation.report import csv_row
+from ..evaluation.scoring import score_arrays
 from ..extract.backbones import create_backbone
 from ..extract.flow import FlowSettings
 from ..extract.pipeline import ExtractConfig, FeatureExtractor, VideoFeatures
@@ -149,8 +149,8 @@ class Detector:
         """Extract and score one video: its features and (T,) segment scores."""
         result = self.extractor.extract(video)
         features = result.features[self.output]
-        dataset = FeatureDataset([video.name], [0], [features], sources=[str(video.path)])
-        scores = predict(self.model, dataset, self.device, self.crop_mode)[video.name]
+        require_finite(features, video.name, str(video.path))
+        scores = score_arrays(self.model, [features], self.device, self.crop_mode)[0]
         return result, scores
 
     def detect(

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.dataset import FeatureDataset
+from ..data.dataset import require_finite
 from ..detection.detector import Detector
 from ..errors import ExtractError
-from ..evaluation.evaluate import predict
+from ..evaluation.scoring import score_arrays
 from ..extract.runtimes import RuntimeNetwork
 from .camera import Segment
 
@@ -93,13 +93,13 @@ class SegmentScorer:
                 rows = window
             names.append(camera)
             arrays.append(np.stack(rows).astype(np.float32))
+            require_finite(arrays[-1], camera, f"camera {camera}")
             new.append(len(members))
-        dataset = FeatureDataset(names, [0] * len(names), arrays)
         d = self.detector
-        scored = predict(d.model, dataset, d.device, d.crop_mode)
+        scored = score_arrays(d.model, arrays, d.device, d.crop_mode)
         result = np.empty(len(segments), dtype=np.float64)
-        for (camera, members), n in zip(by_camera.items(), new):
-            result[members] = scored[camera][-n:]
+        for (_, members), n, scores in zip(by_camera.items(), new, scored):
+            result[members] = scores[-n:]
         return result
 
     def warm_up(self) -> None:
@@ -136,8 +136,6 @@ def causal_scores(
     """Scores of a whole video's features (T, D) as the live scorer gives them: each segment
     at the right end of its causal window of `context` segments (to measure what causal
     scoring costs a temporal model against scoring the finished video)."""
-    names = [f"w{t}" for t in range(len(features))]
     windows = [features[max(0, t - context + 1) : t + 1] for t in range(len(features))]
-    dataset = FeatureDataset(names, [0] * len(names), windows)
-    scored = predict(model, dataset, device, crop_mode)
-    return np.array([scored[n][-1] for n in names], dtype=np.float64)
+    scored = score_arrays(model, windows, device, crop_mode)
+    return np.array([s[-1] for s in scored], dtype=np.float64)

@@ -78,6 +78,15 @@ class ScoringModel(nn.Module):
         return self(features, mask)[..., None]
 
 
+def declared(model: nn.Module, capability: str) -> Any:
+    """A model's declared `capability` (an attribute of `ScoringModel`). Wrappers forward their
+    model's (autocast, torch.compile); a plain module that declares nothing scores with
+    ScoringModel's defaults."""
+    if not hasattr(ScoringModel, capability):
+        raise AttributeError(f"ScoringModel declares no capability {capability!r}")
+    return getattr(model, capability, getattr(ScoringModel, capability))
+
+
 class Objective(Protocol):
     """A training loss: `objective(model, batch) -> (total, {part name: value})`."""
 
