@@ -177,6 +177,47 @@ def test_watch_over_a_file_scores_as_detect_does(tmp_path: Path, detector) -> No
         assert len(store.scores("parity", limit=None)) == 11 and store.alerts()[1] == 1
 
 
+def test_an_alert_of_a_model_that_says_where_keeps_its_heat_map(tmp_path: Path, detector) -> None:  # noqa: ANN001
+    import cv2
+    from helpers import write_video
+    from livekit import SIZE, make_grid_checkpoint
+
+    from arnet.detect import load_detector
+    from arnet.extract.video import VideoInput
+    from arnet.heatmaps import PICTURE_GAP, heat_overlay
+
+    grid, _ = load_detector(make_grid_checkpoint(tmp_path / "grid"), device="cpu")
+    assert grid.cell_grid == (4, 4) and detector.cell_grid is None
+    video = write_video(tmp_path / "yard.mp4", footage("....XX....", seed=3), fps=25)
+    offline = grid.detect(VideoInput(video, "yard", "video"), grid.threshold)
+    decoded = list(VideoInput(video, "yard", "video").frames())
+    with open_store(tmp_path / "e.db") as store:
+        for checkpoint, name in ((grid, "yard"), (detector, "plain")):
+            watcher = _watcher(checkpoint, store, [f"{name}={video}"])
+            watcher.start()
+            watcher.run()
+        (alert,) = store.alerts(camera="yard")[0]
+        (plain,) = store.alerts(camera="plain")[0]
+        (peak,) = [a.peak_frame for a in offline.alerts]
+        assert alert["peak_frame"] == peak
+        picture = cv2.imdecode(np.frombuffer(store.alert_image(alert["id"]), np.uint8), 1)
+        plain_picture = cv2.imdecode(np.frombuffer(store.alert_image(plain["id"]), np.uint8), 1)
+    # the model that cannot say where keeps the frame alone; the grid one the frame, then the
+    # frame under the heat map of the peak segment's cells, as detect draws it
+    assert plain_picture.shape == (SIZE, SIZE, 3)
+    assert picture.shape == (SIZE, 2 * SIZE + PICTURE_GAP, 3)
+    frame = decoded[peak].astype(float)
+    expected = heat_overlay(decoded[peak], offline.cell_maps[peak // L]).astype(float)
+    left = picture[:, :SIZE, ::-1].astype(float)
+    right = picture[:, SIZE + PICTURE_GAP :, ::-1].astype(float)
+    assert np.abs(left - frame).mean() < 6  # JPEG rounding only
+    other = heat_overlay(decoded[peak], offline.cell_maps[0]).astype(float)  # a quiet segment's
+    # JPEG's colour subsampling blurs the saturated colours a little; another map, or none,
+    # is several times further off
+    assert np.abs(right - expected).mean() < 10
+    assert np.abs(right - frame).mean() > 30 and np.abs(right - other).mean() > 30
+
+
 # ---------------------------------------------------------------------- streams
 
 
