@@ -84,15 +84,26 @@ class EventStore:
         """Every camera ever watched, by name: id, name, source, state (starting, streaming,
         reconnecting, stopped, failed), state_detail, start_threshold, stop_threshold, fps,
         frames_per_segment, next_segment, next_frame, last_seen, last_score, open_alert_id
-        (None when no alert is open), created, updated."""
+        (None when no alert is open), open_alert_acknowledged (whether someone has seen that
+        alert), created, updated."""
         open_alert = (
             sa.select(sa.func.max(alerts.c.id))
             .where(alerts.c.camera_id == cameras.c.id, alerts.c.state == "open")
             .scalar_subquery()
         )
-        query = sa.select(cameras, open_alert.label("open_alert_id")).order_by(cameras.c.name)
+        seen = (
+            sa.select(acknowledgements.c.id)
+            .where(acknowledgements.c.alert_id == open_alert.correlate(cameras))
+            .exists()
+        )
+        query = sa.select(
+            cameras, open_alert.label("open_alert_id"), seen.label("open_alert_acknowledged")
+        ).order_by(cameras.c.name)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["open_alert_acknowledged"] = bool(row["open_alert_acknowledged"])
+        return rows
 
     def camera(self, name: str) -> dict[str, Any] | None:
         """One camera by name (fields as in `cameras`), or None."""
