@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DataError
-from ..heatmaps import heat_picture
+from ..heatmaps import heat_picture, jpeg_bytes
 from .camera import Backoff, CameraWorker, Segment, SourceEnded
 from .scorer import SegmentScorer
 from .sources import Source
@@ -51,20 +51,13 @@ class WatchOptions:
     quiet: bool = False
 
 
-def jpeg(frame: Any, quality: int = 85) -> bytes | None:
-    """RGB (H, W, 3) uint8 -> JPEG bytes (None when OpenCV cannot encode it)."""
-    import cv2
-
-    ok, data = cv2.imencode(".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return data.tobytes() if ok else None
-
-
-def alert_picture(segment: Segment, quality: int = 85) -> bytes | None:
+def alert_picture(segment: Segment, quality: int = 85) -> bytes:
     """The JPEG an alert keeps of its peak segment: the segment's first frame, and beside it
     the same frame under the heat map of the segment's cells when the scorer located them
     (`heatmaps.heat_picture`, as `detect` draws its heat maps)."""
     frame = segment.first_frame
-    return jpeg(frame if segment.cells is None else heat_picture(frame, segment.cells), quality)
+    picture = frame if segment.cells is None else heat_picture(frame, segment.cells)
+    return jpeg_bytes(picture, quality)
 
 
 class Watcher:
