@@ -378,6 +378,7 @@ class HoveringFeed(CameraFeed):
 
 
 def test_score_charts_fit_the_scores_and_show_the_threshold(browser, site, store, tmp_path) -> None:  # noqa: ANN001
+    browser.get_log("browser")  # what earlier tests left in the log is theirs
     feed = HoveringFeed(store, "near-normal", threshold=0.5, burst=20, burst_length=5)
     feed.write(40)
     browser.get(site + "/")
@@ -399,6 +400,7 @@ def test_score_charts_fit_the_scores_and_show_the_threshold(browser, site, store
 def test_an_acknowledged_open_alert_no_longer_alarms_its_camera(
     browser, site, store, tmp_path
 ) -> None:  # noqa: ANN001
+    browser.get_log("browser")  # what earlier tests left in the log is theirs
     feed = CameraFeed(store, "night-gate", burst=2, burst_length=10_000)  # stays open
     feed.write(6)
     (alert_id,) = feed.alert_ids
@@ -421,6 +423,7 @@ def test_an_acknowledged_open_alert_no_longer_alarms_its_camera(
 def test_the_single_run_view_draws_charts_at_their_size_and_fits_narrow_screens(
     browser, site, store, long_run, tmp_path
 ) -> None:  # noqa: ANN001
+    browser.get_log("browser")  # what earlier tests left in the log is theirs
     browser.get(f"{site}/runs/view?run={long_run}")
     wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#run[data-ready='true']"))
     found = charts_on(browser)
@@ -457,6 +460,7 @@ def test_the_single_run_view_draws_charts_at_their_size_and_fits_narrow_screens(
 def test_the_alert_page_shows_where_a_grid_model_found_the_anomaly(
     browser, site, store, tmp_path
 ) -> None:  # noqa: ANN001
+    browser.get_log("browser")  # what earlier tests left in the log is theirs
     pytest.importorskip("cv2", reason="the extract extra is not installed")
     pytest.importorskip("av", reason="the extract extra is not installed")
     import livekit
