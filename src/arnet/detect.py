@@ -177,28 +177,40 @@ class Detector:
             cell_maps=maps,
         )
 
-    def cell_maps(self, features: np.ndarray) -> np.ndarray | None:
-        """(T, rows, cols): each cell's score for a model that scores cells (--instances
-        cells), or its share of the segment's distance from normal for a model that gives
-        per-feature contributions (nearest-normal); when every backbone lays its features out
-        on one grid and the whole frame is kept (--crop full); None otherwise."""
-        contributions = getattr(self.model, "contributions", None)
-        cell_scores = getattr(self.model, "cell_scores", None)
+    @property
+    def cell_grid(self) -> tuple[int, int] | None:
+        """(rows, cols) of the cells `cell_maps` maps: when the model scores cells (--instances
+        cells) or gives per-feature contributions (nearest-normal), every backbone lays its
+        features out on one grid and the whole frame is kept (--crop full); None otherwise."""
         parts = ["rgb", "flow"] if self.output == "combine" else [self.output]
         grids = [getattr(self.extractor.backbones.get(m), "grid", None) for m in parts]
-        if features.ndim != 2 or None in grids or len(set(grids)) > 1:
+        if None in grids or len(set(grids)) > 1:
             return None
         if self.extractor.config.preprocessing.crop != "full":  # cells would not fit the frame
             return None
         rows, cols = grids[0]
+        if getattr(self.model, "cell_scores", None) is not None:
+            return (rows, cols) if getattr(self.model, "cells", None) == rows * cols else None
+        return (rows, cols) if getattr(self.model, "contributions", None) is not None else None
+
+    def cell_maps(self, features: np.ndarray) -> np.ndarray | None:
+        """(T, rows, cols): each cell's score for a model that scores cells (--instances
+        cells), or its share of the segment's distance from normal for a model that gives
+        per-feature contributions (nearest-normal); None where there is no `cell_grid` or the
+        features hold several views."""
+        grid = self.cell_grid
+        if features.ndim != 2 or grid is None:
+            return None
+        rows, cols = grid
+        parts = ["rgb", "flow"] if self.output == "combine" else [self.output]
+        contributions = getattr(self.model, "contributions", None)
+        cell_scores = getattr(self.model, "cell_scores", None)
         x = torch.from_numpy(np.asarray(features, np.float32)).to(self.device)
-        if cell_scores is not None and getattr(self.model, "cells", None) == rows * cols:
+        if cell_scores is not None:
             mask = torch.ones(1, len(features), dtype=torch.bool, device=self.device)
             with torch.no_grad():
                 scores = cell_scores(x[None], mask)[0]  # (T, cells), cell-major: row by row
             return scores.float().cpu().numpy().reshape(len(features), rows, cols)
-        if contributions is None:
-            return None
         with torch.no_grad():
             share = contributions(x)
         share = share.cpu().numpy()
