@@ -102,6 +102,58 @@ def make_checkpoint(folder: Path, model: str = "single", other_dim: bool = False
     return run
 
 
+def make_grid_checkpoint(folder: Path, grid: str = "4x4") -> Path:
+    """A `nearest-normal` checkpoint on motion-grid rgb features (ROWSxCOLS cells of the whole
+    32x32 frame) of generated videos, fitted without gradients: a model that also says where a
+    segment is anomalous (its cell map). Its run folder, as `make_checkpoint`'s."""
+    from arnet.extract.backbones import create_backbone
+    from arnet.extract.motion import feature_groups
+    from arnet.extract.pipeline import ExtractConfig, FeatureExtractor
+    from arnet.extract.preprocess import Preprocessing
+    from arnet.models.normal import fit_bank
+    from arnet.models.registry import model_spec
+    from arnet.training.checkpoint import save_checkpoint
+
+    extractor = FeatureExtractor(
+        {"rgb": create_backbone("motion-grid", "rgb", grid=grid)},
+        ExtractConfig(Preprocessing(**PREPROCESSING), batch_size=16),
+    )
+    from helpers import write_video
+
+    from arnet.extract.video import find_inputs
+
+    # fitted on encoded videos, as watched footage is decoded: the codec's noise is normal
+    patterns, labels = ["......", "......", "......", "..XX..", ".XXX.."], [0, 0, 0, 1, 1]
+    videos = []
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed, pattern in enumerate(patterns):
+        path = write_video(folder / f"train{seed}.mp4", footage(pattern, seed=10 + seed))
+        videos.append(extractor.extract(find_inputs([str(path)])[0]).features["rgb"])
+    meta = extractor.metadata()
+    model, _fit = fit_bank(videos, labels, feature_groups(meta["backbones"], "rgb"))
+    data = folder / "data"
+    record = data / "features_video" / "motion-grid"
+    record.mkdir(parents=True)
+    (record / "extraction.json").write_text(json.dumps(meta))
+    run = folder / "run"
+    save_checkpoint(
+        run / "checkpoints" / "last.pt",
+        {
+            "format": "arnet-checkpoint",
+            "model": model_spec(model),
+            "state_dict": model.state_dict(),
+            "iteration": 0,
+            "config": {
+                "data": str(data),
+                "feature_modal": "rgb",
+                "feature_backbone": "motion-grid",
+                "threshold": 0.5,
+            },
+        },
+    )
+    return run
+
+
 class MjpegServer:
     """An HTTP server on 127.0.0.1 that sends frames as multipart/x-mixed-replace JPEGs (as
     IP cameras do), at `fps`, from a frame source called per connection.

@@ -1,3 +1,4 @@
+import argparse
 import json
 import shutil
 import subprocess
@@ -341,22 +342,103 @@ def test_a_run_tests_from_any_working_directory(tiny_data, tmp_path, capsys, mon
     assert _json_out(capsys)["metrics"]["auc"] is not None
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["--version"]])
-def test_help_and_version_load_no_torch(argv):
+# What no help or version needs: the network and video libraries (seconds to import on a busy
+# machine), nor the array, database and web ones.
+HEAVY = ("torch", "cv2", "openvino", "onnxruntime", "av", "numpy", "PIL", "matplotlib")
+HEAVY += ("scipy", "sqlalchemy", "fastapi", "uvicorn", "tensorboard")
+
+
+def _loaded_by(argv: list[str]) -> list[str]:
+    """The modules loaded in a fresh interpreter by `arnet ARGV` (which must exit 0)."""
     code = (
-        "import sys\n"
+        "import json, sys\n"
         "from arnet.cli import main\n"
         "try:\n"
         f"    main({argv!r})\n"
         "except SystemExit as exc:\n"
         "    assert exc.code == 0, exc.code\n"
-        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert "arnet" in out  # the help or the version was printed
-    assert out.strip().splitlines()[-1] == "[]"
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["--version"]] + [[c, "--help"] for c in sorted(COMMANDS)]
+)
+def test_help_and_version_load_nothing_heavy(argv):
+    # Counted in imports, not seconds: every command's help loads about what `arnet --help`
+    # does (its option definitions), and none of the libraries the command itself runs on.
+    loaded = _loaded_by(argv)
+    assert [m for m in loaded if m.split(".")[0] in HEAVY] == []
+    baseline = _loaded_by(["--version"])
+    assert len(loaded) <= len(baseline) + 20, sorted(set(loaded) - set(baseline))
+
+
+def _options(command: str) -> list[argparse.Action]:
+    parser = build_parser()
+    sub = parser._subparsers._group_actions[0].choices[command]
+    sub.format_help()  # defines the command's options
+    return [a for a in sub._actions if not isinstance(a, argparse._HelpAction)]
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_option_says_what_it_does_and_names_one_default(command):
+    formatter = argparse.HelpFormatter(command)
+    for action in _options(command):
+        name = action.option_strings[0] if action.option_strings else action.dest
+        assert action.help and action.help != argparse.SUPPRESS, f"{command} {name}: no help"
+        text = formatter._expand_help(action)
+        assert text.count("default") <= 1, f"{command} {name}: {text}"
+
+
+def test_shared_video_options_list_every_backbone_and_their_true_defaults():
+    import inspect
+
+    from arnet.extract import list_backbones
+    from arnet.extract.flow import FlowSettings
+    from arnet.extract.image import make_efficientnet_lite0
+    from arnet.extract.motion import make_motion_grid
+    from arnet.extract.preprocess import Preprocessing
+    from arnet.videoconfig import BACKBONES, CROP_SIZE, MOTION_GRID, POOLS, SHORT_SIDE, SPATIAL
+
+    registered = [b.name for b in list_backbones()]
+    assert tuple(registered[: len(BACKBONES)]) == BACKBONES
+    for command in ("extract", "detect", "watch"):
+        (backbone,) = [a for a in _options(command) if a.dest == "backbone"]
+        assert all(name in backbone.help for name in registered), backbone.help
+    (extract_backbone,) = [a for a in _options("extract") if a.dest == "backbone"]
+    assert "default: i3d" in extract_backbone.help
+    assert Preprocessing() == Preprocessing(SHORT_SIDE, CROP_SIZE, "center", 16, "drop", 1)
+    assert FlowSettings().method == "tvl1"
+    lite0 = inspect.signature(make_efficientnet_lite0).parameters
+    assert (lite0["pool"].default, lite0["spatial"].default) == (POOLS[0], SPATIAL[0])
+    assert inspect.signature(make_motion_grid).parameters["grid"].default == MOTION_GRID
+    helps = {a.dest: a.help for a in _options("extract")}
+    assert "(default: mean)" in helps["pool"] and "(default: tvl1)" in helps["flow"]
+    assert "(default: 8x12 for motion-grid" in helps["grid"]
+
+
+def test_test_options_default_to_the_checkpoints_values():
+    helps = {a.dest: a.help for a in _options("test")}
+    assert helps["threshold"].endswith("(default: the checkpoint's)")
+    assert helps["format"].endswith("(default: the checkpoint's; with --data, auto)")
+    assert helps["device"].endswith("(default: auto)")  # this machine's, not the training's
+    assert "test-CHECKPOINT" in helps["out"]
+    train = {a.dest: a.help for a in _options("train")}
+    assert train["threshold"].endswith("(default: 0.5)") and "runs/" in train["out"]
+    assert train["lr"] == "Adam learning rate (default: 0.0001)"
+
+
+@pytest.mark.parametrize("command", sorted(set(COMMANDS) - {"serve"}))
+def test_every_command_prints_json_with_the_same_flag(command):
+    # `--json`: one JSON object on stdout, the same spelling for every command that prints a
+    # result (`alerts --format json` is its older spelling, still accepted).
+    flags = {f for a in _options(command) for f in a.option_strings}
+    assert "--json" in flags
 
 
 def test_train_options_take_choices_and_help_from_the_config():
@@ -374,7 +456,8 @@ def test_train_options_take_choices_and_help_from_the_config():
 
     assert by_dest["format"].choices == ("auto", *format_names())
     assert set(format_names()) == {"arnet", "list", "csv", "crops", "packed"}
-    assert by_dest["precision"].help == config_field("precision").metadata["help"]
+    help = config_field("precision").metadata["help"]
+    assert by_dest["precision"].help == help + " (default: fp32)"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--precision", "fp64"])
     with pytest.raises(ValueError, match="'precision' must be one of"):

@@ -83,6 +83,14 @@ def exercise(store) -> None:  # noqa: ANN001
     cams = {c["name"]: c for c in store.cameras()}
     assert cams["gate"]["next_segment"] == 4 and cams["gate"]["next_frame"] == 64
     assert cams["yard"]["open_alert_id"] is not None and cams["gate"]["open_alert_id"] is None
+    # whether someone has seen the open alert (gate's acknowledged alert is closed)
+    assert [cams[n]["open_alert_acknowledged"] for n in ("gate", "yard")] == [False, False]
+    store.acknowledge(cams["yard"]["open_alert_id"], "", by="li")
+    assert store.camera("yard")["open_alert_acknowledged"] is True
+    assert store.camera("gate")["open_alert_acknowledged"] is False
+    acks = store.acknowledgements([first, cams["yard"]["open_alert_id"], 10**6])
+    assert [a["note"] for a in acks[first]] == ["a cyclist"] and acks[10**6] == []
+    assert [a["by"] for a in acks[cams["yard"]["open_alert_id"]]] == ["li"]
     store.set_state(cam["id"], "reconnecting", "connection refused", event="disconnected", frame=64)
     assert store.events("gate")[0]["kind"] == "disconnected"
     assert store.camera("gate")["state"] == "reconnecting"

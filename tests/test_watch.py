@@ -177,6 +177,47 @@ def test_watch_over_a_file_scores_as_detect_does(tmp_path: Path, detector) -> No
         assert len(store.scores("parity", limit=None)) == 11 and store.alerts()[1] == 1
 
 
+def test_an_alert_of_a_model_that_says_where_keeps_its_heat_map(tmp_path: Path, detector) -> None:  # noqa: ANN001
+    import cv2
+    from helpers import write_video
+    from livekit import SIZE, make_grid_checkpoint
+
+    from arnet.detection.detector import load_detector
+    from arnet.detection.heatmaps import PICTURE_GAP, heat_overlay
+    from arnet.extract.video import VideoInput
+
+    grid, _ = load_detector(make_grid_checkpoint(tmp_path / "grid"), device="cpu")
+    assert grid.cell_grid == (4, 4) and detector.cell_grid is None
+    video = write_video(tmp_path / "yard.mp4", footage("....XX....", seed=3), fps=25)
+    offline = grid.detect(VideoInput(video, "yard", "video"), grid.threshold)
+    decoded = list(VideoInput(video, "yard", "video").frames())
+    with open_store(tmp_path / "e.db") as store:
+        for checkpoint, name in ((grid, "yard"), (detector, "plain")):
+            watcher = _watcher(checkpoint, store, [f"{name}={video}"])
+            watcher.start()
+            watcher.run()
+        (alert,) = store.alerts(camera="yard")[0]
+        (plain,) = store.alerts(camera="plain")[0]
+        (peak,) = [a.peak_frame for a in offline.alerts]
+        assert alert["peak_frame"] == peak
+        picture = cv2.imdecode(np.frombuffer(store.alert_image(alert["id"]), np.uint8), 1)
+        plain_picture = cv2.imdecode(np.frombuffer(store.alert_image(plain["id"]), np.uint8), 1)
+    # the model that cannot say where keeps the frame alone; the grid one the frame, then the
+    # frame under the heat map of the peak segment's cells, as detect draws it
+    assert plain_picture.shape == (SIZE, SIZE, 3)
+    assert picture.shape == (SIZE, 2 * SIZE + PICTURE_GAP, 3)
+    frame = decoded[peak].astype(float)
+    expected = heat_overlay(decoded[peak], offline.cell_maps[peak // L]).astype(float)
+    left = picture[:, :SIZE, ::-1].astype(float)
+    right = picture[:, SIZE + PICTURE_GAP :, ::-1].astype(float)
+    assert np.abs(left - frame).mean() < 6  # JPEG rounding only
+    other = heat_overlay(decoded[peak], offline.cell_maps[0]).astype(float)  # a quiet segment's
+    # JPEG's colour subsampling blurs the saturated colours a little; another map, or none,
+    # is several times further off
+    assert np.abs(right - expected).mean() < 10
+    assert np.abs(right - frame).mean() > 30 and np.abs(right - other).mean() > 30
+
+
 # ---------------------------------------------------------------------- streams
 
 
@@ -372,8 +413,8 @@ def test_bad_input_is_named_with_exit_2(tmp_path: Path, live_run: Path, capsys) 
     assert "1288-d features" in err and "efficientnet-lite0" in err and len(err.splitlines()) == 1
 
 
-def test_alerts_command_lists_filters_and_exports(tmp_path: Path, live_run: Path, capsys) -> None:  # noqa: ANN001
-    db = str(tmp_path / "e.db")
+def _four_alerts(db: str) -> None:
+    """Cameras a and b with two closed alerts each (ids 1-4, oldest first)."""
     with open_store(db) as store:
         for name, first in (("a", 0), ("b", 5)):
             cam = store.register_camera(name, "x")
@@ -394,6 +435,12 @@ def test_alerts_command_lists_filters_and_exports(tmp_path: Path, live_run: Path
                     "peak_image": b"\xff\xd8J",
                 }
                 store.commit_segments(cam["id"], [], [row])
+
+
+def test_alerts_command_lists_filters_and_exports(tmp_path: Path, live_run: Path, capsys) -> None:  # noqa: ANN001
+    db = str(tmp_path / "e.db")
+    _four_alerts(db)
+    with open_store(db) as store:
         store.acknowledge(1, "seen")
     assert main(["alerts", "--db", db, "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -428,6 +475,75 @@ def test_alerts_command_lists_filters_and_exports(tmp_path: Path, live_run: Path
     assert main(["alerts", "--db", db, "--ack", "3", "--note", "ok", "--by", "li"]) == 0
     with open_store(db) as store:
         assert store.alert(3)["acknowledgements"][0]["by"] == "li"
+
+
+def test_alerts_say_who_acknowledged_when_with_what_note(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:  # noqa: ANN001
+    import arnet.store.events
+
+    db = str(tmp_path / "e.db")
+    _four_alerts(db)
+    with open_store(db) as store:
+        first = store.acknowledge(1, "seen")
+        latest = store.acknowledge(1, "delivery van, expected", by="ana")
+        store.acknowledge(3, "", by="li")
+    # the table has a header row, and the acknowledgement in words
+    assert main(["alerts", "--db", db]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "4 of 4 alert(s)"
+    assert lines[1].split() == [
+        "id",
+        "camera",
+        "state",
+        "start",
+        "(UTC)",
+        "duration",
+        "peak",
+        "acknowledged",
+    ]
+    by_id = {line.split()[0]: line for line in lines[2:]}
+    assert by_id["1"].endswith(" by ana: delivery van, expected") and by_id["3"].endswith(" by li")
+    assert by_id["2"].endswith("0.900")  # nobody acknowledged it
+    # CSV and JSON carry the latest acknowledgement's time, who and note; JSON lists them all
+    monkeypatch.setattr(arnet.store.events, "ACK_QUERY_IDS", 3)  # several queries for 4 alerts
+    for spelling in (["--csv"], ["--format", "csv"]):
+        assert main(["alerts", "--db", db, *spelling]) == 0
+        rows = {r["id"]: r for r in csv.DictReader(capsys.readouterr().out.splitlines())}
+        one = rows["1"]
+        assert (one["acknowledged"], one["acknowledged_by"], one["note"]) == (
+            "True",
+            "ana",
+            "delivery van, expected",
+        )
+        assert float(one["acknowledged_time"]) == latest["time"]
+        assert one["acknowledged_iso"].startswith("20") and one["acknowledged_iso"].endswith(
+            "+00:00"
+        )
+        assert (rows["3"]["acknowledged_by"], rows["3"]["note"]) == ("li", "")
+        assert (rows["2"]["acknowledged"], rows["2"]["acknowledged_by"], rows["2"]["note"]) == (
+            "False",
+            "",
+            "",
+        )
+    for spelling in (["--json"], ["--format", "json"]):
+        assert main(["alerts", "--db", db, *spelling]) == 0
+        out = json.loads(capsys.readouterr().out)
+        alerts = {a["id"]: a for a in out["alerts"]}
+        assert (
+            alerts[1]["note"] == "delivery van, expected" and alerts[1]["acknowledged_by"] == "ana"
+        )
+        assert [(k["time"], k["note"], k["by"]) for k in alerts[1]["acknowledgements"]] == [
+            (first["time"], "seen", None),
+            (latest["time"], "delivery van, expected", "ana"),
+        ]
+        assert alerts[2]["acknowledgements"] == [] and alerts[2]["acknowledged_time"] is None
+    # one output choice at a time
+    with pytest.raises(SystemExit) as exc:
+        main(["alerts", "--db", db, "--json", "--csv"])
+    assert exc.value.code == 2 and "not allowed with" in capsys.readouterr().err
+    assert main(["alerts", "--db", db, "--ack", "2", "--note", "ok", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["note"] == "ok"
 
 
 def test_many_watchers_share_one_postgresql_store(

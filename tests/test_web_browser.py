@@ -319,3 +319,184 @@ def test_token_login_then_live_updates(browser, store, runs, tmp_path) -> None: 
         wait_for(lambda: len(browser.find_elements(By.CLASS_NAME, "endpoint")) >= 10)
         shot(browser, tmp_path, "api")
     browser.delete_all_cookies()
+
+
+# Each chart: its drawn (viewBox) and shown widths, the texts that stick out of it, its plot
+# frame's and score curve's heights on the screen, and its threshold labels.
+_CHARTS = (
+    "return [...document.querySelectorAll(arguments[0] + ' svg.chart')].map((svg) => {"
+    " const box = svg.getBoundingClientRect();"
+    " const out = (r) => r.left < box.left - 0.5 || r.right > box.right + 0.5"
+    "   || r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5;"
+    " const path = svg.querySelector('path.series');"
+    " return {drawn: svg.viewBox.baseVal.width, shown: box.width,"
+    "  clipped: [...svg.querySelectorAll('text')].filter((t) => out(t.getBoundingClientRect()))"
+    "   .map((t) => t.textContent),"
+    "  plot: svg.querySelector('rect.frame').getBoundingClientRect().height,"
+    "  curve: path ? path.getBoundingClientRect().height : 0,"
+    "  thresholds: svg.querySelectorAll('line.threshold').length,"
+    "  labels: [...svg.querySelectorAll('text.threshold-label')].map((t) => t.textContent)};"
+    "});"
+)
+
+
+def charts_on(driver, scope: str = "") -> list[dict]:  # noqa: ANN001
+    return driver.execute_script(_CHARTS, scope)
+
+
+def sideways(driver) -> int:  # noqa: ANN001
+    """How far the page scrolls sideways (0: it fits the window)."""
+    return driver.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+
+
+@pytest.fixture(scope="module")
+def long_run(runs: Path) -> str:
+    """A run of 1200 iterations in the runs folder (its charts end at a four-digit label)."""
+    from websupport import WEB_DATA
+
+    from arnet.cli import main
+    from arnet.formats.synth import write_synthetic
+
+    data = runs.parent / "long-data"
+    write_synthetic(data, WEB_DATA)
+    argv = ["train", "--data", str(data), "--iterations", "1200", "--snapshot-every", "600"]
+    argv += ["--videos-per-class", "4", "--device", "cpu", "--quiet", "--log-every", "50"]
+    assert main([*argv, "--no-tensorboard", "--out", str(runs / "long")]) == 0
+    return "long"
+
+
+class HoveringFeed(CameraFeed):
+    """nearest-normal's scores: a normal camera hovering just above its 0.50 threshold, then an
+    event at 0.70-0.76."""
+
+    def score(self, i: int) -> float:
+        if self.burst <= i < self.burst + self.burst_length:
+            return 0.73 + 0.03 * np.sin(i)
+        return 0.505 + 0.02 * np.sin(i / 3.0)
+
+
+def test_score_charts_fit_the_scores_and_show_the_threshold(browser, site, store, tmp_path) -> None:  # noqa: ANN001
+    browser.get_log("browser")  # what earlier tests left in the log is theirs
+    feed = HoveringFeed(store, "near-normal", threshold=0.5, burst=20, burst_length=5)
+    feed.write(40)
+    browser.get(site + "/")
+    wait_for(lambda: (camera_card(browser, "near-normal") or {}).get("last") == "39")
+    card = "article.camera[data-camera='near-normal']"
+    (chart,) = wait_for(lambda: charts_on(browser, card), what="the card's chart")
+    # the scores span 0.485-0.76: on the whole 0-1 axis they would fill a quarter of the plot
+    assert chart["curve"] > 0.6 * chart["plot"], chart
+    assert chart["thresholds"] == 1 and chart["labels"] == ["threshold 0.50"]
+    shot(browser, tmp_path, "live-hovering")
+    (alert_id,) = feed.alert_ids
+    browser.get(f"{site}/alerts/{alert_id}")
+    (chart,) = wait_for(lambda: charts_on(browser, "#alert"), what="the alert's chart")
+    assert chart["curve"] > 0.6 * chart["plot"] and chart["labels"] == ["threshold 0.50"]
+    shot(browser, tmp_path, "alert-hovering")
+    assert page_errors(browser) == []
+
+
+def test_an_acknowledged_open_alert_no_longer_alarms_its_camera(
+    browser, site, store, tmp_path
+) -> None:  # noqa: ANN001
+    browser.get_log("browser")  # what earlier tests left in the log is theirs
+    feed = CameraFeed(store, "night-gate", burst=2, burst_length=10_000)  # stays open
+    feed.write(6)
+    (alert_id,) = feed.alert_ids
+    browser.get(site + "/")
+    card = "article.camera[data-camera='night-gate']"
+
+    def alarmed() -> bool:
+        return "alerting" in browser.find_element(By.CSS_SELECTOR, card).get_attribute("class")
+
+    wait_for(alarmed, what="the red card of the open alert")
+    store.acknowledge(alert_id, "seen on the monitor", by="kim")
+    # the same page, without a reload: the card says the alert goes on, and is calm
+    wait_for(lambda: not alarmed(), what="the card to calm down")
+    text = browser.find_element(By.CSS_SELECTOR, card).text
+    assert f"alert {alert_id} acknowledged, still going on" in text
+    shot(browser, tmp_path, "live-acknowledged-open")
+    assert page_errors(browser) == []
+
+
+def test_the_single_run_view_draws_charts_at_their_size_and_fits_narrow_screens(
+    browser, site, store, long_run, tmp_path
+) -> None:  # noqa: ANN001
+    browser.get_log("browser")  # what earlier tests left in the log is theirs
+    browser.get(f"{site}/runs/view?run={long_run}")
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#run[data-ready='true']"))
+    found = charts_on(browser)
+    assert len(found) >= 3  # the loss, the AUC and video plots
+    for chart in found:
+        assert chart["shown"] <= chart["drawn"] + 1, chart  # never blown up
+        assert chart["clipped"] == [], chart  # "1200" and every other label whole
+    shot(browser, tmp_path, "run-single")
+    feed = CameraFeed(store, "narrow-cam", burst=3, burst_length=2)
+    feed.write(8)
+    (alert_id,) = feed.alert_ids
+    pages = ["/", "/alerts", f"/alerts/{alert_id}", "/runs", f"/runs/view?run={long_run}"]
+    pages.append("/runs/view?run=arnet&run=sweep%2Fnaive")
+    try:
+        browser.set_window_size(400, 900)
+        for path in pages:
+            browser.get(site + path)
+            wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "svg.chart, table"))
+            wait_for(
+                lambda: browser.execute_script(
+                    "const run = document.getElementById('run');"
+                    "return !run || run.dataset.ready === 'true';"
+                ),
+                what=f"{path} drawn",
+            )
+            assert sideways(browser) == 0, path
+            name = "narrow" + path.replace("/", "-").replace("?", "-").split("&")[0]
+            shot(browser, tmp_path, name)
+    finally:
+        browser.set_window_size(1280, 900)
+    assert page_errors(browser) == []
+
+
+def test_the_alert_page_shows_where_a_grid_model_found_the_anomaly(
+    browser, site, store, tmp_path
+) -> None:  # noqa: ANN001
+    browser.get_log("browser")  # what earlier tests left in the log is theirs
+    pytest.importorskip("cv2", reason="the extract extra is not installed")
+    pytest.importorskip("av", reason="the extract extra is not installed")
+    import livekit
+    from helpers import write_video
+
+    from arnet.detection.detector import load_detector
+    from arnet.detection.heatmaps import PICTURE_GAP
+    from arnet.live.scorer import SegmentScorer
+    from arnet.live.sources import parse_sources
+    from arnet.live.tracker import Thresholds
+    from arnet.live.watch import Watcher, WatchOptions
+
+    detector, _ = load_detector(livekit.make_grid_checkpoint(tmp_path / "grid"), device="cpu")
+    video = write_video(tmp_path / "dock.mp4", livekit.footage("....XX....", seed=3))
+    t = detector.threshold
+    watcher = Watcher(
+        SegmentScorer(detector),
+        store,
+        parse_sources([f"dock={video}"]),
+        Thresholds(t, t),
+        WatchOptions(quiet=True),
+    )
+    watcher.start()
+    watcher.run()
+    ((alert,), _) = store.alerts(camera="dock")
+    browser.get(f"{site}/alerts/{alert['id']}")
+    image = wait_for(lambda: browser.find_elements(By.ID, "peak-image"), what="the picture")[0]
+    size = livekit.SIZE
+    # the peak frame, and beside it the frame under the heat map of its cells
+    wait_for(
+        lambda: (
+            browser.execute_script("return arguments[0].naturalWidth", image)
+            == 2 * size + PICTURE_GAP
+        ),
+        what="the picture with its heat map",
+    )
+    assert "heat map" in browser.find_element(By.CSS_SELECTOR, "figure.peak figcaption").text
+    shot(browser, tmp_path, "alert-heat-map")
+    assert page_errors(browser) == []

@@ -1,4 +1,8 @@
-"""Training configuration: the paper's defaults, each with the reason it has that value."""
+"""Training configuration (the paper's defaults, each with the reason it has that value) and
+the synthetic dataset's (`arnet synth`, `arnet demo`).
+
+Standard library only: the command line reads its options' choices, help and defaults here
+without loading torch."""
 
 from __future__ import annotations
 
@@ -75,13 +79,18 @@ class TrainConfig:
     an `arnet pack` store (see arnet.formats)."""
     format: str = _field(
         "auto",
-        help="dataset layout (default: auto-detect)",
+        help="dataset layout; auto detects it",
         test=True,
         layout=True,
     )
     """On-disk layout: a registered layout's name (`arnet.formats.list_formats()`), or "auto"
     to detect it; an unknown name is refused when the data is opened."""
-    feature_modal: str = _field("combine", choices=("rgb", "flow", "combine"), test=True)
+    feature_modal: str = _field(
+        "combine",
+        choices=("rgb", "flow", "combine"),
+        help="features to read: rgb, flow, or combine (both, concatenated)",
+        test=True,
+    )
     """rgb, flow or combine (concat of both): the reference's best input is combine."""
     feature_backbone: str = _field(
         "i3d",
@@ -90,7 +99,9 @@ class TrainConfig:
         test=True,
     )
     """i3d, c3d, or any `arnet extract` backbone (efficientnet-lite0): the feature folder name."""
-    feature_layer: str = _field("fc6", choices=("fc6", "fc7"), test=True)
+    feature_layer: str = _field(
+        "fc6", choices=("fc6", "fc7"), help="C3D features: the layer (unused for I3D)", test=True
+    )
     """C3D layer (fc6 or fc7); unused for I3D."""
     feature_dim: int | None = _field(
         None, help="expected feature dimension (checked against the data)", test=True
@@ -103,9 +114,19 @@ class TrainConfig:
         test=True,
     )
     """Keep every feature in RAM (reference --larger_mem 1) instead of memory-mapping files."""
-    train_crop: str = _field("random", choices=("random", "mean"))
+    train_crop: str = _field(
+        "random",
+        choices=("random", "mean"),
+        help="multi-crop features in training: a random crop per video per iteration, or the "
+        "mean over crops",
+    )
     """Multi-crop features: a random crop per video per iteration, or "mean" over crops."""
-    test_crop: str = _field("mean", choices=("mean", "per_crop"), test=True)
+    test_crop: str = _field(
+        "mean",
+        choices=("mean", "per_crop"),
+        help="multi-crop features in testing: the mean over crops, or per_crop scores averaged",
+        test=True,
+    )
     """Multi-crop features at test time: "mean" features, or "per_crop" scores averaged."""
     test_list: str | None = _field(
         None,
@@ -129,7 +150,7 @@ class TrainConfig:
     frame_label.pickle, .json, or UCF-Crime / XD-Violence annotation .txt."""
     list_root: str | None = _field(
         None,
-        help="list layouts: re-root the listed feature paths",
+        help="list layouts: re-root the listed feature paths (NEW, or OLD=NEW)",
         resumable=True,
         test=True,
         layout=True,
@@ -147,7 +168,8 @@ class TrainConfig:
     tail: str = _field(
         "drop",
         choices=("drop", "pad"),
-        help="frames that fill no last 16-frame segment: dropped (default) or padded into one",
+        help="frames that fill no last 16-frame segment: dropped (drop), or padded into one "
+        "more segment (pad)",
         test=True,
     )
     """Frames that fill no last segment: "drop" (the extractor drops them, SPEC §1) or "pad"
@@ -160,7 +182,7 @@ class TrainConfig:
     )
     """Registry name; `single` is the paper's model."""
     model_args: dict[str, Any] = _field(
-        factory=dict, help="extra model constructor argument (repeatable)"
+        factory=dict, help="extra model constructor argument (repeatable), e.g. hidden_dim=256"
     )
     """Extra constructor arguments of the chosen model."""
     objective_args: dict[str, Any] = _field(
@@ -173,7 +195,7 @@ class TrainConfig:
     instances: str = _field(
         "segment",
         choices=("segment", "cells"),
-        help="what the model scores: each segment (default), or each cell of grid features "
+        help="what the model scores: each segment, or each cell of grid features "
         "(motion-grid, efficientnet-lite0 --grid), a segment scoring as its highest cell",
     )
     """"segment": the model scores segment features; "cells": it scores each cell of grid
@@ -193,90 +215,107 @@ class TrainConfig:
     combine), filled in with `cells`."""
 
     # --- batch sampling (SPEC §2) ---
-    videos_per_class: int = 30
+    videos_per_class: int = _field(
+        30, help="anomalous videos, and as many normal ones, drawn per iteration"
+    )
     """30 anomalous + 30 normal videos per iteration, as in the paper."""
     draws_per_step: int = _field(1, help="balanced draws per iteration")
     """Balanced draws stacked into one iteration (reference --batch_size)."""
-    max_segments: int = 300
+    max_segments: int = _field(300, help="longer videos are sampled down to this many segments")
     """Longer videos are sampled down to 300 segments (reference --max-seqlen)."""
-    sample_step: int = 1
+    sample_step: int = _field(1, help="stride of the window taken from long normal videos")
     """Stride of the random window taken from long normal videos."""
     window_start: str = _field(
         "any",
         choices=("any", "reference"),
-        help="start of a long normal video's window: any (default) or as the reference code "
-        "draws it (never the last possible start)",
+        help="start of a long normal video's window: any, or as the reference code draws it "
+        "(never the last possible start)",
     )
     """Start of a long normal video's window: "any" of the T - L + 1, or "reference" (never
     the last one, as the reference code draws it)."""
     strided_window: str = _field(
         "full",
         choices=("full", "reference"),
-        help="with --sample-step s > 1: full windows of --max-segments segments (default), or "
-        "the reference code's ceil(max_segments / s) segments",
+        help="with --sample-step s > 1: full windows of --max-segments segments, or the "
+        "reference code's ceil(max_segments / s) segments",
     )
     """With sample_step s > 1: "full" windows of max_segments segments, or "reference"
     (ceil(max_segments / s) segments, the rest padding)."""
     perturbed_sampling: str = _field(
         "bins",
         choices=("bins", "reference"),
-        help="long anomalous videos: one segment per bin, in order (default), or the "
-        "reference code's closed bins (a segment may repeat, the last position is fixed)",
+        help="long anomalous videos: one segment per bin, in order, or the reference code's "
+        "closed bins (a segment may repeat, the last position is fixed)",
     )
     """Long anomalous videos: one segment per bin, in order ("bins"), or "reference" (closed
     bins that can repeat a segment, the last one fixed)."""
 
     # --- losses (SPEC §4) ---
-    mil_loss: str = _field("bce", choices=("bce", "mse", "hinge"))
+    mil_loss: str = _field(
+        "bce",
+        choices=("bce", "mse", "hinge"),
+        help="multiple-instance loss: bce (the paper's), mse, or hinge (ranking)",
+    )
     """Multiple-instance loss: bce (paper), mse, or hinge (ranking)."""
-    topk_divisor: int = 4
+    topk_divisor: int = _field(
+        4, help="k: each video's ceil(T/k) highest segment scores enter the MIL loss"
+    )
     """k: each video contributes its ceil(T/k) highest scores to the MIL loss."""
-    mil_weight: float = 1.0
+    mil_weight: float = _field(1.0, help="weight of the MIL loss (the 1 of --Lambda 1_20)")
     """lambda_1 of --Lambda 1_20."""
-    center_weight: float = 20.0
+    center_weight: float = _field(
+        20.0, help="weight of the center loss (the 20 of --Lambda 1_20); 0 turns it off"
+    )
     """lambda_2 of --Lambda 1_20: the center loss dominates the scale, as published."""
     center_loss: str = _field(
         "anchored",
         choices=("anchored", "valid", "padded"),
-        help="center loss of normal videos: anchored (default; each video's scores and as "
-        "many scores of an empty scene share one center), valid (each video's own variance) or "
-        "padded (the reference code's: over the batch's longest length)",
+        help="center loss of normal videos: anchored (each video's scores and as many scores of "
+        "an empty scene share one center), valid (each video's own variance) or padded (the "
+        "reference code's: over the batch's longest length)",
     )
     """Center loss of normal videos: "anchored" (each video's variance taken together with as
     many scores of an empty scene, an all-zero feature: one level for normal scores; README,
     "Learning as fast as the reference code"), "valid" (each video's own variance only) or
     "padded" (the reference code's: over the batch's longest length, padded positions scored
     on all-zero features)."""
-    bas_base_weight: float = _field(
-        1.0, help="model bas: weight of the base-branch loss (default 1)"
-    )
+    bas_base_weight: float = _field(1.0, help="model bas: weight of the base-branch loss")
     """BaS-Net (model bas): base-branch loss weight; BaS-Net weighs both branches equally."""
     bas_suppressed_weight: float = _field(
-        1.0, help="model bas: weight of the suppressed-branch loss (default 1)"
+        1.0, help="model bas: weight of the suppressed-branch loss"
     )
     """BaS-Net: suppressed-branch loss weight; equal to the base branch, as published."""
     bas_foreground_weight: float = _field(
-        1e-4, help="model bas: weight of the L1 norm of the foreground weights (default 1e-4)"
+        1e-4, help="model bas: weight of the L1 norm of the foreground weights"
     )
     """BaS-Net: weight of the L1 norm of the foreground weights; BaS-Net's alpha, small
     because the norm sums over up to max_segments segments per video."""
 
     # --- optimisation (SPEC §5) ---
-    lr: float = 1e-4
+    lr: float = _field(1e-4, help="Adam learning rate")
     """Adam learning rate of the paper."""
-    weight_decay: float = 5e-4
+    weight_decay: float = _field(5e-4, help="Adam weight decay")
     """Adam weight decay of the reference code."""
-    epochs: int = _field(20, resumable=True)
+    epochs: int = _field(
+        20,
+        help="training length in epochs of as many iterations as there are training videos "
+        "(--iterations overrides it)",
+        resumable=True,
+    )
     """One epoch = as many iterations as there are training videos."""
     iterations: int | None = _field(
         None, help="total iterations (overrides epochs)", resumable=True
     )
     """Total iterations; overrides epochs when set."""
-    snapshot_every: int = _field(200, resumable=True)
+    snapshot_every: int = _field(
+        200, help="checkpoint, test, evaluate and plot every N iterations", resumable=True
+    )
     """Checkpoint, test, evaluate and plot every 200 iterations."""
-    keep_checkpoints: int = _field(0, resumable=True)
+    keep_checkpoints: int = _field(
+        0, help="snapshot checkpoints to keep, newest first; 0 keeps them all", resumable=True
+    )
     """How many snapshot checkpoints to keep (newest first); 0 keeps them all."""
-    seed: int = 1
+    seed: int = _field(1, help="random seed of the run (sampling, initial weights, dropout)")
     """Seed of the reference run."""
     device: str = _field(
         "auto", help="auto, cpu, cuda, cuda:N or a GPU number", resumable=True, test=True
@@ -285,7 +324,7 @@ class TrainConfig:
     precision: str = _field(
         "fp32",
         choices=("fp32", "bf16", "fp16"),
-        help="model arithmetic: fp32 (default), bf16 autocast (CPU with AVX512-BF16/AMX, GPU), "
+        help="model arithmetic: fp32, bf16 autocast (CPU with AVX512-BF16/AMX, GPU), "
         "fp16 autocast with loss scaling (CUDA); weights, losses and scores stay float32",
         resumable=True,
         test=True,
@@ -322,8 +361,8 @@ class TrainConfig:
     dropout_mask: str = _field(
         "fast",
         choices=("fast", "torch"),
-        help="model single on the CPU: dropout masks from 16 random bits (default, a tenth of "
-        "the cost) or torch's Bernoulli masks (the reference code's)",
+        help="model single on the CPU: dropout masks from 16 random bits (fast, a tenth of the "
+        "cost) or torch's Bernoulli masks (the reference code's)",
     )
     """Model `single` on the CPU: dropout masks from 16 random bits ("fast", a tenth of the
     cost) or torch's Bernoulli masks ("torch", the reference code's)."""
@@ -338,15 +377,25 @@ class TrainConfig:
     """Start from the weights of this checkpoint (reference --pretrained_ckpt)."""
 
     # --- evaluation and output ---
-    frames_per_segment: int = _field(FRAMES_PER_SEGMENT, test=True)
+    frames_per_segment: int = _field(
+        FRAMES_PER_SEGMENT,
+        help="frames each segment score stands for against the frame labels",
+        test=True,
+    )
     """Each segment score stands for this many frames when scored against frame labels."""
-    threshold: float = _field(0.5, help="threshold of the false-alarm rates", test=True)
+    threshold: float = _field(
+        0.5,
+        help="score threshold of the false-alarm rates (with --val-fraction, the one chosen on "
+        "the held-out videos instead)",
+        test=True,
+    )
     """Decision threshold of the false-alarm rates (with `val_fraction`, the threshold chosen
     on the held-out videos is used instead)."""
     val_fraction: float = _field(
         0.0,
         help="hold out this share of the training videos (of each class; stratified, seeded) "
-        "to choose the snapshot (best held-out video AUC) and the alert threshold; 0: off",
+        "to choose the snapshot (best held-out video AUC) and the alert threshold; 0 holds "
+        "none out",
     )
     """Share of the training videos (anomalous and normal alike, at least one of each) held out
     of training, by video label only: every snapshot scores them, the one with the best
@@ -355,14 +404,23 @@ class TrainConfig:
     val_false_alarm_rate: float = _field(
         0.05,
         help="with --val-fraction: the alert threshold is the lowest at which at most this "
-        "share of the held-out normal videos' frames alert (default 0.05)",
+        "share of the held-out normal videos' frames alert",
     )
     """Target false-alarm rate of the threshold chosen on the held-out normal videos."""
-    plot: bool = _field(True, help="1: plot every test video (default)", resumable=True, test=True)
+    plot: bool = _field(
+        True,
+        help="1: plot every test video at every evaluation, 0: no plots (as --no-plot)",
+        resumable=True,
+        test=True,
+    )
     """Write one score plot per test video at every evaluation."""
-    tensorboard: bool = _field(True, resumable=True)
+    tensorboard: bool = _field(
+        True, help="no TensorBoard log (written when TensorBoard is installed)", resumable=True
+    )
     """Log to TensorBoard when it is installed; never required."""
-    log_every: int = _field(20, resumable=True)
+    log_every: int = _field(
+        20, help="iterations between two lines of the training log", resumable=True
+    )
     """Iterations between two lines of the JSON-lines training log."""
 
     def total_iterations(self, n_train_videos: int) -> int:
@@ -471,6 +529,51 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> None:
         write_json_atomic(path, self.to_dict())
+
+
+@dataclass
+class SynthConfig:
+    """Knobs of the synthetic dataset."""
+
+    train_videos: int = 238
+    train_anomalous: int = 63
+    test_videos: int = 199
+    test_anomalous: int = 44
+    dim: int = 512
+    """Feature dimension (I3D: 1024 per modality, 2048 combined)."""
+    scenes: int = 13
+    min_segments: int = 24
+    max_segments: int = 240
+    difficulty: float = 1.0
+    """Scales the per-segment noise: higher is harder."""
+    event_strength: float = 0.6
+    """Amplitude of anomalous events (scene patterns are about 1)."""
+    distractor_strength: float = 1.0
+    """Amplitude of rare normal events: more salient than anomalies, and not anomalous."""
+    busy_strength: float = 0.8
+    """Amplitude of the busy-scene pattern that most anomalous and some normal videos carry."""
+    distractor_rate: float = 0.3
+    """Share of videos (of either class) with a rare normal event."""
+    anomaly_types: int = 6
+    distractor_types: int = 4
+    frames_per_segment: int = FRAMES_PER_SEGMENT
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not 0 < self.train_anomalous < self.train_videos:
+            raise ValueError("train_anomalous must be between 1 and train_videos - 1")
+        if not 0 < self.test_anomalous < self.test_videos:
+            raise ValueError("test_anomalous must be between 1 and test_videos - 1")
+        if self.dim < 8:
+            raise ValueError("dim must be >= 8")
+        if not 2 <= self.min_segments <= self.max_segments:
+            raise ValueError("need 2 <= min_segments <= max_segments")
+        if self.difficulty <= 0 or self.event_strength <= 0 or self.busy_strength < 0:
+            raise ValueError("difficulty and event_strength must be > 0, busy_strength >= 0")
+        if not 0 <= self.distractor_rate <= 1:
+            raise ValueError("distractor_rate must be in [0, 1]")
+        if self.scenes < 1 or self.anomaly_types < 1 or self.distractor_types < 1:
+            raise ValueError("scenes, anomaly_types and distractor_types must be >= 1")
 
 
 def config_field(name: str) -> dataclasses.Field:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from ..config import TrainConfig
@@ -33,9 +34,11 @@ def synth_config(args: argparse.Namespace) -> SynthConfig:
 def run_synth(args: argparse.Namespace) -> int:
     cfg = synth_config(args)
     out = write_synthetic(Path(args.out), cfg, modal=args.modal, overwrite=args.overwrite)
-    print(
+    emit(
+        args,
+        {"out": str(out), "modal": args.modal, "config": dataclasses.asdict(cfg)},
         f"wrote a synthetic dataset to {out} "
-        f"({cfg.train_videos} train / {cfg.test_videos} test videos, dim {cfg.dim})"
+        f"({cfg.train_videos} train / {cfg.test_videos} test videos, dim {cfg.dim})",
     )
     return 0
 

@@ -231,12 +231,28 @@ def add_alerts_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--since", type=_time, default=None, help="alerts starting at or after this")
     p.add_argument("--until", type=_time, default=None, help="alerts starting at or before this")
     ack = p.add_mutually_exclusive_group()
-    ack.add_argument("--acknowledged", dest="acknowledged", action="store_true", default=None)
-    ack.add_argument("--unacknowledged", dest="acknowledged", action="store_false")
-    p.add_argument("--state", choices=("open", "closed"), default=None)
+    ack.add_argument(
+        "--acknowledged",
+        dest="acknowledged",
+        action="store_true",
+        default=None,
+        help="only acknowledged alerts",
+    )
+    ack.add_argument(
+        "--unacknowledged",
+        dest="acknowledged",
+        action="store_false",
+        help="only alerts nobody has acknowledged yet",
+    )
+    p.add_argument(
+        "--state",
+        choices=("open", "closed"),
+        default=None,
+        help="only open alerts (still going on) or closed ones",
+    )
     p.add_argument("--limit", type=int, default=50, help="newest N alerts (0: all)")
     p.add_argument("--offset", type=int, default=0, help="skip the newest N first")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    _add_output_arguments(p)
     p.add_argument("--out", default=None, help="write the export to this file (not stdout)")
     p.add_argument(
         "--images",
@@ -255,6 +271,28 @@ def add_alerts_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", default=None, help="who acknowledges")
 
 
+def _add_output_arguments(p: argparse.ArgumentParser) -> None:
+    """A table for people, or the alerts as one JSON object (`--json`, as every command's) or
+    as CSV; `--format` is the older spelling of the same choice."""
+    out = p.add_mutually_exclusive_group()
+    out.add_argument(
+        "--json",
+        dest="format",
+        action="store_const",
+        const="json",
+        help="print the alerts as one JSON object (with --ack: the acknowledgement)",
+    )
+    out.add_argument(
+        "--csv", dest="format", action="store_const", const="csv", help="print them as CSV"
+    )
+    out.add_argument(
+        "--format",
+        choices=("table", "csv", "json"),
+        help="table, csv (as --csv) or json (as --json); default: a table",
+    )
+    p.set_defaults(format="table")
+
+
 EXPORT_FIELDS = (
     "id",
     "camera",
@@ -269,10 +307,17 @@ EXPORT_FIELDS = (
     "peak_iso",
     "threshold",
     "acknowledged",
+    "acknowledged_iso",
+    "acknowledged_by",
+    "note",
     "start_time",
     "end_time",
     "peak_time",
+    "acknowledged_time",
 )
+"""The columns of `arnet alerts --csv` and the fields of each alert of `--json` (which adds
+`acknowledgements`: every one, oldest first); `acknowledged_*` and `note` are those of the
+latest acknowledgement (empty when there is none)."""
 
 
 def _iso(t: float | None) -> str | None:
@@ -281,15 +326,42 @@ def _iso(t: float | None) -> str | None:
     return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds")
 
 
-def export_row(alert: dict[str, Any]) -> dict[str, Any]:
-    """An alert from the store as exported: ISO times (UTC) beside the epoch seconds."""
+def export_row(alert: dict[str, Any], acks: list[dict[str, Any]]) -> dict[str, Any]:
+    """An alert from the store as exported: ISO times (UTC) beside the epoch seconds, and who
+    acknowledged it, when and with what note (the latest of `acks`, oldest first)."""
+    latest = acks[-1] if acks else {}
     return {
         **{k: alert[k] for k in EXPORT_FIELDS if k in alert},
         "start_iso": _iso(alert["start_time"]),
         "end_iso": _iso(alert["end_time"]),
         "peak_iso": _iso(alert["peak_time"]),
         "duration_s": round(alert["end_time"] - alert["start_time"], 3),
+        "acknowledged_time": latest.get("time"),
+        "acknowledged_iso": _iso(latest.get("time")),
+        "acknowledged_by": latest.get("by"),
+        "note": latest.get("note"),
     }
+
+
+def _table(rows: list[dict[str, Any]], total: int) -> str:
+    """The alerts for a person: a count, a header row, one line each."""
+    lines = [
+        f"{len(rows)} of {total} alert(s)",
+        f"{'id':>6}  {'camera':<16} {'state':<6} {'start (UTC)':<29}  {'duration':>9}  "
+        f"{'peak':>5}  acknowledged",
+    ]
+    for r in rows:
+        ack = ""
+        if r["acknowledged"]:
+            ack = f"{r['acknowledged_iso']}" + (
+                f" by {r['acknowledged_by']}" if r["acknowledged_by"] else ""
+            )
+            ack += f": {r['note']}" if r["note"] else ""
+        lines.append(
+            f"{r['id']:>6}  {r['camera']:<16} {r['state']:<6} {r['start_iso']:<29}  "
+            f"{r['duration_s']:7.2f} s  {r['peak_score']:.3f}  {ack}".rstrip()
+        )
+    return "\n".join(lines) + "\n"
 
 
 def run_alerts(args: argparse.Namespace) -> int:
@@ -326,9 +398,14 @@ def run_alerts(args: argparse.Namespace) -> int:
                 target = folder / f"alert-{a['id']}.jpg"
                 if image and not target.exists():
                     write_atomic(target, lambda f, b=image: f.write(b))
-    rows = [export_row(a) for a in alerts]
+        acks = store.acknowledgements([a["id"] for a in alerts])
+    rows = [export_row(a, acks[a["id"]]) for a in alerts]
     if args.format == "json":
-        text = json.dumps({"total": total, "alerts": rows}, indent=1) + "\n"
+        listed = [
+            {**r, "acknowledgements": [{**k, "iso": _iso(k["time"])} for k in acks[r["id"]]]}
+            for r in rows
+        ]
+        text = json.dumps({"total": total, "alerts": listed}, indent=1) + "\n"
     elif args.format == "csv":
         buffer = io.StringIO(newline="")
         writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS)
@@ -336,14 +413,7 @@ def run_alerts(args: argparse.Namespace) -> int:
         writer.writerows(rows)
         text = buffer.getvalue()
     else:
-        lines = [f"{len(rows)} of {total} alert(s)"]
-        for r in rows:
-            lines.append(
-                f"{r['id']:>6}  {r['camera']:<16} {r['state']:<6} {r['start_iso']}  "
-                f"{r['duration_s']:7.2f} s  peak {r['peak_score']:.3f}"
-                + ("  acknowledged" if r["acknowledged"] else "")
-            )
-        text = "\n".join(lines) + "\n"
+        text = _table(rows, total)
     if args.out:
         write_atomic(args.out, lambda f: f.write(text.encode()))
     else:

@@ -13,12 +13,14 @@ reference user's command runs unchanged.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import math
 import warnings
 from typing import Any
 
-from ..config import COMPAT_PRESETS, config_field
+from ..config import COMPAT_PRESETS, SynthConfig, config_field
 
 S = argparse.SUPPRESS  # options not given stay out of the namespace: explicit ones override
 
@@ -150,9 +152,32 @@ def _optional_path(text: str) -> str | None:
 Group = argparse.ArgumentParser | argparse._ArgumentGroup
 
 
-def _field_option(g: Group, name: str, *flags: str, **kwargs: Any) -> None:
+# What a test run takes for the fields it may give anew (arnet.cli.training.run_test).
+CHECKPOINT = "the checkpoint's"
+
+
+def _shown_default(name: str, from_checkpoint: bool) -> str | None:
+    """The default an option of the TrainConfig field `name` names in its help: the field's
+    own, or, for `test` (`from_checkpoint`), the checkpoint's; None where there is nothing to
+    name (a switch, or a field without a default outside `test`)."""
+    f = config_field(name)
+    value = None if f.default is dataclasses.MISSING else f.default
+    if isinstance(value, bool):  # a switch: its help says what it turns on or off
+        return None
+    own = None if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    if not (from_checkpoint and f.metadata.get("test")):
+        return own
+    if f.metadata.get("layout"):  # other data (--data) brings its own layout
+        return CHECKPOINT + (f"; with --data, {own}" if own else ", unless --data is given")
+    return CHECKPOINT
+
+
+def _field_option(
+    g: Group, name: str, *flags: str, from_checkpoint: bool = False, **kwargs: Any
+) -> None:
     """An option that sets the TrainConfig field `name`, with the field's choices and help
-    unless given here; absent from the namespace unless given on the command line."""
+    unless given here, and the field's default named in its help (`from_checkpoint`: the
+    checkpoint's); absent from the namespace unless given on the command line."""
     meta = config_field(name).metadata
     if kwargs.get("type") is float:
         kwargs["type"] = _real
@@ -161,27 +186,34 @@ def _field_option(g: Group, name: str, *flags: str, **kwargs: Any) -> None:
     if meta.get("choices") is not None and "action" not in kwargs:
         kwargs.setdefault("choices", meta["choices"])
     kwargs.setdefault("help", meta.get("help"))
+    shown = _shown_default(name, from_checkpoint)
+    if shown is not None and kwargs.get("action") is None and kwargs["help"]:
+        kwargs["help"] += f" (default: {shown})"
     g.add_argument(*flags, dest=name, default=S, **kwargs)
 
 
-def _add_layout_options(g: Group) -> None:
+def _add_layout_options(g: Group, from_checkpoint: bool = False) -> None:
     """How to read a dataset: its layout and the options of each layout (arnet.formats)."""
-    from ..formats import format_names  # the registered layouts (loads the readers)
+    o = functools.partial(_field_option, g, from_checkpoint=from_checkpoint)
+    from ..formats.registry import format_names  # the layout table, without its readers
 
-    _field_option(g, "format", "--format", choices=("auto", *format_names()))
-    _field_option(g, "feature_modal", "--feature_modal", "--feature-modal")
-    _field_option(g, "feature_backbone", "--feature_pretrain_model", "--feature-backbone")
-    _field_option(g, "feature_layer", "--feature_layer", "--feature-layer")
-    _field_option(g, "test_list", "--test-list")
-    _field_option(g, "ground_truth", "--gt", "--ground-truth")
-    _field_option(g, "list_root", "--list-root", metavar="NEW|OLD=NEW")
-    _field_option(g, "train_anomalous", "--train-anomalous", type=int, metavar="N")
-    _field_option(g, "tail", "--tail")
+    o("format", "--format", choices=("auto", *format_names()))
+    o("feature_modal", "--feature_modal", "--feature-modal")
+    o("feature_backbone", "--feature_pretrain_model", "--feature-backbone")
+    o("feature_layer", "--feature_layer", "--feature-layer")
+    o("test_list", "--test-list")
+    o("ground_truth", "--gt", "--ground-truth")
+    o("list_root", "--list-root", metavar="NEW|OLD=NEW")
+    o("train_anomalous", "--train-anomalous", type=int, metavar="N")
+    o("tail", "--tail")
 
 
-def _add_data_options(p: argparse.ArgumentParser) -> None:
+def _add_data_options(p: argparse.ArgumentParser, from_checkpoint: bool = False) -> None:
+    """The dataset and how it is read and scored; `from_checkpoint` (test): absent options
+    keep the checkpoint's values."""
     g = p.add_argument_group("data")
-    _field_option(g, "data", "--data")
+    o = functools.partial(_field_option, g, from_checkpoint=from_checkpoint)
+    o("data", "--data")
     g.add_argument(
         "--dataset_path",
         "--dataset-path",
@@ -191,26 +223,24 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--dataset_name", "--dataset-name", default=S, help="dataset under --dataset_path"
     )
-    _add_layout_options(g)
-    _field_option(g, "feature_dim", "--feature_size", "--feature-dim", type=int)
-    _field_option(
-        g,
+    _add_layout_options(g, from_checkpoint)
+    o("feature_dim", "--feature_size", "--feature-dim", type=int)
+    o(
         "in_memory",
         "--larger_mem",
         type=_flag01,
         help="1: keep all features in memory (reference spelling of --in-memory)",
     )
-    _field_option(g, "in_memory", "--in-memory", action="store_const", const=True)
-    _field_option(g, "test_crop", "--test-crop")
+    o("in_memory", "--in-memory", action="store_const", const=True)
+    o("test_crop", "--test-crop")
+    # a test runs on this machine's device, whatever the training ran on
     _field_option(g, "device", "--device", type=_device)
-    _field_option(g, "precision", "--precision")
-    _field_option(g, "compile", "--compile", action="store_const", const=True)
-    _field_option(g, "reuse_memory", "--no-reuse-memory", action="store_const", const=False)
-    _field_option(
-        g, "features_on_device", "--no-features-on-device", action="store_const", const=False
-    )
-    _field_option(g, "frames_per_segment", "--frames-per-segment", type=int)
-    _field_option(g, "threshold", "--threshold", type=_unit)
+    o("precision", "--precision")
+    o("compile", "--compile", action="store_const", const=True)
+    o("reuse_memory", "--no-reuse-memory", action="store_const", const=False)
+    o("features_on_device", "--no-features-on-device", action="store_const", const=False)
+    o("frames_per_segment", "--frames-per-segment", type=int)
+    o("threshold", "--threshold", type=_unit)
 
 
 def _add_strict_option(p: argparse.ArgumentParser) -> None:
@@ -224,7 +254,7 @@ def _add_strict_option(p: argparse.ArgumentParser) -> None:
 
 def _add_plot_options(g: Group) -> None:
     _field_option(g, "plot", "--plot", type=_flag01)
-    _field_option(g, "plot", "--no-plot", action="store_const", const=False, help=None)
+    _field_option(g, "plot", "--no-plot", action="store_const", const=False, help="no score plots")
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -263,7 +293,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         dest="loss_weights",
         type=_lambda,
         default=S,
-        help="MIL_CENTER loss weights, e.g. 1_20",
+        help="MIL_CENTER loss weights (default: "
+        f"{config_field('mil_weight').default:g}_{config_field('center_weight').default:g})",
     )
     _field_option(g, "mil_weight", "--mil-weight", type=float)
     _field_option(g, "center_weight", "--center-weight", type=float)
@@ -313,8 +344,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     _field_option(g, "log_every", "--log-every", type=int)
 
 
-def _add_output_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default=S, help="run folder (default: a new folder under runs/)")
+def _add_output_options(p: argparse.ArgumentParser, out: str) -> None:
+    p.add_argument("--out", default=S, help=out)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -323,23 +354,70 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
 
 
 def _synth_options(p: argparse.ArgumentParser) -> None:
-    from ..formats.synth import SynthConfig  # its defaults are the options' defaults
-
-    d = SynthConfig()
+    d = SynthConfig()  # its defaults are the options' defaults
     g = p.add_argument_group("synthetic data")
-    g.add_argument("--train-videos", type=int, default=d.train_videos)
-    g.add_argument("--train-anomalous", type=int, default=d.train_anomalous)
-    g.add_argument("--test-videos", type=int, default=d.test_videos)
-    g.add_argument("--test-anomalous", type=int, default=d.test_anomalous)
-    g.add_argument("--dim", type=int, default=d.dim, help="feature dimension")
-    g.add_argument("--scenes", type=int, default=d.scenes)
-    g.add_argument("--min-segments", type=int, default=d.min_segments)
     g.add_argument(
-        "--max-video-segments", dest="max_video_segments", type=int, default=d.max_segments
+        "--train-videos",
+        type=int,
+        default=d.train_videos,
+        help="training videos (default: %(default)s)",
     )
-    g.add_argument("--difficulty", type=_real, default=d.difficulty)
-    g.add_argument("--distractor-rate", type=_unit, default=d.distractor_rate)
-    g.add_argument("--data-seed", type=_at_least(0), default=d.seed, help="seed of the generator")
+    g.add_argument(
+        "--train-anomalous",
+        type=int,
+        default=d.train_anomalous,
+        help="anomalous ones among them (default: %(default)s)",
+    )
+    g.add_argument(
+        "--test-videos", type=int, default=d.test_videos, help="test videos (default: %(default)s)"
+    )
+    g.add_argument(
+        "--test-anomalous",
+        type=int,
+        default=d.test_anomalous,
+        help="anomalous ones among them (default: %(default)s)",
+    )
+    g.add_argument(
+        "--dim", type=int, default=d.dim, help="feature dimension (default: %(default)s)"
+    )
+    g.add_argument(
+        "--scenes",
+        type=int,
+        default=d.scenes,
+        help="cameras, each with its own appearance (default: %(default)s)",
+    )
+    g.add_argument(
+        "--min-segments",
+        type=int,
+        default=d.min_segments,
+        help="shortest video, in segments (default: %(default)s)",
+    )
+    g.add_argument(
+        "--max-video-segments",
+        dest="max_video_segments",
+        type=int,
+        default=d.max_segments,
+        help="longest video, in segments (default: %(default)s)",
+    )
+    g.add_argument(
+        "--difficulty",
+        type=_real,
+        default=d.difficulty,
+        help="scale of the per-segment noise: higher is harder (default: %(default)s)",
+    )
+    g.add_argument(
+        "--distractor-rate",
+        type=_unit,
+        default=d.distractor_rate,
+        help="share of videos with a rare normal event, which is not an anomaly "
+        "(default: %(default)s)",
+    )
+    g.add_argument(
+        "--data-seed",
+        type=_at_least(0),
+        default=d.seed,
+        help="seed of the generator (default: %(default)s)",
+    )
 
 
 def _synth(p: argparse.ArgumentParser) -> None:
@@ -349,20 +427,21 @@ def _synth(p: argparse.ArgumentParser) -> None:
         "--modal",
         default="combine",
         choices=config_field("feature_modal").metadata["choices"],
-        help="feature folder to write the features under",
+        help="feature folder to write the features under (default: %(default)s)",
     )
     p.add_argument(
         "--overwrite",
         action="store_true",
         help="replace the synthetic dataset already in OUT (never another folder's content)",
     )
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
 def _train(p: argparse.ArgumentParser) -> None:
     _add_data_options(p)
     _add_strict_option(p)
     _add_train_options(p)
-    _add_output_options(p)
+    _add_output_options(p, "run folder, new or empty (default: a new folder under runs/)")
     p.add_argument(
         "--resume",
         default=S,
@@ -380,16 +459,22 @@ def _train(p: argparse.ArgumentParser) -> None:
 
 def _test(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
-    _add_data_options(p)
+    _add_data_options(p, from_checkpoint=True)
     _add_strict_option(p)
-    _add_output_options(p)
+    _add_output_options(
+        p, "results folder, new or empty (default: a new test-CHECKPOINT folder in the run)"
+    )
     _add_plot_options(p)
     p.add_argument("--per-video", action="store_true", help="print the per-video table too")
 
 
 def _demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=S, help="demo folder (default: a new folder under runs/)")
-    p.add_argument("--model", default="single", help="model to train (see `arnet models`)")
+    p.add_argument(
+        "--model",
+        default="single",
+        help="model to train (see `arnet models`; default: %(default)s)",
+    )
     p.add_argument(
         "--model-arg",
         dest="model_args",
@@ -399,12 +484,27 @@ def _demo(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="extra model constructor argument (repeatable), e.g. hidden_dim=256",
     )
-    p.add_argument("--iterations", type=_at_least(1), default=DEMO_ITERATIONS)
-    p.add_argument("--seed", type=_at_least(0, SEED_MAX), default=1, help="training seed")
+    p.add_argument(
+        "--iterations",
+        type=_at_least(1),
+        default=DEMO_ITERATIONS,
+        help="training iterations of each model (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed",
+        type=_at_least(0, SEED_MAX),
+        default=1,
+        help="training seed (default: %(default)s)",
+    )
     p.add_argument("--no-baseline", action="store_true", help="skip the naive baseline")
-    p.add_argument("--device", type=_device, default="auto")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--device",
+        type=_device,
+        default="auto",
+        help="auto, cpu, cuda, cuda:N or a GPU number (default: %(default)s)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     _synth_options(p)
 
 
@@ -432,7 +532,7 @@ def _pack(p: argparse.ArgumentParser) -> None:
         help="stored precision: float16 halves the size, float32 keeps values exactly",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
 
 def _models(p: argparse.ArgumentParser) -> None:
@@ -440,9 +540,9 @@ def _models(p: argparse.ArgumentParser) -> None:
         "--feature-dim",
         type=int,
         default=2048,
-        help="feature dimension to count parameters at (default: I3D combine)",
+        help="feature dimension to count parameters at (default: %(default)s, I3D combine)",
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the list as one JSON object")
 
 
 def _serve(p: argparse.ArgumentParser) -> None:

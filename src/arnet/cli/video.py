@@ -22,6 +22,7 @@ from ..folders import claim_empty_folder, remove_stale_temporaries_under, requir
 from ..formats.layout import read_split
 from ..formats.ped2 import expand_frame_datasets, read_annotations
 from ..training.runtime import resolve_device
+from ..videoconfig import DEFAULT_BACKBONE
 from .common import emit, output_folder, progress
 
 # load_detector's words for what `arnet detect` calls options.
@@ -78,7 +79,7 @@ def _backbone_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    name = args.backbone or "i3d"
+    name = args.backbone or DEFAULT_BACKBONE
     entry = backbone_entry(name)
     weights = {"rgb": args.weights_rgb, "flow": args.weights_flow}
     if args.modal is not None:

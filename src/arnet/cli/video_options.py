@@ -1,34 +1,51 @@
 """The video-side options of the `arnet` command line: extract, detect and export.
 
 The backbone and preprocessing options are shared by extract, detect and watch; their choices
-come from the extraction modules, loaded only when one of those commands is parsed.
+and defaults come from `arnet.videoconfig`, so that these commands' help loads no torch.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from ..config import config_field
+from ..config import FRAMES_PER_SEGMENT, config_field
+from ..videoconfig import (
+    BACKBONES,
+    CROP_MODES,
+    CROP_SIZE,
+    DEFAULT_BACKBONE,
+    DEFAULT_FOLDER_FPS,
+    FLOW_BOUND,
+    FLOW_METHODS,
+    MOTION_GRID,
+    POOLS,
+    PRECISIONS,
+    RUNTIMES,
+    SHORT_SIDE,
+    SPATIAL,
+    TAIL_POLICIES,
+)
 from .options import _at_least, _positive_real, _real, _unit
 
 
 def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
     """Backbone and preprocessing options; with `recorded`, absent ones mean "as recorded"."""
-    # The extraction modules own these choices and defaults; they load only for extract
-    # and detect, so that the other commands and `arnet --help` need no torch.
-    from ..extract.flow import FLOW_METHODS
-    from ..extract.image import POOLS, SPATIAL
-    from ..extract.preprocess import CROP_MODES, TAIL_POLICIES, Preprocessing
-    from ..extract.runtimes import PRECISIONS, RUNTIMES
 
-    d = Preprocessing()
-    note = " (default: as recorded for the training features)" if recorded else ""
+    def default(value: object) -> str:
+        """The option's default: as recorded for the checkpoint's training features, or
+        `value` where nothing is recorded (extract)."""
+        return (
+            " (default: as recorded with the training features)"
+            if recorded
+            else (f" (default: {value})")
+        )
+
     g = p.add_argument_group("backbone")
     g.add_argument(
         "--backbone",
         default=None,
-        help="feature extractor: i3d, efficientnet-lite0, or a registered one"
-        + (note or " (default: i3d)"),
+        help=f"feature extractor: {', '.join(BACKBONES)}, or a registered one"
+        + default(DEFAULT_BACKBONE),
     )
     g.add_argument(
         "--weights-rgb", default=None, metavar="FILE", help="I3D RGB weights (rgb_imagenet.pt)"
@@ -45,91 +62,92 @@ def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
         "--pool",
         choices=POOLS,
         default=None,
-        help="2D backbones: frame pooling per segment (default mean)",
+        help="2D backbones: frame pooling per segment" + default(POOLS[0]),
     )
     g.add_argument(
         "--spatial",
         choices=SPATIAL,
         default=None,
-        help="2D backbones: pooling of each frame's feature map over space (default mean; "
-        "max keeps small objects in wide views)",
+        help="2D backbones: pooling of each frame's feature map over space (max keeps small "
+        "objects in wide views)" + default(SPATIAL[0]),
     )
     g.add_argument(
         "--grid",
         default=None,
         metavar="ROWSxCOLS",
-        help="motion-grid: the cells the frame is cut into (default 8x12); efficientnet-lite0: "
-        "pool the feature map over each of these cells instead of the whole frame (R*C*1280 "
-        "numbers per segment, cell-major)",
+        help="motion-grid: the cells the frame is cut into; efficientnet-lite0: pool the feature "
+        "map over each of these cells instead of the whole frame (R*C*1280 numbers per "
+        "segment, cell-major)"
+        + default("{}x{} for motion-grid, none for efficientnet-lite0".format(*MOTION_GRID)),
     )
     g = p.add_argument_group("preprocessing")
     g.add_argument(
         "--short-side",
         type=_at_least(0),
         default=None,
-        help=f"resize the short side to this (default {d.short_side}; 0 keeps the size){note}",
+        help="resize the short side to this many pixels; 0 keeps the size" + default(SHORT_SIDE),
     )
     g.add_argument(
-        "--crop", choices=CROP_MODES, default=None, help=f"views per frame (default {d.crop}){note}"
+        "--crop", choices=CROP_MODES, default=None, help="views per frame" + default(CROP_MODES[0])
     )
     g.add_argument(
-        "--crop-size",
-        type=_at_least(1),
-        default=None,
-        help=f"crop side (default {d.crop_size}){note}",
+        "--crop-size", type=_at_least(1), default=None, help="crop side" + default(CROP_SIZE)
     )
     g.add_argument(
         "--frames-per-segment",
         type=_at_least(1),
         default=None,
-        help=f"default {d.frames_per_segment}",
+        help="frames per segment" + default(FRAMES_PER_SEGMENT),
     )
     g.add_argument(
         "--tail",
         choices=TAIL_POLICIES,
         default=None,
-        help="frames after the last full segment: drop (default for extract) or pad "
-        "(default for detect)",
+        help="frames after the last full segment: dropped, or padded into one more segment"
+        + (" (default: pad, so that every frame is scored)" if recorded else " (default: drop)"),
     )
     g.add_argument(
         "--flow",
         choices=FLOW_METHODS,
         default=None,
-        help=f"optical flow method (default tvl1){note}",
+        help="optical flow method" + default(FLOW_METHODS[0]),
     )
     g.add_argument(
         "--flow-bound",
         type=_positive_real,
         default=None,
-        help=f"flow clipping bound in pixels (default 20){note}",
+        help="flow clipping bound in pixels" + default(f"{FLOW_BOUND:g}"),
     )
     g.add_argument(
         "--frame-stride",
         type=_at_least(1),
         default=None,
         metavar="K",
-        help="2D backbones: encode every K-th frame only, K dividing the segment length "
-        f"(default 1; recorded with the features){note}",
+        help="2D backbones: encode every K-th frame only, K dividing the segment length"
+        + default(1),
     )
     g.add_argument(
-        "--fps", type=_positive_real, default=None, help="frame rate of frame folders (default 25)"
+        "--fps",
+        type=_positive_real,
+        default=None,
+        help=f"frame rate of frame folders (default: {DEFAULT_FOLDER_FPS:g})",
     )
     g = p.add_argument_group("run")
     g.add_argument(
         "--runtime",
         choices=RUNTIMES,
         default=None,
-        help="2D backbones: what runs the network: torch (default), or onnxruntime / openvino, "
-        'several times faster on CPUs (pip install "arnet-vad[export]"); same features to '
-        "float rounding",
+        help="2D backbones: what runs the network: torch, or onnxruntime / openvino, several "
+        'times faster on CPUs (pip install "arnet-vad[export]"); same features to float '
+        f"rounding (default: {RUNTIMES[0]})",
     )
     g.add_argument(
         "--runtime-precision",
         choices=PRECISIONS,
         default=None,
-        help="the runtime's inference precision: f32 (default: the same features on every CPU) "
-        "or bf16 (openvino only; faster on CPUs with bfloat16 units, other features; recorded "
-        f"with the features){note}",
+        help="the runtime's inference precision: f32 (the same features on every CPU) or bf16 "
+        "(openvino only; faster on CPUs with bfloat16 units, other features)"
+        + default(PRECISIONS[0]),
     )
     g.add_argument(
         "--threads",
@@ -137,8 +155,15 @@ def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
         default=None,
         help="CPU threads for the network (default: torch's, one per core)",
     )
-    g.add_argument("--batch-size", type=_at_least(1), default=16, help="segments per forward pass")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument(
+        "--batch-size",
+        type=_at_least(1),
+        default=16,
+        help="segments per forward pass (default: %(default)s)",
+    )
+    g.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)"
+    )
     g.add_argument("--json", action="store_true", help="print the result as one JSON object")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 

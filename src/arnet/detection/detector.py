@@ -177,26 +177,38 @@ class Detector:
             cell_maps=maps,
         )
 
-    def cell_maps(self, features: np.ndarray) -> np.ndarray | None:
-        """(T, rows, cols): each cell's score for a model that scores cells (--instances
-        cells), or its share of the segment's distance from normal for a model that gives
-        per-feature contributions (nearest-normal); when every backbone lays its features out
-        on one grid and the whole frame is kept (--crop full); None otherwise."""
+    @property
+    def cell_grid(self) -> tuple[int, int] | None:
+        """(rows, cols) of the cells `cell_maps` maps: when the model scores cells (--instances
+        cells) or gives per-feature contributions (nearest-normal), every backbone lays its
+        features out on one grid and the whole frame is kept (--crop full); None otherwise."""
         parts = ["rgb", "flow"] if self.output == "combine" else [self.output]
         grids = [getattr(self.extractor.backbones.get(m), "grid", None) for m in parts]
-        if features.ndim != 2 or None in grids or len(set(grids)) > 1:
+        if None in grids or len(set(grids)) > 1:
             return None
         if self.extractor.config.preprocessing.crop != "full":  # cells would not fit the frame
             return None
         rows, cols = grids[0]
+        if self.model.cells > 1:
+            return (rows, cols) if self.model.cells == rows * cols else None
+        return (rows, cols) if self.model.has_contributions else None
+
+    def cell_maps(self, features: np.ndarray) -> np.ndarray | None:
+        """(T, rows, cols): each cell's score for a model that scores cells (--instances
+        cells), or its share of the segment's distance from normal for a model that gives
+        per-feature contributions (nearest-normal); None where there is no `cell_grid` or the
+        features hold several views."""
+        grid = self.cell_grid
+        if features.ndim != 2 or grid is None:
+            return None
+        rows, cols = grid
+        parts = ["rgb", "flow"] if self.output == "combine" else [self.output]
         x = torch.from_numpy(np.asarray(features, np.float32)).to(self.device)
-        if self.model.cells > 1 and self.model.cells == rows * cols:
+        if self.model.cells > 1:
             mask = torch.ones(1, len(features), dtype=torch.bool, device=self.device)
             with torch.no_grad():
                 scores = self.model.cell_scores(x[None], mask)[0]  # (T, cells), row by row
             return scores.float().cpu().numpy().reshape(len(features), rows, cols)
-        if not self.model.has_contributions:
-            return None
         with torch.no_grad():
             share = self.model.contributions(x)
         share = share.cpu().numpy()

@@ -25,10 +25,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ExtractError
+from ..videoconfig import FLOW_BOUND, FLOW_METHODS
 from .optional import require
-
-FLOW_METHODS = ("tvl1", "dis", "farneback")
-FLOW_BOUND = 20.0
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class FlowSettings:
         bound: displacements are clipped to [-bound, bound] pixels, then divided by bound.
     """
 
-    method: str = "tvl1"
+    method: str = FLOW_METHODS[0]
     bound: float = FLOW_BOUND
 
     def validate(self) -> None:

@@ -36,14 +36,13 @@ import torch
 from torch import nn
 
 from ..errors import ExtractError
+from ..videoconfig import POOLS, SPATIAL
 from .backbones import MODALITIES, Backbone, parse_grid, register_backbone
 from .optional import require
 from .runtimes import RUNTIMES, runtime_network
 from .tuning import StageTimes
 from .weights import file_sha256, read_weight_file
 
-POOLS = ("mean", "mean_std", "mean_diff")
-SPATIAL = ("mean", "max")
 LITE0_DIM = 1280
 
 

@@ -33,11 +33,11 @@ from typing import Any
 import torch
 
 from ..errors import ExtractError
+from ..videoconfig import MOTION_GRID
 from .backbones import Backbone, parse_grid, register_backbone
 
 RGB_STATS = ("diff", "changed")
 FLOW_STATS = ("mag", "moving", "speed", "p90", "dx", "dy")
-DEFAULT_GRID = (8, 12)
 CHANGED_LEVEL = 10.0 / 255.0
 MOVING_LEVEL = 0.025  # of the flow bound
 
@@ -130,7 +130,7 @@ class MotionGrid(Backbone):
 def make_motion_grid(
     modality: str,
     weights: str | None = None,
-    grid: str | tuple[int, int] = DEFAULT_GRID,
+    grid: str | tuple[int, int] = MOTION_GRID,
 ) -> Backbone:
     if weights is not None:
         raise ExtractError("motion-grid has no weights; drop --weights-rgb / --weights-flow")

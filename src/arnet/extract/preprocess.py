@@ -27,10 +27,8 @@ import numpy as np
 
 from ..config import FRAMES_PER_SEGMENT
 from ..errors import ExtractError
+from ..videoconfig import CROP_MODES, CROP_SIZE, SHORT_SIDE, TAIL_POLICIES
 from .optional import require
-
-CROP_MODES = ("center", "ten", "full")
-TAIL_POLICIES = ("drop", "pad")
 
 
 @dataclass(frozen=True)
@@ -47,11 +45,11 @@ class Preprocessing:
             frames_per_segment so every segment holds the same number of frames.
     """
 
-    short_side: int = 256
-    crop_size: int = 224
-    crop: str = "center"
+    short_side: int = SHORT_SIDE
+    crop_size: int = CROP_SIZE
+    crop: str = CROP_MODES[0]
     frames_per_segment: int = FRAMES_PER_SEGMENT
-    tail: str = "drop"
+    tail: str = TAIL_POLICIES[0]
     frame_stride: int = 1
 
     def validate(self) -> None:

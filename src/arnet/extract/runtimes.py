@@ -26,12 +26,8 @@ import torch
 from torch import nn
 
 from ..errors import ExtractError, MissingExtraError
+from ..videoconfig import PRECISIONS, RUNTIMES
 
-RUNTIMES = ("torch", "onnxruntime", "openvino")
-# Inference precision of a runtime. OpenVINO's CPU plugin picks bfloat16 by itself on CPUs with
-# AVX-512 BF16 or AMX (features then move by up to 0.6 against PyTorch's), so the precision is
-# always set, f32 unless asked, and recorded with the features.
-PRECISIONS = ("f32", "bf16")
 EXPORT_HINT = 'pip install "arnet-vad[export]"'
 ONNX_OPSET = 17
 

@@ -17,16 +17,13 @@ import numpy as np
 from ..errors import DataError, ExtractError
 from ..formats.groundtruth import normalize_name
 from ..formats.ped2 import LABELS_FILE, FrameDataset
+from ..videoconfig import DEFAULT_FOLDER_FPS
 from .optional import require
 
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv", ".ts"}
 )
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
-
-# Frame folders carry no frame rate; 25 fps (PAL, CUHK Avenue) is a common rate of surveillance
-# footage. It only affects reported times; `--fps` gives the true one.
-DEFAULT_FOLDER_FPS = 25.0
 
 
 @dataclass(frozen=True)

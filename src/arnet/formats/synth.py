@@ -30,55 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_json_atomic
-from ..config import FRAMES_PER_SEGMENT
+from ..config import SynthConfig
 from ..errors import FolderError
 from ..folders import claim_folder, contents, remove_stale_temporaries, temporary_name
 from .arnet import write_arnet
-
-
-@dataclass
-class SynthConfig:
-    """Knobs of the synthetic dataset."""
-
-    train_videos: int = 238
-    train_anomalous: int = 63
-    test_videos: int = 199
-    test_anomalous: int = 44
-    dim: int = 512
-    """Feature dimension (I3D: 1024 per modality, 2048 combined)."""
-    scenes: int = 13
-    min_segments: int = 24
-    max_segments: int = 240
-    difficulty: float = 1.0
-    """Scales the per-segment noise: higher is harder."""
-    event_strength: float = 0.6
-    """Amplitude of anomalous events (scene patterns are about 1)."""
-    distractor_strength: float = 1.0
-    """Amplitude of rare normal events: more salient than anomalies, and not anomalous."""
-    busy_strength: float = 0.8
-    """Amplitude of the busy-scene pattern that most anomalous and some normal videos carry."""
-    distractor_rate: float = 0.3
-    """Share of videos (of either class) with a rare normal event."""
-    anomaly_types: int = 6
-    distractor_types: int = 4
-    frames_per_segment: int = FRAMES_PER_SEGMENT
-    seed: int = 0
-
-    def validate(self) -> None:
-        if not 0 < self.train_anomalous < self.train_videos:
-            raise ValueError("train_anomalous must be between 1 and train_videos - 1")
-        if not 0 < self.test_anomalous < self.test_videos:
-            raise ValueError("test_anomalous must be between 1 and test_videos - 1")
-        if self.dim < 8:
-            raise ValueError("dim must be >= 8")
-        if not 2 <= self.min_segments <= self.max_segments:
-            raise ValueError("need 2 <= min_segments <= max_segments")
-        if self.difficulty <= 0 or self.event_strength <= 0 or self.busy_strength < 0:
-            raise ValueError("difficulty and event_strength must be > 0, busy_strength >= 0")
-        if not 0 <= self.distractor_rate <= 1:
-            raise ValueError("distractor_rate must be in [0, 1]")
-        if self.scenes < 1 or self.anomaly_types < 1 or self.distractor_types < 1:
-            raise ValueError("scenes, anomaly_types and distractor_types must be >= 1")
 
 
 @dataclass

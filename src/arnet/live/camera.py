@@ -45,6 +45,8 @@ class Segment:
         gap_frames: frames missed just before this segment (a reconnection), at the
             source's rate; 0 when it follows the previous segment directly.
         fps: the source's frame rate.
+        cells: where the segment is anomalous, (rows, cols) cell values, once scored by a
+            checkpoint that maps cells (`SegmentScorer.score_and_locate`); else None.
     """
 
     camera: str
@@ -57,6 +59,7 @@ class Segment:
     first_frame: np.ndarray
     gap_frames: int = 0
     fps: float = 25.0
+    cells: np.ndarray | None = None
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Segments of every camera are encoded in one batch (grouped by frame size), with the
 checkpoint's extractor, so that many cameras share the backbone's cost. The model scores them
-through `evaluate.predict`, as `detect` and `test` do:
+through `evaluation.scoring.score_arrays`, as `detect` and `test` do:
 
 - a per-segment model (`single`, AR-Net) scores each segment alone: its live scores equal
   the scores of the whole video;
@@ -78,6 +78,19 @@ class SegmentScorer:
 
     def score(self, segments: Sequence[Segment]) -> np.ndarray:
         """Scores of the segments (in the order given; a camera's segments in order)."""
+        return self._score(segments, locate=False)[0]
+
+    def score_and_locate(
+        self, segments: Sequence[Segment]
+    ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """Scores of the segments, and where each is anomalous: its (rows, cols) cell map
+        (`Detector.cell_maps`, on the window it was scored in), or None for every segment when
+        the checkpoint maps no cells (`Detector.cell_grid`)."""
+        return self._score(segments, locate=self.detector.cell_grid is not None)
+
+    def _score(
+        self, segments: Sequence[Segment], locate: bool
+    ) -> tuple[np.ndarray, list[np.ndarray | None]]:
         feats = self.features(segments)
         by_camera: dict[str, list[int]] = {}
         for i, s in enumerate(segments):
@@ -98,9 +111,14 @@ class SegmentScorer:
         d = self.detector
         scored = score_arrays(d.model, arrays, d.device, d.crop_mode)
         result = np.empty(len(segments), dtype=np.float64)
-        for (_, members), n, scores in zip(by_camera.items(), new, scored):
+        maps: list[np.ndarray | None] = [None] * len(segments)
+        for (_, members), n, array, scores in zip(by_camera.items(), new, arrays, scored):
             result[members] = scores[-n:]
-        return result
+            located = d.cell_maps(array) if locate else None
+            if located is not None:
+                for i, cells in zip(members, located[-n:]):
+                    maps[i] = cells
+        return result, maps
 
     def warm_up(self) -> None:
         """Run the backbone and the model once on a blank segment, so that the first camera's

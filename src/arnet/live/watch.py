@@ -5,6 +5,10 @@ CameraWorker (a thread per source) --segments--> queue --batch--> SegmentScorer
    --scores--> AlertTracker (per camera) --rows--> EventStore.commit_segments (one transaction)
 ```
 
+An alert's picture is its peak segment's first frame; with a checkpoint that maps cells (a cell
+model or nearest-normal on grid features, `Detector.cell_grid`) the heat map of the segment's
+cells is drawn beside it, as `detect` draws it.
+
 Each batch's scores, and the alerts they open, update or close, are committed per camera in
 one transaction before the next batch: a watcher killed at any moment leaves whole segments
 and alerts, and a restarted one continues each camera's numbering, resumes a file where it
@@ -23,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..detection.heatmaps import heat_picture, jpeg_bytes
 from ..errors import DataError
 from .camera import Backoff, CameraWorker, Segment, SourceEnded
 from .scorer import SegmentScorer
@@ -46,12 +51,13 @@ class WatchOptions:
     quiet: bool = False
 
 
-def jpeg(frame: Any, quality: int = 85) -> bytes | None:
-    """RGB (H, W, 3) uint8 -> JPEG bytes (None when OpenCV cannot encode it)."""
-    import cv2
-
-    ok, data = cv2.imencode(".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return data.tobytes() if ok else None
+def alert_picture(segment: Segment, quality: int = 85) -> bytes:
+    """The JPEG an alert keeps of its peak segment: the segment's first frame, and beside it
+    the same frame under the heat map of the segment's cells when the scorer located them
+    (`heatmaps.heat_picture`, as `detect` draws its heat maps)."""
+    frame = segment.first_frame
+    picture = frame if segment.cells is None else heat_picture(frame, segment.cells)
+    return jpeg_bytes(picture, quality)
 
 
 class Watcher:
@@ -123,7 +129,7 @@ class Watcher:
             resume = self.store.open_alert(camera["id"])
             self.announced[source.name] = {resume["start_segment"]} if resume else set()
             self.trackers[source.name] = AlertTracker(
-                t, lambda s, q=o.jpeg_quality: jpeg(s.first_frame, q), resume
+                t, lambda s, q=o.jpeg_quality: alert_picture(s, q), resume
             )
             if camera["next_segment"]:
                 self._say(
@@ -211,9 +217,10 @@ class Watcher:
         for s in batch:
             if s.gap_frames:
                 self.scorer.forget(s.camera)
-        scores = self.scorer.score(batch)
+        scores, cells = self.scorer.score_and_locate(batch)
         per_camera: dict[str, tuple[list[dict], list[dict]]] = {}
-        for s, score in zip(batch, scores.tolist()):
+        for s, score, where in zip(batch, scores.tolist(), cells):
+            s.cells = where
             segs, alerts = per_camera.setdefault(s.camera, ([], []))
             segs.append(
                 {

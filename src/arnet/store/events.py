@@ -34,6 +34,9 @@ ALERT_FIELDS = (
     "peak_time",
     "threshold",
 )
+# Alert ids per acknowledgements query: far below the bound parameters a statement may carry
+# (SQLite 32766, PostgreSQL 65535), for an export of every alert.
+ACK_QUERY_IDS = 1000
 
 
 def _when(value: float | datetime | None) -> float | None:
@@ -81,15 +84,26 @@ class EventStore:
         """Every camera ever watched, by name: id, name, source, state (starting, streaming,
         reconnecting, stopped, failed), state_detail, start_threshold, stop_threshold, fps,
         frames_per_segment, next_segment, next_frame, last_seen, last_score, open_alert_id
-        (None when no alert is open), created, updated."""
+        (None when no alert is open), open_alert_acknowledged (whether someone has seen that
+        alert), created, updated."""
         open_alert = (
             sa.select(sa.func.max(alerts.c.id))
             .where(alerts.c.camera_id == cameras.c.id, alerts.c.state == "open")
             .scalar_subquery()
         )
-        query = sa.select(cameras, open_alert.label("open_alert_id")).order_by(cameras.c.name)
+        seen = (
+            sa.select(acknowledgements.c.id)
+            .where(acknowledgements.c.alert_id == open_alert.correlate(cameras))
+            .exists()
+        )
+        query = sa.select(
+            cameras, open_alert.label("open_alert_id"), seen.label("open_alert_acknowledged")
+        ).order_by(cameras.c.name)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["open_alert_acknowledged"] = bool(row["open_alert_acknowledged"])
+        return rows
 
     def camera(self, name: str) -> dict[str, Any] | None:
         """One camera by name (fields as in `cameras`), or None."""
@@ -210,17 +224,36 @@ class EventStore:
                 .order_by(scores_table.c.segment)
             )
             out["segments"] = [dict(s._mapping) for s in segs]
-            acks = conn.execute(
+            out["acknowledgements"] = self._acknowledgements(conn, [alert_id])[alert_id]
+        return out
+
+    def acknowledgements(self, alert_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+        """The acknowledgements of each alert (id, time, note, by; oldest first), in one
+        query: {alert id: [...]} with every id given (an empty list when none)."""
+        with self.engine.connect() as conn:
+            return self._acknowledgements(conn, alert_ids)
+
+    @staticmethod
+    def _acknowledgements(
+        conn: sa.Connection, alert_ids: Sequence[int]
+    ) -> dict[int, list[dict[str, Any]]]:
+        out: dict[int, list[dict[str, Any]]] = {int(i): [] for i in alert_ids}
+        ids = list(out)
+        for start in range(0, len(ids), ACK_QUERY_IDS):
+            rows = conn.execute(
                 sa.select(
+                    acknowledgements.c.alert_id,
                     acknowledgements.c.id,
                     acknowledgements.c.time,
                     acknowledgements.c.note,
                     acknowledgements.c.by,
                 )
-                .where(acknowledgements.c.alert_id == alert_id)
+                .where(acknowledgements.c.alert_id.in_(ids[start : start + ACK_QUERY_IDS]))
                 .order_by(acknowledgements.c.time, acknowledgements.c.id)
             )
-            out["acknowledgements"] = [dict(a._mapping) for a in acks]
+            for row in rows:
+                ack = dict(row._mapping)
+                out[ack.pop("alert_id")].append(ack)
         return out
 
     def alert_image(self, alert_id: int) -> bytes | None:

@@ -27,21 +27,21 @@
   function curve(a) {
     const rows = a.context && a.context.length ? a.context : a.segments;
     const xs = rows.map((r) => r.segment);
+    const ys = rows.map((r) => r.score);
     const end = xs.length ? xs[xs.length - 1] + 1 : a.end_segment + 1;
-    return charts.line({
+    const threshold = a.threshold !== null ? a.threshold : a.camera_threshold;
+    return charts.line(Object.assign({
       width: 720,
       height: 240,
       xmin: xs.length ? xs[0] : a.start_segment,
       xmax: end,
-      ymin: 0,
-      ymax: 1,
-      series: [{ xs, ys: rows.map((r) => r.score), step: true, end, name: "score" }],
+      series: [{ xs, ys, step: true, end, name: "score" }],
       bands: [{ x0: a.start_segment, x1: a.end_segment + 1, cls: "alert-span" }],
-      hlines: [{ y: a.threshold !== null ? a.threshold : a.camera_threshold, cls: "threshold" }],
+      hlines: [{ y: threshold, cls: "threshold", label: "threshold " + num(threshold, 2) }],
       xlabel: "segment",
       ylabel: "anomaly score",
       title: "score around the alert (shaded)",
-    });
+    }, charts.scoreRange(ys, [threshold])));
   }
 
   function acknowledgements(a) {
@@ -87,7 +87,12 @@
     title.textContent = "Alert #" + a.id + " · " + a.camera;
     document.title = "arnet · alert " + a.id;
     const image = a.has_image
-      ? el("img", { src: "/api/alerts/" + a.id + "/image", alt: "peak frame of alert " + a.id, id: "peak-image" })
+      ? el("figure", { class: "peak" },
+        el("img", { src: "/api/alerts/" + a.id + "/image", alt: "peak frame of alert " + a.id, id: "peak-image" }),
+        el("figcaption", { class: "muted" },
+          "The peak segment's first frame. With a model that says where (a cell model, or " +
+          "nearest-normal on grid features) the same frame follows on the right under the heat " +
+          "map of the segment's cells: red where it is most anomalous."))
       : el("p", { class: "muted" }, "no image of the peak frame was stored");
     clear(box).append(
       el("div", { class: "alert-view" },

@@ -28,13 +28,37 @@ const charts = (() => {
     return Math.abs(value) >= 1e4 ? value.toExponential(1) : String(Number(value.toPrecision(4)));
   }
 
+  // The score axis of a chart: the range of the scores and of the lines drawn across them
+  // (thresholds), with a margin, in steps of 0.05 within [0, 1]. Scores that stay between 0.46
+  // and 0.76 then fill the chart, and a camera hovering just above its threshold shows it,
+  // instead of a flat line across a 0-1 axis.
+  function scoreRange(values, marks) {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const v of values.concat(marks || [])) {
+      if (v === null || v === undefined || !Number.isFinite(v)) continue;
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
+    if (!(hi >= lo)) return { ymin: 0, ymax: 1 };
+    const pad = Math.max(0.1 * (hi - lo), 0.02);
+    let ymin = Math.max(0, Math.floor((lo - pad) * 20) / 20);
+    let ymax = Math.min(1, Math.ceil((hi + pad) * 20) / 20);
+    if (ymax - ymin < 0.1) { // never narrower than 0.1: noise must not look like a signal
+      ymin = Math.max(0, Math.min(ymin, ymax - 0.1));
+      ymax = Math.min(1, ymin + 0.1);
+    }
+    return { ymin: Number(ymin.toFixed(2)), ymax: Number(ymax.toFixed(2)) };
+  }
+
   // opts: {width, height, xmin, xmax, ymin, ymax, series: [{xs, ys, cls, step, name}],
-  //        bands: [{x0, x1, cls}], hlines: [{y, cls}], xlabel, ylabel, title}
+  //        bands: [{x0, x1, cls}], hlines: [{y, cls, label}], xlabel, ylabel, title}
   // `step`: ys[i] holds from xs[i] to xs[i + 1] (the last to `xmax`), as segment scores do.
+  // The chart is drawn `width` x `height` and shown at most that wide (narrower on a narrow
+  // screen), so that its text keeps its size.
   function line(opts) {
     const W = opts.width || 640;
     const H = opts.height || 200;
-    const m = { left: 46, right: 10, top: opts.title ? 22 : 10, bottom: opts.xlabel ? 36 : 24 };
     const series = opts.series || [];
     const allX = series.flatMap((s) => s.xs);
     const allY = series.flatMap((s) => s.ys).filter((y) => y !== null && Number.isFinite(y));
@@ -44,10 +68,17 @@ const charts = (() => {
     const ymin = opts.ymin !== undefined ? opts.ymin : Math.min(...allY, 0);
     let ymax = opts.ymax !== undefined ? opts.ymax : Math.max(...allY, 1);
     if (!(ymax > ymin)) ymax = ymin + 1;
+    const xticks = ticks(xmin, xmax, 6);
+    const xtext = (x) => (opts.xformat ? opts.xformat(x) : label(x));
+    // Room on the right for half the last x label, which is centred on its tick ("1200").
+    const lastText = xticks.length ? xtext(xticks[xticks.length - 1]) : "";
+    const right = Math.max(10, Math.ceil(3.6 * lastText.length) + 4);
+    const m = { left: 46, right, top: opts.title ? 22 : 10, bottom: opts.xlabel ? 36 : 24 };
     const px = (x) => m.left + ((x - xmin) / (xmax - xmin)) * (W - m.left - m.right);
     const py = (y) => H - m.bottom - ((y - ymin) / (ymax - ymin)) * (H - m.top - m.bottom);
 
     const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img" });
+    root.style.maxWidth = W + "px"; // (CSSOM, which the page's content policy allows)
     if (opts.title) {
       const t = svg("text", { x: m.left, y: 15, class: "chart-title" });
       t.textContent = opts.title;
@@ -67,18 +98,27 @@ const charts = (() => {
       t.textContent = label(y);
       root.append(t);
     }
-    for (const x of ticks(xmin, xmax, 6)) {
+    for (const x of xticks) {
       root.append(svg("line", { x1: px(x), x2: px(x), y1: m.top, y2: H - m.bottom, class: "grid" }));
       const t = svg("text", { x: px(x), y: H - m.bottom + 14, class: "tick", "text-anchor": "middle" });
-      t.textContent = opts.xformat ? opts.xformat(x) : label(x);
+      t.textContent = xtext(x);
       root.append(t);
     }
     root.append(svg("rect", {
       x: m.left, y: m.top, width: W - m.left - m.right, height: H - m.top - m.bottom, class: "frame",
     }));
-    for (const h of opts.hlines || []) {
-      if (h.y === null || h.y === undefined) continue;
+    const labels = []; // drawn over the curves
+    for (const [i, h] of (opts.hlines || []).entries()) {
+      if (h.y === null || h.y === undefined || !(h.y >= ymin && h.y <= ymax)) continue;
       root.append(svg("line", { x1: m.left, x2: W - m.right, y1: py(h.y), y2: py(h.y), class: h.cls || "threshold" }));
+      if (h.label) { // the first line's name above it, the next ones' below theirs
+        const t = svg("text", {
+          x: W - m.right - 3, y: py(h.y) + (i === 0 ? -3 : 11), class: "line-label " + (h.cls || "threshold") + "-label",
+          "text-anchor": "end",
+        });
+        t.textContent = h.label;
+        labels.push(t);
+      }
     }
     for (const s of series) {
       const d = [];
@@ -103,6 +143,7 @@ const charts = (() => {
         });
       }
     }
+    root.append(...labels);
     if (opts.xlabel) {
       const t = svg("text", { x: (m.left + W - m.right) / 2, y: H - 4, class: "axis-label", "text-anchor": "middle" });
       t.textContent = opts.xlabel;
@@ -118,8 +159,10 @@ const charts = (() => {
     }
     root.setAttribute("data-points", String(series.reduce((n, s) => n + s.xs.length, 0)));
     root.setAttribute("data-xmax", String(xmax));
+    root.setAttribute("data-ymin", String(ymin));
+    root.setAttribute("data-ymax", String(ymax));
     return root;
   }
 
-  return { line, ticks };
+  return { line, ticks, scoreRange };
 })();

@@ -41,7 +41,10 @@
     const camera = cameras.get(name);
     const parts = card(name);
     const mine = openAlerts.filter((a) => a.camera === name);
-    parts.root.classList.toggle("alerting", camera.open_alert_id !== null && camera.open_alert_id !== undefined);
+    // Red while an alert is open that nobody has acknowledged yet; an acknowledged one that is
+    // still open is said in the card, without the alarm.
+    const open = camera.open_alert_id !== null && camera.open_alert_id !== undefined;
+    parts.root.classList.toggle("alerting", open && !camera.open_alert_acknowledged);
     clear(parts.facts).append(
       el("span", { class: "badge state " + camera.state }, camera.state),
       fact("threshold", num(camera.start_threshold, 2)),
@@ -54,24 +57,30 @@
     const xs = rows.map((r) => r.segment);
     const last = xs.length ? xs[xs.length - 1] + 1 : 1;
     const first = Math.max(0, last - WINDOW);
-    const chart = charts.line({
+    const ys = rows.map((r) => r.score);
+    const hlines = [{ y: camera.start_threshold, cls: "threshold", label: "threshold " + num(camera.start_threshold, 2) }];
+    if (camera.stop_threshold !== null && camera.stop_threshold !== camera.start_threshold) {
+      hlines.push({ y: camera.stop_threshold, cls: "stop-threshold", label: "stop " + num(camera.stop_threshold, 2) });
+    }
+    const chart = charts.line(Object.assign({
       width: 640,
       height: 170,
       xmin: first,
       xmax: Math.max(last, first + 10),
-      ymin: 0,
-      ymax: 1,
-      series: [{ xs, ys: rows.map((r) => r.score), step: true, end: last, name: "score" }],
+      series: [{ xs, ys, step: true, end: last, name: "score" }],
       bands: mine.map((a) => ({ x0: a.start_segment, x1: a.end_segment + 1, cls: "alert-span" })),
-      hlines: [
-        { y: camera.start_threshold, cls: "threshold" },
-        { y: camera.stop_threshold, cls: "stop-threshold" },
-      ],
+      hlines,
       xlabel: "segment",
-    });
+    }, charts.scoreRange(ys, hlines.map((h) => h.y))));
     chart.setAttribute("data-last-segment", xs.length ? String(xs[xs.length - 1]) : "");
     clear(parts.chart).append(chart);
     clear(parts.alerts);
+    if (open && camera.open_alert_acknowledged) {
+      parts.alerts.append(el("p", { class: "acknowledged-open" },
+        el("span", { class: "badge open" }, "open"), " ",
+        el("a", { href: "/alerts/" + camera.open_alert_id }, "alert " + camera.open_alert_id),
+        " acknowledged, still going on"));
+    }
     if (mine.length) {
       parts.alerts.append(
         el("ul", {}, mine.slice(0, 5).map((a) =>

@@ -65,7 +65,7 @@
       }));
     }
     if (!out.length) out.push(el("p", { class: "muted" }, "no training log"));
-    return out;
+    return el("div", { class: "chart-grid" }, out);
   }
 
   async function videoPlot(run, video) {
@@ -74,13 +74,13 @@
       const v = await arnet.getJSON(arnet.url("/api/run/video", { name: run, video }));
       const f = v.frames_per_segment;
       const frames = v.scores.length * f;
-      holder.append(charts.line({
-        width: 520, height: 170, title: video, xmin: 0, xmax: Math.max(frames, 1), ymin: 0, ymax: 1,
+      holder.append(charts.line(Object.assign({
+        width: 520, height: 170, title: video, xmin: 0, xmax: Math.max(frames, 1),
         series: [{ xs: v.scores.map((_, i) => i * f), ys: v.scores, step: true, end: frames, name: "score" }],
         bands: (v.anomalous_spans || []).map(([a, b]) => ({ x0: a, x1: b, cls: "truth" })),
-        hlines: [{ y: v.threshold, cls: "threshold" }],
+        hlines: [{ y: v.threshold, cls: "threshold", label: "threshold " + num(v.threshold, 2) }],
         xlabel: "frame",
-      }));
+      }, charts.scoreRange(v.scores, [v.threshold]))));
       if (v.ground_truth_error) holder.append(el("p", { class: "muted" }, v.ground_truth_error));
     } catch (err) {
       holder.append(el("p", { class: "muted" }, video + ": " + (err.message || err)));
@@ -126,7 +126,8 @@
     for (const r of runs) for (const v of r.videos || []) labels.set(v.name, v.label);
     const common = runs[0].scored.filter((v) => runs.every((r) => r.scored.includes(v)));
     common.sort((a, b) => (labels.get(b) || 0) - (labels.get(a) || 0) || a.localeCompare(b));
-    const plots = el("div", { id: "video-plots" });
+    // One run: its video plots side by side, as many as the screen holds.
+    const plots = el("div", { id: "video-plots", class: runs.length > 1 ? null : "chart-grid" });
     const picker = el("div", { class: "videos" });
     const buttons = common.map((video) => {
       const b = el("button", { type: "button", "data-video": video }, video);
