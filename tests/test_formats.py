@@ -605,3 +605,20 @@ def test_a_registered_layout_is_detected_opened_and_offered(tmp_path):
             register_format("toy", detect=bool, looks_for="", description="")(catalog_toy)
     finally:
         del _FORMATS["toy"]
+
+
+def test_the_layout_table_is_known_without_loading_a_reader():
+    """Layout names (for every --help) come without numpy or torch; loading the readers then
+    registers exactly the layouts the table names, in its order."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from arnet.formats.registry import format_names; n = format_names(); "
+        "print(','.join(n), 'numpy' in sys.modules, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["packed,arnet,crops,list,csv", "False", "False"]
+    from arnet.formats import format_names, list_formats
+
+    assert tuple(e.name for e in list_formats()) == format_names()

@@ -15,20 +15,13 @@ a store. Ground truth and its tail policy are in `formats.groundtruth`.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Literal, overload
-
-# Importing a reader registers its layout; `--format auto` tries them in this order.
-# isort: off
-from . import packed, arnet, crops, lists  # noqa: F401
-# isort: on
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ..config import FRAMES_PER_SEGMENT
-from ..data.dataset import FeatureDataset
 from ..errors import DataError
-from .catalog import Catalog
-from .groundtruth import TAIL_POLICIES
-from .opening import open_catalog, select_split, to_dataset, to_datasets
+from ..videoconfig import TAIL_POLICIES
 from .registry import (
     FormatEntry,
     detect_format,
@@ -37,6 +30,10 @@ from .registry import (
     list_formats,
     register_format,
 )
+
+if TYPE_CHECKING:
+    from ..data.dataset import FeatureDataset
+    from .catalog import Catalog
 
 # Options that only some layouts take: given to another layout, they are refused by name.
 LAYOUT_OPTIONS = ("test_list", "list_root", "train_anomalous")
@@ -189,6 +186,8 @@ def open_dataset(
         in_memory=in_memory,
         strict=strict,
     )
+    from .opening import open_catalog, select_split, to_dataset, to_datasets  # numpy, torch
+
     if split is not None:
         dataset = to_dataset(open_catalog(select_split(catalog, split)), split, in_memory)
         _check_dim(dataset, feature_dim)
@@ -204,6 +203,16 @@ def _check_dim(dataset: FeatureDataset, feature_dim: int | None) -> None:
             f"{dataset.sources[0]}: features have dimension {dataset.dim}, "
             f"but feature_dim is {feature_dim}"
         )
+
+
+# Loaded on first use: this package's import stays free of numpy and torch (`--help`).
+_LAZY = {"Catalog": "arnet.formats.catalog", "open_catalog": "arnet.formats.opening"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'arnet.formats' has no attribute {name!r}")
 
 
 __all__ = [

@@ -1,7 +1,10 @@
 """The table of dataset layouts: one entry per layout, read by detection, loading, `inspect`,
 `pack` and the command line's `--format` choices.
 
-A layout is a catalogue reader decorated with `register_format`:
+The built-in layouts are named in `BUILT_IN` with the module that registers each, so that their
+names are known without loading a reader (every `--help` is built without numpy or torch); a
+reader module is imported when a layout is looked up. A layout is a catalogue reader decorated
+with `register_format`:
 
 ```python
 @register_format("mine", detect=is_mine, looks_for="a mine.json", description="...")
@@ -15,6 +18,7 @@ the layout-specific ones it does not take); `detect(path) -> bool` recognises it
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,7 +49,26 @@ class FormatEntry:
     options: frozenset[str]
 
 
+# The built-in layouts, in the order `--format auto` tries them: name -> its reader's module.
+BUILT_IN = {
+    "packed": "arnet.formats.packed",
+    "arnet": "arnet.formats.arnet",
+    "crops": "arnet.formats.crops",
+    "list": "arnet.formats.lists",
+    "csv": "arnet.formats.lists",
+}
+
 _FORMATS: dict[str, FormatEntry] = {}
+
+
+def _loaded() -> dict[str, FormatEntry]:
+    """Every layout, the built-in readers imported (which registers them), in order."""
+    for module in dict.fromkeys(BUILT_IN.values()):
+        importlib.import_module(module)
+    missing = [name for name in BUILT_IN if name not in _FORMATS]
+    if missing:  # a name in the table whose module registers no such layout
+        raise RuntimeError(f"built-in dataset format(s) {missing} are not registered")
+    return {**{n: _FORMATS[n] for n in BUILT_IN}, **_FORMATS}
 
 
 def register_format(
@@ -68,12 +91,13 @@ def register_format(
 
 
 def list_formats() -> list[FormatEntry]:
-    """Every registered layout, in registration (detection) order."""
-    return list(_FORMATS.values())
+    """Every layout, in detection order: the built-in ones, then those registered since."""
+    return list(_loaded().values())
 
 
 def format_names() -> tuple[str, ...]:
-    return tuple(_FORMATS)
+    """The layouts' names, without loading their readers."""
+    return tuple(dict.fromkeys([*BUILT_IN, *_FORMATS]))
 
 
 def format_entry(name: str) -> FormatEntry:
@@ -83,9 +107,10 @@ def format_entry(name: str) -> FormatEntry:
         DataError: an unknown name, listing the known ones.
     """
     try:
-        return _FORMATS[name]
+        return _loaded()[name]
     except KeyError:
-        raise DataError(f"unknown dataset format {name!r}; known: {', '.join(_FORMATS)}") from None
+        known = ", ".join(format_names())
+        raise DataError(f"unknown dataset format {name!r}; known: {known}") from None
 
 
 def detect_format(path: str | Path) -> str:
@@ -93,11 +118,12 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: dataset not found")
-    for entry in _FORMATS.values():
+    entries = _loaded()
+    for entry in entries.values():
         if entry.detect(path):
             return entry.name
-    looked = ", ".join(e.looks_for for e in _FORMATS.values())
+    looked = ", ".join(e.looks_for for e in entries.values())
     raise DataError(
         f"{path}: unrecognised dataset layout (looked for {looked}); name the format "
-        f"({', '.join(_FORMATS)})"
+        f"({', '.join(entries)})"
     )
