@@ -107,9 +107,9 @@ def make_grid_checkpoint(folder: Path, grid: str = "4x4") -> Path:
     32x32 frame) of generated videos, fitted without gradients: a model that also says where a
     segment is anomalous (its cell map). Its run folder, as `make_checkpoint`'s."""
     from arnet.extract.backbones import create_backbone
-    from arnet.formats.extraction import feature_groups
     from arnet.extract.pipeline import ExtractConfig, FeatureExtractor
     from arnet.extract.preprocess import Preprocessing
+    from arnet.formats.extraction import feature_groups
     from arnet.models.normal import fit_bank
     from arnet.models.registry import model_spec
     from arnet.training.checkpoint import save_checkpoint

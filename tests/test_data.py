@@ -144,3 +144,44 @@ def test_nan_features_are_named():
 def test_bad_datasets_are_refused(names, feats, message):
     with pytest.raises(DataError, match=message):
         FeatureDataset(names, [1] * len(names), feats)
+
+
+def test_uniform_segments_average_consecutive_rows_as_rtfm_does():
+    """Segment j of n averages rows [r_j, r_(j+1)), r = floor(linspace(0, T, n + 1)), or is
+    row r_j when that range is empty; crops are averaged row-wise alike."""
+    from arnet.data.dataset import UniformSegments
+
+    def by_hand(feat, n):
+        r = np.linspace(0, len(feat), n + 1).astype(int)
+        return np.stack(
+            [feat[r[i] : r[i + 1]].mean(0) if r[i] != r[i + 1] else feat[r[i]] for i in range(n)]
+        )
+
+    rng = np.random.default_rng(0)
+    for T, n in ((100, 32), (32, 32), (7, 32), (1, 4), (33, 32)):
+        feat = rng.random((T, 5)).astype(np.float32)
+        seen = UniformSegments(feat, n)
+        assert seen.shape == (n, 5) and len(seen) == n
+        np.testing.assert_allclose(np.asarray(seen), by_hand(feat, n), rtol=1e-6)
+        np.testing.assert_allclose(seen[[3, 0]], by_hand(feat, n)[[3, 0]], rtol=1e-6)
+    crops = rng.random((50, 3, 4)).astype(np.float32)
+    got = np.asarray(UniformSegments(crops, 8))
+    want = np.stack([by_hand(crops[:, c], 8) for c in range(3)], axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_training_on_uniform_segments_draws_every_video_at_n_segments(tiny_data, tmp_path):
+    from arnet.cli import main
+    from arnet.formats import open_dataset
+
+    train_set, _ = open_dataset(tiny_data)
+    seen = train_set.uniform_segments(8)
+    sampler = BalancedBatchSampler(seen, videos_per_class=3, max_segments=300, seed=0)
+    batch = sampler.next_batch()
+    assert batch.features.shape[1] == 8 and bool(batch.mask.all())
+    argv = ["train", "--data", str(tiny_data), "--uniform-segments", "8", "--iterations", "4",
+            "--snapshot-every", "4", "--sample_size", "3", "--no-plot", "--no-tensorboard",
+            "--quiet", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 0
+    bad = [*argv[:-1], str(tmp_path / "bad"), "--max-seqlen", "4"]
+    assert main(bad) == 2  # more uniform segments than max_segments

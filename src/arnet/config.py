@@ -223,6 +223,14 @@ class TrainConfig:
     """Balanced draws stacked into one iteration (reference --batch_size)."""
     max_segments: int = _field(300, help="longer videos are sampled down to this many segments")
     """Longer videos are sampled down to 300 segments (reference --max-seqlen)."""
+    uniform_segments: int | None = _field(
+        None,
+        help="train on each video seen as N segments, each the mean of consecutive ones "
+        "(RTFM, MGFN and UR-DMU train on 32); default: AR-Net's sampled segments",
+    )
+    """None: AR-Net's sampling (all segments up to max_segments, then sampled). N: each training
+    video is seen as N uniform segments, the mean of consecutive ones
+    (`data.dataset.UniformSegments`); held-out and test videos are scored whole either way."""
     sample_step: int = _field(1, help="stride of the window taken from long normal videos")
     """Stride of the random window taken from long normal videos."""
     window_start: str = _field(
@@ -447,6 +455,13 @@ class TrainConfig:
                 raise ValueError(f"config field {name!r} must be >= 1, got {value}")
         if self.iterations is not None and self.iterations < 1:
             raise ValueError(f"config field 'iterations' must be >= 1, got {self.iterations}")
+        if self.uniform_segments is not None and not (
+            1 <= self.uniform_segments <= self.max_segments
+        ):
+            raise ValueError(
+                "config field 'uniform_segments' (--uniform-segments) must be in [1, "
+                f"max_segments = {self.max_segments}], got {self.uniform_segments}"
+            )
         # before the finite check: NaN is out of range too, and the error names the option
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(

@@ -285,6 +285,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     _field_option(g, "videos_per_class", "--sample_size", "--videos-per-class", type=int)
     _field_option(g, "draws_per_step", "--batch_size", "--draws-per-step", type=int)
     _field_option(g, "max_segments", "--max-seqlen", "--max_seqlen", "--max-segments", type=int)
+    _field_option(g, "uniform_segments", "--uniform-segments", type=int, metavar="N")
     _field_option(g, "sample_step", "--sample_step", "--sample-step", type=int)
     _field_option(g, "train_crop", "--train-crop")
     _field_option(g, "topk_divisor", "--k", "--topk-divisor", type=int)

@@ -48,6 +48,43 @@ class Batch:
         )
 
 
+class UniformSegments:
+    """One video's features seen as `n` segments, each the mean of consecutive ones: segment j
+    averages rows [r_j, r_(j+1)) with r = floor(linspace(0, T, n + 1)), or is row r_j when that
+    range is empty (a video shorter than n). The training input of RTFM, MGFN and UR-DMU
+    (their 32 segments per video); computed when read, so a memory-mapped video stays mapped.
+
+    Args:
+        array: (T, D) or (T, C, D) features (an array, a memory map, anything sliceable).
+        n: segments to see.
+    """
+
+    def __init__(self, array: Any, n: int) -> None:
+        if n < 1:
+            raise ValueError(f"uniform segments: n must be >= 1, got {n}")
+        self.array = array
+        self.bounds = np.linspace(0, array.shape[0], n + 1).astype(np.int64)
+        self.shape = (n, *array.shape[1:])
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        x = np.asarray(self.array, dtype=np.float64)
+        lo, hi = self.bounds[:-1], self.bounds[1:]
+        # reduceat sums [lo_j, lo_(j+1)) and gives row lo_j where that range is empty: exactly
+        # the rule above once each sum is divided by its row count
+        sums = np.add.reduceat(x, lo, axis=0)
+        counts = np.maximum(hi - lo, 1).reshape(-1, *([1] * (x.ndim - 1)))
+        out = (sums / counts).astype(np.float32)
+        return out if dtype is None else out.astype(dtype)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.asarray(self)[key]
+
+
 @dataclass
 class Draw:
     """Which segments of which videos form one training batch.
@@ -199,6 +236,18 @@ class FeatureDataset:
             [self.sources[i] for i in idx],
             block=self._block,
             offsets=None if self.offsets is None else self.offsets[idx],
+            checked=self.checked,
+        )
+
+    def uniform_segments(self, n: int) -> FeatureDataset:
+        """The videos seen as `n` segments each (`UniformSegments`), for training; frame labels
+        no longer fit such segments and are dropped."""
+        return FeatureDataset(
+            self.names,
+            self.labels,
+            [UniformSegments(f, n) for f in self._features],
+            None,
+            self.sources,
             checked=self.checked,
         )
 

@@ -122,6 +122,8 @@ class Trainer:
             train_set.check_values()
         self.validation = Validation(train_set, config, test_set) if config.val_fraction else None
         train_set = self.validation.train_set if self.validation else train_set
+        if config.uniform_segments is not None:  # RTFM's, MGFN's, UR-DMU's training input
+            train_set = train_set.uniform_segments(config.uniform_segments)
         self.config = config
         self.train_set = train_set
         self.test_set = test_set
