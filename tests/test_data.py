@@ -185,3 +185,25 @@ def test_training_on_uniform_segments_draws_every_video_at_n_segments(tiny_data,
     assert main(argv) == 0
     bad = [*argv[:-1], str(tmp_path / "bad"), "--max-seqlen", "4"]
     assert main(bad) == 2  # more uniform segments than max_segments
+
+
+def test_synth_with_crops_writes_views_of_the_same_videos(tmp_path):
+    """--crops C gives (T, C, D) features whose views agree with each other far more than with
+    other videos, and the one-view set is unchanged by the option's existence."""
+    from arnet.config import SynthConfig
+    from arnet.formats import open_dataset
+    from arnet.formats.synth import generate, write_synthetic
+
+    small = dict(train_videos=8, train_anomalous=3, test_videos=6, test_anomalous=2, dim=16)
+    one = generate(SynthConfig(**small))
+    assert one["train"][0].features.ndim == 2
+    many = generate(SynthConfig(**small, crops=4))
+    video = many["train"][0]
+    assert video.features.shape == (one["train"][0].features.shape[0], 4, 16)
+    np.testing.assert_array_equal(video.frame_labels, one["train"][0].frame_labels)
+    views = video.features.mean(axis=0)  # (C, D): each view's mean feature
+    other = many["train"][1].features.mean(axis=(0, 1))
+    assert np.abs(views - views.mean(0)).mean() < np.abs(views.mean(0) - other).mean()
+    out = write_synthetic(tmp_path / "crops", SynthConfig(**small, crops=4))
+    train, test = open_dataset(out)
+    assert train.crops == 4 and test.crops == 4

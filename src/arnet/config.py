@@ -571,6 +571,9 @@ class SynthConfig:
     """Share of videos (of either class) with a rare normal event."""
     anomaly_types: int = 6
     distractor_types: int = 4
+    crops: int = 1
+    """Views per segment: 1 gives (T, D) features; C > 1 gives (T, C, D), as ten-crop I3D
+    features do (each view its own gains and noise, an event more or less visible in it)."""
     frames_per_segment: int = FRAMES_PER_SEGMENT
     seed: int = 0
 
@@ -589,6 +592,8 @@ class SynthConfig:
             raise ValueError("distractor_rate must be in [0, 1]")
         if self.scenes < 1 or self.anomaly_types < 1 or self.distractor_types < 1:
             raise ValueError("scenes, anomaly_types and distractor_types must be >= 1")
+        if self.crops < 1:
+            raise ValueError("crops must be >= 1")
 
 
 def config_field(name: str) -> dataclasses.Field:

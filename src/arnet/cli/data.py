@@ -27,6 +27,7 @@ def synth_config(args: argparse.Namespace) -> SynthConfig:
         max_segments=args.max_video_segments,
         difficulty=args.difficulty,
         distractor_rate=args.distractor_rate,
+        crops=args.crops,
         seed=args.data_seed,
     )
 

@@ -414,6 +414,13 @@ def _synth_options(p: argparse.ArgumentParser) -> None:
         "(default: %(default)s)",
     )
     g.add_argument(
+        "--crops",
+        type=_at_least(1),
+        default=d.crops,
+        help="views per segment: more than 1 writes (T, C, D) features, as ten-crop I3D "
+        "features are (default: %(default)s)",
+    )
+    g.add_argument(
         "--data-seed",
         type=_at_least(0),
         default=d.seed,

@@ -40,7 +40,7 @@ from .arnet import write_arnet
 class SyntheticVideo:
     name: str
     label: int
-    features: np.ndarray  # (T, D) float32
+    features: np.ndarray  # (T, D) float32, (T, C, D) with crops
     frame_labels: np.ndarray  # (F,) uint8, F = 16 T + tail
 
 
@@ -93,14 +93,25 @@ class _World:
             x += rng.uniform(1.0, 2.0) * cfg.busy_strength * self.busy_pattern
 
         frame_labels = np.zeros(frames, dtype=np.uint8)
+        events = np.zeros_like(x)  # what events add (the views see them unequally)
         if anomalous:
             for start, end in self._events(rng, frames, int(rng.integers(1, 3)), 0.06, 0.35):
                 frame_labels[start:end] = 1
-                x += self._event(rng, self.anomaly_patterns, start, end, T, cfg.event_strength)
+                events += self._event(rng, self.anomaly_patterns, start, end, T, cfg.event_strength)
         if rng.random() < cfg.distractor_rate:
             ((start, end),) = self._events(rng, frames, 1, 0.03, 0.12)
-            x += self._event(rng, self.distractor_patterns, start, end, T, cfg.distractor_strength)
-        return np.maximum(x, 0).astype(np.float32), frame_labels
+            events += self._event(
+                rng, self.distractor_patterns, start, end, T, cfg.distractor_strength
+            )
+        if cfg.crops == 1:
+            return np.maximum(x + events, 0).astype(np.float32), frame_labels
+        views = [  # drawn after every draw of one view: crops = 1 stays as it was
+            x * rng.uniform(0.9, 1.1, size=cfg.dim)
+            + rng.normal(0, 0.15 * cfg.difficulty, size=x.shape)
+            + rng.uniform(0.6, 1.0) * events
+            for _ in range(cfg.crops)
+        ]
+        return np.maximum(np.stack(views, axis=1), 0).astype(np.float32), frame_labels
 
     @staticmethod
     def _events(
