@@ -8,7 +8,7 @@ RUN/checkpoints/iter_NNNNNN.pt  one per snapshot; last.pt = the newest
 RUN/log.jsonl                   training losses, one JSON object per logged iteration
 RUN/results.jsonl               one JSON object per evaluation (appended)
 RUN/metrics.json, per_video.csv, scores.npz, plots/, report.html   the latest evaluation
-RUN/.arnet.lock                 held by the process training into RUN (arnet.folders)
+RUN/.arnet.lock                 held by the process training into RUN, removed when it ends
 RUN/validation.json[l], selected.json, checkpoints/selected.pt   --val-fraction (arnet.validation)
 ```
 
