@@ -319,10 +319,18 @@ def plot_detection(path: str | Path, detection: Detection) -> Path:
 
 
 def write_summary(
-    folder: str | Path, detections: Sequence[Detection], extra: Mapping[str, Any]
+    folder: str | Path,
+    detections: Sequence[Detection],
+    extra: Mapping[str, Any],
+    files: Sequence[Mapping[str, Path]] | None = None,
 ) -> Path:
-    """detect.json: the settings (`extra`) and every video's alerts."""
-    payload = {**extra, "videos": [d.summary() for d in detections]}
+    """detect.json: the settings (`extra`) and every video's alerts; with `files` (each
+    video's `write_detection` paths), the names of the files written for it, its heat maps
+    (`alertN`) included."""
+    videos = [d.summary() for d in detections]
+    for video, written in zip(videos, files or ()):
+        video["files"] = {kind: Path(path).name for kind, path in written.items()}
+    payload = {**extra, "videos": videos}
     return write_json_atomic(Path(folder) / "detect.json", payload)
 
 
