@@ -44,7 +44,7 @@ from .checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
-from .config import TrainConfig
+from .config import TrainConfig, absolute_paths
 from .data import FeatureDataset
 from .errors import CheckpointError, DataError, TrainingError
 from .evaluate import TrainResult, evaluate_model
@@ -113,6 +113,8 @@ class Trainer:
         resume_from: dict[str, Any] | None = None,
     ) -> None:
         config.validate()
+        # saved with the run: its paths valid from any working directory
+        config = TrainConfig.from_dict(absolute_paths(config.to_dict()))
         config = resolve_instances(config, train_set.dim)  # the cells of --instances cells
         if config.feature_dim is not None and config.feature_dim != train_set.dim:
             raise DataError(
