@@ -147,6 +147,22 @@ def test_run_folder_contents(tiny_data, splits, tmp_path):
     assert len((out / "results.jsonl").read_text().splitlines()) == 3
 
 
+def test_the_training_chart_holds_the_last_evaluation(tiny_data, splits, tmp_path):
+    """curves.png and the report drawn at the last snapshot: the same chart as one drawn from
+    the finished logs (every evaluation in results.jsonl, the last included)."""
+    from arnet.report import write_html_report
+
+    out = tmp_path / "run"
+    result = train(
+        _config(tiny_data, iterations=30, snapshot_every=10), *splits, out, progress=False
+    )
+    assert [r["iteration"] for r in result.history] == [10, 20, 30]
+    written = (out / "curves.png").read_bytes(), (out / "report.html").read_text()
+    write_html_report(out, result.metrics, 30)  # after training: every point is in the logs
+    assert (out / "curves.png").read_bytes() == written[0]
+    assert (out / "report.html").read_text() == written[1]
+
+
 def test_existing_run_is_not_overwritten(tiny_data, splits, tmp_path):
     train(_config(tiny_data, iterations=10), *splits, tmp_path / "run", progress=False)
     before = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()

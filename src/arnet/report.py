@@ -147,11 +147,17 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _curves(out: Path) -> str | None:
-    """Plot training loss and test AUC over iterations to curves.png; its name, or None."""
+def _curves(out: Path, metrics: Metrics | None, iteration: int | None) -> str | None:
+    """Plot training loss and test AUC over iterations to curves.png; its name, or None (no
+    training logs). The evaluation being written (`metrics` at `iteration`) is on the chart
+    even before results.jsonl logs it."""
     losses, results = _read_jsonl(out / "log.jsonl"), _read_jsonl(out / "results.jsonl")
     if not losses and not results:
         return None
+    if metrics is not None and iteration is not None:
+        if all(r.get("iteration") != iteration for r in results):
+            results = [*results, {"iteration": iteration, "auc": metrics.auc}]
+            results.sort(key=lambda r: r["iteration"])
     import matplotlib.pyplot as plt
 
     from . import plots  # noqa: F401  (selects the file-only backend)
@@ -188,7 +194,7 @@ def write_html_report(out_dir: str | Path, metrics: Metrics | None, iteration: i
     ]
     if iteration is not None:
         parts.append(f"<p>iteration {iteration}</p>")
-    curves = _curves(out)
+    curves = _curves(out, metrics, iteration)
     if metrics is not None:
         parts.append("<h2>Metrics</h2><table>")
         parts += [
