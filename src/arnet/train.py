@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -282,6 +284,10 @@ class Trainer:
             unit="it",
             dynamic_ncols=True,
         )
+        # Off a terminal (a log file, a pipe) the bar hides itself: plain lines instead.
+        lines = ProgressLines(
+            f"train {cfg.model}", self.total, self.progress is None and bar.disable
+        )
         started, done_at_start = time.perf_counter(), self.iteration
         self.model.train()
         between_steps = True
@@ -296,10 +302,12 @@ class Trainer:
                     between_steps = True
                     bar.update(1)
                     it = self.iteration
+                    rate = (it - done_at_start) / (time.perf_counter() - started)
+                    snapshot = it % cfg.snapshot_every == 0 or it == self.total
                     if it % cfg.log_every == 0 or it == self.total:
-                        rate = (it - done_at_start) / (time.perf_counter() - started)
                         self._log(loss, parts, rate, log, bar)
-                    if it % cfg.snapshot_every == 0 or it == self.total:
+                    lines.report(it, rate, loss, force=snapshot)
+                    if snapshot:
                         self._snapshot(log)
         except KeyboardInterrupt:
             progressed = between_steps and self.iteration > done_at_start
@@ -451,6 +459,46 @@ class Trainer:
         it = best["iteration"]
         return TrainResult(
             self.out_dir, self.iteration, selected, metrics, self.history, it, v.row()
+        )
+
+
+class ProgressLines:
+    """Training progress as plain lines on stderr, for output that is no terminal (where a
+    progress bar would be one endless line): `train MODEL: iteration I/N (P%), loss L, R it/s,
+    ETA H:MM:SS`, at every snapshot (`force`) and in between at most every `interval` seconds.
+
+    Args:
+        what: the line's opening words.
+        total: the iterations of the run.
+        enabled: print at all (False: every call does nothing).
+        interval: seconds between two lines that no snapshot asks for.
+    """
+
+    def __init__(self, what: str, total: int, enabled: bool, interval: float = 30.0) -> None:
+        self.what, self.total, self.enabled, self.interval = what, total, enabled, interval
+        self.last = time.monotonic()
+
+    def report(
+        self, iteration: int, it_per_s: float, loss: torch.Tensor, force: bool = False
+    ) -> None:
+        """A line for the step just done (its `loss` is read, a sync, only when printed)."""
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self.last < self.interval:
+            return
+        self.last = now
+        left = (self.total - iteration) / it_per_s if it_per_s > 0 else math.inf
+        eta = "unknown"
+        if math.isfinite(left):
+            seconds = round(left)
+            eta = f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        print(
+            f"{self.what}: iteration {iteration}/{self.total} "
+            f"({100 * iteration / max(self.total, 1):.0f}%), loss {loss.item():.4f}, "
+            f"{it_per_s:.1f} it/s, ETA {eta}",
+            file=sys.stderr,
+            flush=True,
         )
 
 
