@@ -8,6 +8,7 @@ import html
 import io
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,21 @@ def per_video_table(metrics: Metrics) -> str:
     return "\n".join("  ".join(f"{c:<{w}}" for c, w in zip(r, widths)) for r in rows)
 
 
+# What `write_evaluation` writes into a folder (besides the plots/ folder): one evaluation.
+EVALUATION_FILES = ("scores.npz", "metrics.json", "per_video.csv", "curves.png", "report.html")
+PLOTS_FOLDER = "plots"
+
+
+def remove_evaluation(out_dir: str | Path) -> None:
+    """Remove the files of the evaluation written into `out_dir` (`write_evaluation`)."""
+    out = Path(out_dir)
+    for name in EVALUATION_FILES:
+        (out / name).unlink(missing_ok=True)
+    plots = out / PLOTS_FOLDER
+    if plots.is_dir() and not plots.is_symlink():
+        shutil.rmtree(plots)
+
+
 def write_evaluation(
     out_dir: str | Path,
     scores: dict[str, np.ndarray],
@@ -132,7 +148,7 @@ def write_evaluation(
         from .plots import plot_videos
 
         plot_videos(
-            out / "plots",
+            out / PLOTS_FOLDER,
             scores,
             dict(zip(dataset.names, dataset.frame_labels)),
             frames_per_segment,

@@ -21,6 +21,7 @@ checkpoint copied over), leaving the original run untouched.
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import math
 import random
@@ -43,19 +44,19 @@ from .checkpoint import (
     load_checkpoint,
     load_pretrained,
     load_weights,
-    model_from_checkpoint,
     save_checkpoint,
 )
 from .config import TrainConfig, absolute_paths
 from .data import FeatureDataset
-from .errors import CheckpointError, DataError, TrainingError
+from .errors import CheckpointError, DataError, Stopped, TrainingError
 from .evaluate import TrainResult, evaluate_model
 from .folders import claim_folder
 from .losses import build_objective
 from .metrics import Metrics
 from .models import create_model, model_entry, model_spec
 from .models.cells import instances_model
-from .runlog import RunLog, prepare_run_folder
+from .report import remove_evaluation
+from .runlog import RunLog, last_record, prepare_run_folder
 from .runtime import (
     interrupt_between_steps,
     keep_freed_memory,
@@ -271,6 +272,38 @@ class Trainer:
             write_json_atomic(self.out_dir / VALIDATION_FILE, v.describe())
             if v.best is not None:  # resumed: the folder's selection is the checkpoint's
                 v.save_selected(self.out_dir, self.state(), again=True)
+        if self.resumed_from is not None and self.test_set is not None:
+            self._restore_evaluation()
+
+    def _restore_evaluation(self) -> None:
+        """On resume, make the run folder's evaluation files (metrics.json, per_video.csv,
+        scores.npz, plots/, curves.png, report.html) those of the evaluation the checkpoint
+        stands for: a run stopped between a snapshot's evaluation and its checkpoint left files
+        of weights the resumed run never had. They are written anew from that evaluation's
+        weights (the selected snapshot's with `val_fraction`, else those of the last one in
+        results.jsonl: the checkpoint's own or its iter_*.pt), or removed when there is none
+        (the next snapshot writes them)."""
+        remove_evaluation(self.out_dir)
+        cfg, v = self.config, self.validation
+        if v is not None:
+            if v.best is None or v.best.get("state_dict") is None:
+                return
+            best = v.best
+            self._test(self._model_with(best["state_dict"]), best["threshold"], True,
+                       best["iteration"])  # fmt: skip
+            return
+        last = last_record(self.out_dir / "results.jsonl")
+        if last is None:
+            return
+        at = last["iteration"]
+        model = self.run_model if at == self.iteration else None
+        snapshot = self.resumed_from.parent / f"iter_{at:06d}.pt" if self.resumed_from else None
+        if model is None and snapshot is not None and snapshot.is_file():
+            payload = load_checkpoint(snapshot)
+            if payload["iteration"] == at:
+                model = self._model_with(payload["state_dict"])
+        if model is not None:
+            self.metrics = self._test(model, cfg.threshold, True, at)
 
     def _run(self) -> TrainResult:
         last_path = self.out_dir / "checkpoints" / "last.pt"
@@ -295,7 +328,7 @@ class Trainer:
             with interrupt_between_steps() as interrupted:
                 while self.iteration < self.total:
                     if interrupted():
-                        raise KeyboardInterrupt
+                        raise Stopped(interrupted())
                     between_steps = False
                     loss, parts = self._step()
                     self.iteration += 1
@@ -313,9 +346,10 @@ class Trainer:
             progressed = between_steps and self.iteration > done_at_start
             if progressed and not self._non_finite_parameters():
                 save_checkpoint(last_path, self.state())
-                tqdm.write(f"interrupted at iteration {self.iteration}; resume from {last_path}")
+                what = f"resume from {last_path}"
             else:  # mid-step (a second Ctrl-C) or diverged: keep the last snapshot
-                tqdm.write(f"interrupted at iteration {self.iteration}; {self._last_good()}")
+                what = self._last_good()
+            tqdm.write(f"interrupted at iteration {self.iteration}; {what}", file=sys.stderr)
             raise
         finally:
             bar.close()
@@ -443,6 +477,15 @@ class Trainer:
             self._evaluated = iteration
         return result.metrics
 
+    def _model_with(self, state_dict: dict[str, torch.Tensor]) -> Any:
+        """This run's model with other weights (a snapshot's), ready to score. A copy, not a
+        new model: initialising one would draw from the random generators that training (a
+        resumed run's included) goes on drawing from."""
+        model = copy.deepcopy(self.model)
+        load_weights(model, state_dict, str(self.out_dir))
+        model = instances_model(model, self.config)
+        return prepare_model(model, self.device, self.config.precision, False)
+
     def _selected_result(self) -> TrainResult:
         """The run's result with `val_fraction`: the selected snapshot, its test evaluation
         written into the run folder (again, when a resumed run found no better one)."""
@@ -450,10 +493,7 @@ class Trainer:
         assert v is not None and v.best is not None
         best, metrics = v.best, v.best_metrics
         if self.test_set is not None and self._evaluated != best["iteration"]:
-            spec = {"model": model_spec(self.model), "state_dict": best["state_dict"],
-                    "config": self.config.to_dict()}  # fmt: skip
-            model = model_from_checkpoint(spec, self.device)
-            model = prepare_model(model, self.device, self.config.precision, False)
+            model = self._model_with(best["state_dict"])
             metrics = self._test(model, best["threshold"], True, best["iteration"])
         selected = self.out_dir / "checkpoints" / SELECTED_CHECKPOINT
         it = best["iteration"]
