@@ -289,8 +289,8 @@ class Trainer:
             if v.best is None or v.best.get("state_dict") is None:
                 return
             best = v.best
-            self._test(self._model_with(best["state_dict"]), best["threshold"], True,
-                       best["iteration"])  # fmt: skip
+            v.best_metrics = self._test(self._model_with(best["state_dict"]), best["threshold"],
+                                        True, best["iteration"])  # fmt: skip
             return
         last = last_record(self.out_dir / "results.jsonl")
         if last is None:
