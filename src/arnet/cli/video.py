@@ -45,7 +45,9 @@ def _given(args: argparse.Namespace, fields: Mapping[str, str] | Iterable[str]) 
     return {field: getattr(args, dest) for dest, field in pairs if getattr(args, dest) is not None}
 
 
-_PREPROCESSING = tuple(f.name for f in dataclasses.fields(Preprocessing))  # options of that name
+# Options of each Preprocessing field's name; but `tail_fill`, a record: a new extraction or
+# detection always fills a `pad` tail with the last frames (`window`).
+_PREPROCESSING = tuple(f.name for f in dataclasses.fields(Preprocessing) if f.name != "tail_fill")
 _FLOW = {"flow": "method", "flow_bound": "bound"}
 
 

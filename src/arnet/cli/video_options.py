@@ -89,7 +89,8 @@ def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
         choices=TAIL_POLICIES,
         default=None,
         help="frames after the last full segment: drop (default for extract) or pad "
-        "(default for detect)",
+        "(default for detect): a last segment of the video's last frames, overlapping the one "
+        "before",
     )
     g.add_argument(
         "--flow",
