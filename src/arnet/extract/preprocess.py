@@ -13,8 +13,8 @@ RGB pixels map to [-1, 1] as x / 127.5 - 1. Frames are grouped into non-overlapp
   frames, overlapping the segment before), and its score stands for the tail frames only. A
   segment completed by repeating its last frame (`repeat`, arnet before; still what a video
   shorter than one segment gets) is no footage the backbone ever saw: motion stops, frame
-  differences vanish, one flow field counts sixteen times, so it scored as more anomalous than
-  the real segments around it whatever the model.
+  differences vanish, one flow field counts sixteen times; its score could stand far above
+  those of every real segment (alerts at the end of videos that had none).
 
 With `frame_stride` k > 1 (frame backbones only, for live use) a segment still spans 16
 frames, but only every k-th frame of the video is read, resized and encoded: the segment's
