@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import COMPAT_PRESETS, TrainConfig, config_fields
+from ..config import COMPAT_PRESETS, TrainConfig, absolute_paths
 from ..folders import fresh_folder, require_empty
 from ..formats import open_dataset
 from ..models import resolve_model_name
@@ -44,10 +44,7 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if "compat" in given:  # a preset of fields; the options given explicitly win
         for key, value in COMPAT_PRESETS[given["compat"]].items():
             out.setdefault(key, value)
-    for key in config_fields("path"):  # saved with the run: valid from any working directory
-        if out.get(key):
-            out[key] = str(Path(out[key]).absolute())
-    return out
+    return absolute_paths(out)  # saved with the run: valid from any working directory
 
 
 def new_run_folder(prefix: str) -> Path:
