@@ -235,6 +235,43 @@ def test_demo_small(tmp_path, capsys):
     assert (tmp_path / "demo" / "arnet" / "report.html").is_file()
 
 
+def test_a_demo_run_works_from_any_folder_old_runs_too(tmp_path, capsys, monkeypatch):
+    """Run folders name their dataset by an absolute path; a run saved with a path relative
+    to where it was started (demos did so) is read against its own folder."""
+    import torch
+
+    from arnet.training.checkpoint import save_checkpoint
+    from arnet.web.runs import RunFolders
+
+    started, elsewhere = tmp_path / "started", tmp_path / "elsewhere"
+    started.mkdir(), elsewhere.mkdir()
+    monkeypatch.chdir(started)
+    argv = ["demo", "--out", "demo", "--iterations", "3", "--no-baseline", "--json", *SMALL]
+    assert main(argv) == 0
+    capsys.readouterr()
+    run = started / "demo" / "arnet"
+    assert json.loads((run / "config.json").read_text())["data"] == str(started / "demo" / "data")
+    monkeypatch.chdir(elsewhere)
+    test = ["test", "--checkpoint", str(run), "--no-plot", "--json"]
+    assert main(test) == 0
+    assert _json_out(capsys)["metrics"]["auc"] is not None
+    assert RunFolders(started).ground_truth(run)["error"] is None
+    # as such a run was saved before: the dataset relative to the folder it was started from
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "data": "demo/data"}))
+    for checkpoint in (run / "checkpoints").glob("*.pt"):
+        payload = torch.load(checkpoint, weights_only=True)
+        payload["config"]["data"] = "demo/data"
+        save_checkpoint(checkpoint, payload)
+    assert main(test) == 0
+    assert _json_out(capsys)["metrics"]["auc"] is not None
+    assert load_checkpoint(run)["config"]["data"] == str(started / "demo" / "data")
+    assert RunFolders(started).ground_truth(run)["error"] is None
+    # a path found nowhere stays as it was, and is named
+    (run / "config.json").write_text(json.dumps({**config, "data": "gone/data"}))
+    assert "gone/data" in RunFolders(started).ground_truth(run)["error"]
+
+
 def test_synth_and_models(tmp_path, capsys):
     assert main(["synth", str(tmp_path / "d"), *SMALL, "--data-seed", "3"]) == 0
     assert "wrote a synthetic dataset" in capsys.readouterr().out

@@ -114,6 +114,31 @@ def test_exported_files_match_the_pytorch_model(lite_run, tmp_path, capsys, fmt,
     assert np.abs(segment - feats[0]).max() < 1e-4  # the extracted feature of segment 0
 
 
+def test_the_exported_path_cuts_a_video_as_detect_does(lite_run, tmp_path, capsys):
+    """A video of 2 segments and 5 frames through the exported files: its segment features,
+    the tail's the last 16 frames' (as detect makes them), and its scores, detect's."""
+    from helpers import write_video
+
+    from arnet.detection.detector import load_detector
+    from arnet.extract.video import find_inputs
+
+    run, _, _ = lite_run
+    out = tmp_path / "exported"
+    assert main(["export", str(run), "--format", "torchscript", "--out", str(out)]) == 0
+    exported = load_exported(out, "torch")
+    assert exported.video_segments(37)[-1] == list(range(21, 37))  # overlapping the one before
+    assert exported.video_segments(5) == [[0, 1, 2, 3, 4] + [4] * 11]  # shorter than one
+    video = find_inputs([write_video(tmp_path / "tail.mp4", scene(37, 20, seed=7), fps=8)])[0]
+    prepared = np.stack([exported.prepare(f) for f in video.frames()])
+    features = exported.segment_features(exported.frame_features(prepared))
+    detector, _ = load_detector(run, device="cpu")
+    detection = detector.detect(video, 0.5)
+    want = detector.extractor.extract(video).features["rgb"]
+    assert features.shape == want.shape == (3, 2560)
+    assert np.abs(features - want).max() < 1e-4
+    assert np.abs(exported.score(features) - detection.segment_scores).max() < 1e-5
+
+
 def test_export_refuses_bad_input_with_one_line(lite_run, tmp_path, capsys):
     run, _, _ = lite_run
 

@@ -39,12 +39,14 @@ from arnet.extract.dataset import parse_shard  # noqa: E402
 from arnet.extract.flow import FlowEstimator, FlowSettings, scale_flow, with_flow  # noqa: E402
 from arnet.extract.i3d import InceptionI3d, _same_padding, load_i3d  # noqa: E402
 from arnet.extract.preprocess import (  # noqa: E402
+    TAIL_FILLS,
     Segmenter,
     crop_clips,
     crop_windows,
     resize_short_side,
     scale_rgb,
     segment_count,
+    segment_frames,
 )
 from arnet.extract.video import natural_key  # noqa: E402
 from arnet.formats.ped2 import FrameAnnotation  # noqa: E402
@@ -94,9 +96,21 @@ def test_segment_counts_follow_the_tail_policy():
     dropped = list(drop(range(40)))
     padded = list(pad(range(40)))
     assert [s[0] for s in dropped] == [0, 16] and (drop.dropped, drop.padded) == (8, 0)
-    assert len(padded) == 3 and (pad.padded, pad.dropped) == (8, 0)
-    assert padded[-1] == list(range(32, 40)) + [39] * 8  # the last frame repeated
+    assert len(padded) == 3 and (pad.padded, pad.overlap, pad.dropped, pad.fresh) == (0, 8, 0, 8)
+    assert padded[-1] == list(range(24, 40))  # the last 16 frames, overlapping the one before
     assert (drop.frames, drop.segments, pad.segments) == (40, 2, 3)
+    # as `segment_frames` cuts a video of that many frames, whatever the stream's length
+    for fill in TAIL_FILLS:
+        for n in (1, 15, 16, 17, 31, 32, 40):
+            for tail in ("drop", "pad"):
+                streamed = list(Segmenter(16, tail, fill)(range(n)))
+                assert streamed == segment_frames(n, 16, tail, fill), (n, tail, fill)
+    short = Segmenter(16, "pad")
+    assert list(short(range(5))) == [[0, 1, 2, 3, 4] + [4] * 11]  # shorter than a segment
+    assert (short.padded, short.overlap, short.fresh) == (11, 0, 5)
+    repeat = Segmenter(16, "pad", "repeat")
+    assert list(repeat(range(40)))[-1] == list(range(32, 40)) + [39] * 8  # as arnet did before
+    assert (repeat.padded, repeat.overlap) == (8, 0)
 
 
 def test_crop_windows_and_mirrored_flow():
@@ -402,7 +416,8 @@ def test_extract_shapes_tail_policy_combine_and_determinism(tmp_path, i3d_rgb_fl
 
     pad = Preprocessing(short_side=24, crop_size=16, tail="pad")
     padded = FeatureExtractor({"rgb": i3d_rgb_flow["rgb"]}, ExtractConfig(pad)).extract(clip)
-    assert (padded.segments, padded.padded, list(padded.features)) == (3, 8, ["rgb"])
+    assert (padded.segments, padded.padded, padded.overlap) == (3, 0, 8)
+    assert list(padded.features) == ["rgb"]
     np.testing.assert_allclose(
         padded.features["rgb"][:2], result.features["rgb"], rtol=1e-5, atol=1e-6
     )

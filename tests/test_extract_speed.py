@@ -73,7 +73,7 @@ def test_runtime_and_decoding_thread_match_the_reference_path(inputs, kind, runt
     video = find_inputs([inputs[kind]])[0]
     reference = extract(video, "torch", prefetch_frames=0)
     fast = extract(video, runtime, prefetch_frames=8)
-    assert (fast.frames, fast.segments, fast.padded) == (40, 3, 8)
+    assert (fast.frames, fast.segments, fast.padded, fast.overlap) == (40, 3, 0, 8)
     ref, got = reference.features["rgb"], fast.features["rgb"]
     assert got.shape == ref.shape == (3, 2560)
     assert np.abs(got - ref).max() < 1e-4
@@ -103,8 +103,8 @@ def test_frame_stride_pools_every_kth_frame_and_is_recorded(inputs, tmp_path, ca
     strided = extract(video, stride=4, pool="mean")
     assert (strided.frames, strided.segments) == (40, 3)  # counts as at stride 1
 
-    # by hand: frames 0, 4, 8, 12 of each segment; the padded last segment (frames 32-39, then
-    # its last frame repeated) keeps 32 and 36, completed with 36
+    # by hand: frames 0, 4, 8, 12 of each segment; the last segment, of the last 16 frames
+    # (24-39, overlapping the one before), keeps the stride's frames among them
     backbone = create_backbone("efficientnet-lite0")
     import cv2
 
@@ -116,7 +116,7 @@ def test_frame_stride_pools_every_kth_frame_and_is_recorded(inputs, tmp_path, ca
         [
             per_frame[[0, 4, 8, 12]].mean(0),
             per_frame[[16, 20, 24, 28]].mean(0),
-            per_frame[[32, 36, 36, 36]].mean(0),
+            per_frame[[24, 28, 32, 36]].mean(0),
         ]
     )
     assert np.abs(strided.features["rgb"] - want).max() < 1e-4

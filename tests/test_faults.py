@@ -245,6 +245,123 @@ def test_train_with_held_out_videos_killed_anywhere_keeps_its_choice(
     assert resumed, "no kill point fell after the first snapshot"
 
 
+# Runs `arnet ARGS` and sends itself FAULT_SIGNAL just before the FAULT_NTH write of a file
+# named FAULT_FILE (renamed into place, as every result is, or appended to, as logs are).
+SIGNAL_RUNNER = textwrap.dedent(
+    """
+    import builtins, io, os, signal, sys
+
+    name, nth = os.environ["FAULT_FILE"], int(os.environ["FAULT_NTH"])
+    sig, seen = getattr(signal, os.environ["FAULT_SIGNAL"]), [0]
+
+    def hit(path):
+        if os.path.basename(os.fspath(path)) == name:
+            seen[0] += 1
+            if seen[0] == nth:
+                os.kill(os.getpid(), sig)
+
+    real_replace, real_open = os.replace, builtins.open
+
+    def replace(src, dst, *args, **kwargs):
+        hit(dst)
+        return real_replace(src, dst, *args, **kwargs)
+
+    def opener(file, mode="r", *args, **kwargs):
+        if isinstance(mode, str) and "a" in mode:
+            hit(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    os.replace = replace
+    io.open = builtins.open = opener
+    if os.environ.get("FAULT_PLAIN_CPU"):
+        import torch
+
+        torch.backends.mkldnn.enabled = False  # as in the test process: the same numbers
+
+    from arnet.cli import main
+
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def _signalled(tmp: Path, argv: list[str], signal_name: str, file: str, nth: int):
+    """`arnet ARGV` in a subprocess sent `signal_name` before its `nth` write of `file`."""
+    runner = tmp / "signal_runner.py"
+    runner.write_text(SIGNAL_RUNNER)
+    env = {**os.environ, "PYTHONPATH": str(SRC), "FAULT_SIGNAL": signal_name,
+           "FAULT_FILE": file, "FAULT_NTH": str(nth)}  # fmt: skip
+    env["FAULT_PLAIN_CPU"] = "" if torch.backends.mkldnn.enabled else "1"
+    env.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    done = subprocess.run(
+        [sys.executable, str(runner), *argv], env=env, capture_output=True, text=True
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def _evaluated_at(run: Path) -> dict[str, int | None]:
+    """The iteration each of a run's files stands for."""
+    report = (run / "report.html").read_text()
+    return {
+        "last.pt": load_checkpoint(run / "checkpoints" / "last.pt")["iteration"],
+        "metrics.json": json.loads((run / "metrics.json").read_text())["iteration"],
+        "results.jsonl": [json.loads(line) for line in (run / "results.jsonl").open()][-1][
+            "iteration"
+        ],
+        "report.html": int(report.split("<p>iteration ")[1].split("<")[0]),
+    }
+
+
+def test_sigterm_during_a_snapshot_stops_as_ctrl_c_does(data, tmp_path):
+    """SIGTERM (a service manager stopping the run) while a snapshot is being written: the
+    snapshot is finished, the run stops after it with its checkpoint saved, exit status 143,
+    and every file agrees on the iteration; resuming gives the uninterrupted run's weights."""
+    reference = tmp_path / "reference"
+    assert main(_train_args(data, reference)) == 0
+    run = tmp_path / "run"
+    done = _signalled(tmp_path, _train_args(data, run), "SIGTERM", "metrics.json", 2)
+    assert done.returncode == 143, (done.returncode, done.stderr)
+    assert "SIGTERM: stopping after this step" in done.stderr
+    assert "arnet train: stopped (SIGTERM)" in done.stderr
+    assert set(_evaluated_at(run).values()) == {6}  # the snapshot at 6, finished
+    assert_loadable(run)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    mine, theirs = _weights(run), _weights(reference)
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+
+
+def test_resume_cuts_the_evaluation_files_back_to_the_checkpoint(data, tmp_path):
+    """A run killed after writing a snapshot's evaluation but before its checkpoint: resumed,
+    its metrics, per-video table, scores and report are of the checkpoint's evaluation again,
+    whenever the resumed run stops (here by SIGTERM after one step), and the dashboard says so."""
+    from arnet.web.runs import RunFolders
+
+    argv = _train_args(data, tmp_path / "at-3")
+    argv[argv.index("12")] = "3"
+    assert main(argv) == 0  # what the run's files were at its snapshot at iteration 3
+    at_3 = tmp_path / "at-3"
+    run = tmp_path / "run"
+    done = _signalled(tmp_path, _train_args(data, run), "SIGKILL", "last.pt", 2)
+    assert done.returncode == -9
+    assert _evaluated_at(run) == {"last.pt": 3, "metrics.json": 6, "results.jsonl": 6,
+                                  "report.html": 6}  # fmt: skip
+    resume = ["train", "--resume", str(run), "--quiet"]
+    for stopped_at in (4, 5):  # resumed from the snapshot at 3, then from last.pt at 4
+        done = _signalled(tmp_path, resume, "SIGTERM", "log.jsonl", 2)  # after its cut
+        assert done.returncode == 143, done.stderr
+        assert _evaluated_at(run) == {"last.pt": stopped_at, "metrics.json": 3,
+                                      "results.jsonl": 3, "report.html": 3}  # fmt: skip
+        for name in ("metrics.json", "per_video.csv"):
+            assert (run / name).read_text() == (at_3 / name).read_text(), name
+        with np.load(run / "scores.npz") as mine, np.load(at_3 / "scores.npz") as theirs:
+            assert sorted(mine.files) == sorted(theirs.files)
+            assert all(np.array_equal(mine[k], theirs[k]) for k in theirs.files)
+        assert RunFolders(tmp_path).summary(run)["iteration"] == 3
+    assert main(resume) == 0
+    assert set(_evaluated_at(run).values()) == {12}
+
+
 def test_two_processes_against_one_run_folder(data, tmp_path, capsys):
     run = tmp_path / "run"
     argv = _train_args(data, run)

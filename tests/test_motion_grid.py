@@ -151,6 +151,18 @@ def test_cli_extract_grid_inspect_pack_and_nearest_normal(tmp_path, capsys):
     assert (detect / "ride2.scores.csv").read_text().count("\n") == 48 + 1
     alerts = (detect / "ride2.alerts.csv").read_text().strip().splitlines()[1:]
     assert alerts and all((detect / f"ride2.alert{n}.jpg").is_file() for n in (1, len(alerts)))
+    # the summary names every file written, the heat maps too (detect.json and the text)
+    heat_maps = [f"ride2.alert{n}.jpg" for n in range(1, len(alerts) + 1)]
+    (video,) = report["videos"]
+    assert video["files"] == {"scores": "ride2.scores.csv", "alerts": "ride2.alerts.csv",
+                              "plot": "ride2.png", **{f"alert{n}": name for n, name in
+                              enumerate(heat_maps, 1)}}  # fmt: skip
+    assert json.loads((detect / "detect.json").read_text())["videos"][0]["files"] == video["files"]
+    text = tmp_path / "detect-text"
+    assert main(["detect", str(root / "frames" / "ride2"), "--checkpoint",
+                 str(tmp_path / "run-features"), "--out", str(text)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert all(f"heat map {name}" in printed for name in heat_maps), printed
     # where: the rider's strip (rows 28-38 of 48) is the bottom row of the 2 x 4 grid
     from arnet.detection.detector import load_detector
 

@@ -161,7 +161,86 @@ def test_one_process_owns_a_run_folder(small, tmp_path, capsys):
     (run / LOCK_FILE).write_text(f"{dead.pid} arnet train\n")
     assert main(_train(small, run)) == 0
     assert f"taking over from process {dead.pid}" in capsys.readouterr().err
-    assert (run / LOCK_FILE).read_text() == ""  # released
+    assert not (run / LOCK_FILE).exists()  # released and removed
+
+
+def test_finished_commands_leave_no_lock_and_never_remove_a_held_one(small, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(_train(small, run)) == 0
+    tested = tmp_path / "tested"
+    assert main(["test", "--checkpoint", str(run), "--out", str(tested), "--no-plot"]) == 0
+    data = tmp_path / "data"
+    assert main(["synth", str(data), *SYNTH]) == 0
+    for folder in (run, tested, data):
+        assert not (folder / LOCK_FILE).exists(), folder
+    # A command refused because another process holds the folder leaves that lock alone.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_FOLDER, str(tmp_path / "held")],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        lock = tmp_path / "held" / LOCK_FILE
+        assert main(_train(small, tmp_path / "held")) == 2
+        assert f"in use by process {holder.pid}" in _error(capsys)
+        assert lock.read_text() == f"{holder.pid} arnet train\n"
+    finally:
+        holder.communicate("done\n")
+    assert holder.returncode == 0 and not lock.exists()
+    # A command that fails inside its folder removes its own lock too.
+    with pytest.raises(RuntimeError), claim_folder(tmp_path / "failed", "arnet test"):
+        raise RuntimeError("failed while writing")
+    assert not (tmp_path / "failed" / LOCK_FILE).exists()
+
+
+def test_a_lock_file_removed_by_its_holder_is_not_trusted(tmp_path):
+    """A process that opened the lock file just before its holder finished and removed it gets
+    its flock on a file no longer in the folder, while a third process may hold the new one:
+    that claim must start again and be refused, not hold the folder beside the third."""
+    folder = tmp_path / "f"
+    with claim_folder(folder, "arnet test"):
+        late = subprocess.Popen(
+            [sys.executable, "-c", LATE_CLAIM, str(folder)],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            text=True,
+        )
+        assert late.stdout.readline().strip() == "opened"  # its open came before the removal
+    with claim_folder(folder, "arnet train"):
+        out, _ = late.communicate("go\n")
+    assert out.strip() == f"refused: {folder}: in use by process {os.getpid()} (arnet train)", out
+
+
+# Claims a folder, pausing between opening the lock file and locking it until told to go on.
+LATE_CLAIM = """
+import fcntl, sys
+from arnet.errors import FolderError
+from arnet.folders import claim_folder
+real, paused = fcntl.flock, []
+def flock(fd, operation):
+    if not paused:
+        paused.append(1)
+        print("opened", flush=True)
+        sys.stdin.readline()
+    return real(fd, operation)
+fcntl.flock = flock
+try:
+    with claim_folder(sys.argv[1], "arnet synth"):
+        print("claimed")
+except FolderError as exc:
+    print("refused:", str(exc).split(";")[0])
+"""
+
+
+HOLD_FOLDER = """
+import sys
+from arnet.folders import claim_folder
+with claim_folder(sys.argv[1], "arnet train"):
+    print("holding", flush=True)
+    sys.stdin.readline()
+"""
 
 
 def test_default_run_folders_never_collide(tmp_path, monkeypatch):

@@ -33,8 +33,30 @@ PED2 = Path(os.environ.get("ARNET_PED2", REPO.parent / "shared" / "data" / "ucsd
 
 def ped2_or_skip() -> Path:
     if not (PED2 / "labels.json").is_file():
-        pytest.skip(f"UCSD Ped2 not found at {PED2}: set ARNET_PED2 to its folder to run this test")
+        pytest.skip(
+            "UCSD Ped2 data not found: run with ARNET_PED2=/path/to/ucsd-ped2 (the folder of "
+            f"labels.json, frames/ and splits/; looked in {PED2})"
+        )
     return PED2
+
+
+def test_without_the_data_the_skip_says_how_to_point_the_tests_at_it(tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ARNET_PED2": str(tmp_path / "nowhere")}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-p", "no:cacheprovider", "-k", "real_ped2"],
+        cwd=REPO,  # the project's pytest settings: what `python -m pytest` prints
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # both real-data tests skipped, the reason (how to point them at the data) in the summary
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert line.startswith("SKIPPED [2] ") and "2 skipped" in done.stdout, done.stdout
+    assert "UCSD Ped2 data not found: run with ARNET_PED2=/path/to/ucsd-ped2" in line, line
 
 
 # ---------------------------------------------------------------------- labels.json

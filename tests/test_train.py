@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import signal
@@ -145,6 +146,61 @@ def test_run_folder_contents(tiny_data, splits, tmp_path):
         "last.pt",
     ]
     assert len((out / "results.jsonl").read_text().splitlines()) == 3
+
+
+def test_the_training_chart_holds_the_last_evaluation(tiny_data, splits, tmp_path):
+    """curves.png and the report drawn at the last snapshot: the same chart as one drawn from
+    the finished logs (every evaluation in results.jsonl, the last included)."""
+    from arnet.evaluation.report import write_html_report
+
+    out = tmp_path / "run"
+    result = train(
+        _config(tiny_data, iterations=30, snapshot_every=10), *splits, out, progress=False
+    )
+    assert [r["iteration"] for r in result.history] == [10, 20, 30]
+    written = (out / "curves.png").read_bytes(), (out / "report.html").read_text()
+    write_html_report(out, result.metrics, 30)  # after training: every point is in the logs
+    assert (out / "curves.png").read_bytes() == written[0]
+    assert (out / "report.html").read_text() == written[1]
+
+
+def test_train_off_a_terminal_logs_progress_lines(tiny_data, tmp_path):
+    """`arnet train > log 2>&1`: no progress bar there, so plain lines at each snapshot (and
+    every 30 s between them) with the iteration, the loss, the speed and the time left."""
+    import re
+    import subprocess
+    import sys
+
+    def train_cli(out, *extra):
+        argv = ["train", "--data", str(tiny_data), "--iterations", "30", "--snapshot", "10",
+                "--log-every", "5", "--sample_size", "6", "--max-seqlen", "32", "--no-plot",
+                "--no-tensorboard", "--device", "cpu", "--out", str(out), *extra]  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "arnet", *argv], capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr
+        return done
+
+    done = train_cli(tmp_path / "run")
+    pattern = re.compile(
+        r"^train single: iteration (\d+)/30 \(\d+%\), loss (\d+\.\d{4}), \d+\.\d it/s, "
+        r"ETA \d+:\d\d:\d\d$"
+    )
+    found = [pattern.match(line) for line in done.stderr.splitlines()]
+    shown = [int(m[1]) for m in found if m]
+    assert shown[-3:] == [10, 20, 30] and shown == sorted(shown), done.stderr
+    assert "\r" not in done.stderr  # no bar redrawn over itself in the log
+    logged = {
+        r["iteration"]: r["loss"] for r in map(json.loads, (tmp_path / "run" / "log.jsonl").open())
+    }
+    for m in filter(None, found):  # the loss of the step the line is of
+        if int(m[1]) in logged:
+            assert float(m[2]) == pytest.approx(logged[int(m[1])], abs=1e-4)
+    # --quiet and --json print none (the JSON alone on stdout)
+    for flag in ("--quiet", "--json"):
+        done = train_cli(tmp_path / flag.strip("-"), flag)
+        assert "iteration" not in done.stderr, done.stderr
+    assert json.loads(done.stdout)["iterations"] == 30
 
 
 def test_existing_run_is_not_overwritten(tiny_data, splits, tmp_path):

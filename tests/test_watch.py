@@ -218,6 +218,27 @@ def test_an_alert_of_a_model_that_says_where_keeps_its_heat_map(tmp_path: Path, 
     assert np.abs(right - frame).mean() > 30 and np.abs(right - other).mean() > 30
 
 
+def test_watch_with_a_frame_stride_scores_as_detect_does(tmp_path: Path, live_run: Path) -> None:
+    """`--frame-stride 4`: live, each segment encodes the frames `detect` encodes, the tail's
+    segment (the last 16 frames, overlapping the one before) too."""
+    from helpers import write_video
+
+    from arnet.detection.detector import load_detector
+    from arnet.extract.video import VideoInput
+
+    detector, _ = load_detector(live_run, device="cpu", preprocessing={"frame_stride": 4})
+    frames = footage("..X", seed=9) + footage("X", seed=10)[:5]  # a tail of 5 frames
+    video = write_video(tmp_path / "strided.mp4", frames, fps=25)
+    offline = detector.detect(VideoInput(video, "strided", "video"), 0.5)
+    with open_store(tmp_path / "e.db") as store:
+        watcher = _watcher(detector, store, [str(video)])
+        watcher.start()
+        watcher.run()
+        live = store.scores("strided", limit=None)
+    assert [(s["start_frame"], s["end_frame"]) for s in live][-1] == (48, 52)
+    np.testing.assert_allclose([s["score"] for s in live], offline.segment_scores, atol=1e-5)
+
+
 # ---------------------------------------------------------------------- streams
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -606,3 +607,33 @@ def config_fields(flag: str) -> tuple[str, ...]:
     """Names of the TrainConfig fields whose metadata sets `flag` (resumable, test, layout,
     path), in declaration order."""
     return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get(flag))
+
+
+def absolute_paths(values: Mapping[str, Any]) -> dict[str, Any]:
+    """TrainConfig fields with every path field (`config_fields("path")`) made absolute
+    against the working directory: a run saved with them is valid from anywhere."""
+    out = dict(values)
+    for key in config_fields("path"):
+        if out.get(key):
+            out[key] = str(Path(out[key]).absolute())
+    return out
+
+
+def saved_paths(values: Mapping[str, Any], run: str | Path) -> dict[str, Any]:
+    """The fields of a run's saved config with its relative path fields resolved.
+
+    Runs are saved with absolute paths (`absolute_paths`); older ones may hold paths relative
+    to the folder they were started from, which lay somewhere above the run (a demo's
+    `runs/demo-X/data`). Each such path is read against the run folder and then each folder
+    above it, the first under which it exists; a path found under none is left as it is
+    (relative to the working directory, as before)."""
+    out = dict(values)
+    bases = [Path(run).absolute(), *Path(run).absolute().parents]
+    for key in config_fields("path"):
+        value = out.get(key)
+        if not value or Path(value).is_absolute():
+            continue
+        found = next((base / value for base in bases if (base / value).exists()), None)
+        if found is not None:
+            out[key] = str(found)
+    return out

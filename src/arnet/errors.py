@@ -34,3 +34,12 @@ class TrainingError(RuntimeError):
 class FolderError(ValueError):
     """An output folder cannot be written: another process holds it, it holds other work, or
     it is the input itself. Names the folder; nothing in it was changed."""
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop asked for by a signal: Ctrl-C (SIGINT) or SIGTERM, handled alike; `signum` says
+    which (the CLI exits with 128 + signum, as a shell reports a signal)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

@@ -2,9 +2,10 @@
 between checking and creating, and never holding another command's work.
 
 - `claim_folder` locks a folder (an exclusive `flock` on its `.arnet.lock`, which holds the
-  owner's PID and command) for as long as a command writes into it. The kernel drops the lock
-  when its process dies, so a lock left by a killed process is taken over (with a message); a
-  live owner makes the claim fail at once, naming the process.
+  owner's PID and command) for as long as a command writes into it, and removes the lock file
+  when the command ends. The kernel drops the lock when its process dies, so a lock file left by
+  a killed process is taken over (with a message); a live owner makes the claim fail at once,
+  naming the process.
 - `fresh_folder` creates `PARENT/NAME`, or `NAME-2`, `NAME-3`, ... when that exists, with one
   `mkdir` each: two processes can never both get the same folder.
 - `remove_stale_temporaries` deletes the hidden `.NAME.PID.tmp` files and folders that a killed
@@ -60,7 +61,8 @@ def _holder(fd: int) -> tuple[int, str] | None:
 
 @contextlib.contextmanager
 def claim_folder(folder: str | Path, command: str) -> Iterator[Path]:
-    """Hold `folder` (created if missing) for this process while the block runs.
+    """Hold `folder` (created if missing) for this process while the block runs; the lock file
+    is removed when the block ends, however it ends (a killed process leaves it behind).
 
     Raises:
         FolderError: another running process holds it (its PID and command are named).
@@ -71,18 +73,8 @@ def claim_folder(folder: str | Path, command: str) -> Iterator[Path]:
     except FileExistsError:
         raise FolderError(f"{folder}: exists and is not a folder") from None
     lock = folder / LOCK_FILE
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _lock(folder, lock)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
-            holder = _holder(fd)
-            who = f"process {holder[0]} ({holder[1]})" if holder else "another process"
-            raise FolderError(
-                f"{folder}: in use by {who}; wait for it to finish or choose another folder"
-            ) from None
         holder = _holder(fd)
         if holder and holder[0] != os.getpid():
             notice(
@@ -98,11 +90,50 @@ def claim_folder(folder: str | Path, command: str) -> Iterator[Path]:
         try:
             yield folder
         finally:
-            # Emptied, never removed: removing it would let a process waiting on the old file
-            # and one creating a new file both believe they hold the folder.
-            os.ftruncate(fd, 0)
+            # Removed while still locked, and only if the name is still this lock's file: a
+            # process that opened it meanwhile finds it gone once it gets the lock (`_lock`),
+            # and a file made by anyone else under the name is never touched.
+            with contextlib.suppress(OSError):
+                if _same_file(fd, lock):
+                    os.unlink(lock)
     finally:
         os.close(fd)  # releases the lock
+
+
+def _lock(folder: Path, lock: Path) -> int:
+    """An open descriptor of `lock`, exclusively locked by this process.
+
+    The lock file is removed by its holder when done, so the file opened here may have been
+    removed (and another one made under its name) before the lock was granted: the lock counts
+    only while the name still leads to the locked file, else the claim starts again.
+    """
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            held = exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+            holder = _holder(fd) if held else None
+            os.close(fd)
+            if not held:
+                raise
+            who = f"process {holder[0]} ({holder[1]})" if holder else "another process"
+            raise FolderError(
+                f"{folder}: in use by {who}; wait for it to finish or choose another folder"
+            ) from None
+        if _same_file(fd, lock):
+            return fd
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether `path` names the file open as `fd` (False when the name is gone)."""
+    try:
+        named = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def contents(folder: Path) -> list[str]:

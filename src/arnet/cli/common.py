@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import COMPAT_PRESETS, TrainConfig, config_fields
+from ..config import COMPAT_PRESETS, TrainConfig, absolute_paths
 from ..folders import fresh_folder, require_empty
 from ..formats import open_dataset
 from ..models import model_entry, resolve_model_name
@@ -48,10 +48,7 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if "model" in out:  # how its paper trains it, where the options do not say
         for key, value in model_entry(out["model"]).train_defaults.items():
             out.setdefault(key, value)
-    for key in config_fields("path"):  # saved with the run: valid from any working directory
-        if out.get(key):
-            out[key] = str(Path(out[key]).absolute())
-    return out
+    return absolute_paths(out)  # saved with the run: valid from any working directory
 
 
 def new_run_folder(prefix: str) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -127,7 +128,8 @@ def describe_os_error(exc: OSError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted by
+    Ctrl-C, 143 stopped by SIGTERM)."""
     args = build_parser().parse_args(argv)
     run = runner(args.command)
     try:
@@ -145,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    except KeyboardInterrupt:
-        print(f"arnet {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM where a command stops as for Ctrl-C
+        signum = getattr(exc, "signum", signal.SIGINT)
+        how = (
+            "interrupted" if signum == signal.SIGINT else f"stopped ({signal.Signals(signum).name})"
+        )
+        print(f"arnet {args.command}: {how}", file=sys.stderr)
+        return 128 + signum

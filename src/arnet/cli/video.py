@@ -46,7 +46,9 @@ def _given(args: argparse.Namespace, fields: Mapping[str, str] | Iterable[str]) 
     return {field: getattr(args, dest) for dest, field in pairs if getattr(args, dest) is not None}
 
 
-_PREPROCESSING = tuple(f.name for f in dataclasses.fields(Preprocessing))  # options of that name
+# Options of each Preprocessing field's name; but `tail_fill`, a record: a new extraction or
+# detection always fills a `pad` tail with the last frames (`window`).
+_PREPROCESSING = tuple(f.name for f in dataclasses.fields(Preprocessing) if f.name != "tail_fill")
 _FLOW = {"flow": "method", "flow_bound": "bound"}
 
 
@@ -226,23 +228,29 @@ def _detect_into(
     args: argparse.Namespace,
 ) -> tuple[str, list[str], Path]:
     """Detect every video into `out`: the header line, the per-video lines, detect.json."""
-    detections, lines = [], []
+    detections, lines, written = [], [], []
     for video in videos:
         detection = detector.detect(video, threshold, args.min_alert_frames, args.merge_gap)
         paths = write_detection(out, detection)
         detections.append(detection)
+        written.append(paths)
         lines.append(
             f"{video.name}: {len(detection.alerts)} alert(s), max score "
             f"{float(detection.segment_scores.max()):.3f}; {paths['scores'].name}, "
             f"{paths['alerts'].name}, {paths['plot'].name}"
         )
-        for a in detection.alerts:
+        for n, a in enumerate(detection.alerts, 1):
+            heat_map = paths.get(f"alert{n}")
             lines.append(
                 f"  {a.start_s:8.2f} s - {a.end_s:8.2f} s  (frames {a.start_frame}-{a.end_frame}), "
                 f"peak {a.peak_score:.3f} at frame {a.peak_frame}"
+                + (f"; heat map {heat_map.name}" if heat_map else "")
             )
     summary = write_summary(
-        out, detections, {"threshold": threshold, "calibration": calibration, "extraction": meta}
+        out,
+        detections,
+        {"threshold": threshold, "calibration": calibration, "extraction": meta},
+        written,
     )
     header = f"threshold {threshold:.4f}" + (
         f" (calibrated to {args.false_alarm_rate:.2%} false alarms on {len(calibration['videos'])} "

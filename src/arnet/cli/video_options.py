@@ -103,7 +103,8 @@ def _add_backbone_options(p: argparse.ArgumentParser, recorded: bool) -> None:
         "--tail",
         choices=TAIL_POLICIES,
         default=None,
-        help="frames after the last full segment: dropped, or padded into one more segment"
+        help="frames after the last full segment: dropped, or scored by one more segment of "
+        "the video's last frames, overlapping the one before"
         + (" (default: pad, so that every frame is scored)" if recorded else " (default: drop)"),
     )
     g.add_argument(

@@ -8,8 +8,10 @@ video --FeatureExtractor--> features (T, D) --model--> segment scores (T,)
 The threshold is given directly, or calibrated on videos known to be normal: the lowest
 threshold at which at most a target share of their frames would raise an alert.
 
-Every frame gets a score under the `pad` tail policy (detect's default); under `drop`, the
-trailing frames that fill no segment have no score (NaN, never part of an alert).
+Every frame gets a score under the `pad` tail policy (detect's default: the frames after the
+last full segment get the score of the video's last 16 frames, a window overlapping the segment
+before); under `drop`, the trailing frames that fill no segment have no score (NaN, never part
+of an alert).
 """
 
 from __future__ import annotations
@@ -338,10 +340,18 @@ def plot_detection(path: str | Path, detection: Detection) -> Path:
 
 
 def write_summary(
-    folder: str | Path, detections: Sequence[Detection], extra: Mapping[str, Any]
+    folder: str | Path,
+    detections: Sequence[Detection],
+    extra: Mapping[str, Any],
+    files: Sequence[Mapping[str, Path]] | None = None,
 ) -> Path:
-    """detect.json: the settings (`extra`) and every video's alerts."""
-    payload = {**extra, "videos": [d.summary() for d in detections]}
+    """detect.json: the settings (`extra`) and every video's alerts; with `files` (each
+    video's `write_detection` paths), the names of the files written for it, its heat maps
+    (`alertN`) included."""
+    videos = [d.summary() for d in detections]
+    for video, written in zip(videos, files or ()):
+        video["files"] = {kind: Path(path).name for kind, path in written.items()}
+    payload = {**extra, "videos": videos}
     return write_json_atomic(Path(folder) / "detect.json", payload)
 
 
@@ -364,7 +374,10 @@ def load_detector(
     The checkpoint's config names its training data and feature folder; when that folder's
     extraction.json is reachable, the backbone, weights, options and preprocessing recorded
     there are used, so nothing has to be repeated. Explicit arguments override them. Detection
-    uses the `pad` tail policy unless `preprocessing` says otherwise, so every frame is scored.
+    uses the `pad` tail policy unless `preprocessing` says otherwise, so every frame is scored:
+    the frames after the last full segment get the score of the video's last 16 frames
+    (`tail_fill` `window`; a video shorter than one segment is completed by repeating its last
+    frame).
     A weight file, recorded or given, is used only when its SHA-256 matches the recorded one.
     The detector's default threshold is the checkpoint's (`checkpoint_threshold`: the one
     chosen on held-out videos with `--val-fraction`, else its config's). A run folder stands
@@ -436,7 +449,9 @@ def load_detector(
             options.setdefault("precision", entry["precision"])
         backbones[modality] = create_backbone(name, modality, path, **options)
     base_pp = meta["preprocessing"] if same else {}
-    pp = {**base_pp, "tail": "pad", **(preprocessing or {})}
+    # Every frame scored: the tail's segment is the video's last frames (real ones), so a
+    # short tail scores as those frames do, whatever the training data's tail policy.
+    pp = {**base_pp, "tail": "pad", "tail_fill": "window", **(preprocessing or {})}
     base_flow = (meta.get("flow") or {}) if same else {}
     extract_config = ExtractConfig(
         Preprocessing(**pp), FlowSettings(**{**base_flow, **(flow or {})}), batch_size

@@ -18,7 +18,8 @@ arnet export RUN --format torchscript   # RUN/export-torchscript/{head.pt, backb
   pooling, preprocessing, frame stride, threshold), with each file's SHA-256.
 
 `load_exported(folder)` runs an export (ONNX through ONNX Runtime or OpenVINO, TorchScript
-through torch) behind a small interface: `frame_features(frames)`, `segment_feature(...)`,
+through torch) behind a small interface: `frame_features(frames)`, `segment_features(...)`
+(a video's, its tail cut as `arnet detect` cuts it) or `segment_feature(...)`,
 `score(features)`; see `ExportedDetector`.
 """
 
@@ -41,7 +42,7 @@ from ..atomic import write_json_atomic
 from ..errors import ExportError
 from ..extract.backbones import create_backbone
 from ..extract.image import pool_frames
-from ..extract.preprocess import crop_windows, resize_short_side
+from ..extract.preprocess import crop_windows, kept_frames, resize_short_side, segment_frames
 from ..extract.runtimes import CompiledNetwork, onnx_bytes, require_runtime
 from ..formats.extraction import ExtractionRecord
 from ..formats.layout import backbone_folder
@@ -385,9 +386,32 @@ class ExportedDetector:
             )
         return self._backbone.run(x).astype(np.float32)  # type: ignore[union-attr]
 
+    def video_segments(self, frames: int) -> list[list[int]]:
+        """The frames (0-based) whose features make each segment feature of a video of
+        `frames` frames, as `arnet detect` cuts it: consecutive segments of
+        `frames_per_segment`, every `frame_stride`-th frame encoded; the frames after the last
+        full segment are scored by the video's last frames_per_segment frames (a window
+        overlapping the segment before: a short tail is no reason to score higher), a video
+        shorter than one segment by its frames and the last one repeated."""
+        length, stride = self.frames_per_segment, self.frame_stride
+        return [
+            kept_frames([i if i % stride == 0 else None for i in chosen], length, stride)
+            for chosen in segment_frames(frames, length, "pad", "window")
+        ]
+
+    def segment_features(self, frame_features: np.ndarray) -> np.ndarray:
+        """(F, frame_dim) features of every frame of a video (rows of frames the stride skips
+        are not read) -> its (T, D) segment features, T = ceil(F / frames_per_segment), cut as
+        `video_segments` says."""
+        x = np.asarray(frame_features)
+        segments = self.video_segments(len(x))
+        if not segments:
+            raise ExportError(f"{self.folder}: no frame features to make segments of")
+        return np.stack([self.segment_feature(x[chosen]) for chosen in segments])
+
     def segment_feature(self, frame_features: np.ndarray) -> np.ndarray:
         """(L, frame_dim) features of one segment's frames -> its (D,) feature, pooled as the
-        training features were."""
+        training features were (a video's segments, its tail's too: `video_segments`)."""
         cells = int(self._need_backbone().get("cells") or 1)  # a grid: pooled per cell
         x = torch.from_numpy(np.asarray(frame_features))[None]
         return pool_frames(x, self._pool(), cells)[0].numpy()

@@ -8,6 +8,7 @@ import html
 import io
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,21 @@ def per_video_table(metrics: Metrics) -> str:
     return "\n".join("  ".join(f"{c:<{w}}" for c, w in zip(r, widths)) for r in rows)
 
 
+# What `write_evaluation` writes into a folder (besides the plots/ folder): one evaluation.
+EVALUATION_FILES = ("scores.npz", "metrics.json", "per_video.csv", "curves.png", "report.html")
+PLOTS_FOLDER = "plots"
+
+
+def remove_evaluation(out_dir: str | Path) -> None:
+    """Remove the files of the evaluation written into `out_dir` (`write_evaluation`)."""
+    out = Path(out_dir)
+    for name in EVALUATION_FILES:
+        (out / name).unlink(missing_ok=True)
+    plots = out / PLOTS_FOLDER
+    if plots.is_dir() and not plots.is_symlink():
+        shutil.rmtree(plots)
+
+
 def write_evaluation(
     out_dir: str | Path,
     scores: dict[str, np.ndarray],
@@ -132,7 +148,7 @@ def write_evaluation(
         from .plots import plot_videos
 
         plot_videos(
-            out / "plots",
+            out / PLOTS_FOLDER,
             scores,
             dict(zip(dataset.names, dataset.frame_labels)),
             frames_per_segment,
@@ -147,11 +163,17 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _curves(out: Path) -> str | None:
-    """Plot training loss and test AUC over iterations to curves.png; its name, or None."""
+def _curves(out: Path, metrics: Metrics | None, iteration: int | None) -> str | None:
+    """Plot training loss and test AUC over iterations to curves.png; its name, or None (no
+    training logs). The evaluation being written (`metrics` at `iteration`) is on the chart
+    even before results.jsonl logs it."""
     losses, results = _read_jsonl(out / "log.jsonl"), _read_jsonl(out / "results.jsonl")
     if not losses and not results:
         return None
+    if metrics is not None and iteration is not None:
+        if all(r.get("iteration") != iteration for r in results):
+            results = [*results, {"iteration": iteration, "auc": metrics.auc}]
+            results.sort(key=lambda r: r["iteration"])
     import matplotlib.pyplot as plt
 
     from . import plots  # noqa: F401  (selects the file-only backend)
@@ -188,7 +210,7 @@ def write_html_report(out_dir: str | Path, metrics: Metrics | None, iteration: i
     ]
     if iteration is not None:
         parts.append(f"<p>iteration {iteration}</p>")
-    curves = _curves(out)
+    curves = _curves(out, metrics, iteration)
     if metrics is not None:
         parts.append("<h2>Metrics</h2><table>")
         parts += [

@@ -7,6 +7,7 @@ features reproducible:
 OUT/features_video/BACKBONE/{rgb,flow,combine}/VIDEO/feature.npy   (T, D) or (T, 10, D) float32
 OUT/features_video/BACKBONE/extraction.json   preprocessing, flow, backbones, weight SHA-256s
 OUT/features_video/BACKBONE/videos/VIDEO.json per video: frames, segments, fps, tail frames
+                                             (dropped, padded, overlapping)
 OUT/train_split.txt, OUT/test_split.txt, OUT/GT/*.pickle     with labels and splits
 ```
 
@@ -274,7 +275,8 @@ def settings_summary(meta: Mapping[str, Any]) -> str:
         f"{meta['backbone']} {'+'.join(meta['modalities'])}",
         f"short side {pp['short_side']}",
         f"crop {pp['crop']}" + (f" {pp['crop_size']}" if pp["crop"] != "full" else ""),
-        f"{pp['frames_per_segment']}-frame segments, tail {pp['tail']}",
+        f"{pp['frames_per_segment']}-frame segments, tail {pp['tail']}"
+        + (f" ({pp.get('tail_fill', 'repeat')})" if pp["tail"] == "pad" else ""),
     ]
     if pp.get("frame_stride", 1) > 1:
         parts.append(f"every {pp['frame_stride']}th frame encoded")

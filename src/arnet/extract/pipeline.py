@@ -29,6 +29,7 @@ from .preprocess import (
     Segmenter,
     crop_clips,
     crop_windows,
+    kept_frames,
     resize_short_side,
     scale_rgb,
 )
@@ -74,7 +75,8 @@ class VideoFeatures:
         features: output ("rgb", "flow", "combine") -> (T, D) or, with ten crops, (T, 10, D).
         frames: frames decoded, F.
         segments: T.
-        padded: repeated frames that completed the last segment (`pad` policy).
+        padded: repeated frames that completed the last segment (`pad` policy, a video
+            shorter than one segment, or `tail_fill` `repeat`).
         dropped: trailing frames without a segment (`drop` policy).
         fps: frame rate.
         size: decoded frame size (width, height).
@@ -88,6 +90,9 @@ class VideoFeatures:
     dropped: int
     fps: float
     size: tuple[int, int]
+    overlap: int = 0
+    """Frames the last segment shares with the one before (`pad` policy, `tail_fill`
+    `window`: it is the video's last frames_per_segment frames)."""
 
     def info(self, source: str | Path) -> dict[str, Any]:
         return {
@@ -96,6 +101,7 @@ class VideoFeatures:
             "frames": self.frames,
             "segments": self.segments,
             "padded_frames": self.padded,
+            "overlap_frames": self.overlap,
             "dropped_frames": self.dropped,
             "fps": self.fps,
             "width": self.size[0],
@@ -212,7 +218,7 @@ class FeatureExtractor:
         else:
             produced = ((frame, None) for frame in resized())
         items = prefetch(produced, self.config.prefetch)
-        segmenter = Segmenter(pp.frames_per_segment, pp.tail)
+        segmenter = Segmenter(pp.frames_per_segment, pp.tail, pp.tail_fill)
         collected: dict[str, list[np.ndarray]] = {m: [] for m in self.backbones}
         pending: list[list[tuple[np.ndarray, np.ndarray | None]]] = []
         windows = None
@@ -250,6 +256,7 @@ class FeatureExtractor:
             dropped=segmenter.dropped,
             fps=video.frame_rate(),
             size=first_size[0],
+            overlap=segmenter.overlap,
         )
 
     def encode_segments(
@@ -282,7 +289,13 @@ class FeatureExtractor:
         for modality, backbone in self.backbones.items():
             start = time.perf_counter()
             if modality == "rgb":
-                stack = np.stack([_strided(seg, self.config.preprocessing) for seg in segments])
+                pp = self.config.preprocessing
+                stack = np.stack(
+                    [
+                        kept_frames([f for f, _ in seg], pp.frames_per_segment, pp.frame_stride)
+                        for seg in segments
+                    ]
+                )
                 clips = scale_rgb(crop_clips(stack, windows))  # (N, V, L, h, w, 3)
             else:
                 stack = np.stack([[flow for _, flow in seg] for seg in segments])
@@ -296,11 +309,3 @@ class FeatureExtractor:
                 timings.add("network", time.perf_counter() - start)
             out = out.reshape(n, views, -1)
             collected[modality].append(out[:, 0] if views == 1 else out)
-
-
-def _strided(segment: list[tuple[np.ndarray | None, Any]], pp: Preprocessing) -> list[np.ndarray]:
-    """The frames of a segment that the frame stride keeps (all of them at stride 1); a padded
-    last segment is completed with its last kept frame, as `pad` completes it with its last."""
-    kept = [frame for frame, _ in segment if frame is not None]
-    want = pp.frames_per_segment // pp.frame_stride
-    return kept + [kept[-1]] * (want - len(kept))

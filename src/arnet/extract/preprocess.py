@@ -8,8 +8,13 @@ RGB pixels map to [-1, 1] as x / 127.5 - 1. Frames are grouped into non-overlapp
 
 - `drop` (default, the reference's rule, SPEC §1): they get no segment. A video of F frames
   has floor(F / 16) segments and evaluation cuts its frame labels to 16 T.
-- `pad`: the last partial segment is completed by repeating its last frame (and that frame's
-  flow field), so every frame is covered: ceil(F / 16) segments.
+- `pad`: they get a last segment of their own, so every frame is covered: ceil(F / 16)
+  segments. Its feature is that of the video's last 16 frames (`tail_fill` `window`: real
+  frames, overlapping the segment before), and its score stands for the tail frames only. A
+  segment completed by repeating its last frame (`repeat`, arnet before; still what a video
+  shorter than one segment gets) is no footage the backbone ever saw: motion stops, frame
+  differences vanish, one flow field counts sixteen times; its score could stand far above
+  those of every real segment (alerts at the end of videos that had none).
 
 With `frame_stride` k > 1 (frame backbones only, for live use) a segment still spans 16
 frames, but only every k-th frame of the video is read, resized and encoded: the segment's
@@ -19,7 +24,7 @@ feature pools its 16 / k frames. Segments, frame counts and labels are those of 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,6 +34,9 @@ from ..config import FRAMES_PER_SEGMENT
 from ..errors import ExtractError
 from ..videoconfig import CROP_MODES, CROP_SIZE, SHORT_SIDE, TAIL_POLICIES
 from .optional import require
+
+# How `pad` completes the last partial segment; records without `tail_fill` were `repeat`.
+TAIL_FILLS = ("window", "repeat")
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,9 @@ class Preprocessing:
         tail: `drop` or `pad`, the policy for frames after the last full segment.
         frame_stride: encode every k-th frame only (frame backbones); must divide
             frames_per_segment so every segment holds the same number of frames.
+        tail_fill: with `pad`, what the last partial segment is made of: `window` (the
+            video's last frames_per_segment frames) or `repeat` (its own frames, the last one
+            repeated); a video shorter than one segment is always repeated (`segment_frames`).
     """
 
     short_side: int = SHORT_SIDE
@@ -51,6 +62,7 @@ class Preprocessing:
     frames_per_segment: int = FRAMES_PER_SEGMENT
     tail: str = TAIL_POLICIES[0]
     frame_stride: int = 1
+    tail_fill: str = "window"
 
     def validate(self) -> None:
         """Raise ExtractError naming the first setting that cannot work."""
@@ -58,6 +70,8 @@ class Preprocessing:
             raise ExtractError(f"crop must be one of {CROP_MODES}, got {self.crop!r}")
         if self.tail not in TAIL_POLICIES:
             raise ExtractError(f"tail must be one of {TAIL_POLICIES}, got {self.tail!r}")
+        if self.tail_fill not in TAIL_FILLS:
+            raise ExtractError(f"tail_fill must be one of {TAIL_FILLS}, got {self.tail_fill!r}")
         if self.short_side < 0:
             raise ExtractError(f"short_side must be >= 0, got {self.short_side}")
         if self.crop != "full" and self.crop_size < 1:
@@ -90,6 +104,39 @@ def segment_count(
     if tail == "pad":
         return math.ceil(frames / frames_per_segment)
     return frames // frames_per_segment
+
+
+def segment_frames(
+    frames: int,
+    frames_per_segment: int = FRAMES_PER_SEGMENT,
+    tail: str = "drop",
+    fill: str = "window",
+) -> list[list[int]]:
+    """The frames (0-based) each segment of a video of `frames` frames is made of.
+
+    Consecutive segments of `frames_per_segment`; then, with `pad` and frames left over, a last
+    segment standing for those: the video's last frames_per_segment frames with `fill`
+    `window`, or the frames left over and the last one repeated with `repeat` and for a video
+    shorter than one segment (it has no other frames).
+    """
+    length = frames_per_segment
+    segments = [list(range(s, s + length)) for s in range(0, frames - length + 1, length)]
+    rest = frames - length * len(segments)
+    if tail == "pad" and rest:
+        if fill == "window" and segments:
+            segments.append(list(range(frames - length, frames)))
+        else:
+            segments.append(list(range(frames - rest, frames)) + [frames - 1] * (length - rest))
+    return segments
+
+
+def kept_frames(frames: Sequence[Any], frames_per_segment: int, stride: int) -> list[Any]:
+    """The frames of a segment that the frame stride encodes: those not None (a frame the
+    stride skips is None), completed to frames_per_segment / stride by repeating the last one
+    (a video shorter than one segment has fewer)."""
+    kept = [frame for frame in frames if frame is not None]
+    want = frames_per_segment // stride
+    return kept + [kept[-1]] * (want - len(kept))
 
 
 def resize_short_side(frame: np.ndarray, short_side: int) -> np.ndarray:
@@ -166,35 +213,50 @@ def scale_rgb(frames: np.ndarray) -> np.ndarray:
 
 
 class Segmenter:
-    """Group a stream of per-frame items into segments of L items, per the tail policy.
+    """Group a stream of per-frame items into segments of L items, per the tail policy
+    (`segment_frames`: the same segments as a video of that many frames gets).
 
-    After iteration, `frames` holds the stream's length, `segments` the segments yielded,
-    `padded` how many repeated items completed the last segment (`pad`) and `dropped` how many
-    trailing items had no segment (`drop`).
+    `fresh` holds how many items of the segment just yielded no earlier segment held (L, and
+    for a last partial segment its own frames). After iteration, `frames` holds the stream's
+    length, `segments` the segments yielded, `overlap` how many items of the last segment the
+    one before held too (`pad`, `window`), `padded` how many repeated items completed it
+    (`pad`, `repeat`, or a stream shorter than one segment) and `dropped` how many trailing
+    items had no segment (`drop`).
     """
 
-    def __init__(self, frames_per_segment: int, tail: str) -> None:
+    def __init__(self, frames_per_segment: int, tail: str, fill: str = "window") -> None:
         self.length = frames_per_segment
         self.tail = tail
+        self.fill = fill
         self.frames = 0
         self.segments = 0
+        self.fresh = 0
+        self.overlap = 0
         self.padded = 0
         self.dropped = 0
 
     def __call__(self, items: Iterable[Any]) -> Iterator[list[Any]]:
         current: list[Any] = []
+        previous: list[Any] = []
         for item in items:
             self.frames += 1
             current.append(item)
             if len(current) == self.length:
                 self.segments += 1
+                self.fresh = self.length
                 yield current
-                current = []
+                previous, current = current, []
         if not current:
             return
-        if self.tail == "pad":
-            self.padded = self.length - len(current)
-            self.segments += 1
-            yield current + [current[-1]] * self.padded
-        else:
+        if self.tail != "pad":
             self.dropped = len(current)
+            return
+        # The last full segment and the rest: a short video of its own, whose last segment
+        # this is (what `segment_frames` makes of a video of that many frames).
+        window = previous + current
+        chosen = segment_frames(len(window), self.length, self.tail, self.fill)[-1]
+        self.overlap = sum(1 for i in chosen if i < len(previous))
+        self.padded = self.length - len(set(chosen))
+        self.fresh = len(current)
+        self.segments += 1
+        yield [window[i] for i in chosen]

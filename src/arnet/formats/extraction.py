@@ -22,6 +22,11 @@ from .layout import backbone_folder, extraction_record
 def extraction_settings(meta: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of extraction.json that decide feature values (not paths or versions)."""
     out = {k: v for k, v in meta.items() if k != "arnet_version"}
+    pp = meta.get("preprocessing")
+    if isinstance(pp, Mapping) and "tail_fill" in pp:
+        # Records without it: their `pad` tails were `repeat`ed; a `drop` has no tail to fill.
+        if pp.get("tail") != "pad" or pp["tail_fill"] == "repeat":
+            out["preprocessing"] = {k: v for k, v in pp.items() if k != "tail_fill"}
     out["backbones"] = {  # where the weights lie and which runtime ran them change no value
         m: {
             k: v

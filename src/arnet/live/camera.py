@@ -3,8 +3,10 @@
 A worker turns its source's frames into the segments the checkpoint's extractor expects
 (frames resized as `extract` does, flow fields paired when the backbone takes flow,
 `frames_per_segment` frames each) and hands them to the scorer's queue. A segment cut short by
-the end of a file or a dropped connection follows the extractor's tail policy (`pad` in
-detection: completed by repeating its last frame), so every frame is scored.
+the end of a file, a dropped connection or the watcher stopping follows the extractor's tail
+policy (`pad` in detection: the last `frames_per_segment` frames of the connection, real ones
+overlapping the segment before, scored for the new frames only), so every frame is scored as
+`detect` scores it.
 
 Frames and segments are numbered per camera across connections and restarts; the wall time
 of each frame is when it was decoded. A reconnection records the gap (its length in seconds
@@ -25,7 +27,7 @@ import numpy as np
 
 from ..extract.flow import with_flow
 from ..extract.pipeline import ExtractConfig
-from ..extract.preprocess import Segmenter, resize_short_side
+from ..extract.preprocess import Segmenter, kept_frames, resize_short_side
 from .sources import Reader, Source, SourceError
 
 log = logging.getLogger("arnet.watch")
@@ -220,31 +222,31 @@ class CameraWorker(threading.Thread):
         length = pp.frames_per_segment
         raw: deque[tuple[np.ndarray, float]] = deque()
 
-        def frames() -> Iterator[np.ndarray]:
-            position = 0  # within the current segment: strided frames are not resized
+        def frames() -> Iterator[np.ndarray | None]:
+            position = 0  # of the connection: a frame the stride skips is None, as in extract
             for frame in reader:
                 if self.stopping.is_set():
                     return
                 raw.append((frame, time.time()))
                 keep = self.with_flow or position % self.stride == 0
                 position = (position + 1) % length
-                yield resize_short_side(frame, pp.short_side) if keep else frame
+                yield resize_short_side(frame, pp.short_side) if keep else None
 
         items: Iterator = (
             with_flow(frames(), self.config.flow)
             if self.with_flow
             else ((f, None) for f in frames())
         )
-        segmenter = Segmenter(length, pp.tail)
+        segmenter = Segmenter(length, pp.tail, pp.tail_fill)
         for segment in segmenter(items):
-            real = length - segmenter.padded if segmenter.padded else min(length, len(raw))
+            real = segmenter.fresh  # a tail's window holds frames of the segment before too
             taken = [raw.popleft() for _ in range(real)]
             first_frame, start_time = taken[0]
             end_time = taken[-1][1]
             chosen = segment
-            if self.stride > 1:  # a padded tail may repeat a frame that was not resized
+            if self.stride > 1:  # the frames extract encodes: the stride's, of the connection
                 chosen = [
-                    (resize_short_side(f, pp.short_side), g) for f, g in segment[:: self.stride]
+                    (f, None) for f in kept_frames([f for f, _ in segment], length, self.stride)
                 ]
             item = Segment(
                 camera=self.source.name,

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..atomic import write_atomic
-from ..config import TrainConfig
+from ..config import TrainConfig, saved_paths
 from ..errors import CheckpointError
 from ..models import create_model, model_spec
 from ..models.cells import instances_model
@@ -126,7 +126,9 @@ def load_checkpoint(
 
     A run folder stands for its selected snapshot (`checkpoints/selected.pt`, written by
     `--val-fraction`) when it has one, else for its last; with `resume`, always for the
-    checkpoint a run continues from (`run_checkpoint`).
+    checkpoint a run continues from (`run_checkpoint`). Relative paths in its config (runs
+    saved before paths were stored absolute) are resolved from the run folder
+    (`config.saved_paths`).
 
     Raises:
         CheckpointError: missing, damaged, holding code, not an arnet checkpoint, or a field
@@ -145,6 +147,8 @@ def load_checkpoint(
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     _check_fields(path, payload)
+    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    payload["config"] = saved_paths(payload["config"], run)
     payload["path"] = str(path)
     return payload
 

@@ -91,15 +91,30 @@ def truncate_log(path: Path, iteration: int, source: Path | None = None) -> None
     source = source or path
     kept: list[str] = []
     last = 0
-    lines = source.read_text(errors="replace").splitlines() if source.is_file() else []
+    for line, record in _records(source):
+        it = record["iteration"]
+        if last < it <= iteration:
+            kept.append(line)
+            last = it
+    text = "".join(line + "\n" for line in kept).encode()
+    write_atomic(path, lambda f: f.write(text))
+
+
+def last_record(path: Path) -> dict[str, Any] | None:
+    """The last readable record of a JSON-lines log (None: none, or no log)."""
+    records = [record for _, record in _records(path)]
+    return records[-1] if records else None
+
+
+def _records(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(line, record) of every line of a JSON-lines log that holds a record of an iteration."""
+    lines = path.read_text(errors="replace").splitlines() if path.is_file() else []
+    found = []
     for line in lines:
         try:
             record = json.loads(line)
         except ValueError:
             continue
-        it = record.get("iteration") if isinstance(record, dict) else None
-        if type(it) is int and last < it <= iteration:
-            kept.append(line)
-            last = it
-    text = "".join(line + "\n" for line in kept).encode()
-    write_atomic(path, lambda f: f.write(text))
+        if isinstance(record, dict) and type(record.get("iteration")) is int:
+            found.append((line, record))
+    return found

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..data.dataset import FeatureDataset
+from ..errors import Stopped
 
 
 def resolve_device(spec: str = "auto", local_rank: int | None = None) -> torch.device:
@@ -179,30 +180,36 @@ def make_adam(
 
 
 @contextlib.contextmanager
-def interrupt_between_steps() -> Iterator[Callable[[], bool]]:
-    """Defer Ctrl-C to the next step boundary, so that the state saved on interruption is one
-    an uninterrupted run passes through (resume is then exact); a second Ctrl-C stops at once.
-    Yields a function that tells whether Ctrl-C was pressed. Outside the main thread, where
-    signal handlers cannot be set, and where SIGINT is ignored, SIGINT is left as it is."""
-    pressed = []
+def interrupt_between_steps() -> Iterator[Callable[[], int]]:
+    """Defer Ctrl-C (SIGINT) and SIGTERM to the next step boundary, so that the state saved on
+    interruption is one an uninterrupted run passes through (resume is then exact); a second
+    one stops at once (`errors.Stopped`). Yields a function that tells which signal came first
+    (0: none yet). Outside the main thread, where signal handlers cannot be set, and for a
+    signal that is ignored (SIGINT under nohup or in a background job), it is left as it is."""
+    received: list[int] = []
 
     def handler(signum: int, frame: Any) -> None:
-        if pressed:
-            raise KeyboardInterrupt
-        pressed.append(signum)
-        tqdm.write("stopping after this step (Ctrl-C again to stop now)")
+        if received:
+            raise Stopped(signum)
+        received.append(signum)
+        again = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        tqdm.write(  # for the person at the terminal: stderr, beside the progress bar
+            f"{signal.Signals(signum).name}: stopping after this step ({again} again to stop now)",
+            file=sys.stderr,
+        )
 
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # nohup, a background job
-    ):
-        yield lambda: False
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: 0
         return
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, handler)
     try:
-        yield lambda: bool(pressed)
+        yield lambda: received[0] if received else 0
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def require_batch_fits(config: TrainConfig, train_set: FeatureDataset) -> None:

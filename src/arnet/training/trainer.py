@@ -8,7 +8,7 @@ RUN/checkpoints/iter_NNNNNN.pt  one per snapshot; last.pt = the newest
 RUN/log.jsonl                   training losses, one JSON object per logged iteration
 RUN/results.jsonl               one JSON object per evaluation (appended)
 RUN/metrics.json, per_video.csv, scores.npz, plots/, report.html   the latest evaluation
-RUN/.arnet.lock                 held by the process training into RUN (arnet.folders)
+RUN/.arnet.lock                 held by the process training into RUN, removed when it ends
 RUN/validation.json[l], selected.json, checkpoints/selected.pt   --val-fraction (`validation`)
 ```
 
@@ -21,8 +21,11 @@ checkpoint copied over), leaving the original run untouched.
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
+import math
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,12 +36,13 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..atomic import write_json_atomic
-from ..config import TrainConfig
+from ..config import TrainConfig, absolute_paths
 from ..data.dataset import FeatureDataset
 from ..data.sampling import BalancedBatchSampler
-from ..errors import CheckpointError, DataError, TrainingError
+from ..errors import CheckpointError, DataError, Stopped, TrainingError
 from ..evaluation.evaluate import TrainResult, evaluate_model
 from ..evaluation.metrics import Metrics
+from ..evaluation.report import remove_evaluation
 from ..folders import claim_folder
 from ..models import build_objective, create_model, model_entry, model_spec, objective_entry
 from ..models.cells import instances_model
@@ -50,10 +54,9 @@ from .checkpoint import (
     load_checkpoint,
     load_pretrained,
     load_weights,
-    model_from_checkpoint,
     save_checkpoint,
 )
-from .runlog import RunLog, prepare_run_folder
+from .runlog import RunLog, last_record, prepare_run_folder
 from .runtime import (
     interrupt_between_steps,
     keep_freed_memory,
@@ -112,6 +115,8 @@ class Trainer:
         resume_from: dict[str, Any] | None = None,
     ) -> None:
         config.validate()
+        # saved with the run: its paths valid from any working directory
+        config = TrainConfig.from_dict(absolute_paths(config.to_dict()))
         config = resolve_instances(config, train_set.dim)  # the cells of --instances cells
         if config.feature_dim is not None and config.feature_dim != train_set.dim:
             raise DataError(
@@ -268,6 +273,38 @@ class Trainer:
             write_json_atomic(self.out_dir / VALIDATION_FILE, v.describe())
             if v.best is not None:  # resumed: the folder's selection is the checkpoint's
                 v.save_selected(self.out_dir, self.state(), again=True)
+        if self.resumed_from is not None and self.test_set is not None:
+            self._restore_evaluation()
+
+    def _restore_evaluation(self) -> None:
+        """On resume, make the run folder's evaluation files (metrics.json, per_video.csv,
+        scores.npz, plots/, curves.png, report.html) those of the evaluation the checkpoint
+        stands for: a run stopped between a snapshot's evaluation and its checkpoint left files
+        of weights the resumed run never had. They are written anew from that evaluation's
+        weights (the selected snapshot's with `val_fraction`, else those of the last one in
+        results.jsonl: the checkpoint's own or its iter_*.pt), or removed when there is none
+        (the next snapshot writes them)."""
+        remove_evaluation(self.out_dir)
+        cfg, v = self.config, self.validation
+        if v is not None:
+            if v.best is None or v.best.get("state_dict") is None:
+                return
+            best = v.best
+            v.best_metrics = self._test(self._model_with(best["state_dict"]), best["threshold"],
+                                        True, best["iteration"])  # fmt: skip
+            return
+        last = last_record(self.out_dir / "results.jsonl")
+        if last is None:
+            return
+        at = last["iteration"]
+        model = self.run_model if at == self.iteration else None
+        snapshot = self.resumed_from.parent / f"iter_{at:06d}.pt" if self.resumed_from else None
+        if model is None and snapshot is not None and snapshot.is_file():
+            payload = load_checkpoint(snapshot)
+            if payload["iteration"] == at:
+                model = self._model_with(payload["state_dict"])
+        if model is not None:
+            self.metrics = self._test(model, cfg.threshold, True, at)
 
     def _run(self) -> TrainResult:
         last_path = self.out_dir / "checkpoints" / "last.pt"
@@ -281,6 +318,10 @@ class Trainer:
             unit="it",
             dynamic_ncols=True,
         )
+        # Off a terminal (a log file, a pipe) the bar hides itself: plain lines instead.
+        lines = ProgressLines(
+            f"train {cfg.model}", self.total, self.progress is None and bar.disable
+        )
         started, done_at_start = time.perf_counter(), self.iteration
         self.model.train()
         between_steps = True
@@ -288,25 +329,28 @@ class Trainer:
             with interrupt_between_steps() as interrupted:
                 while self.iteration < self.total:
                     if interrupted():
-                        raise KeyboardInterrupt
+                        raise Stopped(interrupted())
                     between_steps = False
                     loss, parts = self._step()
                     self.iteration += 1
                     between_steps = True
                     bar.update(1)
                     it = self.iteration
+                    rate = (it - done_at_start) / (time.perf_counter() - started)
+                    snapshot = it % cfg.snapshot_every == 0 or it == self.total
                     if it % cfg.log_every == 0 or it == self.total:
-                        rate = (it - done_at_start) / (time.perf_counter() - started)
                         self._log(loss, parts, rate, log, bar)
-                    if it % cfg.snapshot_every == 0 or it == self.total:
+                    lines.report(it, rate, loss, force=snapshot)
+                    if snapshot:
                         self._snapshot(log)
         except KeyboardInterrupt:
             progressed = between_steps and self.iteration > done_at_start
             if progressed and not self._non_finite_parameters():
                 save_checkpoint(last_path, self.state())
-                tqdm.write(f"interrupted at iteration {self.iteration}; resume from {last_path}")
+                what = f"resume from {last_path}"
             else:  # mid-step (a second Ctrl-C) or diverged: keep the last snapshot
-                tqdm.write(f"interrupted at iteration {self.iteration}; {self._last_good()}")
+                what = self._last_good()
+            tqdm.write(f"interrupted at iteration {self.iteration}; {what}", file=sys.stderr)
             raise
         finally:
             bar.close()
@@ -434,6 +478,15 @@ class Trainer:
             self._evaluated = iteration
         return result.metrics
 
+    def _model_with(self, state_dict: dict[str, torch.Tensor]) -> Any:
+        """This run's model with other weights (a snapshot's), ready to score. A copy, not a
+        new model: initialising one would draw from the random generators that training (a
+        resumed run's included) goes on drawing from."""
+        model = copy.deepcopy(self.model)
+        load_weights(model, state_dict, str(self.out_dir))
+        model = instances_model(model, self.config)
+        return prepare_model(model, self.device, self.config.precision, False)
+
     def _selected_result(self) -> TrainResult:
         """The run's result with `val_fraction`: the selected snapshot, its test evaluation
         written into the run folder (again, when a resumed run found no better one)."""
@@ -441,15 +494,52 @@ class Trainer:
         assert v is not None and v.best is not None
         best, metrics = v.best, v.best_metrics
         if self.test_set is not None and self._evaluated != best["iteration"]:
-            spec = {"model": model_spec(self.model), "state_dict": best["state_dict"],
-                    "config": self.config.to_dict()}  # fmt: skip
-            model = model_from_checkpoint(spec, self.device)
-            model = prepare_model(model, self.device, self.config.precision, False)
+            model = self._model_with(best["state_dict"])
             metrics = self._test(model, best["threshold"], True, best["iteration"])
         selected = self.out_dir / "checkpoints" / SELECTED_CHECKPOINT
         it = best["iteration"]
         return TrainResult(
             self.out_dir, self.iteration, selected, metrics, self.history, it, v.row()
+        )
+
+
+class ProgressLines:
+    """Training progress as plain lines on stderr, for output that is no terminal (where a
+    progress bar would be one endless line): `train MODEL: iteration I/N (P%), loss L, R it/s,
+    ETA H:MM:SS`, at every snapshot (`force`) and in between at most every `interval` seconds.
+
+    Args:
+        what: the line's opening words.
+        total: the iterations of the run.
+        enabled: print at all (False: every call does nothing).
+        interval: seconds between two lines that no snapshot asks for.
+    """
+
+    def __init__(self, what: str, total: int, enabled: bool, interval: float = 30.0) -> None:
+        self.what, self.total, self.enabled, self.interval = what, total, enabled, interval
+        self.last = time.monotonic()
+
+    def report(
+        self, iteration: int, it_per_s: float, loss: torch.Tensor, force: bool = False
+    ) -> None:
+        """A line for the step just done (its `loss` is read, a sync, only when printed)."""
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self.last < self.interval:
+            return
+        self.last = now
+        left = (self.total - iteration) / it_per_s if it_per_s > 0 else math.inf
+        eta = "unknown"
+        if math.isfinite(left):
+            seconds = round(left)
+            eta = f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        print(
+            f"{self.what}: iteration {iteration}/{self.total} "
+            f"({100 * iteration / max(self.total, 1):.0f}%), loss {loss.item():.4f}, "
+            f"{it_per_s:.1f} it/s, ETA {eta}",
+            file=sys.stderr,
+            flush=True,
         )
 
 

@@ -268,11 +268,12 @@ def _scores_of(path: Path, video: str) -> np.ndarray:
 
 
 def _load_truth(config_file: Path) -> dict[str, Any]:
-    from ..config import TrainConfig
+    from ..config import TrainConfig, saved_paths
     from ..formats import open_dataset
 
     try:
-        config = TrainConfig.from_dict(json.loads(config_file.read_text()))
+        saved = json.loads(config_file.read_text())
+        config = TrainConfig.from_dict(saved_paths(saved, config_file.parent))
         if not config.data:
             return {"spans": None, "error": "the run names no dataset"}
         test = open_dataset(
