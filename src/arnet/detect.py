@@ -30,6 +30,7 @@ from .alerts import Alert, find_alerts
 from .atomic import write_atomic, write_json_atomic
 from .checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
 from .config import TrainConfig
+from .csvcells import csv_row
 from .data import FeatureDataset
 from .errors import CheckpointError, DataError, ExtractError
 from .evaluate import predict
@@ -45,7 +46,6 @@ from .heatmaps import write_heat_maps
 from .metrics import calibrate_threshold, expand_to_frames
 from .models.cells import input_dim
 from .plots import file_stem, plt
-from .report import csv_row
 from .runtime import resolve_device
 
 
