@@ -354,6 +354,43 @@ def test_token_is_required_by_header_or_login_cookie(store) -> None:  # noqa: AN
     assert client.get("/api/cameras").status_code == 401
 
 
+def test_a_token_of_other_characters_is_a_401_never_a_500(store) -> None:  # noqa: ANN001
+    token = "s3cret-token-for-tests"
+    client = TestClient(create_app(store, None, token=token), base_url="http://10.0.0.5")
+    for given in ("s3cret-tökén-for-tests", "ü" * 22, token + "é", "\u2603"):
+        raw = given.encode()  # as a client sends it: UTF-8 bytes in the header and cookie
+        assert (
+            client.get("/api/cameras", headers={"Authorization": b"Bearer " + raw}).status_code
+            == 401
+        )
+        assert (
+            client.get("/api/cameras", headers={"Cookie": b"arnet_token=" + raw}).status_code == 401
+        )
+        assert client.get("/api/cameras", params={"token": given}).status_code == 401
+    assert (
+        client.get("/api/cameras", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    )
+    # a token the server could not compare, or carry in a cookie, is refused when it starts
+    for bad in ("päss-wörd-of-the-tests", "a token with spaces in it", "short"):
+        with pytest.raises(ValueError, match="token"):
+            create_app(store, None, token=bad)
+
+
+def test_ids_and_pages_beyond_any_database_integer_are_not_found(client: TestClient) -> None:
+    huge = 10**20
+    for path in (f"/api/alerts/{huge}", f"/api/alerts/{huge}/image", f"/api/alerts/-{huge}"):
+        r = client.get(path)
+        assert r.status_code == 404, (path, r.status_code)
+    r = client.post(f"/api/alerts/{huge}/acknowledge", json={"note": "x"})
+    assert r.status_code == 404
+    page = client.get("/api/alerts", params={"offset": huge, "limit": 5})
+    assert page.status_code == 200 and page.json()["alerts"] == []
+    scores = client.get("/api/scores", params={"camera": "gate", "since_segment": huge})
+    assert scores.status_code == 200 and scores.json() == []
+    r = client.get("/api/scores", params={"camera": "gate", "since_segment": -huge})
+    assert r.status_code == 200 and r.json()
+
+
 def test_without_token_only_loopback_host_names_are_answered(store) -> None:  # noqa: ANN001
     app = create_app(store, None)
     assert TestClient(app, base_url="http://127.0.0.1:8000").get("/api/cameras").status_code == 200
