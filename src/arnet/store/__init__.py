@@ -63,7 +63,7 @@ def open_store(target: str | os.PathLike[str], access: str = "create") -> EventS
     except BaseException:
         engine.dispose()
         raise
-    return EventStore(engine, readonly=access == "read")
+    return EventStore(engine)
 
 
 def check_store(target: str | os.PathLike[str]) -> None:

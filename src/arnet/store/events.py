@@ -171,9 +171,8 @@ class EventStore:
         engine: a SQLAlchemy engine whose database is migrated to head.
     """
 
-    def __init__(self, engine: sa.Engine, readonly: bool = False) -> None:
+    def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self.readonly = readonly
         self.postgres = engine.url.get_backend_name() == "postgresql"
         self._insert = postgresql.insert if self.postgres else sqlite.insert
 
