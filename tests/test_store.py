@@ -266,8 +266,12 @@ def test_huge_ids_and_pages_are_answers_not_tracebacks(tmp_path: Path, capsys) -
     assert capsys.readouterr().out.startswith("0 of 1 alert(s)")
 
 
-def test_an_unknown_camera_is_named(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_an_unknown_camera_or_no_time_is_named(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     from arnet.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["alerts", "--db", str(tmp_path / "e.db"), "--since", "nan"])
+    assert stop.value.code == 2 and "argument --since: not a time: 'nan'" in _one_line(capsys)
 
     db = tmp_path / "e.db"
     with open_store(db) as store:

@@ -137,6 +137,7 @@ def test_bad_filters_are_refused_by_name(client: TestClient) -> None:
     assert r.status_code == 400 and "since" in r.json()["detail"]
     assert client.get("/api/alerts", params={"state": "burning"}).status_code == 422
     assert client.get("/api/alerts", params={"limit": 0}).status_code == 422
+    assert client.get("/api/alerts", params={"since": "nan"}).status_code == 400  # no time
 
 
 def test_alert_detail_image_and_acknowledgement(client: TestClient, store) -> None:  # noqa: ANN001
@@ -211,6 +212,39 @@ def test_event_stream_sends_cameras_scores_alerts_then_new_scores(tmp_path: Path
     alerts = [d for n, d in events if n == "alerts"]
     assert alerts[0]["total"] == 1 and alerts[0]["alerts"][0]["camera"] == "stream-test"
     store.close()
+
+
+def test_the_dashboard_waits_out_a_stopped_postgresql_server() -> None:
+    import httpx
+    from pgserver import PostgresServer, fresh_database
+
+    server = PostgresServer()
+    server.start()
+    try:
+        store = open_store(fresh_database(server.url, "dashboard"))
+        feed = CameraFeed(store, "gate", burst=2)
+        feed.write(3)
+        app = create_app(store, None, poll_seconds=0.1)
+        with serving(app) as base, httpx.stream("GET", base + "/api/events", timeout=60) as live:
+            seen: list[str] = []
+            stopped = restarted = False
+            for line in live.iter_lines():
+                seen.append(line)
+                if line == "event: cameras" and not stopped:
+                    server.stop()  # the store goes away while the page is open
+                    stopped = True
+                    down = httpx.get(base + "/api/alerts", timeout=60)
+                    assert down.status_code == 503 and "unavailable" in down.text, down.text
+                elif line.startswith(": ") and "unavailable" in line and not restarted:
+                    server.start()
+                    restarted = True
+                    feed.write(2)  # arrives once it is back
+                elif line.startswith("data: ") and '"segment":4' in line:
+                    break
+        assert any(x.startswith(": ") and "unavailable" in x for x in seen)
+        store.close()
+    finally:
+        server.remove()
 
 
 # ---------------------------------------------------------------------- runs

@@ -12,6 +12,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -220,9 +221,13 @@ def run_watch(args: argparse.Namespace) -> int:
 def _time(text: str) -> float:
     """An ISO date or time (UTC unless it says otherwise) or epoch seconds -> epoch seconds."""
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if math.isnan(seconds):  # compares false with every time: would match nothing
+            raise argparse.ArgumentTypeError(f"not a time: {text!r}")
+        return seconds
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
