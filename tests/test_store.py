@@ -340,3 +340,20 @@ def _holder(**changes):  # noqa: ANN003, ANN202
     from arnet.store.events import Holder
 
     return replace(Holder.this_process("test"), **changes)
+
+
+def test_an_export_file_that_appears_while_it_is_written_is_kept(tmp_path: Path) -> None:
+    from arnet.atomic import write_atomic
+
+    target = tmp_path / "alerts.csv"
+
+    def write(f) -> None:  # noqa: ANN001
+        target.write_text("another program's")  # appears between the check and the rename
+        f.write(b"mine")
+
+    with pytest.raises(FileExistsError):
+        write_atomic(target, write, replace=False)
+    assert target.read_text() == "another program's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alerts.csv"]  # no temporary left
+    write_atomic(tmp_path / "new.csv", lambda f: f.write(b"mine"), replace=False)
+    assert (tmp_path / "new.csv").read_bytes() == b"mine"

@@ -9,6 +9,7 @@ option definitions at load time, so that `arnet --help` stays light.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -350,7 +351,8 @@ def run_alerts(args: argparse.Namespace) -> int:
                 image = store.alert_image(a["id"])
                 target = folder / f"alert-{a['id']}.jpg"
                 if image and not target.exists():
-                    write_atomic(target, lambda f, b=image: f.write(b))
+                    with contextlib.suppress(FileExistsError):  # written meanwhile: kept
+                        write_atomic(target, lambda f, b=image: f.write(b), replace=False)
     rows = [export_row(a) for a in alerts]
     if args.format == "json":
         text = json.dumps({"total": total, "alerts": rows}, indent=1) + "\n"
@@ -371,7 +373,12 @@ def run_alerts(args: argparse.Namespace) -> int:
             )
         text = "\n".join(lines) + "\n"
     if args.out:
-        write_atomic(args.out, lambda f: f.write(text.encode()))
+        try:
+            write_atomic(args.out, lambda f: f.write(text.encode()), replace=False)
+        except FileExistsError:
+            raise DataError(
+                f"{args.out}: exists; choose a new file (nothing is overwritten)"
+            ) from None
     else:
         sys.stdout.write(text)
     return 0
