@@ -776,9 +776,12 @@ class _Lines:
         return "".join(self.lines)
 
 
-def _watch_through_an_outage(db: str, folder: Path, live_run: Path, down, up) -> None:  # noqa: ANN001
+def _watch_through_an_outage(  # noqa: ANN001
+    db: str, folder: Path, live_run: Path, down, up, stop_first: bool = False
+) -> None:
     """A frame-folder watcher into `db`: four segments with an alert opening, then the store
-    goes (`down()`), four more segments are scored, the store comes back (`up()`)."""
+    goes (`down()`), four more segments are scored, the store comes back (`up()`). With
+    `stop_first`, the watcher is stopped (SIGTERM) before the store comes back: it waits."""
     _write_frames(folder, footage("..XX", seed=5))
     argv = [sys.executable, "-m", "arnet", "watch", "--checkpoint", str(live_run), "--db", db,
             "--quiet", f"gate={folder}"]  # fmt: skip
@@ -795,11 +798,20 @@ def _watch_through_an_outage(db: str, folder: Path, live_run: Path, down, up) ->
         # it keeps scoring: the four new segments wait in memory
         assert wait_for(lambda: lines.held() >= 4, timeout=600), lines.text()
         assert watcher.poll() is None
+        if stop_first:
+            watcher.send_signal(signal.SIGTERM)
+            assert wait_for(lambda: "wait for the event store" in lines.text(), timeout=600)
+            assert watcher.poll() is None  # what it holds is not given up
         up()
         assert wait_for(lambda: _count(db, "gate") == 8, timeout=600), lines.text()
     finally:
-        watcher.send_signal(signal.SIGTERM)
-        watcher.wait(timeout=300)
+        if watcher.poll() is None and not stop_first:
+            watcher.send_signal(signal.SIGTERM)
+        try:
+            watcher.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            watcher.kill()
+            raise
         lines.reader.join(timeout=60)
     assert watcher.returncode == 0, lines.text()
     assert "Traceback" not in lines.text()
@@ -838,6 +850,7 @@ def test_a_sqlite_store_on_a_full_disk(tmp_path: Path, live_run: Path) -> None:
             live_run,
             lambda: ballast.append(fill_up(disk)),
             lambda: ballast[0].unlink(),
+            stop_first=True,
         )
 
 

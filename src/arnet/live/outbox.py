@@ -264,8 +264,6 @@ class Outbox:
             file=sys.stderr,
             flush=True,
         )
-        if first:
-            log.warning("event store unavailable: %s", reason)
 
     def _recovered(self) -> None:
         """The store answers again: record the outage on every camera that waited."""
@@ -327,12 +325,17 @@ class Outbox:
         process of this machine is known dead by its PID)."""
         if self.holder is None:
             return
-        for camera_id in self.cameras:
-            if camera_id not in self.gone:
-                try:
+        try:
+            for camera_id in self.cameras:
+                if camera_id not in self.gone:
                     self.store.release_camera(camera_id, self.holder)
-                except Exception as exc:  # noqa: BLE001  (stopping: said, not raised)
-                    log.warning("lease of camera %s not released (%s)", camera_id, exc)
+        except Exception as exc:  # noqa: BLE001  (stopping: said, not raised)
+            print(
+                f"arnet watch: the cameras' leases were not released ({exc}); the next watcher "
+                "of this machine takes them over",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def _scored(write: _Batch | _State) -> bool:

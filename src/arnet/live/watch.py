@@ -285,7 +285,16 @@ class Watcher:
     def _drain(self) -> None:
         """Write what waits for the store (retrying while it is unavailable), then give the
         leases up. Interrupted by a second signal (the held segments are then not stored)."""
+        said = False
         while not self.outbox.flush():
+            if not said:
+                said = True
+                print(
+                    f"arnet watch: {self.outbox.held()} segment(s) wait for the event store; "
+                    "stop again to exit without them",
+                    file=sys.stderr,
+                    flush=True,
+                )
             time.sleep(max(0.05, min(1.0, self.outbox.next_try - time.monotonic())))
         self.close()
 
@@ -363,7 +372,9 @@ def install_signals(watcher: Watcher) -> Callable[[], None]:
 
     def handler(signum: int, _frame: object) -> None:
         if watcher.stopping.is_set():
-            print("arnet watch: stopped at once", file=sys.stderr)
+            held = watcher.outbox.held()
+            lost = f" ({held} segment(s) not stored)" if held else ""
+            print(f"arnet watch: stopped at once{lost}", file=sys.stderr)
             raise SystemExit(130)
         watcher.stop()
 
