@@ -920,3 +920,21 @@ def test_an_odd_sized_frame_is_skipped_and_a_new_size_taken_up(tmp_path: Path, d
         _write_frames(folder, footage(".", seed=3), first=97, size=40)
         _run_until(again, lambda: len(store.scores("frames", limit=None)) == 7)
         assert [s["start_frame"] for s in store.scores("frames", limit=None)][-1] == 6 * L
+
+
+def test_a_refused_watcher_frees_the_cameras_it_had_taken(tmp_path: Path, detector) -> None:  # noqa: ANN001
+    from arnet.store.events import CameraBusy
+
+    gate, yard = tmp_path / "gate", tmp_path / "yard"
+    gate.mkdir()
+    yard.mkdir()
+    with open_store(tmp_path / "e.db") as store:
+        first = _watcher(detector, store, [str(gate)])
+        first.start()
+        second = _watcher(detector, store, [str(yard), str(gate)])
+        with pytest.raises(CameraBusy, match="camera 'gate' is watched by process"):
+            second.start()
+        assert store.lease("yard") is None and store.lease("gate")["token"] == first.holder.token
+        first.stop()
+        first.run()
+        assert store.lease("gate") is None

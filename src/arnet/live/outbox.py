@@ -113,6 +113,12 @@ class Outbox:
         self._held = 0  # segments waiting, in all
 
     # ------------------------------------------------------------------ adding
+    def add_camera(self, camera_id: int) -> None:
+        """A camera whose lease this watcher holds: renewed by `heartbeat`, given up by
+        `release`, from now on."""
+        with self.lock:
+            self._camera(camera_id)
+
     def batch(
         self,
         camera_id: int,

@@ -173,9 +173,9 @@ class Watcher:
                 )
                 self.ids[source.name] = claims[source.name].camera["id"]
                 self.names[self.ids[source.name]] = source.name
+                self.outbox.add_camera(self.ids[source.name])
         except CameraBusy:
-            for claim in claims.values():  # nothing is watched: the cameras taken are freed
-                self.store.release_camera(claim.camera["id"], self.holder)
+            self.outbox.release()  # nothing is watched: the cameras taken are freed
             raise
         for source in self.sources:
             claim = claims[source.name]
