@@ -713,12 +713,13 @@ class EventStore:
         with self.engine.begin() as conn:
             if holder is not None:
                 self._renew(conn, camera_id, holder)
-            if position is not None:
-                conn.execute(
-                    cameras.update()
-                    .where(cameras.c.id == camera_id)
-                    .values(source_position=greatest(cameras.c.source_position, position))
-                )
+            read = (
+                {}
+                if position is None
+                else {"source_position": greatest(cameras.c.source_position, position)}
+            )
+            if read and not segments:
+                conn.execute(cameras.update().where(cameras.c.id == camera_id).values(**read))
             if segments:
                 rows = [
                     {"camera_id": camera_id, **{f: s[f] for f in SCORE_FIELDS}} for s in segments
@@ -739,6 +740,7 @@ class EventStore:
                         last_seen=last["end_time"],
                         last_score=last["score"],
                         updated=now,
+                        **read,
                     )
                 )
             for row in alert_rows:
