@@ -357,3 +357,15 @@ def test_an_export_file_that_appears_while_it_is_written_is_kept(tmp_path: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alerts.csv"]  # no temporary left
     write_atomic(tmp_path / "new.csv", lambda f: f.write(b"mine"), replace=False)
     assert (tmp_path / "new.csv").read_bytes() == b"mine"
+
+
+def test_a_path_is_a_path_question_marks_and_all(tmp_path: Path) -> None:
+    odd = tmp_path / "events?v=2#main %20.db"
+    with open_store(odd) as store:
+        store.register_camera("gate", "x")
+        assert store.url == f"sqlite:///{odd}"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".db") == [odd.name]
+    with open_store(odd, "read") as store:
+        assert [c["name"] for c in store.cameras()] == ["gate"]
+    with pytest.raises(StoreError, match="no such event store"):
+        open_store(tmp_path / "events", "read")  # the part before "?" is no store

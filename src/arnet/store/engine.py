@@ -72,10 +72,11 @@ def make_url(target: str | os.PathLike[str], access: str = "create"):  # noqa: A
         raise ValueError(f"store access must be one of {ACCESS}, got {access!r}")
     sa = _require_sqlalchemy()
     text = os.fspath(target)
-    if "://" not in text:
-        text = "sqlite:///" + str(Path(text).expanduser().resolve())
     try:
-        url = sa.engine.make_url(text)
+        if "://" not in text:  # a path: taken whole, "?" and "#" included (no URL parsing)
+            url = sa.engine.URL.create("sqlite", database=str(Path(text).expanduser().resolve()))
+        else:
+            url = sa.engine.make_url(text)
     except sa.exc.ArgumentError as exc:
         raise StoreError(f"{text}: not a database URL or path ({exc})") from None
     backend = url.get_backend_name()
@@ -113,7 +114,10 @@ def make_url(target: str | os.PathLike[str], access: str = "create"):  # noqa: A
 
 
 def hide(url) -> str:  # noqa: ANN001  (sqlalchemy.URL)
-    """The URL as text with its password replaced by ***."""
+    """The URL as text with its password replaced by ***; a SQLite file's path as it is
+    spelled on disk (not %-encoded)."""
+    if url.get_backend_name() == "sqlite" and url.database:
+        return f"sqlite:///{url.database}"
     return url.render_as_string(hide_password=True).replace("+psycopg", "")
 
 
