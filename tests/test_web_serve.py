@@ -52,6 +52,8 @@ def test_bad_options_exit_2_naming_them(
     assert str(empty) in _error(capsys, ["--db", str(db), "--token-file", str(empty)])
     assert "--token" in _error(capsys, ["--db", str(db), "--token", "short"])
     assert "--port" in _error(capsys, ["--db", str(db), "--port", "70000"])
+    for poll in ("nan", "inf", "0", "0.0001"):  # a stream that cannot wait, or never waits
+        assert f"--poll {float(poll)}" in _error(capsys, ["--db", str(db), "--poll", poll])
     assert "--runs" in _error(capsys, ["--db", str(db), "--runs", str(tmp_path / "no-runs")])
     accented = tmp_path / "accented.txt"
     accented.write_text("un-jeton-très-secret-pour-les-tests\n")

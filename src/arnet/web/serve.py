@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import sys
 from pathlib import Path
 from typing import Any
+
+# The live stream's shortest wait between looks at the store.
+MIN_POLL = 0.05
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,8 +104,8 @@ def run_serve(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if not 0 < args.port < 65536:
         return _fail(f"--port {args.port}: choose 1 to 65535")
-    if args.poll <= 0:
-        return _fail(f"--poll {args.poll}: must be > 0")
+    if not MIN_POLL <= args.poll < math.inf:  # NaN too: the live stream could not wait it
+        return _fail(f"--poll {args.poll}: seconds from {MIN_POLL} (a busy loop below) on")
     try:
         check_token(token)
     except ValueError as exc:
