@@ -130,6 +130,7 @@ def test_export_refuses_bad_input_with_one_line(lite_run, tmp_path, capsys):
     fails(["export", str(corrupt.parent), "--format", "onnx"], "last.pt")
     fails(["export", str(run), "--format", "tflite", "--out", str(tmp_path / "x")], "--format")
     fails(["export", str(run), "--format", "onnx", "--input-size", "big"], "--input-size")
+    fails(["export", str(run), "--format", "onnx", "--input-size", "50000x50000"], "8192 pixels")
     # an existing export is never replaced without --overwrite
     kept = tmp_path / "kept"
     kept.mkdir()

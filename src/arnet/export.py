@@ -66,6 +66,9 @@ FORMATS = ("onnx", "torchscript")
 MANIFEST = "manifest.json"
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 EXPORTABLE_BACKBONES = ("efficientnet-lite0",)
+# The largest frame side a backbone is exported for (8K video; beyond, tracing alone would
+# need tens of GiB).
+MAX_SIDE = 8192
 
 
 # ---------------------------------------------------------------------- modules to export
@@ -105,8 +108,8 @@ def parse_size(text: str) -> tuple[int, int]:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise ExportError(f"--input-size takes WIDTHxHEIGHT (e.g. 336x224), got {text!r}") from None
-    if width < 32 or height < 32:
-        raise ExportError(f"--input-size {text}: both sides must be at least 32 pixels")
+    if not (32 <= width <= MAX_SIDE and 32 <= height <= MAX_SIDE):  # traced with two frames
+        raise ExportError(f"--input-size {text}: both sides must be 32 to {MAX_SIDE} pixels")
     return height, width
 
 
