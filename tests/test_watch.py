@@ -354,6 +354,8 @@ def test_bad_input_is_named_with_exit_2(tmp_path: Path, live_run: Path, capsys) 
         assert main(["watch", "--checkpoint", str(live_run), "--db", db, *sources]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
+    with open_store(db, "read") as store:  # the camera that could not be opened says so
+        assert store.camera("cam")["state"] == "failed" and store.lease("cam") is None
     code = main(
         [
             "watch",

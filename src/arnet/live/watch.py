@@ -247,6 +247,8 @@ class Watcher:
         failed = [f for f in failed if f]
         if failed and len(failed) == len(self.workers):
             self.stop()
+            for name, worker in self.workers.items():  # not left "reconnecting" in the store
+                self._on_state(name, "failed", worker.first_error, "failed", worker.frame)
             raise DataError(
                 failed[0] if len(failed) == 1 else "no source could be opened: " + "; ".join(failed)
             )
