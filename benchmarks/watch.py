@@ -215,8 +215,8 @@ def live_capacity(
     with tempfile.TemporaryDirectory() as tmp, open_store(Path(tmp) / "live.db") as store:
         commit = store.commit_segments
 
-        def timed_commit(camera_id, segments, alert_rows=()):  # noqa: ANN001, ANN202
-            ids = commit(camera_id, segments, alert_rows)
+        def timed_commit(camera_id, segments, alert_rows=(), **options):  # noqa: ANN001, ANN003, ANN202
+            ids = commit(camera_id, segments, alert_rows, **options)
             now = time.time()
             lags.extend(now - s["end_time"] for s in segments)
             return ids

@@ -3,7 +3,11 @@ short video files, and the single-layout loaders the tests call directly."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable, Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
 
@@ -367,3 +371,36 @@ def tiny_config(tiny_data: str | Path, **changes: object) -> TrainConfig:
     )
     values.update(changes)
     return TrainConfig(**values)
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    """A real small file system (a tmpfs of `size`, e.g. "300k") at `mount`, where this
+    process may mount one; else the test is skipped."""
+    import pytest
+
+    mount.mkdir(exist_ok=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill_up(folder: Path) -> Path:
+    """Write one file in `folder` until its file system is full; the file."""
+    ballast = folder / "ballast"
+    with ballast.open("wb", buffering=0) as f:
+        for size in (1 << 20, 1 << 12, 1):
+            block = b"\0" * size
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(block)
+                    f.flush()
+    return ballast

@@ -3,7 +3,8 @@ of its own: test modules import `postgres_server` from here).
 
 PostgreSQL refuses to run as root; as root the server runs as the `postgres` system user
 (via runuser), otherwise as the current user. Tests are skipped, with the reason, when the
-binaries are missing or the server cannot start.
+binaries are missing or the server cannot start. `PostgresServer` is one such server that a
+test may also stop and start again (an outage), on the same port and data.
 """
 
 from __future__ import annotations
@@ -32,49 +33,70 @@ def _as_server_user(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv]
 
 
+class PostgresServer:
+    """A throwaway PostgreSQL server in a temporary folder (skips the test when it cannot).
+
+    Attributes:
+        url: postgresql://arnet@127.0.0.1:PORT/postgres
+    """
+
+    def __init__(self) -> None:
+        for tool in ("initdb", "pg_ctl"):
+            if shutil.which(tool) is None:
+                pytest.skip(f"PostgreSQL's {tool} is not on PATH")
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            pytest.skip("psycopg (the live extra) is not installed")
+        self.folder = tempfile.mkdtemp(prefix="arnet-pg-")
+        os.chmod(self.folder, 0o755)
+        self.data = os.path.join(self.folder, "data")
+        if os.geteuid() == 0:
+            try:
+                shutil.chown(self.folder, "postgres")
+            except (LookupError, PermissionError):
+                shutil.rmtree(self.folder)
+                pytest.skip("running as root and there is no postgres user to run the server")
+        self.port = _free_port()
+        init = self._run(["initdb", "-D", self.data, "-A", "trust", "-U", "arnet", "-E", "UTF8"])
+        if init.returncode:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            pytest.skip(f"initdb failed: {init.stderr.strip().splitlines()[-1:]}")
+        self.url = f"postgresql://arnet@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, argv: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run(_as_server_user(argv), capture_output=True, text=True, timeout=120)
+
+    def start(self) -> None:
+        """Start the server (again) and wait until it answers."""
+        options = (
+            f"-p {self.port} -k {self.folder} -h 127.0.0.1 -c fsync=off -c full_page_writes=off"
+        )
+        log = os.path.join(self.folder, "log")
+        start = self._run(["pg_ctl", "-D", self.data, "-o", options, "-l", log, "-w", "start"])
+        if start.returncode:
+            text = open(log).read() if os.path.exists(log) else ""
+            self.remove()
+            pytest.skip(f"the PostgreSQL server did not start: {text.strip()[-300:]}")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server: `fast` ends every connection, as a server being shut down does."""
+        self._run(["pg_ctl", "-D", self.data, "-m", mode, "-w", "stop"])
+
+    def remove(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """The URL (postgresql://arnet@127.0.0.1:PORT/postgres) of a throwaway server."""
-    for tool in ("initdb", "pg_ctl"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"PostgreSQL's {tool} is not on PATH")
+    server = PostgresServer()
+    server.start()
     try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pytest.skip("psycopg (the live extra) is not installed")
-    folder = tempfile.mkdtemp(prefix="arnet-pg-")
-    os.chmod(folder, 0o755)
-    data = os.path.join(folder, "data")
-    if os.geteuid() == 0:
-        try:
-            shutil.chown(folder, "postgres")
-        except (LookupError, PermissionError):
-            shutil.rmtree(folder)
-            pytest.skip("running as root and there is no postgres user to run the server")
-    port = _free_port()
-    run = dict(capture_output=True, text=True, timeout=120)
-    init = subprocess.run(
-        _as_server_user(["initdb", "-D", data, "-A", "trust", "-U", "arnet", "-E", "UTF8"]), **run
-    )
-    if init.returncode:
-        shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"initdb failed: {init.stderr.strip().splitlines()[-1:]}")
-    options = f"-p {port} -k {folder} -h 127.0.0.1 -c fsync=off -c full_page_writes=off"
-    start = subprocess.run(
-        _as_server_user(
-            ["pg_ctl", "-D", data, "-o", options, "-l", os.path.join(folder, "log"), "-w", "start"]
-        ),
-        **run,
-    )
-    if start.returncode:
-        log = open(os.path.join(folder, "log")).read() if os.path.exists(folder + "/log") else ""
-        shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"the PostgreSQL server did not start: {log.strip()[-300:]}")
-    try:
-        yield f"postgresql://arnet@127.0.0.1:{port}/postgres"
+        yield server.url
     finally:
-        subprocess.run(_as_server_user(["pg_ctl", "-D", data, "-m", "immediate", "stop"]), **run)
-        shutil.rmtree(folder, ignore_errors=True)
+        server.remove()
 
 
 def fresh_database(server_url: str, name: str) -> str:

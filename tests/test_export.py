@@ -4,6 +4,7 @@ give the scores and features of the PyTorch model; bad input is one line and exi
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,6 +155,7 @@ def test_export_refuses_bad_input_with_one_line(lite_run, tmp_path, capsys):
     fails(["export", str(corrupt.parent), "--format", "onnx"], "last.pt")
     fails(["export", str(run), "--format", "tflite", "--out", str(tmp_path / "x")], "--format")
     fails(["export", str(run), "--format", "onnx", "--input-size", "big"], "--input-size")
+    fails(["export", str(run), "--format", "onnx", "--input-size", "50000x50000"], "8192 pixels")
     # an existing export is never replaced without --overwrite
     kept = tmp_path / "kept"
     kept.mkdir()
@@ -165,4 +167,87 @@ def test_export_refuses_bad_input_with_one_line(lite_run, tmp_path, capsys):
     assert main(["export", str(run), "--format", "torchscript", "--out", str(out)]) == 0
     (out / "head.pt").write_bytes(b"changed")
     with pytest.raises(ValueError, match="head.pt: changed since export"):
+        load_exported(out)
+
+
+def _tree(folder):
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def test_export_writes_only_new_or_empty_folders_or_an_earlier_export(lite_run, tmp_path, capsys):
+    run, _, _ = lite_run
+
+    def refused(argv, names):
+        assert main(["export", str(run), "--format", "torchscript", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and names in err, err
+
+    # --overwrite never deletes a folder of the user's own files
+    mine = tmp_path / "mine"
+    (mine / "notes").mkdir(parents=True)
+    (mine / "notes" / "plan.txt").write_text("saved by the user")
+    refused(["--out", str(mine), "--overwrite"], "holds no arnet export")
+    assert (mine / "notes" / "plan.txt").read_text() == "saved by the user"
+    # nor the run itself, nor a folder holding it
+    before = _tree(run)
+    refused(["--out", str(run), "--overwrite"], "is the run being exported")
+    refused(["--out", str(run.parent), "--overwrite"], "is the run being exported")
+    assert _tree(run) == before
+    # an earlier export is replaced; one holding something else is not
+    out = tmp_path / "deploy"
+    assert main(["export", str(run), "--format", "torchscript", "--out", str(out)]) == 0
+    refused(["--out", str(out)], "not empty")
+    assert main(["export", str(run), "--format", "onnx", "--out", str(out), "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.name != ".arnet.lock") == [
+        "backbone.onnx",
+        "head.onnx",
+        "manifest.json",
+    ]
+    load_exported(out)
+    (out / "README.txt").write_text("how we deploy")
+    refused(["--out", str(out), "--overwrite"], "holds README.txt besides the export")
+    assert (out / "head.onnx").is_file() and (out / "README.txt").is_file()
+    capsys.readouterr()
+    # without --out: a fresh folder beside the run each time, as detect makes
+    firsts = []
+    for _ in range(2):
+        assert main(["export", str(run), "--format", "torchscript", "--json"]) == 0
+        firsts.append(json.loads(capsys.readouterr().out)["out"])
+    assert [p.rsplit("/", 1)[1] for p in firsts] == ["export-torchscript", "export-torchscript-2"]
+    # a refused export into a new folder leaves no folder behind
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy / "run")
+    shutil.copytree(Path(_config(run)["data"]), copy / "data")
+    for record in (copy / "data").rglob("videos/*.json"):  # no frame size to export at
+        record.unlink()
+    payload = torch.load(copy / "run/checkpoints/last.pt", weights_only=True)
+    payload["config"]["data"] = str(copy / "data")
+    torch.save(payload, copy / "run/checkpoints/last.pt")
+    for earlier in (copy / "run").glob("export-*"):
+        shutil.rmtree(earlier)
+    assert main(["export", str(copy / "run"), "--format", "torchscript"]) == 2
+    assert "--input-size" in capsys.readouterr().err
+    assert not list((copy / "run").glob("export-*"))
+
+
+def _config(run):
+    from arnet.training.checkpoint import load_checkpoint
+
+    return load_checkpoint(run)["config"]
+
+
+def test_an_export_of_a_newer_version_is_refused_by_name(lite_run, tmp_path):
+    run, _, _ = lite_run
+    out = tmp_path / "ts"
+    assert main(["export", str(run), "--format", "torchscript", "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "version": 99}))
+    with pytest.raises(ValueError, match=r"manifest.json: export format version 99 .* newer"):
+        load_exported(out)
+    (out / "manifest.json").write_text(json.dumps({**manifest, "arnet_version": "9.0.0"}))
+    with pytest.raises(ValueError, match=r"written by arnet 9.0.0\) is newer"):
         load_exported(out)

@@ -510,19 +510,10 @@ def _save_detector_checkpoint(path: Path, data: Path) -> None:
 @pytest.fixture
 def small_disk(tmp_path):
     """A 300 KiB file system: a tmpfs where this process may mount one, else skipped."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    from helpers import mounted_tmpfs
+
+    with mounted_tmpfs(tmp_path / "disk", "300k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_disk_is_one_line_and_leaves_nothing_corrupt(data, small_disk, capsys):

@@ -151,6 +151,25 @@ def test_other_damaged_checkpoints_exit_2_in_one_line(run, tiny_data, tmp_path, 
     assert "huge.pt: cannot rebuild model" in _error(capsys)
 
 
+@pytest.mark.parametrize(
+    "fields, says",
+    [
+        ({"version": 99}, "checkpoint format version 99 (written by arnet 0.1.0) is newer"),
+        ({"arnet_version": "9.0.0"}, "format version 1 (written by arnet 9.0.0) is newer"),
+        ({"version": "2"}, "checkpoint format version '2' (written by arnet 0.1.0) is not a whole"),
+    ],
+)
+def test_a_checkpoint_of_a_newer_arnet_is_refused_by_name(
+    fields, says, run, tiny_data, tmp_path, capsys
+):
+    torch.save({**_payload(run), **fields}, tmp_path / "newer.pt")
+    assert _test(tmp_path / "newer.pt", tiny_data, tmp_path) == 2
+    line = _error(capsys)
+    assert "newer.pt: " in line and says in line, line
+    with pytest.raises(CheckpointError, match="newer.pt"):
+        load_checkpoint(tmp_path / "newer.pt")
+
+
 class _Payload:
     def __reduce__(self):
         return (os.system, ("touch PWNED",))
@@ -379,7 +398,7 @@ def test_list_line_outside_the_list_folder_is_warned_and_refused_with_strict(tmp
 
 
 def test_csv_cell_neutralises_formulas_and_keeps_numbers():
-    from arnet.evaluation.report import csv_cell
+    from arnet.atomic import csv_cell
 
     for text in ("=1+2", "+cmd", "-x", "@SUM(A1)", "\t=1", '=HYPERLINK("http://x")'):
         assert csv_cell(text) == "'" + text

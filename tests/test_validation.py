@@ -347,3 +347,17 @@ def test_cli_refuses_too_few_training_videos_and_a_threshold_too(tmp_path, tiny_
     big = ["train", "--data", str(tiny_data), "--val-fraction", "0.3", "--threshold", "0.4"]
     assert main([*big, "--out", str(tmp_path / "b")]) == 2
     assert "--val-fraction" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["nearest-normal", "single"])
+@pytest.mark.parametrize("seeds", [[], ["--seeds", "1,2"]])
+def test_a_refused_val_fraction_leaves_no_run_folder(model, seeds, tmp_path, capsys, monkeypatch):
+    small = SynthConfig(train_videos=6, train_anomalous=1, test_videos=4, test_anomalous=1, dim=8,
+                        min_segments=4, max_segments=8, seed=1)  # fmt: skip
+    data = write_synthetic(tmp_path / "small", small)
+    monkeypatch.chdir(tmp_path)  # the default run folder: runs/MODEL-TIMESTAMP
+    argv = ["train", "--data", str(data), "--model", model, "--val-fraction", "0.3", *seeds]
+    for _ in range(2):  # the retry is refused the same way, and leaves nothing either
+        assert main([*argv, "--iterations", "2", "--no-plot", "--quiet"]) == 2
+        assert "--val-fraction" in capsys.readouterr().err
+        assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())

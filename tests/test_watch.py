@@ -416,6 +416,8 @@ def test_bad_input_is_named_with_exit_2(tmp_path: Path, live_run: Path, capsys) 
         assert main(["watch", "--checkpoint", str(live_run), "--db", db, *sources]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
+    with open_store(db, "read") as store:  # the camera that could not be opened says so
+        assert store.camera("cam")["state"] == "failed" and store.lease("cam") is None
     code = main(
         [
             "watch",
@@ -612,3 +614,466 @@ def test_many_watchers_share_one_postgresql_store(
             [(0, 0, "closed")],
             [(1, 1, "closed")],
         ]
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--threshold", "nan"),
+        ("--threshold", "1.5"),
+        ("--threshold", "-0.5"),
+        ("--stop-threshold", "nan"),
+        ("--reconnect-max", "-1"),
+        ("--reconnect-max", "0"),
+        ("--open-timeout", "0"),
+        ("--min-alert-frames", "0"),
+        ("--merge-gap", "-1"),
+        ("--context", "0"),
+    ],
+)
+def test_watch_refuses_what_detect_refuses(option, value, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    db = tmp_path / "e.db"
+    with pytest.raises(SystemExit) as stop:
+        main(["watch", "--checkpoint", "c.pt", "--db", str(db), str(tmp_path), option, value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"argument {option}" in err, err
+    assert not db.exists()
+
+
+def test_the_library_refuses_them_too() -> None:
+    from arnet.live.camera import Backoff
+    from arnet.live.tracker import Thresholds
+    from arnet.live.watch import WatchOptions
+
+    for start, stop, says in ((float("nan"), 0.5, "--threshold"), (0.5, 1.5, "--stop-threshold"),
+                              (-0.5, -0.5, "--threshold")):  # fmt: skip
+        with pytest.raises(ValueError, match=f"{says}: the alert threshold must be a number"):
+            Thresholds(start, stop).validate()
+    with pytest.raises(ValueError, match="--reconnect-max must be seconds > 0"):
+        Backoff(0.5, -1.0)
+    with pytest.raises(ValueError, match="--reconnect-max"):
+        WatchOptions(reconnect_max=0.0)
+    assert Backoff(0.5, 0.2).next() == 0.2  # a maximum below the first delay caps it
+
+
+def test_a_refused_watch_creates_no_store(tmp_path: Path, live_run: Path, capsys) -> None:  # noqa: ANN001
+    import sqlite3
+
+    video = _video(tmp_path / "v.mp4", ".")
+    db = tmp_path / "new.db"
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    other = make_checkpoint(tmp_path / "other", other_dim=True)
+    for checkpoint, says in ((bad, "bad.pt"), (other, "1288-d features")):
+        assert main(["watch", "--checkpoint", str(checkpoint), "--db", str(db), str(video)]) == 2
+        assert says in capsys.readouterr().err
+        assert not db.exists()
+    foreign = tmp_path / "other.sqlite"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE notes (t TEXT)")
+    before = foreign.read_bytes()
+    assert main(["watch", "--checkpoint", str(live_run), "--db", str(foreign), str(video)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not an arnet event store (it holds tables of another program: notes)" in err
+    assert foreign.read_bytes() == before
+
+
+# ---------------------------------------------------------------------- frame folders, exactly
+
+
+def _write_frames(folder: Path, frames: list, first: int = 0, size: int | None = None) -> None:
+    """Frames as JPEG files first.jpg, first+1.jpg, ... (written under a temporary name and
+    renamed, as the README says a writer should)."""
+    from livekit import jpeg_bytes
+
+    folder.mkdir(exist_ok=True)
+    for i, image in enumerate(frames, start=first):
+        if size is not None:
+            import cv2
+
+            image = cv2.resize(image, (size, size))
+        part = folder / f".{i}.tmp"
+        part.write_bytes(jpeg_bytes(image))
+        part.rename(folder / f"{i}.jpg")
+
+
+def _count(db, camera: str) -> int:  # noqa: ANN001
+    with open_store(db, "read") as store:
+        return len(store.scores(camera, limit=None))
+
+
+def test_a_frame_folder_watcher_killed_mid_alert_continues_it(
+    tmp_path: Path, live_run: Path
+) -> None:
+    db = tmp_path / "events.db"
+    folder = tmp_path / "frames"
+    _write_frames(folder, footage("..XXX", seed=7))
+    argv = [sys.executable, "-m", "arnet", "watch", "--checkpoint", str(live_run), "--db",
+            str(db), "--quiet", f"hall={folder}"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    first = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: _count(db, "hall") == 5, timeout=600), "no scores"
+    finally:
+        first.kill()  # SIGKILL mid-alert
+        first.wait()
+    with open_store(db, "read") as store:
+        ((alert_id, state),) = [(a["id"], a["state"]) for a in store.alerts()[0]]
+        assert state == "open"
+    _write_frames(folder, footage("XX..", seed=8), first=5 * L)
+    second = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE)
+    try:
+        assert wait_for(lambda: _count(db, "hall") == 9, timeout=600), "did not continue"
+    finally:
+        second.send_signal(signal.SIGTERM)
+        _, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err.decode()
+    with open_store(db, "read") as store:
+        scores = store.scores("hall", limit=None)
+        assert [s["start_frame"] for s in scores] == [L * i for i in range(9)]
+        assert _spans(store, "hall") == [(2, 6, "closed")]  # one alert, not two
+        assert store.alerts()[0][0]["id"] == alert_id
+        assert not [e for e in store.events("hall") if "gap" in (e["detail"] or "")]
+
+
+def test_a_restart_counts_the_quiet_frames_already_scored(tmp_path: Path, detector) -> None:  # noqa: ANN001
+    import time
+
+    from arnet.folders import machine_of, process_identity
+    from arnet.store.events import Holder
+
+    folder = tmp_path / "frames"
+    _write_frames(folder, footage("..XX...X", seed=3))
+    url = str(folder.resolve())
+    with open_store(tmp_path / "e.db") as store:
+        # as a watcher killed after segment 4 leaves the store: an open alert over segments
+        # 2-3, one quiet segment after it (16 frames of a merge gap of 32)
+        dead = Holder(
+            "dead", "here", 2**22 + 1, f"{machine_of(process_identity())}/0", "arnet watch"
+        )
+        camera = store.claim_camera("frames", url, dead, frames_per_segment=L).camera
+        soon = time.time() + 3600  # the last frame's wall time: no gap to count from it
+        segments = [
+            {"segment": i, "start_frame": L * i, "end_frame": L * i + L - 1, "start_time": soon,
+             "end_time": soon, "score": 0.9 if i in (2, 3) else 0.1}
+            for i in range(5)
+        ]  # fmt: skip
+        alert = {"state": "open", "start_segment": 2, "end_segment": 3, "start_frame": 2 * L,
+                 "end_frame": 4 * L - 1, "start_time": soon, "end_time": soon, "peak_score": 0.9,
+                 "peak_frame": 2 * L, "peak_time": soon, "threshold": 0.5}  # fmt: skip
+        store.commit_segments(camera["id"], segments, [alert], holder=dead, position=5 * L)
+        watcher = _watcher(detector, store, [str(folder)], merge_gap=2 * L)
+        _run_until(watcher, lambda: len(store.scores("frames", limit=None)) == 8)
+        # segments 5 and 6 are quiet too: 48 quiet frames close the alert, 7 opens a new one
+        assert _spans(store, "frames") == [(2, 3, "closed"), (7, 7, "closed")]
+
+
+# ---------------------------------------------------------------------- one writer per camera
+
+
+def _lease(db, camera: str):  # noqa: ANN001, ANN202
+    with open_store(db, "read") as store:
+        return store.lease(camera)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_camera_has_one_watcher_and_a_dead_ones_is_taken_over(
+    backend: str, tmp_path: Path, live_run: Path, request: pytest.FixtureRequest
+) -> None:
+    import socket
+
+    if backend == "sqlite":
+        db = str(tmp_path / "events.db")
+    else:
+        db = fresh_database(request.getfixturevalue("postgres_server"), "leases")
+    folder = tmp_path / "frames"
+    _write_frames(folder, footage("..", seed=1))
+    video = _video(tmp_path / "other.mp4", "XXX")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
+    def watch(source: str) -> subprocess.Popen:
+        argv = [sys.executable, "-m", "arnet", "watch", "--checkpoint", str(live_run), "--db",
+                db, "--quiet", f"gate={source}"]  # fmt: skip
+        return subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+
+    first = watch(str(folder))
+    try:
+        assert wait_for(lambda: _count(db, "gate") == 2, timeout=600), "the first never scored"
+        # a second watcher of the same camera (another source, even) is refused by name
+        second = watch(str(video))
+        _, err = second.communicate(timeout=600)
+        assert second.returncode == 2, err
+        (line,) = [x for x in err.splitlines() if x.strip()]
+        assert (
+            f"camera 'gate' is watched by process {first.pid} (arnet watch) on "
+            f"{socket.gethostname()}" in line
+        ), line
+        assert _count(db, "gate") == 2  # nothing of the other video was written
+        _write_frames(folder, footage(".", seed=2), first=2 * L)
+        assert wait_for(lambda: _count(db, "gate") == 3, timeout=600)
+    finally:
+        first.kill()  # SIGKILL: the lease stays behind
+        first.wait()
+    assert _lease(db, "gate")["pid"] == first.pid
+    _write_frames(folder, footage("X", seed=3), first=3 * L)
+    third = watch(str(folder))
+    try:
+        assert wait_for(lambda: _count(db, "gate") == 4, timeout=600), "no take-over"
+        assert _lease(db, "gate")["pid"] == third.pid
+    finally:
+        third.send_signal(signal.SIGTERM)
+        _, err = third.communicate(timeout=120)
+    assert third.returncode == 0, err
+    assert f"taking over from process {first.pid} (arnet watch) on" in err
+    assert _lease(db, "gate") is None  # released by the clean stop
+    with open_store(db, "read") as store:
+        scores = store.scores("gate", limit=None)
+        assert [s["start_frame"] for s in scores] == [L * i for i in range(4)]
+        assert _spans(store, "gate") == [(3, 3, "closed")]
+
+
+def test_leases_of_other_machines_expire_and_are_renewed(tmp_path: Path, detector) -> None:  # noqa: ANN001
+    from dataclasses import replace
+
+    from arnet.store.events import CameraBusy, Holder
+
+    with open_store(tmp_path / "e.db") as store:
+        me = Holder.this_process("test")
+        away = Holder("t-away", "elsewhere", os.getpid(), "other-boot/pid:[1]/5", "arnet watch")
+        store.claim_camera("gate", "rtsp://x", away)
+        with pytest.raises(
+            CameraBusy, match=r"watched by process \d+ \(arnet watch\) on elsewhere"
+        ):
+            store.claim_camera("gate", "rtsp://x", me)  # its lease has not expired
+        store.claim_camera("yard", "rtsp://y", replace(away, lease_seconds=-1.0))
+        claim = store.claim_camera("yard", "rtsp://y", me)  # expired: taken over
+        assert claim.taken_from.host == "elsewhere" and store.lease("yard")["token"] == me.token
+        # a watcher renews its lease while it runs, and gives it up when it stops
+        folder = tmp_path / "frames"
+        folder.mkdir()
+        watcher = _watcher(detector, store, [f"hall={folder}"], lease_seconds=0.6)
+        watcher.start()
+        taken = store.lease("hall")
+        assert wait_for(lambda: store.lease("hall")["expires"] > taken["expires"], timeout=60)
+        watcher.stop()
+        watcher.run()
+        assert store.lease("hall") is None
+
+
+def test_a_watcher_whose_lease_was_taken_over_stops_writing(tmp_path: Path, detector) -> None:  # noqa: ANN001
+    import sqlite3
+
+    db = tmp_path / "e.db"
+    folder = tmp_path / "frames"
+    _write_frames(folder, footage("..", seed=1))
+    video = _video(tmp_path / "yard.mp4", "." * 4)
+    with open_store(db) as store:
+        watcher = _watcher(detector, store, [str(folder), str(video)])
+        watcher.start()
+        helper = threading.Thread(target=watcher.run, daemon=True)
+        helper.start()
+        assert wait_for(lambda: len(store.scores("frames", limit=None)) == 2)
+        with sqlite3.connect(db) as conn:  # another machine's watcher took it (thought dead)
+            conn.execute(
+                "UPDATE camera_leases SET token = 'new', host = 'elsewhere', pid = 7 "
+                "WHERE camera_id = (SELECT id FROM cameras WHERE name = 'frames')"
+            )
+        kept = len(store.scores("frames", limit=None))
+        _write_frames(folder, footage("XX", seed=2), first=2 * L)
+        assert wait_for(lambda: not watcher.workers["frames"].is_alive(), timeout=120)
+        watcher.stop()
+        helper.join(timeout=120)
+        assert len(store.scores("frames", limit=None)) == kept  # not one row more
+        assert store.lease("frames")["host"] == "elsewhere"  # not released: not its own
+        assert len(store.scores("yard", limit=None)) == 4  # the other camera went on
+
+
+# ---------------------------------------------------------------------- the store goes away
+
+
+class _Lines:
+    """The stderr lines of a process, read as they come (a thread), to wait for one."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self.reader.start()
+
+    def _read(self, process: subprocess.Popen) -> None:
+        for line in process.stderr:
+            self.lines.append(line)
+
+    def held(self) -> int:
+        """The most segments the watcher said it held in memory."""
+        import re
+
+        counts = [int(m[1]) for x in self.lines if (m := re.search(r"(\d+) segment\(s\) held", x))]
+        return max(counts, default=0)
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+def _watch_through_an_outage(  # noqa: ANN001
+    db: str, folder: Path, live_run: Path, down, up, stop_first: bool = False
+) -> None:
+    """A frame-folder watcher into `db`: four segments with an alert opening, then the store
+    goes (`down()`), four more segments are scored, the store comes back (`up()`). With
+    `stop_first`, the watcher is stopped (SIGTERM) before the store comes back: it waits."""
+    _write_frames(folder, footage("..XX", seed=5))
+    argv = [sys.executable, "-m", "arnet", "watch", "--checkpoint", str(live_run), "--db", db,
+            "--quiet", f"gate={folder}"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    watcher = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    lines = _Lines(watcher)
+    try:
+        assert wait_for(lambda: _count(db, "gate") == 4, timeout=600), lines.text()
+        with open_store(db, "read") as store:
+            ((alert_id, state),) = [(a["id"], a["state"]) for a in store.alerts()[0]]
+        assert state == "open"
+        down()
+        _write_frames(folder, footage("XX..", seed=6), first=4 * L)
+        # it keeps scoring: the four new segments wait in memory
+        assert wait_for(lambda: lines.held() >= 4, timeout=600), lines.text()
+        assert watcher.poll() is None
+        if stop_first:
+            watcher.send_signal(signal.SIGTERM)
+            assert wait_for(lambda: "wait for the event store" in lines.text(), timeout=600)
+            assert watcher.poll() is None  # what it holds is not given up
+        up()
+        assert wait_for(lambda: _count(db, "gate") == 8, timeout=600), lines.text()
+    finally:
+        if watcher.poll() is None and not stop_first:
+            watcher.send_signal(signal.SIGTERM)
+        try:
+            watcher.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            watcher.kill()
+            raise
+        lines.reader.join(timeout=60)
+    assert watcher.returncode == 0, lines.text()
+    assert "Traceback" not in lines.text()
+    with open_store(db, "read") as store:
+        scores = store.scores("gate", limit=None)
+        assert [s["segment"] for s in scores] == list(range(8))  # each once, none lost
+        assert [s["score"] > 0.5 for s in scores] == [False, False, True, True, True, True,
+                                                       False, False]  # fmt: skip
+        assert _spans(store, "gate") == [(2, 5, "closed")]  # the committed alert, continued
+        assert store.alerts()[0][0]["id"] == alert_id
+        (outage,) = [e for e in store.events("gate") if e["kind"] == "store-outage"]
+        assert "the event store was unavailable for" in outage["detail"]
+        assert "4 segment(s) held in memory and written" in outage["detail"]
+
+
+def test_a_postgresql_server_stopped_while_watching(tmp_path: Path, live_run: Path) -> None:
+    from pgserver import PostgresServer
+
+    server = PostgresServer()
+    server.start()
+    try:
+        db = fresh_database(server.url, "outage")
+        _watch_through_an_outage(db, tmp_path / "frames", live_run, server.stop, server.start)
+    finally:
+        server.remove()
+
+
+def test_a_sqlite_store_on_a_full_disk(tmp_path: Path, live_run: Path) -> None:
+    from helpers import fill_up, mounted_tmpfs
+
+    with mounted_tmpfs(tmp_path / "disk", "2m") as disk:
+        ballast: list[Path] = []
+        _watch_through_an_outage(
+            str(disk / "events.db"),
+            tmp_path / "frames",
+            live_run,
+            lambda: ballast.append(fill_up(disk)),
+            lambda: ballast[0].unlink(),
+            stop_first=True,
+        )
+
+
+def test_held_segments_are_bounded_and_no_alert_is_dropped(tmp_path: Path) -> None:
+    from helpers import fill_up, mounted_tmpfs
+
+    from arnet.live.outbox import Outbox
+    from arnet.store.events import Holder
+
+    def rows(first: int, count: int) -> list[dict]:
+        return [{"segment": i, "start_frame": L * i, "end_frame": L * i + L - 1,
+                 "start_time": 100.0 + i, "end_time": 101.0 + i, "score": 0.9}
+                for i in range(first, first + count)]  # fmt: skip
+
+    def alert(end: int, state: str) -> dict:
+        return {"state": state, "start_segment": 5, "end_segment": end, "start_frame": 5 * L,
+                "end_frame": L * end + L - 1, "start_time": 105.0, "end_time": 101.0 + end,
+                "peak_score": 0.9, "peak_frame": 5 * L, "peak_time": 105.0, "threshold": 0.5,
+                **({"peak_image": b"JPEG"} if end == 5 else {})}  # fmt: skip
+
+    with mounted_tmpfs(tmp_path / "disk", "1m") as disk, open_store(disk / "e.db") as store:
+        holder = Holder.this_process("test")
+        camera = store.claim_camera("gate", "x", holder).camera["id"]
+        box = Outbox(store, holder, lambda *_: None, lambda *_: None, limit=8)
+        ballast = fill_up(disk)
+        opened = {1: [alert(5, "open")], 2: [alert(11, "open")], 3: [alert(13, "closed")]}
+        for i in range(6):  # 24 segments; an alert over 5-13, its picture with its first row
+            box.batch(camera, rows(4 * i, 4), opened.get(i, []), None)
+            assert box.held() <= 8
+        assert store.scores("gate") == []
+        ballast.unlink()
+        assert box.flush(force=True) and box.held() == 0
+        assert [s["segment"] for s in store.scores("gate", limit=None)] == list(range(16, 24))
+        ((stored),) = store.alerts()[0]
+        assert (stored["state"], stored["start_segment"], stored["end_segment"]) == (
+            "closed",
+            5,
+            13,
+        )
+        assert store.alert_image(stored["id"]) == b"JPEG"
+        (outage,) = [e for e in store.events("gate") if e["kind"] == "store-outage"]
+        assert (
+            "8 segment(s) held in memory and written, 16 dropped (memory bound)"
+            in (outage["detail"])
+        )
+
+
+def test_an_odd_sized_frame_is_skipped_and_a_new_size_taken_up(tmp_path: Path, detector) -> None:  # noqa: ANN001
+    folder = tmp_path / "frames"
+    frames = footage("....", seed=9)
+    _write_frames(folder, frames[:20])
+    _write_frames(folder, footage(".", seed=1)[:1], first=20, size=48)  # a stray thumbnail
+    _write_frames(folder, frames[20:], first=21)
+    _write_frames(folder, footage("..", seed=2), first=65, size=40)  # the camera was changed
+    with open_store(tmp_path / "e.db") as store:
+        watcher = _watcher(detector, store, [str(folder)])
+        _run_until(watcher, lambda: len(store.scores("frames", limit=None)) == 6)
+        scores = store.scores("frames", limit=None)
+        assert [s["start_frame"] for s in scores] == [L * i for i in range(6)]
+        kinds = {e["kind"]: e["detail"] for e in store.events("frames")}
+        assert "failed" not in kinds
+        skipped = "1 frame(s) from read position 20 skipped: 48x48, not the camera's 32x32"
+        assert kinds["skipped"] == skipped
+        assert kinds["resized"] == "frames are 40x40 from read position 65 on, were 32x32"
+    with open_store(tmp_path / "e.db") as store:  # a restart reads on after the last file
+        again = _watcher(detector, store, [str(folder)])
+        _write_frames(folder, footage(".", seed=3), first=97, size=40)
+        _run_until(again, lambda: len(store.scores("frames", limit=None)) == 7)
+        assert [s["start_frame"] for s in store.scores("frames", limit=None)][-1] == 6 * L
+
+
+def test_a_refused_watcher_frees_the_cameras_it_had_taken(tmp_path: Path, detector) -> None:  # noqa: ANN001
+    from arnet.store.events import CameraBusy
+
+    gate, yard = tmp_path / "gate", tmp_path / "yard"
+    gate.mkdir()
+    yard.mkdir()
+    with open_store(tmp_path / "e.db") as store:
+        first = _watcher(detector, store, [str(gate)])
+        first.start()
+        second = _watcher(detector, store, [str(yard), str(gate)])
+        with pytest.raises(CameraBusy, match="camera 'gate' is watched by process"):
+            second.start()
+        assert store.lease("yard") is None and store.lease("gate")["token"] == first.holder.token
+        first.stop()
+        first.run()
+        assert store.lease("gate") is None

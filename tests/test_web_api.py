@@ -137,6 +137,7 @@ def test_bad_filters_are_refused_by_name(client: TestClient) -> None:
     assert r.status_code == 400 and "since" in r.json()["detail"]
     assert client.get("/api/alerts", params={"state": "burning"}).status_code == 422
     assert client.get("/api/alerts", params={"limit": 0}).status_code == 422
+    assert client.get("/api/alerts", params={"since": "nan"}).status_code == 400  # no time
 
 
 def test_alert_detail_image_and_acknowledgement(client: TestClient, store) -> None:  # noqa: ANN001
@@ -211,6 +212,39 @@ def test_event_stream_sends_cameras_scores_alerts_then_new_scores(tmp_path: Path
     alerts = [d for n, d in events if n == "alerts"]
     assert alerts[0]["total"] == 1 and alerts[0]["alerts"][0]["camera"] == "stream-test"
     store.close()
+
+
+def test_the_dashboard_waits_out_a_stopped_postgresql_server() -> None:
+    import httpx
+    from pgserver import PostgresServer, fresh_database
+
+    server = PostgresServer()
+    server.start()
+    try:
+        store = open_store(fresh_database(server.url, "dashboard"))
+        feed = CameraFeed(store, "gate", burst=2)
+        feed.write(3)
+        app = create_app(store, None, poll_seconds=0.1)
+        with serving(app) as base, httpx.stream("GET", base + "/api/events", timeout=60) as live:
+            seen: list[str] = []
+            stopped = restarted = False
+            for line in live.iter_lines():
+                seen.append(line)
+                if line == "event: cameras" and not stopped:
+                    server.stop()  # the store goes away while the page is open
+                    stopped = True
+                    down = httpx.get(base + "/api/alerts", timeout=60)
+                    assert down.status_code == 503 and "unavailable" in down.text, down.text
+                elif line.startswith(": ") and "unavailable" in line and not restarted:
+                    server.start()
+                    restarted = True
+                    feed.write(2)  # arrives once it is back
+                elif line.startswith("data: ") and '"segment":4' in line:
+                    break
+        assert any(x.startswith(": ") and "unavailable" in x for x in seen)
+        store.close()
+    finally:
+        server.remove()
 
 
 # ---------------------------------------------------------------------- runs
@@ -352,6 +386,43 @@ def test_token_is_required_by_header_or_login_cookie(store) -> None:  # noqa: AN
     assert client.get("/api/cameras").status_code == 200  # the cookie is kept
     client.cookies.clear()
     assert client.get("/api/cameras").status_code == 401
+
+
+def test_a_token_of_other_characters_is_a_401_never_a_500(store) -> None:  # noqa: ANN001
+    token = "s3cret-token-for-tests"
+    client = TestClient(create_app(store, None, token=token), base_url="http://10.0.0.5")
+    for given in ("s3cret-tökén-for-tests", "ü" * 22, token + "é", "\u2603"):
+        raw = given.encode()  # as a client sends it: UTF-8 bytes in the header and cookie
+        assert (
+            client.get("/api/cameras", headers={"Authorization": b"Bearer " + raw}).status_code
+            == 401
+        )
+        assert (
+            client.get("/api/cameras", headers={"Cookie": b"arnet_token=" + raw}).status_code == 401
+        )
+        assert client.get("/api/cameras", params={"token": given}).status_code == 401
+    assert (
+        client.get("/api/cameras", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    )
+    # a token the server could not compare, or carry in a cookie, is refused when it starts
+    for bad in ("päss-wörd-of-the-tests", "a token with spaces in it", "short"):
+        with pytest.raises(ValueError, match="token"):
+            create_app(store, None, token=bad)
+
+
+def test_ids_and_pages_beyond_any_database_integer_are_not_found(client: TestClient) -> None:
+    huge = 10**20
+    for path in (f"/api/alerts/{huge}", f"/api/alerts/{huge}/image", f"/api/alerts/-{huge}"):
+        r = client.get(path)
+        assert r.status_code == 404, (path, r.status_code)
+    r = client.post(f"/api/alerts/{huge}/acknowledge", json={"note": "x"})
+    assert r.status_code == 404
+    page = client.get("/api/alerts", params={"offset": huge, "limit": 5})
+    assert page.status_code == 200 and page.json()["alerts"] == []
+    scores = client.get("/api/scores", params={"camera": "gate", "since_segment": huge})
+    assert scores.status_code == 200 and scores.json() == []
+    r = client.get("/api/scores", params={"camera": "gate", "since_segment": -huge})
+    assert r.status_code == 200 and r.json()
 
 
 def test_without_token_only_loopback_host_names_are_answered(store) -> None:  # noqa: ANN001

@@ -52,7 +52,13 @@ def test_bad_options_exit_2_naming_them(
     assert str(empty) in _error(capsys, ["--db", str(db), "--token-file", str(empty)])
     assert "--token" in _error(capsys, ["--db", str(db), "--token", "short"])
     assert "--port" in _error(capsys, ["--db", str(db), "--port", "70000"])
+    for poll in ("nan", "inf", "0", "0.0001"):  # a stream that cannot wait, or never waits
+        assert f"--poll {float(poll)}" in _error(capsys, ["--db", str(db), "--poll", poll])
     assert "--runs" in _error(capsys, ["--db", str(db), "--runs", str(tmp_path / "no-runs")])
+    accented = tmp_path / "accented.txt"
+    accented.write_text("un-jeton-très-secret-pour-les-tests\n")
+    line = _error(capsys, ["--db", str(db), "--token-file", str(accented)])
+    assert str(accented) in line and "visible ASCII" in line
     gone = tmp_path / "typo.db"
     assert str(gone) in _error(capsys, ["--db", str(gone)])
     assert not gone.exists()  # nothing created by a mistyped path

@@ -8,6 +8,8 @@ between checking and creating, and never holding another command's work.
   naming the process.
 - `fresh_folder` creates `PARENT/NAME`, or `NAME-2`, `NAME-3`, ... when that exists, with one
   `mkdir` each: two processes can never both get the same folder.
+- `removed_if_left_empty` takes back a fresh folder that a refused command leaves empty, so a
+  refusal never leaves an empty run or export folder behind.
 - `remove_stale_temporaries` deletes the hidden `.NAME.PID.tmp` files and folders that a killed
   process left beside `NAME` (the writers of `arnet.atomic`, `pack` and `synth` make them).
 """
@@ -50,6 +52,44 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return True
     return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def process_identity(pid: int | None = None) -> str | None:
+    """What tells process `pid` (default: this one) from any other, on this machine or another,
+    also from a later process given the same PID: the kernel's boot id, the PID namespace and
+    the process's start time, `BOOT/NAMESPACE/START`. None when /proc cannot say (then only
+    the PID is known)."""
+    pid = os.getpid() if pid is None else pid
+    start = _start_time(pid)
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+    return f"{boot}/{namespace}/{start}" if start else None
+
+
+def machine_of(identity: str | None) -> str | None:
+    """The machine part of a `process_identity` (boot id and PID namespace): two processes
+    of one machine part see each other's PIDs."""
+    return identity.rpartition("/")[0] if identity else None
+
+
+def identity_running(pid: int, identity: str | None) -> bool:
+    """Whether the process `identity` names (one of this machine, as `process_identity` gave
+    it) still runs as `pid`: a later process given the same PID is not it."""
+    if not process_alive(pid):
+        return False
+    start = _start_time(pid)
+    return identity is None or start is None or start == identity.rpartition("/")[2]
+
+
+def _start_time(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot, from /proc), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 def _holder(fd: int) -> tuple[int, str] | None:
@@ -196,6 +236,26 @@ def fresh_folder(parent: str | Path, name: str) -> Path:
             continue
         return path
     raise FolderError(f"{parent}: no free folder name {name}-N left")
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(folder: Path) -> Iterator[Path]:
+    """Run the block; when it fails and `folder` (made by this command) holds nothing but its
+    lock file, remove the folder, so that the refusal leaves nothing behind."""
+    try:
+        yield folder
+    except BaseException:
+        if folder.is_dir() and not contents(folder):
+            with contextlib.suppress(OSError):  # another process may have written into it
+                (folder / LOCK_FILE).unlink(missing_ok=True)
+                folder.rmdir()
+        raise
+
+
+def same_or_inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies inside it (symbolic links followed)."""
+    path, folder = path.absolute().resolve(), folder.absolute().resolve()
+    return path == folder or folder in path.parents
 
 
 def temporary_name(path: Path) -> Path:

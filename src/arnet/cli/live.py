@@ -9,14 +9,17 @@ option definitions at load time, so that `arnet --help` stays light.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
+import math
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .options import _at_least, _positive_real, _real, _unit
 from .video_options import _add_backbone_options
 
 DEFAULT_STORE = "arnet-events.db"
@@ -57,14 +60,14 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("alerts")
     g.add_argument(
         "--threshold",
-        type=float,
+        type=_unit,
         default=None,
         help="start threshold of an alert (default: the checkpoint's: chosen on held-out videos "
         "with train --val-fraction, else 0.5)",
     )
     g.add_argument(
         "--stop-threshold",
-        type=float,
+        type=_unit,
         default=None,
         help="an alert lasts while segments score at least this (default: the start threshold)",
     )
@@ -77,13 +80,18 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--false-alarm-rate",
-        type=float,
+        type=_real,
         default=0.01,
         help="target share of normal frames that alert when calibrating (default 0.01)",
     )
-    g.add_argument("--min-alert-frames", type=int, default=1, help="never store shorter alerts")
     g.add_argument(
-        "--merge-gap", type=int, default=0, help="join alerts separated by at most this many frames"
+        "--min-alert-frames", type=_at_least(1), default=1, help="never store shorter alerts"
+    )
+    g.add_argument(
+        "--merge-gap",
+        type=_at_least(0),
+        default=0,
+        help="join alerts separated by at most this many frames",
     )
     g = p.add_argument_group("streaming")
     g.add_argument(
@@ -91,16 +99,19 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--context",
-        type=int,
+        type=_at_least(1),
         default=64,
         help="temporal models: segments of left context per live score (default 64)",
     )
     g.add_argument(
-        "--open-timeout", type=float, default=10.0, help="seconds to open or read a stream"
+        "--open-timeout",
+        type=_positive_real,
+        default=10.0,
+        help="seconds to open or read a stream",
     )
     g.add_argument(
         "--reconnect-max",
-        type=float,
+        type=_positive_real,
         default=30.0,
         help="longest wait between reconnection attempts, seconds (backoff from 0.5 s)",
     )
@@ -129,10 +140,11 @@ def run_watch(args: argparse.Namespace) -> int:
     from ..live.sources import parse_sources
     from ..live.tracker import Thresholds
     from ..live.watch import Watcher, WatchOptions, install_signals
-    from ..store import open_store
+    from ..store import check_store, open_store
     from .video import detector_from_args
 
-    # Arguments, sources and the store first: a mistake shows before the model loads.
+    # Arguments, sources and the store first: a mistake shows before the model loads; the
+    # store is made only once the checkpoint has loaded too (a refused watch leaves no file).
     if args.calibrate and args.threshold is not None:
         raise ExtractError("give --threshold or --calibrate, not both")
     if not 0 <= args.false_alarm_rate < 1:
@@ -147,24 +159,27 @@ def run_watch(args: argparse.Namespace) -> int:
             raise ExtractError(f"--shard {args.shard}: no source falls in this shard")
     sources = parse_sources(texts, fps=args.fps)
     normal = find_inputs(args.calibrate, fps=args.fps) if args.calibrate else []
+    if args.stop_threshold is not None and args.threshold is not None:
+        Thresholds(args.threshold, args.stop_threshold).validate()
+    options = WatchOptions(
+        realtime=args.realtime,
+        batch_size=args.batch_size,
+        open_timeout=args.open_timeout,
+        reconnect_max=args.reconnect_max,
+        quiet=args.quiet or args.json,
+    )
+    check_store(args.db)
+    detector, _meta = detector_from_args(args)
+    scorer = SegmentScorer(detector, args.context)
+    if normal:
+        start = detector.calibrate(normal, args.false_alarm_rate)
+    else:
+        start = args.threshold if args.threshold is not None else detector.threshold
+    stop = args.stop_threshold if args.stop_threshold is not None else start
+    thresholds = Thresholds(start, stop, args.min_alert_frames, args.merge_gap)
+    thresholds.validate()
     store = open_store(args.db)
     try:
-        detector, _meta = detector_from_args(args)
-        scorer = SegmentScorer(detector, args.context)
-        if normal:
-            start = detector.calibrate(normal, args.false_alarm_rate)
-        else:
-            start = args.threshold if args.threshold is not None else detector.threshold
-        stop = args.stop_threshold if args.stop_threshold is not None else start
-        thresholds = Thresholds(start, stop, args.min_alert_frames, args.merge_gap)
-        thresholds.validate()
-        options = WatchOptions(
-            realtime=args.realtime,
-            batch_size=args.batch_size,
-            open_timeout=args.open_timeout,
-            reconnect_max=args.reconnect_max,
-            quiet=args.quiet or args.json,
-        )
         watcher = Watcher(scorer, store, sources, thresholds, options)
         restore_signals = install_signals(watcher)
         kind = "per-segment" if scorer.independent else f"causal window of {args.context}"
@@ -183,6 +198,7 @@ def run_watch(args: argparse.Namespace) -> int:
             scored = watcher.run()
         finally:
             restore_signals()
+            watcher.close()
     finally:
         store.close()
     summary = {
@@ -206,9 +222,13 @@ def run_watch(args: argparse.Namespace) -> int:
 def _time(text: str) -> float:
     """An ISO date or time (UTC unless it says otherwise) or epoch seconds -> epoch seconds."""
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        if math.isnan(seconds):  # compares false with every time: would match nothing
+            raise argparse.ArgumentTypeError(f"not a time: {text!r}")
+        return seconds
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
@@ -365,7 +385,7 @@ def _table(rows: list[dict[str, Any]], total: int) -> str:
 
 
 def run_alerts(args: argparse.Namespace) -> int:
-    from ..atomic import write_atomic
+    from ..atomic import csv_cell, write_atomic
     from ..errors import DataError
     from ..store import open_store
 
@@ -373,7 +393,12 @@ def run_alerts(args: argparse.Namespace) -> int:
         raise DataError("--limit and --offset must be >= 0")
     if args.out and Path(args.out).exists():
         raise DataError(f"{args.out}: exists; choose a new file (nothing is overwritten)")
-    with open_store(args.db) as store:
+    # A reader: an existing arnet store, never created, migrated or changed (but for --ack).
+    with open_store(args.db, "write" if args.ack is not None else "read") as store:
+        if args.camera is not None and store.camera(args.camera) is None:
+            names = [c["name"] for c in store.cameras()]
+            known = f"its cameras: {', '.join(names[:10])}" if names else "it has no camera yet"
+            raise DataError(f"--camera {args.camera}: no such camera in {store.url} ({known})")
         if args.ack is not None:
             try:
                 ack = store.acknowledge(args.ack, args.note, args.by)
@@ -397,7 +422,8 @@ def run_alerts(args: argparse.Namespace) -> int:
                 image = store.alert_image(a["id"])
                 target = folder / f"alert-{a['id']}.jpg"
                 if image and not target.exists():
-                    write_atomic(target, lambda f, b=image: f.write(b))
+                    with contextlib.suppress(FileExistsError):  # written meanwhile: kept
+                        write_atomic(target, lambda f, b=image: f.write(b), replace=False)
         acks = store.acknowledgements([a["id"] for a in alerts])
     rows = [export_row(a, acks[a["id"]]) for a in alerts]
     if args.format == "json":
@@ -410,12 +436,18 @@ def run_alerts(args: argparse.Namespace) -> int:
         buffer = io.StringIO(newline="")
         writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS)
         writer.writeheader()
-        writer.writerows(rows)
+        # camera names come from the store, which any program may write
+        writer.writerows({k: csv_cell(v) for k, v in r.items()} for r in rows)
         text = buffer.getvalue()
     else:
         text = _table(rows, total)
     if args.out:
-        write_atomic(args.out, lambda f: f.write(text.encode()))
+        try:
+            write_atomic(args.out, lambda f: f.write(text.encode()), replace=False)
+        except FileExistsError:
+            raise DataError(
+                f"{args.out}: exists; choose a new file (nothing is overwritten)"
+            ) from None
     else:
         sys.stdout.write(text)
     return 0

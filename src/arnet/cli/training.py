@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import time
 import warnings
@@ -11,7 +12,7 @@ from pathlib import Path
 from ..config import NAIVE_BASELINE, TrainConfig, config_fields
 from ..evaluation.evaluate import evaluate_model
 from ..evaluation.report import metrics_table, per_video_table
-from ..folders import claim_empty_folder, require_empty
+from ..folders import claim_empty_folder, removed_if_left_empty, require_empty
 from ..formats import open_dataset
 from ..formats.synth import write_synthetic
 from ..models import (
@@ -80,12 +81,15 @@ def run_train(args: argparse.Namespace) -> int:
     if seeds is not None:
         return _train_seeds(args, config, parse_seeds(seeds), out, payload)
     train_set, test_set = open_data(config, strict=args.strict)
-    if out is None:  # made only now: a command refused above leaves no empty folder behind
+    fresh = out is None
+    if fresh:  # made only now: a command refused above leaves no empty folder behind
         out = new_run_folder(config.model)
-    trainer = Trainer(
-        config, train_set, test_set, out, progress=progress(args), resume_from=payload
-    )
-    result = trainer.run()
+    # and one refused below (a --val-fraction the training set cannot take) takes it back
+    with removed_if_left_empty(out) if fresh else contextlib.nullcontext():
+        trainer = Trainer(
+            config, train_set, test_set, out, progress=progress(args), resume_from=payload
+        )
+        result = trainer.run()
     summary = result.metrics.summary() if result.metrics else None
     text = f"run folder: {result.out_dir}\ncheckpoint: {result.checkpoint}"
     chosen = result.validation
@@ -124,9 +128,11 @@ def _train_seeds(
     if payload is not None:
         raise ValueError("--seeds starts new runs; resume one seed's run folder instead")
     train_set, test_set = open_data(config, strict=args.strict)
-    if out is None:
+    fresh = out is None
+    if fresh:
         out = new_run_folder(config.model)
-    summary = train_seeds(config, seeds, train_set, test_set, out, progress(args))
+    with removed_if_left_empty(out) if fresh else contextlib.nullcontext():
+        summary = train_seeds(config, seeds, train_set, test_set, out, progress(args))
     text = seeds_table(summary) + f"\nruns: {out}/seed-N; summary: {out / 'seeds.json'}"
     emit(args, {"out": str(out), **summary}, text)
     return 0

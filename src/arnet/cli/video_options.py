@@ -241,7 +241,11 @@ def _export(p: argparse.ArgumentParser) -> None:
         metavar="FORMAT",
         help="onnx (ONNX Runtime, OpenVINO, ...) or torchscript (PyTorch without arnet)",
     )
-    p.add_argument("--out", default=None, help="folder to write (default: RUN/export-FORMAT)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="a new or empty folder to write (default: a fresh RUN/export-FORMAT, -2, -3, ...)",
+    )
     p.add_argument(
         "--input-size",
         default=None,
@@ -249,5 +253,10 @@ def _export(p: argparse.ArgumentParser) -> None:
         help="frame size the backbone takes after resizing (default: that of the extracted "
         "training videos)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier export in --out (default RUN/export-FORMAT); a folder holding "
+        "anything else is never touched",
+    )
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")

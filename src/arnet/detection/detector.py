@@ -28,13 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..atomic import write_atomic, write_json_atomic
+from ..atomic import csv_row, write_atomic, write_json_atomic
 from ..config import TrainConfig
 from ..data.dataset import require_finite
 from ..errors import CheckpointError, DataError, ExtractError
 from ..evaluation.metrics import calibrate_threshold, expand_to_frames
 from ..evaluation.plots import file_stem, plt
-from ..evaluation.report import csv_row
 from ..evaluation.scoring import score_arrays
 from ..extract.backbones import create_backbone
 from ..extract.flow import FlowSettings

@@ -25,10 +25,10 @@ through torch) behind a small interface: `frame_features(frames)`, `segment_feat
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import shutil
-import tempfile
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,16 +38,29 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import __version__
 from ..atomic import write_json_atomic
-from ..errors import ExportError
+from ..errors import ExportError, FolderError
 from ..extract.backbones import create_backbone
 from ..extract.image import pool_frames
 from ..extract.preprocess import crop_windows, kept_frames, resize_short_side, segment_frames
 from ..extract.runtimes import CompiledNetwork, onnx_bytes, require_runtime
+from ..folders import (
+    claim_folder,
+    contents,
+    fresh_folder,
+    remove_stale_temporaries,
+    removed_if_left_empty,
+    require_free,
+    same_or_inside,
+    stale_temporaries,
+    temporary_name,
+)
 from ..formats.extraction import ExtractionRecord
 from ..formats.layout import backbone_folder
 from ..models.cells import CellInstances, input_dim
 from ..training.checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
+from ..versions import refuse_newer
 
 EXPORT_FORMAT = "arnet-export"
 EXPORT_VERSION = 1
@@ -55,6 +68,9 @@ FORMATS = ("onnx", "torchscript")
 MANIFEST = "manifest.json"
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 EXPORTABLE_BACKBONES = ("efficientnet-lite0",)
+# The largest frame side a backbone is exported for (8K video; beyond, tracing alone would
+# need tens of GiB).
+MAX_SIDE = 8192
 
 
 # ---------------------------------------------------------------------- modules to export
@@ -94,8 +110,8 @@ def parse_size(text: str) -> tuple[int, int]:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise ExportError(f"--input-size takes WIDTHxHEIGHT (e.g. 336x224), got {text!r}") from None
-    if width < 32 or height < 32:
-        raise ExportError(f"--input-size {text}: both sides must be at least 32 pixels")
+    if not (32 <= width <= MAX_SIDE and 32 <= height <= MAX_SIDE):  # traced with two frames
+        raise ExportError(f"--input-size {text}: both sides must be 32 to {MAX_SIDE} pixels")
     return height, width
 
 
@@ -163,29 +179,111 @@ def export_run(
     Args:
         run: run folder or checkpoint file.
         fmt: `onnx` or `torchscript`.
-        out: folder to write (default RUN/export-FORMAT); written whole or not at all.
+        out: a new or empty folder to write (default: a fresh RUN/export-FORMAT, numbered
+            -2, -3, ... when taken). Each file is written under a temporary name and renamed
+            once whole, the manifest last.
         input_size: (H, W) of the backbone's frames (default: from the extraction record).
-        overwrite: replace an existing export folder.
+        overwrite: `out` (default RUN/export-FORMAT) may hold an earlier export, recognised by
+            its manifest and holding nothing else; its files are replaced.
 
     Returns:
         The folder and its manifest.
 
     Raises:
-        ExportError, CheckpointError: naming the run, folder or option.
+        ExportError, CheckpointError: naming the run, folder or option. FolderError: `out`
+            is the run or holds it, is in use, or holds anything but an earlier export.
     """
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     payload = load_checkpoint(run)
     checkpoint = Path(payload["path"])
     model = model_from_checkpoint(payload, "cpu").eval()
-    config = payload["config"]
     feature_dim = int(input_dim(model) or payload["model"]["kwargs"]["feature_dim"])
     run_folder = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
     default_parent = run_folder or checkpoint.parent
-    out = Path(out) if out is not None else default_parent / f"export-{fmt}"
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ExportError(f"{out}: exists and is not empty; choose another --out or --overwrite")
+    sources = [checkpoint, *([run_folder] if run_folder else [])]
+    if out is None and not overwrite:
+        out, created = fresh_folder(default_parent, f"export-{fmt}"), True
+    else:
+        out = Path(out) if out is not None else default_parent / f"export-{fmt}"
+        replaceable_files(out, overwrite, sources)  # refused before anything is written
+        created = not out.exists()
+    # a folder this export made is taken back when the export fails
+    guard = removed_if_left_empty(out) if created else contextlib.nullcontext()
+    with guard, claim_folder(out, "arnet export"):
+        old = replaceable_files(out, overwrite, sources)  # again, now that it is held
+        remove_stale_temporaries(out)
+        manifest = _write_export(payload, model, feature_dim, fmt, out, input_size)
+        kept = {MANIFEST, manifest["head"]["file"], (manifest["backbone"] or {}).get("file")}
+        for name in old - kept:  # the earlier export's files that this one has not replaced
+            (out / name).unlink(missing_ok=True)
+    return out, manifest
 
+
+def replaceable_files(out: Path, overwrite: bool, sources: list[Path]) -> set[str]:
+    """The files of an earlier export in `out` that this export may replace (none when `out`
+    is new or empty); anything else is refused, and so is a folder holding the run.
+
+    Raises:
+        FolderError: `out` is the run (or holds it), is not a folder, is held by a running
+            process, or holds something other than one earlier export (`overwrite`) or
+            anything at all (without it).
+    """
+    if any(same_or_inside(source, out) for source in sources):
+        raise FolderError(
+            f"{out}: is the run being exported ({sources[-1]}) or holds it; choose an --out "
+            "outside it"
+        )
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise FolderError(f"{out}: exists and is not a folder; choose a new or empty --out")
+    if out.is_dir():
+        require_free(out)
+    # a killed export's temporaries are not the user's: removed once the folder is held
+    names = set(contents(out)) - {p.name for p in stale_temporaries(out)}
+    if not names:
+        return set()
+    shown = ", ".join(sorted(names)[:4]) + (", ..." if len(names) > 4 else "")
+    if not overwrite:
+        raise FolderError(
+            f"{out} is not empty (holds {shown}); export into a new or empty --out, or "
+            "--overwrite an earlier export"
+        )
+    try:
+        manifest = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        manifest = None
+    if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
+        raise FolderError(
+            f"{out}: holds no arnet export ({MANIFEST}); --overwrite replaces only an earlier "
+            "export: choose a new or empty --out"
+        )
+    own = {MANIFEST}
+    for part in ("head", "backbone"):
+        entry = manifest.get(part)
+        name = entry.get("file") if isinstance(entry, dict) else None
+        if isinstance(name, str) and name and Path(name).name == name and name not in ("..", "."):
+            own.add(name)
+    others = sorted(names - own)
+    if others:
+        raise FolderError(
+            f"{out}: holds {', '.join(others[:4])} besides the export; --overwrite replaces only "
+            "a folder holding nothing but an earlier export: choose a new or empty --out"
+        )
+    return names
+
+
+def _write_export(
+    payload: dict[str, Any],
+    model: nn.Module,
+    feature_dim: int,
+    fmt: str,
+    out: Path,
+    input_size: tuple[int, int] | None,
+) -> dict[str, Any]:
+    """Write the export's files into `out` (held by this process): each under a temporary name
+    first, renamed once whole, the manifest last; returns the manifest."""
+    checkpoint = Path(payload["path"])
+    config = payload["config"]
     meta, folder = None, None
     if config.get("data"):
         folder = backbone_folder(config["data"], config.get("feature_backbone", "i3d"))
@@ -195,6 +293,7 @@ def export_run(
     manifest: dict[str, Any] = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
+        "arnet_version": __version__,
         "files_format": fmt,
         "checkpoint": str(checkpoint),
         "model": payload["model"]["name"],
@@ -207,19 +306,18 @@ def export_run(
         "backbone": None,
         "extraction": meta,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    written: list[Path] = []  # temporaries, renamed once every file is whole
     try:
         with torch.no_grad():
             _write_module(
                 HeadForExport(model),
                 torch.zeros(8, feature_dim),
-                staging / manifest["head"]["file"],
+                _temporary(out / manifest["head"]["file"], written),
                 fmt,
                 ("features", "scores"),
                 "segments",
             )
-        manifest["head"]["sha256"] = _sha256(staging / manifest["head"]["file"])
+        manifest["head"]["sha256"] = _sha256(written[-1])
         backbone_name = (meta or {}).get("backbone")
         if meta is not None and backbone_name in EXPORTABLE_BACKBONES and output == "rgb":
             size = input_size or network_input_size(meta, folder)
@@ -240,7 +338,7 @@ def export_run(
             _write_module(
                 FramesForExport(backbone.reference.to(memory_format=torch.contiguous_format)),
                 torch.zeros(2, size[0], size[1], 3, dtype=torch.uint8),
-                staging / file,
+                _temporary(out / file, written),
                 fmt,
                 ("frames", "features"),
                 "frames",
@@ -256,16 +354,21 @@ def export_run(
                 "cells": backbone.cells,
                 "pool": pool,
                 "options": options,
-                "sha256": _sha256(staging / file),
+                "sha256": _sha256(written[-1]),
             }
-        write_json_atomic(staging / MANIFEST, manifest)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.replace(out)
+        for path in written:
+            os.replace(path, out / path.name[1:].rsplit(".", 2)[0])
+        write_json_atomic(out / MANIFEST, manifest)
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return out, manifest
+        for path in written:
+            path.unlink(missing_ok=True)
+    return manifest
+
+
+def _temporary(path: Path, written: list[Path]) -> Path:
+    """The hidden temporary `path` is written under (remembered in `written`)."""
+    written.append(temporary_name(path))
+    return written[-1]
 
 
 # ---------------------------------------------------------------------- loading
@@ -449,6 +552,7 @@ def load_exported(
         raise ExportError(f"{path}: unreadable ({exc})") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
         raise ExportError(f"{path}: not an arnet export manifest")
+    refuse_newer(path, "export", manifest, EXPORT_VERSION, ExportError)
     fmt = manifest.get("files_format")
     if fmt not in FORMATS:
         raise ExportError(f"{path}: unknown files_format {fmt!r}")

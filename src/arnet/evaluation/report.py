@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import write_atomic, write_json_atomic
+from ..atomic import csv_row, write_atomic, write_json_atomic
 from ..config import FRAMES_PER_SEGMENT
 from ..data.dataset import FeatureDataset
 from .metrics import Metrics, json_ready
@@ -46,29 +46,6 @@ def metrics_table(metrics: Metrics, title: str | None = None) -> str:
     lines = [title] if title else []
     lines += [f"{label:<{width}}  {value}" for label, value in rows]
     return "\n".join(lines)
-
-
-# A spreadsheet reads a cell starting with one of these as a formula (or, for tab and
-# carriage return, strips them first): a video named "=HYPERLINK(...)" would run as one.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: Any) -> Any:
-    """`value` as a CSV cell that a spreadsheet shows as the text it is: a string starting
-    like a formula gets a leading apostrophe (shown as text, the apostrophe hidden); numbers,
-    and strings that are numbers ("-0.5"), are left as they are."""
-    if not isinstance(value, str) or not value.startswith(_FORMULA_START):
-        return value
-    try:
-        float(value)
-    except ValueError:
-        return "'" + value
-    return value
-
-
-def csv_row(values: Any) -> list[Any]:
-    """Every cell of a row through `csv_cell`."""
-    return [csv_cell(v) for v in values]
 
 
 _VIDEO_COLUMNS = (

@@ -32,7 +32,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from ..folders import notice, remove_stale_temporaries, stale_temporaries, temporary_name
+from ..folders import (
+    notice,
+    remove_stale_temporaries,
+    same_or_inside,
+    stale_temporaries,
+    temporary_name,
+)
 from .catalog import SPLITS, Catalog, VideoEntry
 from .groundtruth import ground_truth_from_mapping
 from .gtattach import read_ground_truth
@@ -231,7 +237,7 @@ def pack_catalog(
     raise_on_errors(catalog)
     out = Path(out)
     sources = [Path(catalog.root), *(Path(f) for v in catalog.videos for f in v.files)]
-    if _same_or_inside(out, Path(catalog.root)) or any(_same_or_inside(p, out) for p in sources):
+    if same_or_inside(out, Path(catalog.root)) or any(same_or_inside(p, out) for p in sources):
         raise DataError(
             f"{out}: is the dataset being packed ({catalog.root}) or holds it; choose an OUT "
             "outside it"
@@ -252,12 +258,6 @@ def _recover(out: Path) -> None:
             os.replace(old, out)
             notice(f"{out}: put back the store a killed `pack` had moved aside ({old.name})")
     remove_stale_temporaries(out.parent, [out.name, f"{out.name}.old"])
-
-
-def _same_or_inside(path: Path, folder: Path) -> bool:
-    """Whether `path` is `folder` or lies inside it (symbolic links followed)."""
-    path, folder = path.absolute().resolve(), folder.absolute().resolve()
-    return path == folder or folder in path.parents
 
 
 # ---------------------------------------------------------------------- reading

@@ -10,12 +10,21 @@ overlapping the segment before, scored for the new frames only), so every frame 
 
 Frames and segments are numbered per camera across connections and restarts; the wall time
 of each frame is when it was decoded. A reconnection records the gap (its length in seconds
-and in frames at the source's rate) as a camera event.
+and in frames at the source's rate) as a camera event. A file or frame folder is exact: a
+restart or a reopening reads on at the position after the last frame put into a segment
+(`Segment.end_position`), so no frame is lost or scored twice, and no gap is counted.
+
+A frame of another size than the camera's (a thumbnail dropped into a frame folder, a glitch)
+is skipped and recorded as a `skipped` camera event. When a whole segment's worth of frames in
+a row have one new size, the camera's size has changed: the segment being cut is completed
+(as at the end of a connection), and the source is read on at that size from the first of
+those frames (a stream: from a new connection), recorded as a `resized` event.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -49,6 +58,8 @@ class Segment:
         fps: the source's frame rate.
         cells: where the segment is anomalous, (rows, cols) cell values, once scored by a
             checkpoint that maps cells (`SegmentScorer.score_and_locate`); else None.
+        end_position: the source's read position after the segment's last real frame
+            (`Reader.position`: where a restart of a file or frame folder reads on).
     """
 
     camera: str
@@ -62,6 +73,7 @@ class Segment:
     gap_frames: int = 0
     fps: float = 25.0
     cells: np.ndarray | None = None
+    end_position: int = 0
 
 
 @dataclass
@@ -79,6 +91,13 @@ class Backoff:
     maximum: float = 30.0
     current: float = field(init=False, default=0.0)
 
+    def __post_init__(self) -> None:
+        delays = (("the first reconnection delay", self.first), ("--reconnect-max", self.maximum))
+        for what, value in delays:
+            if not math.isfinite(value) or value <= 0:  # 0 or less: a busy loop of reconnections
+                raise ValueError(f"{what} must be seconds > 0, got {value!r}")
+        self.first = min(self.first, self.maximum)
+
     def next(self) -> float:
         self.current = self.first if self.current == 0 else min(self.current * 2, self.maximum)
         return self.current
@@ -88,6 +107,7 @@ class Backoff:
 
 
 StateCallback = Callable[[str, str, str | None, str | None, int | None], None]
+EventCallback = Callable[[str, str, str, int | None], None]
 
 
 class CameraWorker(threading.Thread):
@@ -101,11 +121,15 @@ class CameraWorker(threading.Thread):
         stopping: set when the watcher stops.
         on_state: callback(camera, state, detail, event, frame) for the store.
         next_frame, next_segment: where the camera's numbering continues.
-        resume: frames of this file or folder already scored (a restart reads on from there).
+        resume: the read position of this file or folder already scored (a restart reads on
+            from there: `Segment.end_position` of its last segment).
         last_seen: wall time of the camera's last scored frame (a restart's gap), or None.
         frame_stride: feed every k-th frame of a segment to the backbone.
         realtime: pace files at their frame rate.
         backoff: reconnection delays.
+        timeout: seconds to open or read a stream.
+        on_event: callback(camera, kind, detail, frame) for a camera event that changes no
+            state (`skipped`, `resized`).
     """
 
     def __init__(
@@ -124,12 +148,15 @@ class CameraWorker(threading.Thread):
         realtime: bool = False,
         backoff: Backoff | None = None,
         timeout: float = 10.0,
+        on_event: EventCallback | None = None,
     ) -> None:
         super().__init__(name=f"camera-{source.name}", daemon=True)
         self.source, self.config, self.with_flow = source, config, with_flow_fields
         self.out, self.stopping, self.on_state = out, stopping, on_state
         self.frame, self.segment = next_frame, next_segment
-        self.resume, self.frame_base = resume, next_frame
+        self.position = resume  # of a file or folder: where its next frame is read
+        self.on_event = on_event
+        self.resized = False  # the last connection ended on a change of the frame size
         self.last_time = last_seen
         self.stride, self.realtime = frame_stride, realtime
         self.backoff = backoff or Backoff()
@@ -155,9 +182,7 @@ class CameraWorker(threading.Thread):
         name = self.source.name
         while not self.stopping.is_set():
             # a file or folder is read on after the frames already scored; a stream from now
-            skip = 0
-            if self.source.kind in ("file", "folder"):
-                skip = self.resume + self.frame - self.frame_base
+            skip = self.position if self.source.exact else 0
             try:
                 self.reader = self.source.open(skip, self.realtime, self.timeout, self.stopping)
             except SourceError as exc:
@@ -178,16 +203,17 @@ class CameraWorker(threading.Thread):
                 if self.stopping.wait(delay):
                     return
                 continue
+            # a file or folder misses no frame while it is not read: no gap
+            counted = self.source.live and not self.source.exact
             gap_s = None if self.last_time is None else max(0.0, time.time() - self.last_time)
-            gap_frames = (
-                0 if gap_s is None or not self.source.live else round(gap_s * self.reader.fps)
-            )
+            gap_frames = 0 if gap_s is None or not counted else round(gap_s * self.reader.fps)
             detail = f"{self.reader.fps:g} fps"
-            if gap_s is not None and self.source.live:
+            if gap_s is not None and counted:
                 detail += f"; gap of {gap_s:.1f} s (~{gap_frames} frames)"
             self.on_state(name, "streaming", detail, "connected", self.frame)
             self.connected_once.set()
             frames_before = self.frame
+            self.resized = False
             try:
                 self._segments(self.reader, gap_frames)
             finally:
@@ -196,6 +222,8 @@ class CameraWorker(threading.Thread):
                 self.backoff.reset()
             if self.stopping.is_set():
                 return
+            if self.resized:  # read on at once, at the new size
+                continue
             reason = self.reader.error
             if not self.source.live:
                 if reason:
@@ -220,17 +248,52 @@ class CameraWorker(threading.Thread):
         """Cut the reader's frames into segments and queue them (this connection only)."""
         pp = self.config.preprocessing
         length = pp.frames_per_segment
-        raw: deque[tuple[np.ndarray, float]] = deque()
+        raw: deque[tuple[np.ndarray, float, int]] = deque()
+        odd: list[int] = []  # read positions of a run of frames of one other size
+        odd_shape: list[tuple[int, ...]] = [()]
+
+        def skipped(shape: tuple[int, ...]) -> None:
+            """Record the run of frames of another size that has just ended."""
+            if odd:
+                self._event(
+                    "skipped",
+                    f"{len(odd)} frame(s) from read position {odd[0]} skipped: "
+                    f"{_size(odd_shape[0])}, not the camera's {_size(shape)}",
+                )
+                odd.clear()
 
         def frames() -> Iterator[np.ndarray | None]:
+            shape = None
             position = 0  # of the connection: a frame the stride skips is None, as in extract
             for frame in reader:
                 if self.stopping.is_set():
                     return
-                raw.append((frame, time.time()))
+                if shape is None:
+                    shape = frame.shape
+                elif frame.shape != shape:
+                    if frame.shape != odd_shape[0]:
+                        skipped(shape)
+                        odd_shape[0] = frame.shape
+                    odd.append(reader.position - 1)
+                    if len(odd) >= length:  # not a stray frame: the camera's size changed
+                        self._event(
+                            "resized",
+                            f"frames are {_size(frame.shape)} from read position {odd[0]} "
+                            f"on, were {_size(shape)}",
+                        )
+                        if self.source.exact:
+                            self.position = odd[0]
+                        odd.clear()
+                        self.resized = True
+                        return
+                    continue
+                skipped(shape)
+                raw.append((frame, time.time(), reader.position))
                 keep = self.with_flow or position % self.stride == 0
                 position = (position + 1) % length
                 yield resize_short_side(frame, pp.short_side) if keep else None
+            if shape is not None:
+                skipped(shape)
 
         items: Iterator = (
             with_flow(frames(), self.config.flow)
@@ -241,8 +304,8 @@ class CameraWorker(threading.Thread):
         for segment in segmenter(items):
             real = segmenter.fresh  # a tail's window holds frames of the segment before too
             taken = [raw.popleft() for _ in range(real)]
-            first_frame, start_time = taken[0]
-            end_time = taken[-1][1]
+            first_frame, start_time, _ = taken[0]
+            _, end_time, end_position = taken[-1]
             chosen = segment
             if self.stride > 1:  # the frames extract encodes: the stride's, of the connection
                 chosen = [
@@ -259,6 +322,7 @@ class CameraWorker(threading.Thread):
                 first_frame=first_frame,
                 gap_frames=gap_frames,
                 fps=reader.fps,
+                end_position=end_position,
             )
             gap_frames = 0
             if not self._put(item):
@@ -266,6 +330,12 @@ class CameraWorker(threading.Thread):
             self.segment += 1
             self.frame += real
             self.last_time = end_time
+            self.position = max(self.position, end_position)
+
+    def _event(self, kind: str, detail: str) -> None:
+        log.warning("camera %s: %s", self.source.name, detail)
+        if self.on_event is not None:
+            self.on_event(self.source.name, kind, detail, self.frame)
 
     def _put(self, item: object, force: bool = False) -> bool:
         """Queue an item, waiting while the queue is full; False when the watcher stops
@@ -277,3 +347,8 @@ class CameraWorker(threading.Thread):
             except queue.Full:
                 if self.stopping.is_set() and not force:
                     return False
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    """(H, W, ...) -> "WxH"."""
+    return f"{shape[1]}x{shape[0]}"

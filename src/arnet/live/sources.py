@@ -66,6 +66,12 @@ class Source:
         """Whether an end or error means "reconnect" (streams, devices, folders), not "done"."""
         return self.kind != "file"
 
+    @property
+    def exact(self) -> bool:
+        """Whether its frames are read by position (files, folders): none is missed while it
+        is not read, and a restart reads on exactly where the last one stopped."""
+        return self.kind in ("file", "folder")
+
     def open(
         self,
         skip: int = 0,
@@ -152,10 +158,13 @@ def parse_sources(texts: list[str], fps: float | None = None) -> list[Source]:
 
 class Reader:
     """An open source: iterate for frames; `fps` is its frame rate; `close()` releases it.
-    `error` holds why iteration ended early (None: the source ended normally)."""
+    `error` holds why iteration ended early (None: the source ended normally). `position`:
+    how many of the source's frames (decoded frames of a file, frame files of a folder,
+    skipped ones included) have been read, the one just yielded included."""
 
     fps: float = DEFAULT_FOLDER_FPS
     error: str | None = None
+    position: int = 0
 
     def __iter__(self) -> Iterator[np.ndarray]:
         raise NotImplementedError
@@ -171,6 +180,7 @@ class AvReader(Reader):
     def __init__(self, source: Source, skip: int, realtime: bool, timeout: float) -> None:
         av = require("av", "reading video streams")
         self.av, self.source, self.skip, self.realtime = av, source, skip, realtime
+        self.position = skip
         options: dict[str, str] = {}
         fmt = None
         if source.kind == "stream":
@@ -217,13 +227,14 @@ class AvReader(Reader):
                         return
                     continue
                 for frame in frames:
-                    if index >= self.skip:
+                    index += 1
+                    if index > self.skip:
                         if self.realtime:
-                            wait = started + (index - self.skip) / self.fps - time.monotonic()
+                            wait = started + (index - 1 - self.skip) / self.fps - time.monotonic()
                             if wait > 0:
                                 time.sleep(wait)
+                        self.position = index
                         yield frame.to_ndarray(format="rgb24")
-                    index += 1
         except (av.error.FFmpegError, OSError) as exc:
             self.error = f"read failed ({_reason(exc)})"
 
@@ -249,6 +260,7 @@ class FolderReader(Reader):
     ) -> None:
         self.cv2 = require("cv2", "reading frame images")
         self.source, self.done, self.poll, self.settle = source, skip, poll, settle
+        self.position = skip
         self.fps = float(source.fps or DEFAULT_FOLDER_FPS)
         self.stopping = stopping or threading.Event()
         if not Path(source.url).is_dir():
@@ -274,6 +286,7 @@ class FolderReader(Reader):
                         break
                 image = self.cv2.imread(str(file), self.cv2.IMREAD_COLOR)
                 self.done += 1
+                self.position = self.done
                 progressed = True
                 if image is None:
                     continue  # not an image after all: skipped, never retried

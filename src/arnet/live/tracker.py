@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..detection.alerts import check_alert_settings
 from ..store.events import ALERT_FIELDS
 from .camera import Segment
 
@@ -31,6 +32,13 @@ class Thresholds:
     merge_gap: int = 0
 
     def validate(self) -> None:
+        """Refuse what `detect` refuses (`check_alert_settings`: thresholds in [0, 1], NaN
+        never), a stop threshold above the start threshold and alerts shorter than a frame."""
+        for option, value in (("--threshold", self.start), ("--stop-threshold", self.stop)):
+            try:
+                check_alert_settings(value)
+            except ValueError as exc:
+                raise ValueError(f"{option}: {exc}") from None
         if self.stop > self.start:
             raise ValueError(
                 f"--stop-threshold {self.stop:g} is above the start threshold {self.start:g}"
@@ -49,6 +57,9 @@ class AlertTracker:
         picture: segment -> JPEG bytes of its first frame (called when a peak is found).
         resume: the camera's open alert in the store (fields of `EventStore.alerts`), which
             this tracker continues after a restart.
+        quiet: frames scored after the resumed alert's last one (all below the stop
+            threshold, or the alert would have grown): counted towards the merge gap, as an
+            uninterrupted watcher counts them.
     """
 
     def __init__(
@@ -56,6 +67,7 @@ class AlertTracker:
         thresholds: Thresholds,
         picture: Callable[[Segment], bytes | None],
         resume: Mapping[str, Any] | None = None,
+        quiet: int = 0,
     ) -> None:
         self.t = thresholds
         self.picture = picture
@@ -65,6 +77,7 @@ class AlertTracker:
         if resume is not None:
             self.alert = {k: resume[k] for k in ALERT_FIELDS if k != "state"}
             self.committed = True
+            self.quiet = max(0, quiet)
 
     def update(self, segment: Segment, score: float) -> list[dict[str, Any]]:
         """Take one scored segment; returns the alert rows to write (open, updated, closed)."""

@@ -2,7 +2,8 @@
 
 ```
 CameraWorker (a thread per source) --segments--> queue --batch--> SegmentScorer
-   --scores--> AlertTracker (per camera) --rows--> EventStore.commit_segments (one transaction)
+   --scores--> AlertTracker (per camera) --rows--> Outbox --> EventStore.commit_segments
+                                                              (one transaction per batch)
 ```
 
 An alert's picture is its peak segment's first frame; with a checkpoint that maps cells (a cell
@@ -11,8 +12,13 @@ cells is drawn beside it, as `detect` draws it.
 
 Each batch's scores, and the alerts they open, update or close, are committed per camera in
 one transaction before the next batch: a watcher killed at any moment leaves whole segments
-and alerts, and a restarted one continues each camera's numbering, resumes a file where it
-stopped and continues an open alert instead of opening it again.
+and alerts, and a restarted one continues each camera's numbering, resumes a file or frame
+folder where it stopped and continues an open alert instead of opening it again. While the
+store is unavailable the watcher keeps scoring and the batches wait in the `Outbox`.
+
+The watcher holds each camera's lease in the store (`EventStore.claim_camera`) from start to
+stop, renewed by every commit and by a heartbeat thread: a second watcher of the same camera
+is refused at its start, and one whose lease was taken over stops writing that camera.
 """
 
 from __future__ import annotations
@@ -29,7 +35,10 @@ from typing import Any
 
 from ..detection.heatmaps import heat_picture, jpeg_bytes
 from ..errors import DataError
+from ..folders import notice
+from ..store.events import LEASE_SECONDS, CameraBusy, Holder
 from .camera import Backoff, CameraWorker, Segment, SourceEnded
+from .outbox import HELD_SEGMENTS, Outbox
 from .scorer import SegmentScorer
 from .sources import Source
 from .tracker import AlertTracker, Thresholds
@@ -49,6 +58,19 @@ class WatchOptions:
     reconnect_max: float = 30.0
     jpeg_quality: int = 85
     quiet: bool = False
+    lease_seconds: float = LEASE_SECONDS
+    held_segments: int = HELD_SEGMENTS
+    store_retry_max: float = 30.0
+
+    def __post_init__(self) -> None:
+        Backoff(self.reconnect_first, self.reconnect_max)  # refuses delays of 0 or less
+        Backoff(0.5, self.store_retry_max)
+        if not self.lease_seconds > 0:
+            raise ValueError(f"a lease must last seconds > 0, got {self.lease_seconds!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not self.open_timeout > 0:
+            raise ValueError(f"--open-timeout must be seconds > 0, got {self.open_timeout!r}")
 
 
 def alert_picture(segment: Segment, quality: int = 85) -> bytes:
@@ -88,12 +110,25 @@ class Watcher:
         self.trackers: dict[str, AlertTracker] = {}
         self.workers: dict[str, CameraWorker] = {}
         self.announced: dict[str, set[int]] = {}  # open alerts already reported, per camera
+        self.names: dict[int, str] = {}  # camera id -> name
         self.segments_scored = 0
         self.alerts_opened = 0
+        self.holder = Holder.this_process("arnet watch", self.options.lease_seconds)
+        self.outbox = Outbox(
+            store,
+            self.holder,
+            self._written,
+            self._lost,
+            self.options.held_segments,
+            Backoff(0.5, self.options.store_retry_max),
+        )
+        self._beating = threading.Event()
 
     def stop(self, *_: object) -> None:
         """Stop reading; segments already read are still scored and stored."""
         self.stopping.set()
+        for worker in list(self.workers.values()):
+            worker.stopping.set()
 
     def _say(self, text: str) -> None:
         if not self.options.quiet:
@@ -104,32 +139,64 @@ class Watcher:
         self, camera: str, state: str, detail: str | None, event: str | None, frame: int | None
     ) -> None:
         try:
-            self.store.set_state(self.ids[camera], state, detail, event, frame)
-        except Exception as exc:  # noqa: BLE001  (the store being busy must not kill a camera)
+            self.outbox.state(self.ids[camera], state, detail, event, frame)
+        except Exception as exc:  # noqa: BLE001  (the store failing must not kill a camera)
             log.warning("camera %s: state not stored (%s)", camera, exc)
         if event is not None or state in ("reconnecting", "failed"):
             self._say(f"{camera}: {state}" + (f" ({detail})" if detail else ""))
+
+    def _on_event(self, camera: str, kind: str, detail: str, frame: int | None) -> None:
+        try:
+            self.outbox.state(self.ids[camera], None, detail, kind, frame)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("camera %s: event not stored (%s)", camera, exc)
+        self._say(f"{camera}: {kind} ({detail})")
+
+    def _lost(self, camera_id: int, message: str) -> None:
+        """Another watcher took the camera over (this one was thought dead): stop it."""
+        name = self.names[camera_id]
+        notice(f"arnet watch: {message}")
+        worker = self.workers.get(name)
+        if worker is not None:
+            worker.stopping.set()
 
     # ------------------------------------------------------------------ start
     def start(self) -> None:
         """Register every camera in the store and start its reader thread."""
         t, o = self.thresholds, self.options
         pp = self.scorer.detector.extractor.config.preprocessing
+        claims = {}
+        try:
+            for source in self.sources:
+                claims[source.name] = self.store.claim_camera(
+                    source.name,
+                    source.url,
+                    self.holder,
+                    start_threshold=t.start,
+                    stop_threshold=t.stop,
+                    fps=source.fps,
+                    frames_per_segment=pp.frames_per_segment,
+                )
+                self.ids[source.name] = claims[source.name].camera["id"]
+                self.names[self.ids[source.name]] = source.name
+                self.outbox.add_camera(self.ids[source.name])
+        except CameraBusy:
+            self.outbox.release()  # nothing is watched: the cameras taken are freed
+            raise
         for source in self.sources:
-            before = self.store.camera(source.name)  # the source it watched last time
-            camera = self.store.register_camera(
-                source.name,
-                source.url,
-                start_threshold=t.start,
-                stop_threshold=t.stop,
-                fps=source.fps,
-                frames_per_segment=pp.frames_per_segment,
-            )
-            self.ids[source.name] = camera["id"]
+            claim = claims[source.name]
+            camera = claim.camera
+            if claim.taken_from is not None:
+                notice(
+                    f"arnet watch: camera {source.name!r}: taking over from "
+                    f"{claim.taken_from.describe()}, which stopped without releasing it"
+                )
             resume = self.store.open_alert(camera["id"])
             self.announced[source.name] = {resume["start_segment"]} if resume else set()
+            # the frames scored after the open alert's last one were quiet (a restart)
+            quiet = camera["next_frame"] - resume["end_frame"] - 1 if resume else 0
             self.trackers[source.name] = AlertTracker(
-                t, lambda s, q=o.jpeg_quality: alert_picture(s, q), resume
+                t, lambda s, q=o.jpeg_quality: alert_picture(s, q), resume, quiet
             )
             if camera["next_segment"]:
                 self._say(
@@ -137,30 +204,38 @@ class Watcher:
                     f"(frame {camera['next_frame']})"
                     + (f", alert {resume['id']} still open" if resume else "")
                 )
-            same_file = (
-                source.kind in ("file", "folder")
-                and before is not None
-                and before["source"] == source.url
-            )
+            same_file = source.exact and claim.previous_source == source.url
             self.workers[source.name] = CameraWorker(
                 source,
                 self.scorer.detector.extractor.config,
                 "flow" in self.scorer.detector.extractor.backbones,
                 self.queue,
-                self.stopping,
+                threading.Event(),  # its own: a camera taken over stops alone
                 self._on_state,
                 next_frame=camera["next_frame"],
                 next_segment=camera["next_segment"],
-                resume=camera["next_frame"] if same_file else 0,
+                resume=camera["source_position"] if same_file else 0,
                 last_seen=camera["last_seen"] if source.live else None,
                 frame_stride=self.scorer.frame_stride,
                 realtime=o.realtime,
                 backoff=Backoff(o.reconnect_first, o.reconnect_max),
                 timeout=o.open_timeout,
+                on_event=self._on_event,
             )
+        threading.Thread(target=self._heartbeat, name="lease-heartbeat", daemon=True).start()
         self.scorer.warm_up()
         for worker in self.workers.values():
+            if self.stopping.is_set():
+                worker.stopping.set()
             worker.start()
+
+    def _heartbeat(self) -> None:
+        """Renew the leases three times per lease, until the watcher has stopped."""
+        while not self._beating.wait(self.options.lease_seconds / 3):
+            try:
+                self.outbox.heartbeat()
+            except Exception as exc:  # noqa: BLE001  (a failing store is said by the outbox)
+                log.warning("leases not renewed (%s)", exc)
 
     def check_started(self) -> list[str]:
         """Wait for every camera's first connection attempt; the lines of those that failed.
@@ -178,6 +253,8 @@ class Watcher:
         failed = [f for f in failed if f]
         if failed and len(failed) == len(self.workers):
             self.stop()
+            for name, worker in self.workers.items():  # not left "reconnecting" in the store
+                self._on_state(name, "failed", worker.first_error, "failed", worker.frame)
             raise DataError(
                 failed[0] if len(failed) == 1 else "no source could be opened: " + "; ".join(failed)
             )
@@ -192,6 +269,7 @@ class Watcher:
             try:
                 item = self.queue.get(timeout=0.2)
             except queue.Empty:
+                self.outbox.flush()  # a store that was unavailable is tried when due
                 continue
             deadline = time.monotonic() + self.options.max_wait
             while True:
@@ -209,7 +287,29 @@ class Watcher:
                 except queue.Empty:
                     break
             self._finish(batch)
+        self._drain()
         return self.segments_scored
+
+    def _drain(self) -> None:
+        """Write what waits for the store (retrying while it is unavailable), then give the
+        leases up. Interrupted by a second signal (the held segments are then not stored)."""
+        said = False
+        while not self.outbox.flush():
+            if not said:
+                said = True
+                print(
+                    f"arnet watch: {self.outbox.held()} segment(s) wait for the event store; "
+                    "stop again to exit without them",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            time.sleep(max(0.05, min(1.0, self.outbox.next_try - time.monotonic())))
+        self.close()
+
+    def close(self) -> None:
+        """Stop the heartbeat and give the cameras' leases up (again: nothing happens)."""
+        self._beating.set()
+        self.outbox.release()
 
     def _finish(self, batch: list[Segment]) -> None:
         if not batch:
@@ -219,9 +319,11 @@ class Watcher:
                 self.scorer.forget(s.camera)
         scores, cells = self.scorer.score_and_locate(batch)
         per_camera: dict[str, tuple[list[dict], list[dict]]] = {}
+        positions: dict[str, int] = {}
         for s, score, where in zip(batch, scores.tolist(), cells):
             s.cells = where
             segs, alerts = per_camera.setdefault(s.camera, ([], []))
+            positions[s.camera] = max(positions.get(s.camera, 0), s.end_position)
             segs.append(
                 {
                     "segment": s.index,
@@ -234,19 +336,18 @@ class Watcher:
             )
             alerts += self.trackers[s.camera].update(s, score)
         for camera, (segs, alerts) in per_camera.items():
-            self._commit(camera, segs, alerts)
+            exact = self.workers[camera].source.exact if camera in self.workers else False
+            self._commit(camera, segs, alerts, positions[camera] if exact else None)
         self.segments_scored += len(batch)
 
-    def _commit(self, camera: str, segs: list[dict], alerts: list[dict]) -> None:
-        # one row per alert: the last state of each in this batch
-        last: dict[int, dict] = {}
-        for row in alerts:
-            merged = {**last.get(row["start_segment"], {}), **row}
-            if row.get("peak_image") is None and "peak_image" in last.get(row["start_segment"], {}):
-                merged["peak_image"] = last[row["start_segment"]]["peak_image"]
-            last[row["start_segment"]] = merged
-        rows = list(last.values())
-        ids = self.store.commit_segments(self.ids[camera], segs, rows)
+    def _commit(
+        self, camera: str, segs: list[dict], alerts: list[dict], position: int | None = None
+    ) -> None:
+        self.outbox.batch(self.ids[camera], segs, alerts, position)
+
+    def _written(self, camera_id: int, rows: list[dict], ids: list[int]) -> None:
+        """A batch is in the store: say which alerts it opened and closed."""
+        camera = self.names[camera_id]
         for row, alert_id in zip(rows, ids):
             announced = self.announced[camera]
             if row["start_segment"] not in announced:
@@ -280,7 +381,9 @@ def install_signals(watcher: Watcher) -> Callable[[], None]:
 
     def handler(signum: int, _frame: object) -> None:
         if watcher.stopping.is_set():
-            print("arnet watch: stopped at once", file=sys.stderr)
+            held = watcher.outbox.held()
+            lost = f" ({held} segment(s) not stored)" if held else ""
+            print(f"arnet watch: stopped at once{lost}", file=sys.stderr)
             raise SystemExit(130)
         watcher.stop()
 

@@ -16,33 +16,75 @@ run when a store is opened. SQLAlchemy and Alembic are the `live` extra.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .engine import StoreError, check_reachable, create_engine, hide, make_url, migrate
+from .engine import (
+    ACCESS,
+    StoreError,
+    StoreUnavailable,
+    check_reachable,
+    check_schema,
+    create_engine,
+    hide,
+    make_url,
+    migrate,
+)
 
 if TYPE_CHECKING:
     from .events import EventStore
 
 
-def open_store(target: str | os.PathLike[str], migrate_schema: bool = True) -> EventStore:
-    """Open (and create or migrate) the event store at a path or database URL.
+def open_store(target: str | os.PathLike[str], access: str = "create") -> EventStore:
+    """Open the event store at a path or database URL.
 
     Args:
         target: a file path or `sqlite:///PATH` (SQLite), or `postgresql://USER:PW@HOST/DB`.
-        migrate_schema: bring the schema to this package's newest migration first.
+        access: `create` (a new store is made, an existing one migrated to this package's
+            newest schema: what a watcher does), `write` (an existing store, written as it
+            is: acknowledgements) or `read` (an existing store, opened read-only). Only
+            `create` makes a file or a table.
 
     Raises:
         StoreError: one line naming the URL (password hidden): an unsupported scheme, an
-            unreachable server, a file that is not a database, a schema from a newer arnet.
+            unreachable server, a missing file (but for `create`), a file or database that is
+            not an arnet store, a schema from a newer arnet.
     """
     from .events import EventStore
 
-    url = make_url(target)
-    engine = create_engine(url)
-    check_reachable(engine)
-    if migrate_schema:
-        migrate(engine)
+    url = make_url(target, access)
+    engine = create_engine(url, access)
+    try:
+        check_reachable(engine)
+        if access == "create":
+            migrate(engine)
+        else:
+            check_schema(engine)
+    except BaseException:
+        engine.dispose()
+        raise
     return EventStore(engine)
+
+
+def check_store(target: str | os.PathLike[str]) -> None:
+    """Check, creating and changing nothing, that `open_store(target)` can open a store there:
+    a SQLite file that does not exist yet (in an existing folder), an empty database, or an
+    arnet store of a known revision. What a watcher checks before loading its model.
+
+    Raises:
+        StoreError: as `open_store`.
+    """
+    url = make_url(target, "create")
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database)
+        if not path.exists() or path.stat().st_size == 0:
+            return  # a new store: made once the watcher is ready to write it
+    engine = create_engine(url, "read")
+    try:
+        check_reachable(engine)
+        check_schema(engine, new_ok=True)
+    finally:
+        engine.dispose()
 
 
 def __getattr__(name: str):  # noqa: ANN202  (EventStore without importing SQLAlchemy early)
@@ -53,4 +95,12 @@ def __getattr__(name: str):  # noqa: ANN202  (EventStore without importing SQLAl
     raise AttributeError(name)
 
 
-__all__ = ["EventStore", "StoreError", "hide", "open_store"]
+__all__ = [
+    "ACCESS",
+    "EventStore",
+    "StoreError",
+    "StoreUnavailable",
+    "check_store",
+    "hide",
+    "open_store",
+]

@@ -1,5 +1,5 @@
 """The event store's tables (SQLAlchemy Core): cameras, their segment scores and events,
-alerts and acknowledgements.
+alerts and acknowledgements, and the lease of the one watcher writing each camera.
 
 Times are seconds since the Unix epoch (UTC) as floats: portable between SQLite and
 PostgreSQL, and ordered and filtered as numbers. Frames and segments are counted per camera
@@ -44,6 +44,9 @@ cameras = Table(
     Column("frames_per_segment", Integer),
     Column("next_segment", Integer, nullable=False, default=0),
     Column("next_frame", Integer, nullable=False, default=0),
+    # frames read from the camera's file or folder so far, skipped ones included (a restart
+    # reads on from here)
+    Column("source_position", Integer, nullable=False, default=0, server_default="0"),
     Column("last_seen", Float),
     Column("last_score", Float),
     Column("created", Float, nullable=False),
@@ -110,3 +113,21 @@ acknowledgements = Table(
     Column("by", String(200)),
     Index("ix_acknowledgements_alert", "alert_id"),
 )
+
+# The watcher writing a camera: one row per camera while it is watched (see EventStore.claim).
+camera_leases = Table(
+    "camera_leases",
+    metadata,
+    Column("camera_id", Integer, ForeignKey("cameras.id", ondelete="CASCADE"), primary_key=True),
+    Column("token", String(64), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("process", String(200)),
+    Column("command", Text),
+    Column("acquired", Float, nullable=False),
+    Column("renewed", Float, nullable=False),
+    Column("expires", Float, nullable=False),
+)
+
+# The tables of the first schema: every arnet store has them, whatever its revision.
+CORE_TABLES = ("cameras", "segment_scores", "camera_events", "alerts", "acknowledgements")

@@ -25,6 +25,7 @@ from ..config import TrainConfig, saved_paths
 from ..errors import CheckpointError
 from ..models import create_model, model_spec
 from ..models.cells import instances_model
+from ..versions import refuse_newer
 
 CHECKPOINT_FORMAT = "arnet-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -143,6 +144,7 @@ def load_checkpoint(
     payload = read_torch_file(path, "checkpoint", CheckpointError, map_location)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not an arnet checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
+    refuse_newer(path, "checkpoint", payload, CHECKPOINT_VERSION, CheckpointError)
     missing = [k for k in _REQUIRED_FIELDS if k not in payload]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")

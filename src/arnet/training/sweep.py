@@ -29,20 +29,36 @@ from .validation import RULE
 _RULE = f"selected on held-out training videos: {RULE}"
 
 
+# Runs one sweep may train: a range is counted before it is listed (1-10000000000 is refused
+# in a line, not by running out of memory).
+MAX_SEEDS = 1000
+
+
 def parse_seeds(text: str) -> list[int]:
-    """ "1,2,3" or "1-5" (or a mix) -> [1, 2, 3]; distinct non-negative integers."""
+    """ "1,2,3" or "1-5" (or a mix) -> [1, 2, 3]; distinct non-negative integers, at most
+    MAX_SEEDS of them."""
     seeds: list[int] = []
     try:
         for part in (p.strip() for p in text.split(",")):
             if not part:
                 continue
             if "-" in part[1:]:
-                first, last = part.split("-", 1)
-                seeds += range(int(first), int(last) + 1)
+                first, last = (int(v) for v in part.split("-", 1))
+                if last - first + 1 + len(seeds) > MAX_SEEDS:
+                    raise OverflowError
+                seeds += range(first, last + 1)
             else:
                 seeds.append(int(part))
+    except OverflowError:
+        raise ValueError(
+            f"--seeds {text}: more than {MAX_SEEDS} runs; one sweep trains at most {MAX_SEEDS}"
+        ) from None
     except ValueError:
         seeds = []
+    if len(seeds) > MAX_SEEDS:
+        raise ValueError(
+            f"--seeds {text}: more than {MAX_SEEDS} runs; one sweep trains at most {MAX_SEEDS}"
+        )
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise ValueError(
             f"--seeds must list distinct non-negative integers (1,2,3 or 1-5): {text!r}"

@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .. import __version__
+from ..store import StoreError
 from .events import events_router
 from .runs import RunFolders, RunNotFound
 
@@ -49,6 +50,27 @@ _PAGES = {
 }
 
 
+def check_token(token: str | None) -> None:
+    """A token is sent in headers and cookies: visible ASCII characters only (HTTP headers
+    carry no other text reliably), at least 16 of them.
+
+    Raises:
+        ValueError: naming what is wrong (never the token itself).
+    """
+    if token is None:
+        return
+    if not all(33 <= ord(c) <= 126 for c in token):
+        raise ValueError(
+            "the token must be visible ASCII characters only (no spaces, no accents): e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe())'"
+        )
+    if len(token) < 16:
+        raise ValueError(
+            "use at least 16 characters (e.g. python -c 'import secrets; "
+            "print(secrets.token_urlsafe())')"
+        )
+
+
 def create_app(
     store: Any,
     runs: str | Path | None = None,
@@ -67,7 +89,11 @@ def create_app(
         allowed_hosts: Host header values accepted; None accepts the loopback names only when
             there is no token, and any name when there is one.
         poll_seconds: how often the live stream looks for new scores and alerts.
+
+    Raises:
+        ValueError: a token that `check_token` refuses.
     """
+    check_token(token)
     app = FastAPI(
         title="arnet dashboard",
         version=__version__,
@@ -84,6 +110,12 @@ def create_app(
         ).start()
     app.state.store = store
     app.state.runs = folders
+
+    @app.exception_handler(StoreError)
+    async def store_failed(_request: Request, exc: StoreError) -> PlainTextResponse:
+        # the store's message names it (password hidden) and says why
+        return PlainTextResponse(str(exc), status_code=503)
+
     # Set by whoever stops the server: open live streams end, so shutdown need not wait.
     app.state.closing = threading.Event()
     hosts = allowed_hosts or (["*"] if token else list(LOOPBACK_HOSTS))
@@ -100,7 +132,12 @@ def _guard(app: FastAPI, token: str | None) -> None:
     """Refuse requests without the token; add the page security headers to every answer."""
 
     def valid(given: str | None) -> bool:
-        return token is not None and given is not None and hmac.compare_digest(given, token)
+        # as bytes: compare_digest refuses str holding anything but ASCII (a 500, not a 401)
+        return (
+            token is not None
+            and given is not None
+            and hmac.compare_digest(given.encode("utf-8", "surrogatepass"), token.encode())
+        )
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:

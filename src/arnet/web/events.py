@@ -18,6 +18,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from ..store import StoreError
 from .runs import finite
 
 # Scores a camera's chart holds: the live view scrolls through the newest this many segments.
@@ -33,9 +34,12 @@ def parse_time(value: str | None, option: str) -> float | None:
     if value is None or value == "":
         return None
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        if seconds == seconds:  # NaN compares false with every time
+            return seconds
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -208,7 +212,10 @@ async def _stream(
     # The browser reconnects by itself after a dropped connection; this is how soon.
     yield f"retry: {int(max(poll_seconds, 1.0) * 1000)}\n\n"
     while not closing.is_set() and not await request.is_disconnected():
-        messages = await run_in_threadpool(_changes, store, last, sent)
+        try:
+            messages = await run_in_threadpool(_changes, store, last, sent)
+        except StoreError as exc:  # the store is away: a comment, and a look again later
+            messages = [f": {' '.join(str(exc).split())}\n\n"]
         for message in messages:
             yield message
         quiet = 0.0 if messages else quiet + poll_seconds

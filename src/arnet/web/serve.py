@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import sys
 from pathlib import Path
 from typing import Any
+
+# The live stream's shortest wait between looks at the store.
+MIN_POLL = 0.05
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,11 +93,10 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from .app import LOOPBACK_HOSTS, create_app
+        from .app import LOOPBACK_HOSTS, check_token, create_app
     except ImportError as exc:
         return _fail(f"the web extra is not installed ({exc}): pip install 'arnet-vad[web]'")
     from ..store import StoreError, open_store
-    from ..store.engine import make_url
 
     try:
         token = _read_token(args)
@@ -101,12 +104,13 @@ def run_serve(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if not 0 < args.port < 65536:
         return _fail(f"--port {args.port}: choose 1 to 65535")
-    if args.poll <= 0:
-        return _fail(f"--poll {args.poll}: must be > 0")
-    if token is not None and len(token) < 16:
+    if not MIN_POLL <= args.poll < math.inf:  # NaN too: the live stream could not wait it
+        return _fail(f"--poll {args.poll}: seconds from {MIN_POLL} (a busy loop below) on")
+    try:
+        check_token(token)
+    except ValueError as exc:
         return _fail(
-            "--token: use at least 16 characters (e.g. python -c 'import secrets; "
-            "print(secrets.token_urlsafe())')"
+            f"{'--token-file ' + args.token_file if args.token_file else '--token'}: {exc}"
         )
     if not is_loopback(args.host) and token is None:
         return _fail(
@@ -115,11 +119,9 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.runs is not None and not Path(args.runs).is_dir():
         return _fail(f"--runs {args.runs}: no such folder")
     try:
-        url = make_url(args.db)
-        if url.get_backend_name() == "sqlite" and not Path(url.database).is_file():
-            # A dashboard only reads: a mistyped path must not quietly become a new, empty store.
-            return _fail(f"--db {url.database}: no such event store (arnet watch --db creates it)")
-        store = open_store(args.db)
+        # A dashboard reads, and writes only acknowledgements: a mistyped path must not become
+        # a new, empty store, nor another program's database gain arnet's tables.
+        store = open_store(args.db, "write")
     except StoreError as exc:
         return _fail(f"--db: {exc}")  # the message names the store, its password hidden
     hosts = None if token else [*LOOPBACK_HOSTS, args.host]
