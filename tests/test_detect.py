@@ -15,6 +15,7 @@ import torch
 from arnet.detection.alerts import Alert, find_alerts
 from arnet.detection.detector import Detection, frame_scores, write_detection, write_summary
 from arnet.evaluation.metrics import calibrate_threshold
+from arnet.training.checkpoint import save_checkpoint
 
 # ---------------------------------------------------------------------- pure functions
 
@@ -243,8 +244,21 @@ def test_detect_end_to_end_on_generated_videos(tmp_path, capsys, monkeypatch):
     # calibrated on the normal videos: their own alert share is at or under the target
     assert sum(v["alert_frames"] for v in normal) <= 0.05 * sum(v["frames"] for v in normal)
 
-    # a checkpoint whose features cannot be reproduced is refused with a reason
+    # the run carries its features' extraction record: it detects without its dataset's
     (data / "features_video" / "i3d" / "extraction.json").unlink()
+    again = tmp_path / "carried"
+    assert main(["detect", str(videos / "test_event.mp4"), "--checkpoint", str(run),
+                 "--out", str(again)]) == 0  # fmt: skip
+    assert (again / "test_event.scores.csv").read_text() == (
+        out / "test_event.scores.csv"
+    ).read_text()
+    capsys.readouterr()
+    # a checkpoint of a run saved before runs carried it, whose features cannot be
+    # reproduced, is refused with a reason
+    for checkpoint in (run / "checkpoints").glob("*.pt"):
+        payload = torch.load(checkpoint, weights_only=True)
+        payload.pop("extraction")
+        save_checkpoint(checkpoint, payload)
     assert main(["detect", str(videos / "test_event.mp4"), "--checkpoint", str(run)]) == 2
     assert "give --backbone" in capsys.readouterr().err
     import arnet.detection.detector

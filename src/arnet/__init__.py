@@ -57,6 +57,8 @@ _API = {
     # training
     "Trainer": "arnet.training.trainer",
     "train": "arnet.training.trainer",
+    "Checkpoint": "arnet.training.checkpoint",
+    "RunFolder": "arnet.folders",
     "load_checkpoint": "arnet.training.checkpoint",
     "model_from_checkpoint": "arnet.training.checkpoint",
     # video and deployment

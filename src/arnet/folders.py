@@ -12,6 +12,8 @@ between checking and creating, and never holding another command's work.
   refusal never leaves an empty run or export folder behind.
 - `remove_stale_temporaries` deletes the hidden `.NAME.PID.tmp` files and folders that a killed
   process left beside `NAME` (the writers of `arnet.atomic`, `pack` and `synth` make them).
+- `RunFolder` is the one place that spells a training run's files (its checkpoints, config and
+  logs): every reader and writer of a run asks it for a path.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import re
 import shutil
 import sys
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import FolderError
@@ -305,3 +308,84 @@ def remove_stale_temporaries_under(root: str | Path) -> list[Path]:
     for folder, _, _ in os.walk(root):
         removed += remove_stale_temporaries(folder)
     return removed
+
+
+@dataclass(frozen=True, init=False)
+class RunFolder:
+    """A training run's folder and the names of what it holds.
+
+    ```
+    RUN/config.json                      the TrainConfig the run was trained with
+    RUN/log.jsonl, results.jsonl         losses per logged iteration; evaluations per snapshot
+    RUN/validation.json[l], selected.json  --val-fraction: held-out figures, the chosen snapshot
+    RUN/checkpoints/iter_NNNNNN.pt       one per snapshot; last.pt the newest; selected.pt chosen
+    RUN/tensorboard/                     --tensorboard
+    ```
+    """
+
+    path: Path
+
+    CHECKPOINTS = "checkpoints"
+    LAST = "last.pt"
+    SELECTED = "selected.pt"
+    CONFIG = "config.json"
+    LOSSES = "log.jsonl"
+    RESULTS = "results.jsonl"
+    VALIDATION = "validation.json"
+    VALIDATION_LOG = "validation.jsonl"
+    SELECTION = "selected.json"
+    TENSORBOARD = "tensorboard"
+    # the JSON-lines logs a resumed run cuts back to its checkpoint's iteration
+    LOGS = (LOSSES, RESULTS, VALIDATION_LOG)
+    # what marks a folder as a run (or an evaluation) for the dashboard
+    MARKERS = ("metrics.json", RESULTS, CONFIG)
+
+    def __init__(self, path: str | Path) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: str | Path) -> RunFolder | None:
+        """The run holding `checkpoint` (RUN/checkpoints/*.pt), the folder itself when given
+        a folder, or None for a loose checkpoint file."""
+        checkpoint = Path(checkpoint)
+        if checkpoint.is_dir():
+            return cls(checkpoint)
+        if checkpoint.parent.name == cls.CHECKPOINTS:
+            return cls(checkpoint.parent.parent)
+        return None
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / self.CHECKPOINTS
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / self.LAST
+
+    @property
+    def selected(self) -> Path:
+        """The snapshot chosen on held-out training videos (`--val-fraction`)."""
+        return self.checkpoints / self.SELECTED
+
+    @staticmethod
+    def snapshot_name(iteration: int) -> str:
+        return f"iter_{iteration:06d}.pt"
+
+    def snapshot(self, iteration: int) -> Path:
+        return self.checkpoints / self.snapshot_name(iteration)
+
+    def snapshots(self) -> list[Path]:
+        """The run's iter_*.pt snapshots, oldest first."""
+        return sorted(self.checkpoints.glob("iter_*.pt"))
+
+    def resume_checkpoint(self) -> Path:
+        """The checkpoint a run continues from: last.pt, or the newest iter_*.pt when last.pt is
+        missing (a disk that filled while it was being written)."""
+        if self.last.is_file():
+            return self.last
+        snapshots = self.snapshots()
+        return snapshots[-1] if snapshots else self.last
+
+    def file(self, name: str) -> Path:
+        """`RUN/name`, for one of the names above."""
+        return self.path / name

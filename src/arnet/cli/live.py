@@ -19,8 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .options import _at_least, _positive_real, _real, _unit
-from .video_options import _add_backbone_options
+from .options import _at_least, _positive_real
+from .video_options import _add_backbone_options, add_alert_options
 
 DEFAULT_STORE = "arnet-events.db"
 
@@ -57,42 +57,7 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
         help="watch every N-th source from the I-th (of --cameras and SOURCE..., in order): "
         "N watchers on N machines share one camera list and one PostgreSQL store",
     )
-    g = p.add_argument_group("alerts")
-    g.add_argument(
-        "--threshold",
-        type=_unit,
-        default=None,
-        help="start threshold of an alert (default: the checkpoint's: chosen on held-out videos "
-        "with train --val-fraction, else 0.5)",
-    )
-    g.add_argument(
-        "--stop-threshold",
-        type=_unit,
-        default=None,
-        help="an alert lasts while segments score at least this (default: the start threshold)",
-    )
-    g.add_argument(
-        "--calibrate",
-        nargs="+",
-        default=None,
-        metavar="NORMAL_VIDEO",
-        help="calibrate the start threshold on these normal videos (as detect does)",
-    )
-    g.add_argument(
-        "--false-alarm-rate",
-        type=_real,
-        default=0.01,
-        help="target share of normal frames that alert when calibrating (default 0.01)",
-    )
-    g.add_argument(
-        "--min-alert-frames", type=_at_least(1), default=1, help="never store shorter alerts"
-    )
-    g.add_argument(
-        "--merge-gap",
-        type=_at_least(0),
-        default=0,
-        help="join alerts separated by at most this many frames",
-    )
+    add_alert_options(p, live=True)
     g = p.add_argument_group("streaming")
     g.add_argument(
         "--realtime", action="store_true", help="replay video files at their own frame rate"
@@ -141,14 +106,11 @@ def run_watch(args: argparse.Namespace) -> int:
     from ..live.tracker import Thresholds
     from ..live.watch import Watcher, WatchOptions, install_signals
     from ..store import check_store, open_store
-    from .video import detector_from_args
+    from .video import alert_threshold, check_alert_arguments, detector_from_args
 
     # Arguments, sources and the store first: a mistake shows before the model loads; the
     # store is made only once the checkpoint has loaded too (a refused watch leaves no file).
-    if args.calibrate and args.threshold is not None:
-        raise ExtractError("give --threshold or --calibrate, not both")
-    if not 0 <= args.false_alarm_rate < 1:
-        raise ExtractError(f"--false-alarm-rate must be in [0, 1), got {args.false_alarm_rate}")
+    check_alert_arguments(args)
     texts = (_camera_lines(args.cameras) if args.cameras else []) + list(args.sources)
     if not texts:
         raise ExtractError("no source to watch: give SOURCE... or --cameras FILE")
@@ -171,10 +133,7 @@ def run_watch(args: argparse.Namespace) -> int:
     check_store(args.db)
     detector, _meta = detector_from_args(args)
     scorer = SegmentScorer(detector, args.context)
-    if normal:
-        start = detector.calibrate(normal, args.false_alarm_rate)
-    else:
-        start = args.threshold if args.threshold is not None else detector.threshold
+    start, _calibration = alert_threshold(args, detector, normal)
     stop = args.stop_threshold if args.stop_threshold is not None else start
     thresholds = Thresholds(start, stop, args.min_alert_frames, args.merge_gap)
     thresholds.validate()

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..config import NAIVE_BASELINE, TrainConfig, config_fields
 from ..evaluation.evaluate import evaluate_model
 from ..evaluation.report import metrics_table, per_video_table
-from ..folders import claim_empty_folder, removed_if_left_empty, require_empty
+from ..folders import RunFolder, claim_empty_folder, removed_if_left_empty, require_empty
 from ..formats import open_dataset
 from ..formats.synth import write_synthetic
 from ..models import (
@@ -24,7 +24,7 @@ from ..models import (
     resolve_model_name,
 )
 from ..models.cells import input_dim
-from ..training.checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
+from ..training.checkpoint import load_checkpoint
 from ..training.runtime import keep_freed_memory, prepare_model, resolve_device
 from ..training.sweep import parse_seeds, seeds_table, train_seeds
 from ..training.trainer import Trainer, train
@@ -44,8 +44,8 @@ def run_train(args: argparse.Namespace) -> int:
         if fixed:
             raise ValueError(f"cannot change {', '.join(fixed)} when resuming a run")
         config = TrainConfig.from_dict({**payload["config"], **overrides})
-        checkpoint = Path(payload["path"])
-        own = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
+        checkpoint = payload.path
+        own = payload.run_folder.path if payload.run_folder is not None else None
         given = getattr(args, "out", None)
         if given is None and own is None:
             raise ValueError(
@@ -64,7 +64,7 @@ def run_train(args: argparse.Namespace) -> int:
         config = TrainConfig(**overrides)
         out = Path(args.out) if getattr(args, "out", None) else None
         if out is not None:
-            last = out / "checkpoints" / "last.pt"
+            last = RunFolder(out).last
             if last.exists():  # the Trainer refuses it too; this says how in the CLI's words
                 raise ValueError(
                     f"{out} already holds a run ({last}); resume it with --resume or choose "
@@ -152,14 +152,14 @@ def run_test(args: argparse.Namespace) -> int:
     saved.pop("device", None)
     saved.pop("in_memory", None)
     # The threshold the run chose on its held-out videos (--val-fraction) unless one is given.
-    saved["threshold"] = checkpoint_threshold(payload)
+    saved["threshold"] = payload.threshold
     config = TrainConfig.from_dict({**saved, **overrides})
     config.validate()
     device = resolve_device(config.device)
     if config.precision == "fp16" and device.type != "cuda":
         warnings.warn("the run trained in fp16, which needs CUDA: testing in fp32", stacklevel=1)
         config = dataclasses.replace(config, precision="fp32")
-    model = model_from_checkpoint(payload, device)
+    model = payload.model(device)
     test_set = open_data(config, split="test", strict=args.strict)
     takes = input_dim(model) or test_set.dim
     if test_set.dim != takes:
@@ -167,8 +167,8 @@ def run_test(args: argparse.Namespace) -> int:
             f"{payload['path']}: the model takes {takes}-d features, the test set has "
             f"{test_set.dim}-d ({test_set.sources[0]})"
         )
-    ckpt_path = Path(payload["path"])
-    run = ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
+    ckpt_path = payload.path
+    run = payload.run_folder.path if payload.run_folder is not None else ckpt_path.parent
     what = "write test results into a new or empty --out (or leave --out out)"
     out = output_folder(getattr(args, "out", None), run, f"test-{ckpt_path.stem}", what)
     if config.reuse_memory:

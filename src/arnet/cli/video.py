@@ -18,7 +18,12 @@ from ..extract.flow import FlowSettings
 from ..extract.pipeline import ExtractConfig, FeatureExtractor
 from ..extract.preprocess import Preprocessing
 from ..extract.video import find_inputs
-from ..folders import claim_empty_folder, remove_stale_temporaries_under, require_empty
+from ..folders import (
+    RunFolder,
+    claim_empty_folder,
+    remove_stale_temporaries_under,
+    require_empty,
+)
 from ..formats.layout import read_split
 from ..formats.ped2 import expand_frame_datasets, read_annotations
 from ..training.runtime import resolve_device
@@ -180,31 +185,41 @@ def detector_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         raise ExtractError(_in_flags(str(exc))) from exc
 
 
-def run_detect(args: argparse.Namespace) -> int:
-    # Arguments and inputs first: a mistake shows before any model or video is loaded.
+def check_alert_arguments(args: argparse.Namespace) -> None:
+    """The alert options (`add_alert_options`) that argparse cannot check one by one."""
     if args.calibrate and args.threshold is not None:
         raise ExtractError("give --threshold or --calibrate, not both")
     if not 0 <= args.false_alarm_rate < 1:
         raise ExtractError(f"--false-alarm-rate must be in [0, 1), got {args.false_alarm_rate}")
-    what = "write detections into a new or empty --out (or leave --out out)"
-    if args.out:
-        require_empty(Path(args.out), what)
-    videos = find_inputs(args.inputs, fps=args.fps)
-    normal = find_inputs(args.calibrate, fps=args.fps) if args.calibrate else []
-    detector, meta = detector_from_args(args)
-    calibration = None
+
+
+def alert_threshold(
+    args: argparse.Namespace, detector: Any, normal: list[Any]
+) -> tuple[float, dict[str, Any] | None]:
+    """The (start) threshold of `detect` and `watch`: calibrated on the `--calibrate` videos,
+    else `--threshold`, else the checkpoint's; with the calibration's record (None when none)."""
     if normal:
         threshold = detector.calibrate(normal, args.false_alarm_rate)
         calibration = {
             "videos": [str(v.path) for v in normal],
             "false_alarm_rate": args.false_alarm_rate,
         }
-    elif args.threshold is not None:
-        threshold = args.threshold
-    else:
-        threshold = detector.threshold
+        return threshold, calibration
+    return (args.threshold if args.threshold is not None else detector.threshold), None
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    # Arguments and inputs first: a mistake shows before any model or video is loaded.
+    check_alert_arguments(args)
+    what = "write detections into a new or empty --out (or leave --out out)"
+    if args.out:
+        require_empty(Path(args.out), what)
+    videos = find_inputs(args.inputs, fps=args.fps)
+    normal = find_inputs(args.calibrate, fps=args.fps) if args.calibrate else []
+    detector, meta = detector_from_args(args)
+    threshold, calibration = alert_threshold(args, detector, normal)
     checkpoint = Path(meta["checkpoint"])
-    run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    run = getattr(RunFolder.of_checkpoint(checkpoint), "path", checkpoint.parent)
     out = output_folder(args.out, run, "detect", what)
     with claim_empty_folder(out, "arnet detect", what):
         header, lines, summary = _detect_into(

@@ -198,24 +198,31 @@ def _extract(p: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true", help="re-extract videos already done")
 
 
-def _detect(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", metavar="VIDEO", help="video files or frame folders")
-    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
-    p.add_argument("--out", default=None, help="output folder (default: detect/ beside the run)")
+def add_alert_options(p: argparse.ArgumentParser, *, live: bool) -> None:
+    """The alert rule's options, one group for `detect` and `watch` (which adds the stop
+    threshold of its hysteresis): the same names, checks and defaults in both."""
     g = p.add_argument_group("alerts")
     g.add_argument(
         "--threshold",
         type=_unit,
         default=None,
-        help="alert threshold (default: the checkpoint's: chosen on held-out videos with "
-        "train --val-fraction, else 0.5)",
+        help=("start threshold of an alert" if live else "alert threshold")
+        + " (default: the checkpoint's: chosen on held-out videos with train --val-fraction, "
+        "else 0.5)",
     )
+    if live:
+        g.add_argument(
+            "--stop-threshold",
+            type=_unit,
+            default=None,
+            help="an alert lasts while segments score at least this (default: the start threshold)",
+        )
     g.add_argument(
         "--calibrate",
         nargs="+",
         default=None,
         metavar="NORMAL_VIDEO",
-        help="calibrate the threshold on these normal videos",
+        help="choose the threshold on these normal videos (at --false-alarm-rate)",
     )
     g.add_argument(
         "--false-alarm-rate",
@@ -223,13 +230,22 @@ def _detect(p: argparse.ArgumentParser) -> None:
         default=0.01,
         help="target share of normal frames that alert when calibrating (default 0.01)",
     )
-    g.add_argument("--min-alert-frames", type=_at_least(0), default=1, help="drop shorter alerts")
+    g.add_argument(
+        "--min-alert-frames", type=_at_least(1), default=1, help="drop alerts shorter than this"
+    )
     g.add_argument(
         "--merge-gap",
         type=_at_least(0),
         default=0,
         help="join alerts separated by at most this many frames",
     )
+
+
+def _detect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="VIDEO", help="video files or frame folders")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    p.add_argument("--out", default=None, help="output folder (default: detect/ beside the run)")
+    add_alert_options(p, live=False)
     _add_backbone_options(p, recorded=True)
 
 

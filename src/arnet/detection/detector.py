@@ -29,9 +29,8 @@ import torch
 from torch import nn
 
 from ..atomic import csv_row, write_atomic, write_json_atomic
-from ..config import TrainConfig
 from ..data.dataset import require_finite
-from ..errors import CheckpointError, DataError, ExtractError
+from ..errors import DataError, ExtractError
 from ..evaluation.metrics import calibrate_threshold, expand_to_frames
 from ..evaluation.plots import file_stem, plt
 from ..evaluation.scoring import score_arrays
@@ -41,10 +40,9 @@ from ..extract.pipeline import ExtractConfig, FeatureExtractor, VideoFeatures
 from ..extract.preprocess import Preprocessing
 from ..extract.video import VideoInput
 from ..extract.weights import file_sha256
-from ..formats.extraction import ExtractionRecord
 from ..formats.layout import backbone_folder
 from ..models.cells import input_dim
-from ..training.checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
+from ..training.checkpoint import load_checkpoint
 from ..training.runtime import resolve_device
 from .alerts import Alert, find_alerts
 from .heatmaps import write_heat_maps
@@ -401,22 +399,20 @@ def load_detector(
     """
 
     payload = load_checkpoint(checkpoint)
-    try:
-        config = TrainConfig.from_dict(payload["config"])
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{payload['path']}: unreadable config ({exc})") from exc
+    config = payload.config
     output = config.feature_modal
-    meta = None
-    recorded_at = None
-    if config.data:
-        recorded_at = backbone_folder(config.data, config.feature_backbone)
-        record = ExtractionRecord.read(recorded_at)
-        meta = None if record is None else dict(record.data)
+    record = payload.extraction
+    meta = None if record is None else dict(record.data)
+    recorded_at = None if record is None else record.where
     name = backbone or (meta or {}).get("backbone")
     if name is None:
-        where = f" (looked for {recorded_at}/extraction.json)" if recorded_at else ""
+        where = (
+            f" (looked for {backbone_folder(config.data, config.feature_backbone)}/extraction.json)"
+            if config.data
+            else ""
+        )
         raise ExtractError(
-            f"{payload['path']}: no record of how its training features were extracted{where}; "
+            f"{payload.path}: no record of how its training features were extracted{where}; "
             "give the backbone (and its weights) used for them"
         )
     same = meta is not None and meta.get("backbone") == name
@@ -434,14 +430,13 @@ def load_detector(
                     + (
                         ""
                         if weights.get(modality)
-                        else f" (recorded in {recorded_at}/extraction.json; give the "
-                        f"{modality} weights)"
+                        else f" (recorded in {recorded_at}; give the {modality} weights)"
                     )
                 )
             if file_sha256(path) != entry["sha256"]:
                 raise ExtractError(
                     f"{path}: not the {modality} weights the training features were extracted "
-                    f"with (SHA-256 differs from {recorded_at}/extraction.json)"
+                    f"with (SHA-256 differs from {recorded_at})"
                 )
         options = {**entry.get("options", {}), **(backbone_options or {})}
         if entry.get("precision", "f32") != "f32":  # features computed in another precision
@@ -457,8 +452,8 @@ def load_detector(
     )
     torch_device = resolve_device(device)
     extractor = FeatureExtractor(backbones, extract_config, torch_device)
-    model = model_from_checkpoint(payload, torch_device)
+    model = payload.model(torch_device)
     crop_mode = config.test_crop
-    threshold = checkpoint_threshold(payload)
+    threshold = payload.threshold
     detector = Detector(model, extractor, output, torch_device, crop_mode, threshold)
     return detector, {**extractor.metadata(), "checkpoint": payload["path"], "output": output}

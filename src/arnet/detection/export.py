@@ -56,10 +56,8 @@ from ..folders import (
     stale_temporaries,
     temporary_name,
 )
-from ..formats.extraction import ExtractionRecord
-from ..formats.layout import backbone_folder
 from ..models.cells import CellInstances, input_dim
-from ..training.checkpoint import checkpoint_threshold, load_checkpoint, model_from_checkpoint
+from ..training.checkpoint import Checkpoint, load_checkpoint
 from ..versions import refuse_newer
 
 EXPORT_FORMAT = "arnet-export"
@@ -113,25 +111,6 @@ def parse_size(text: str) -> tuple[int, int]:
     if not (32 <= width <= MAX_SIDE and 32 <= height <= MAX_SIDE):  # traced with two frames
         raise ExportError(f"--input-size {text}: both sides must be 32 to {MAX_SIDE} pixels")
     return height, width
-
-
-def network_input_size(meta: dict[str, Any], folder: Path) -> tuple[int, int] | None:
-    """(H, W) the backbone saw, from the preprocessing and the first extracted video's size."""
-    pp = meta["preprocessing"]
-    if pp["crop"] != "full":
-        return pp["crop_size"], pp["crop_size"]
-    for info in sorted((folder / "videos").glob("*.json")):
-        try:
-            video = json.loads(info.read_text())
-            width, height = int(video["width"]), int(video["height"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        short = pp["short_side"]
-        if not short or min(width, height) == short:
-            return height, width
-        scale = short / min(width, height)
-        return max(round(height * scale), short), max(round(width * scale), short)
-    return None
 
 
 def _sha256(path: Path) -> str:
@@ -196,10 +175,10 @@ def export_run(
     if fmt not in FORMATS:
         raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     payload = load_checkpoint(run)
-    checkpoint = Path(payload["path"])
-    model = model_from_checkpoint(payload, "cpu").eval()
+    checkpoint = payload.path
+    model = payload.model("cpu").eval()
     feature_dim = int(input_dim(model) or payload["model"]["kwargs"]["feature_dim"])
-    run_folder = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
+    run_folder = payload.run_folder.path if payload.run_folder is not None else None
     default_parent = run_folder or checkpoint.parent
     sources = [checkpoint, *([run_folder] if run_folder else [])]
     if out is None and not overwrite:
@@ -273,7 +252,7 @@ def replaceable_files(out: Path, overwrite: bool, sources: list[Path]) -> set[st
 
 
 def _write_export(
-    payload: dict[str, Any],
+    payload: Checkpoint,
     model: nn.Module,
     feature_dim: int,
     fmt: str,
@@ -282,14 +261,9 @@ def _write_export(
 ) -> dict[str, Any]:
     """Write the export's files into `out` (held by this process): each under a temporary name
     first, renamed once whole, the manifest last; returns the manifest."""
-    checkpoint = Path(payload["path"])
-    config = payload["config"]
-    meta, folder = None, None
-    if config.get("data"):
-        folder = backbone_folder(config["data"], config.get("feature_backbone", "i3d"))
-        record = ExtractionRecord.read(folder)
-        meta = None if record is None else dict(record.data)
-    output = config.get("feature_modal", "combine")
+    checkpoint, config, record = payload.path, payload.config, payload.extraction
+    meta = None if record is None else dict(record.data)
+    output = config.feature_modal
     manifest: dict[str, Any] = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -299,9 +273,9 @@ def _write_export(
         "model": payload["model"]["name"],
         "feature_dim": feature_dim,
         # a cell model's head takes the whole grid feature and returns its highest cell score
-        "instances": config.get("instances", "segment"),
+        "instances": config.instances,
         "cells": model.cells if isinstance(model, CellInstances) else None,
-        "threshold": checkpoint_threshold(payload),
+        "threshold": payload.threshold,
         "head": {"file": f"head{SUFFIX[fmt]}", "input": "features", "output": "scores"},
         "backbone": None,
         "extraction": meta,
@@ -319,11 +293,12 @@ def _write_export(
             )
         manifest["head"]["sha256"] = _sha256(written[-1])
         backbone_name = (meta or {}).get("backbone")
-        if meta is not None and backbone_name in EXPORTABLE_BACKBONES and output == "rgb":
-            size = input_size or network_input_size(meta, folder)
+        if record is not None and backbone_name in EXPORTABLE_BACKBONES and output == "rgb":
+            size = input_size or record.input_size
             if size is None:
                 raise ExportError(
-                    f"{folder}: no extracted video records the frame size; give --input-size WxH"
+                    f"{record.where}: no extracted video records the frame size; give "
+                    "--input-size WxH"
                 )
             recorded = meta["backbones"]["rgb"]
             options = dict(recorded.get("options", {}))
@@ -331,7 +306,7 @@ def _write_export(
             backbone = create_backbone(backbone_name, "rgb", recorded.get("weights"), **options)
             if backbone.sha256 != recorded.get("sha256"):
                 raise ExportError(
-                    f"{folder}/extraction.json: the {backbone_name} weights found differ from "
+                    f"{record.where}: the {backbone_name} weights found differ from "
                     "the recorded ones (SHA-256)"
                 )
             file = f"backbone{SUFFIX[fmt]}"

@@ -17,6 +17,7 @@ import numpy as np
 from ..atomic import csv_row, write_atomic, write_json_atomic
 from ..config import FRAMES_PER_SEGMENT
 from ..data.dataset import FeatureDataset
+from ..folders import RunFolder
 from .metrics import Metrics, json_ready
 
 _HEADLINE = (
@@ -144,7 +145,8 @@ def _curves(out: Path, metrics: Metrics | None, iteration: int | None) -> str | 
     """Plot training loss and test AUC over iterations to curves.png; its name, or None (no
     training logs). The evaluation being written (`metrics` at `iteration`) is on the chart
     even before results.jsonl logs it."""
-    losses, results = _read_jsonl(out / "log.jsonl"), _read_jsonl(out / "results.jsonl")
+    losses = _read_jsonl(out / RunFolder.LOSSES)
+    results = _read_jsonl(out / RunFolder.RESULTS)
     if not losses and not results:
         return None
     if metrics is not None and iteration is not None:

@@ -100,6 +100,25 @@ def feature_groups(backbones: Mapping[str, Any], modal: str) -> list[int] | None
     return groups
 
 
+def network_input_size(meta: Mapping[str, Any], folder: Path) -> tuple[int, int] | None:
+    """(H, W) the backbone saw, from the preprocessing and the first extracted video's size."""
+    pp = meta["preprocessing"]
+    if pp["crop"] != "full":
+        return pp["crop_size"], pp["crop_size"]
+    for info in sorted((folder / "videos").glob("*.json")):
+        try:
+            video = json.loads(info.read_text())
+            width, height = int(video["width"]), int(video["height"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        short = pp["short_side"]
+        if not short or min(width, height) == short:
+            return height, width
+        scale = short / min(width, height)
+        return max(round(height * scale), short), max(round(width * scale), short)
+    return None
+
+
 @dataclass(frozen=True)
 class ExtractionRecord:
     """An extraction record: what `arnet extract` wrote in extraction.json.
@@ -168,6 +187,26 @@ class ExtractionRecord:
 
     def feature_groups(self, modal: str) -> list[int] | None:
         return feature_groups(self.backbones, modal)
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """(H, W) of the frames the backbone saw: recorded in a checkpoint's copy, else read off
+        the dataset's first extracted video (`network_input_size`); None when unknown."""
+        size = self.data.get("input_size")
+        if isinstance(size, (list, tuple)) and len(size) == 2:
+            return int(size[0]), int(size[1])
+        if self.path is None or not self.preprocessing:
+            return None
+        return network_input_size(self.data, self.path.parent)
+
+    def carried(self) -> dict[str, Any]:
+        """The copy a run's checkpoints carry: the record with the frame size it implies, so
+        that the run needs its dataset no more."""
+        data = self.to_dict()
+        size = self.input_size
+        if size is not None:
+            data["input_size"] = list(size)
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(self.data))  # a plain copy, safe to store

@@ -30,6 +30,7 @@ from ..config import TrainConfig
 from ..data.dataset import FeatureDataset
 from ..errors import DataError, TrainingError
 from ..evaluation.evaluate import TrainResult, evaluate_model
+from ..folders import RunFolder
 from ..formats.extraction import ExtractionRecord
 from ..formats.layout import backbone_folder, extraction_record
 from ..models import model_entry, model_spec, objective_entry
@@ -126,7 +127,7 @@ def fit_run(
     its held-out videos choose the alert threshold."""
     config.validate()
     out = Path(out_dir)
-    last = out / "checkpoints" / "last.pt"
+    last = RunFolder(out).last
     if last.exists():
         raise TrainingError(f"{out} already holds a run ({last}); choose another --out")
     groups = extraction_groups(config)
@@ -144,7 +145,7 @@ def fit_run(
         held = "" if validation is None else " (after --val-fraction held some out)"
         raise DataError(f"{train_set.sources[0]}: {exc}{held}") from exc
     out.mkdir(parents=True, exist_ok=True)
-    config.save(out / "config.json")
+    config.save(out / RunFolder.CONFIG)
     record = {**fit.to_dict(), "groups": "per statistic" if groups else "one"}
     write_json_atomic(out / "fit.json", record)
     threshold, row = config.threshold, None
@@ -172,7 +173,7 @@ def fit_run(
             ).metrics
         if metrics is not None:
             history.append({"iteration": 0, **metrics.summary()})
-            with (out / "results.jsonl").open("a") as f:
+            with (out / RunFolder.RESULTS).open("a") as f:
                 f.write(json.dumps(history[-1], default=float) + "\n")
     payload = {
         "format": CHECKPOINT_FORMAT,

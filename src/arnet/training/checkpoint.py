@@ -5,7 +5,13 @@ and arguments, its weights, the iteration, the TrainConfig, and (for resuming) t
 and random-generator states. A run trained with `--val-fraction` adds `validation` (what the
 held-out videos said of these weights, their alert threshold included) and `selected` (the best
 snapshot so far, its weights included, so that a resumed run keeps its choice); its selected
-snapshot is `checkpoints/selected.pt` (arnet.training.validation).
+snapshot is `checkpoints/selected.pt` (arnet.training.validation). A run trained on features
+with an extraction record carries a copy of it (`extraction`), so that detection, export and
+live watching need nothing but the checkpoint (runs saved before read the dataset's record).
+
+`load_checkpoint` returns a `Checkpoint`: the saved fields (a read-only mapping) and their
+parsed owners: `.config` (a TrainConfig, parsed once), `.run_folder`, `.threshold`,
+`.extraction`, `.model()`.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import pickle
 import re
 import zipfile
 import zlib
+from collections.abc import Iterator, Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +31,8 @@ from torch import nn
 from ..atomic import write_atomic
 from ..config import TrainConfig, saved_paths
 from ..errors import CheckpointError
+from ..folders import RunFolder
+from ..formats.extraction import ExtractionRecord
 from ..models import create_model, model_spec
 from ..models.cells import instances_model
 from ..versions import refuse_newer
@@ -31,7 +41,7 @@ CHECKPOINT_FORMAT = "arnet-checkpoint"
 CHECKPOINT_VERSION = 1
 _REQUIRED_FIELDS = ("model", "state_dict", "iteration", "config")
 # The snapshot chosen on held-out training videos (`--val-fraction`), beside last.pt.
-SELECTED_CHECKPOINT = "selected.pt"
+SELECTED_CHECKPOINT = RunFolder.SELECTED
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -119,16 +129,86 @@ def _first_reason(text: str) -> str:
     return lines[0][:200] if lines else "unknown error"
 
 
+class Checkpoint(Mapping[str, Any]):
+    """A checkpoint read by `load_checkpoint`: its saved fields, as a read-only mapping
+    (`checkpoint["state_dict"]`), and what they mean, parsed once.
+
+    Attributes:
+        path: the file it was read from.
+        config: the run's TrainConfig (relative paths resolved from the run folder).
+        run_folder: the run holding it (None for a loose checkpoint file).
+    """
+
+    def __init__(self, path: Path, payload: dict[str, Any], config: TrainConfig) -> None:
+        self.path = path
+        self._payload = payload
+        self.config = config
+        self.run_folder = RunFolder.of_checkpoint(path)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._payload[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._payload)
+
+    def __len__(self) -> int:
+        return len(self._payload)
+
+    def __repr__(self) -> str:
+        return f"Checkpoint({str(self.path)!r}, iteration={self.iteration})"
+
+    @property
+    def iteration(self) -> int:
+        return int(self._payload["iteration"])
+
+    @property
+    def threshold(self) -> float:
+        """The alert threshold its model goes with (`checkpoint_threshold`)."""
+        return checkpoint_threshold(self)
+
+    @cached_property
+    def extraction(self) -> ExtractionRecord | None:
+        """How its training features were extracted: the record copied into it at training
+        time, else (runs saved before) the training dataset's own record when it is reachable;
+        None when there is neither."""
+        carried = self._payload.get("extraction")
+        if isinstance(carried, dict):
+            return ExtractionRecord(carried)
+        if not self.config.data:
+            return None
+        try:
+            return ExtractionRecord.of_dataset(self.config.data, self.config.feature_backbone)
+        except OSError:
+            return None
+
+    def model(self, device: str | torch.device = "cpu") -> nn.Module:
+        """Its model with its weights (`model_from_checkpoint`)."""
+        return model_from_checkpoint(self, device)
+
+
+def training_extraction(config: TrainConfig) -> dict[str, Any] | None:
+    """The extraction record of a run's training features, as the copy its checkpoints carry
+    (None when the features have none).
+
+    Raises:
+        DataError: the record is unreadable, naming it.
+    """
+    if not config.data:
+        return None
+    record = ExtractionRecord.of_dataset(config.data, config.feature_backbone)
+    return None if record is None else record.carried()
+
+
 def load_checkpoint(
     path: str | Path, map_location: str | torch.device = "cpu", *, resume: bool = False
-) -> dict[str, Any]:
+) -> Checkpoint:
     """Read an arnet checkpoint without executing code from it (weights-only unpickling),
     after checking its bytes (`verify_archive`) and the types of its fields.
 
     A run folder stands for its selected snapshot (`checkpoints/selected.pt`, written by
     `--val-fraction`) when it has one, else for its last; with `resume`, always for the
-    checkpoint a run continues from (`run_checkpoint`). Relative paths in its config (runs
-    saved before paths were stored absolute) are resolved from the run folder
+    checkpoint a run continues from (`RunFolder.resume_checkpoint`). Relative paths in its
+    config (runs saved before paths were stored absolute) are resolved from the run folder
     (`config.saved_paths`).
 
     Raises:
@@ -137,8 +217,8 @@ def load_checkpoint(
     """
     path = Path(path)
     if path.is_dir():
-        selected = path / "checkpoints" / SELECTED_CHECKPOINT
-        path = selected if selected.is_file() and not resume else run_checkpoint(path)
+        run = RunFolder(path)
+        path = run.selected if run.selected.is_file() and not resume else run.resume_checkpoint()
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     payload = read_torch_file(path, "checkpoint", CheckpointError, map_location)
@@ -148,26 +228,16 @@ def load_checkpoint(
     missing = [k for k in _REQUIRED_FIELDS if k not in payload]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
-    _check_fields(path, payload)
-    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    payload["config"] = saved_paths(payload["config"], run)
+    folder = RunFolder.of_checkpoint(path)
+    config = _check_fields(path, payload, folder.path if folder is not None else path.parent)
+    payload["config"] = config.to_dict()
     payload["path"] = str(path)
-    return payload
+    return Checkpoint(path, payload, config)
 
 
-def run_checkpoint(run: Path) -> Path:
-    """The checkpoint a run folder resumes from: last.pt, or the newest iter_*.pt when last.pt
-    is missing (a disk that filled while it was being written)."""
-    folder = run / "checkpoints"
-    last = folder / "last.pt"
-    if last.is_file():
-        return last
-    snapshots = sorted(folder.glob("iter_*.pt"))
-    return snapshots[-1] if snapshots else last
-
-
-def _check_fields(path: Path, payload: dict[str, Any]) -> None:
-    """The checkpoint's fields have the types the code reading them relies on."""
+def _check_fields(path: Path, payload: dict[str, Any], run: Path) -> TrainConfig:
+    """The checkpoint's fields have the types the code reading them relies on; returns its
+    config, its relative paths resolved from `run`."""
     spec = payload["model"]
     if not (
         isinstance(spec, dict)
@@ -180,8 +250,9 @@ def _check_fields(path: Path, payload: dict[str, Any]) -> None:
         raise CheckpointError(
             f"{path}: field 'config' is a {type(config).__name__}, not a dict of settings"
         )
-    try:  # every command reading it rebuilds and trusts this config
-        TrainConfig.from_dict(config).validate()
+    try:  # every command reading it trusts this config
+        parsed = TrainConfig.from_dict(saved_paths(config, run))
+        parsed.validate()
     except (TypeError, ValueError) as exc:
         raise CheckpointError(
             f"{path}: field 'config' is not a usable training config ({exc})"
@@ -199,6 +270,7 @@ def _check_fields(path: Path, payload: dict[str, Any]) -> None:
     if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
         raise CheckpointError(f"{path}: field 'iteration' is {iteration!r}, not a count")
     check_state_dict(payload["state_dict"], str(path))
+    return parsed
 
 
 def check_state_dict(state: Any, source: str) -> None:
@@ -224,7 +296,7 @@ def check_state_dict(state: Any, source: str) -> None:
             )
 
 
-def checkpoint_threshold(payload: dict[str, Any]) -> float:
+def checkpoint_threshold(payload: Mapping[str, Any]) -> float:
     """The alert threshold a checkpoint's model goes with: the one chosen on its run's held-out
     videos (`--val-fraction`) when it has one, else its config's `threshold`."""
     validation = payload.get("validation")
@@ -233,14 +305,21 @@ def checkpoint_threshold(payload: dict[str, Any]) -> float:
     return float(payload["config"].get("threshold", 0.5))
 
 
-def model_from_checkpoint(payload: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
+def model_from_checkpoint(
+    payload: Mapping[str, Any], device: str | torch.device = "cpu"
+) -> nn.Module:
     """Rebuild the checkpoint's model (its name and arguments are stored in it); a run that
     scored cells (config `instances`) gets it back inside its `CellInstances`."""
     spec = payload["model"]
     try:
         model = create_model(spec["name"], **spec["kwargs"])
         load_weights(model, payload["state_dict"], payload.get("path", "checkpoint"))
-        model = instances_model(model, TrainConfig.from_dict(payload["config"]))
+        config = (
+            payload.config
+            if isinstance(payload, Checkpoint)
+            else TrainConfig.from_dict(payload["config"])
+        )
+        model = instances_model(model, config)
     except (KeyError, TypeError, ValueError, RuntimeError, MemoryError) as exc:
         # RuntimeError, MemoryError: arguments (a huge feature_dim) that cannot be allocated
         if isinstance(exc, CheckpointError):

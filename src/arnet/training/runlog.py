@@ -10,7 +10,7 @@ from typing import Any
 
 from ..atomic import write_atomic
 from ..errors import TrainingError
-from ..folders import remove_stale_temporaries, require_empty
+from ..folders import RunFolder, remove_stale_temporaries, require_empty
 
 
 class RunLog:
@@ -25,7 +25,7 @@ class RunLog:
             except ImportError:  # the [tensorboard] extra is optional
                 pass
             else:
-                self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+                self.writer = SummaryWriter(str(out_dir / RunFolder.TENSORBOARD))
 
     def append(self, file: str, record: dict[str, Any]) -> None:
         path = self.out_dir / file
@@ -50,7 +50,7 @@ class RunLog:
 def prepare_run_folder(out: Path, resumed_from: Path | None, iteration: int) -> None:
     """Check the run folder is this run's to write, and cut its logs back to the
     checkpoint (a killed run may have logged past its last snapshot)."""
-    last_path = out / "checkpoints" / "last.pt"
+    last_path = RunFolder(out).last
     source = _run_folder_of(resumed_from) if resumed_from else None
     if resumed_from is None:
         if last_path.exists():
@@ -66,9 +66,9 @@ def prepare_run_folder(out: Path, resumed_from: Path | None, iteration: int) -> 
             "a new or empty one as a copy",
         )
     remove_stale_temporaries(out)
-    remove_stale_temporaries(out / "checkpoints")
+    remove_stale_temporaries(RunFolder(out).checkpoints)
     if resumed_from is not None:
-        for name in ("log.jsonl", "results.jsonl", "validation.jsonl"):
+        for name in RunFolder.LOGS:
             origin = (source or out) / name
             if origin.is_file() or (out / name).is_file():
                 truncate_log(out / name, iteration, origin)
@@ -76,12 +76,8 @@ def prepare_run_folder(out: Path, resumed_from: Path | None, iteration: int) -> 
 
 def _run_folder_of(checkpoint: Path) -> Path | None:
     """The run folder holding `checkpoint` (RUN/checkpoints/*.pt), or None for a loose file."""
-    checkpoint = checkpoint.resolve()
-    if checkpoint.is_dir():
-        return checkpoint
-    if checkpoint.parent.name == "checkpoints":
-        return checkpoint.parent.parent
-    return None
+    run = RunFolder.of_checkpoint(checkpoint.resolve())
+    return None if run is None else run.path
 
 
 def truncate_log(path: Path, iteration: int, source: Path | None = None) -> None:

@@ -43,18 +43,18 @@ from ..errors import CheckpointError, DataError, Stopped, TrainingError
 from ..evaluation.evaluate import TrainResult, evaluate_model
 from ..evaluation.metrics import Metrics
 from ..evaluation.report import remove_evaluation
-from ..folders import claim_folder
+from ..folders import RunFolder, claim_folder
 from ..models import build_objective, create_model, model_entry, model_spec, objective_entry
 from ..models.cells import instances_model
 from .bank import fit_run, resolve_instances
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
-    SELECTED_CHECKPOINT,
     load_checkpoint,
     load_pretrained,
     load_weights,
     save_checkpoint,
+    training_extraction,
 )
 from .runlog import RunLog, last_record, prepare_run_folder
 from .runtime import (
@@ -133,6 +133,9 @@ class Trainer:
         self.train_set = train_set
         self.test_set = test_set
         self.out_dir = Path(out_dir)
+        self.run_folder = RunFolder(self.out_dir)
+        # the training features' extraction record, carried by every checkpoint
+        self.extraction = training_extraction(config)
         self.progress = progress
         self._evaluated: int | None = None  # the iteration of the run folder's evaluation files
         # A model fitted without gradients (nearest-normal) has no steps: run() fits it.
@@ -212,6 +215,7 @@ class Trainer:
             "total_iterations": self.total,
             "rng": rng,
             "config": self.config.to_dict(),
+            "extraction": self.extraction,
             "metrics": self.metrics.summary() if self.metrics else None,
             **extra,
         }
@@ -241,14 +245,14 @@ class Trainer:
 
     def checkpoint(self) -> Path:
         """Save the full state as iter_NNNNNN.pt and last.pt, pruning old snapshots."""
-        folder = self.out_dir / "checkpoints"
+        run = self.run_folder
         payload = self.state()
         # last.pt first: a disk that fills between the two leaves the one --resume reads.
-        save_checkpoint(folder / "last.pt", payload)
-        path = save_checkpoint(folder / f"iter_{self.iteration:06d}.pt", payload)
+        save_checkpoint(run.last, payload)
+        path = save_checkpoint(run.snapshot(self.iteration), payload)
         keep = self.config.keep_checkpoints
         if keep:
-            for old in sorted(folder.glob("iter_*.pt"))[:-keep]:
+            for old in run.snapshots()[:-keep]:
                 old.unlink()
         if self.validation is not None:
             self.validation.save_selected(self.out_dir, payload, again=False)
@@ -267,7 +271,7 @@ class Trainer:
 
     def _prepare_folder(self) -> None:
         prepare_run_folder(self.out_dir, self.resumed_from, self.iteration)
-        self.config.save(self.out_dir / "config.json")
+        self.config.save(self.run_folder.file(RunFolder.CONFIG))
         v = self.validation
         if v is not None:
             write_json_atomic(self.out_dir / VALIDATION_FILE, v.describe())
@@ -293,12 +297,14 @@ class Trainer:
             v.best_metrics = self._test(self._model_with(best["state_dict"]), best["threshold"],
                                         True, best["iteration"])  # fmt: skip
             return
-        last = last_record(self.out_dir / "results.jsonl")
+        last = last_record(self.run_folder.file(RunFolder.RESULTS))
         if last is None:
             return
         at = last["iteration"]
         model = self.run_model if at == self.iteration else None
-        snapshot = self.resumed_from.parent / f"iter_{at:06d}.pt" if self.resumed_from else None
+        snapshot = (
+            self.resumed_from.with_name(RunFolder.snapshot_name(at)) if self.resumed_from else None
+        )
         if model is None and snapshot is not None and snapshot.is_file():
             payload = load_checkpoint(snapshot)
             if payload["iteration"] == at:
@@ -307,7 +313,7 @@ class Trainer:
             self.metrics = self._test(model, cfg.threshold, True, at)
 
     def _run(self) -> TrainResult:
-        last_path = self.out_dir / "checkpoints" / "last.pt"
+        last_path = self.run_folder.last
         log = RunLog(self.out_dir, self.config.tensorboard)
         cfg = self.config
         bar = tqdm(
@@ -411,7 +417,7 @@ class Trainer:
         return loss, parts
 
     def _last_good(self) -> str:
-        last = self.out_dir / "checkpoints" / "last.pt"
+        last = self.run_folder.last
         return f"the last good checkpoint is {last if last.exists() else 'none yet'}"
 
     def _non_finite_parameters(self) -> list[str]:
@@ -453,7 +459,7 @@ class Trainer:
         if metrics is not None:
             self.metrics = metrics
             record = {"iteration": self.iteration, **metrics.summary()}
-            log.append("results.jsonl", record)
+            log.append(RunFolder.RESULTS, record)
             self.history.append(record)
         if selected:
             v.select(row, metrics, self.model.state_dict())
@@ -496,7 +502,7 @@ class Trainer:
         if self.test_set is not None and self._evaluated != best["iteration"]:
             model = self._model_with(best["state_dict"])
             metrics = self._test(model, best["threshold"], True, best["iteration"])
-        selected = self.out_dir / "checkpoints" / SELECTED_CHECKPOINT
+        selected = self.run_folder.selected
         it = best["iteration"]
         return TrainResult(
             self.out_dir, self.iteration, selected, metrics, self.history, it, v.row()

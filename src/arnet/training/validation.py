@@ -47,11 +47,12 @@ from ..data.dataset import FeatureDataset
 from ..errors import DataError, TrainingError
 from ..evaluation.evaluate import predict
 from ..evaluation.metrics import Metrics, calibrate_threshold, expand_to_frames, video_auc
-from .checkpoint import SELECTED_CHECKPOINT, save_checkpoint
+from ..folders import RunFolder
+from .checkpoint import save_checkpoint
 
-VALIDATION_FILE = "validation.json"
-VALIDATION_LOG = "validation.jsonl"
-SELECTED_FILE = "selected.json"
+VALIDATION_FILE = RunFolder.VALIDATION
+VALIDATION_LOG = RunFolder.VALIDATION_LOG
+SELECTED_FILE = RunFolder.SELECTION
 RULE = "the best held-out video AUC; of equal ones the later snapshot"
 # What a checkpoint of the selected snapshot keeps of a training checkpoint: no optimiser or
 # random state (it is not resumed), the best weights instead of the current ones.
@@ -239,7 +240,7 @@ class Validation:
             metrics=self.best["test"],
             validation=self.row(),
         )
-        path = save_checkpoint(Path(out_dir) / "checkpoints" / SELECTED_CHECKPOINT, selected)
+        path = save_checkpoint(RunFolder(out_dir).selected, selected)
         self.write_selected(out_dir, path)
         self.saved_iteration = self.best["iteration"]
 

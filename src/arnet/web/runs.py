@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from ..folders import RunFolder
+
 # A folder with one of these is a run (an evaluation, a log or at least a config).
-RUN_MARKERS = ("metrics.json", "results.jsonl", "config.json")
+RUN_MARKERS = RunFolder.MARKERS
 # Folders inside a run that never hold another run: not walked when listing.
-_INNER = {"checkpoints", "plots", "tensorboard", "__pycache__"}
+_INNER = {RunFolder.CHECKPOINTS, "plots", RunFolder.TENSORBOARD, "__pycache__"}
 # Runs nested deeper than this below the root are not listed (runs/demo-x/arnet is 2).
 MAX_DEPTH = 4
 # Training curves are thinned to about this many points: a browser draws them, not a reader.
@@ -155,7 +157,7 @@ class RunFolders:
         return found
 
     def summary(self, path: Path) -> dict[str, Any]:
-        config = _read_json(path / "config.json") or {}
+        config = _read_json(path / RunFolder.CONFIG) or {}
         metrics = _read_json(path / "metrics.json") or {}
         modified = max(
             (p.stat().st_mtime for p in (path / m for m in RUN_MARKERS) if p.is_file()),
@@ -183,10 +185,10 @@ class RunFolders:
         return finite(
             {
                 **self.summary(path),
-                "config": _read_json(path / "config.json"),
+                "config": _read_json(path / RunFolder.CONFIG),
                 "latest": metrics,
-                "evaluations": _read_jsonl(path / "results.jsonl"),
-                "losses": _thin(_read_jsonl(path / "log.jsonl")),
+                "evaluations": _read_jsonl(path / RunFolder.RESULTS),
+                "losses": _thin(_read_jsonl(path / RunFolder.LOSSES)),
                 "videos": per_video,
                 "scored": _score_names(path),
                 "curves": (path / "curves.png").is_file(),
@@ -197,7 +199,7 @@ class RunFolders:
         """One test video's segment scores and its anomalous frames as spans (when known)."""
         path = self.resolve(name)
         scores = _scores_of(path, video)
-        config = _read_json(path / "config.json") or {}
+        config = _read_json(path / RunFolder.CONFIG) or {}
         truth = self.ground_truth(path)
         labels = truth["spans"].get(video) if truth["spans"] is not None else None
         return finite(
@@ -218,7 +220,7 @@ class RunFolders:
         Runs keep scores but not labels; the labels stay with the dataset named in config.json.
         A dataset that moved or cannot be read leaves the plots without shading, with the
         reason."""
-        config_file = path / "config.json"
+        config_file = path / RunFolder.CONFIG
         try:
             key = (str(path), config_file.stat().st_mtime)
         except OSError:
