@@ -200,6 +200,8 @@ def test_checkpoint_holding_code_is_refused_in_one_line(
         (["detect", "v.mp4", "--checkpoint", "c.pt", "--threshold", "-0.2"], "--threshold"),
         (["detect", "v.mp4", "--checkpoint", "c.pt", "--merge-gap", "-1"], "--merge-gap"),
         (["detect", "v.mp4", "--checkpoint", "c.pt", "--min-alert-frames", "-2"], "--min-alert"),
+        # one alert option group for detect and watch: what watch refuses, detect refuses
+        (["detect", "v.mp4", "--checkpoint", "c.pt", "--min-alert-frames", "0"], "--min-alert"),
         (["detect", "v.mp4", "--checkpoint", "c.pt", "--false-alarm-rate", "inf"], "--false-ala"),
         (["train", "--data", "d", "--threshold", "nan"], "--threshold"),
         (["train", "--data", "d", "--threshold", "2"], "--threshold"),
