@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="write the table here")
     p.add_argument("--report-only", action="store_true",
                    help="tabulate the finished runs of --results; train nothing")  # fmt: skip
-    p.add_argument("--plot", default=str(REPO / "benchmarks" / "compat_curves.png"))
+    p.add_argument("--plot", default=str(REPO / "docs" / "compat_curves.png"))
     args = p.parse_args(argv)
 
     sets = args.sets.split(",")

@@ -118,8 +118,9 @@ class FeatureDataset:
         features: per video, an array (T, D) or (T, C, D) with T >= 1.
         frame_labels: per video, 0/1 labels of its frames, or None where unknown.
         sources: per video, the file its features come from (for error messages).
-        block, offsets: when the per-video arrays are views of one (S, D) or (S, C, D) block,
-            that block and each video's first row in it.
+        block: when the per-video arrays are views of one (S, D) or (S, C, D) block, that
+            block.
+        offsets: with `block`, each video's first row in it.
         checked: every value is known to be finite in float32 (`to_memory` checks once);
             otherwise every batch and every scored video is checked when read, so a damaged
             file or store is named with its video instead of turning the loss into NaN.

@@ -152,7 +152,9 @@ def open_dataset(
     Args:
         path: the dataset (folder, list file or store); see `list_formats()`.
         format: a registered layout's name, or "auto" to detect it.
-        modal, backbone, layer: which features of the AR-Net layout.
+        modal: the AR-Net layout's modality folder (rgb, flow, combine).
+        backbone: the AR-Net layout's backbone folder (`features_video/BACKBONE`).
+        layer: C3D's layer folder (fc6, fc7); other backbones have none.
         feature_dim: expected D; None accepts the data's own.
         in_memory: copy all features into RAM; otherwise they are memory-mapped.
         test_list: list layouts: the test list (default: found next to the train list).

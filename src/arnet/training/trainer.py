@@ -569,7 +569,8 @@ def train(
 
     Args:
         config: the configuration (see TrainConfig).
-        train_set, test_set: the data (test_set may be None: no evaluation).
+        train_set: the training videos.
+        test_set: the test videos (None: no evaluation).
         out_dir: the run folder.
         resume: a checkpoint (or run folder) to continue from, exactly where it stopped.
         progress: progress bar on/off (None: only on a terminal).
