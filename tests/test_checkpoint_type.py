@@ -11,6 +11,7 @@ import torch
 from helpers import tiny_config
 
 from arnet.config import TrainConfig
+from arnet.errors import CheckpointError
 from arnet.folders import RunFolder
 from arnet.formats import open_dataset
 from arnet.formats.layout import backbone_folder, extraction_record
@@ -92,3 +93,13 @@ def test_run_folder_names(tmp_path) -> None:
     assert run.snapshots() == [run.snapshot(10), run.snapshot(20)]
     assert run.resume_checkpoint() == run.snapshot(20)  # last.pt missing: the newest snapshot
     assert RunFolder.of_checkpoint(run.snapshot(10)) == run
+
+
+def test_a_damaged_extraction_record_is_named(run) -> None:
+    folder, _ = run
+    last = RunFolder(folder).last
+    payload = torch.load(last, weights_only=True)
+    payload["extraction"] = "i3d"
+    save_checkpoint(last, payload)
+    with pytest.raises(CheckpointError, match=r"last.pt: field 'extraction' is a str"):
+        load_checkpoint(last)

@@ -63,9 +63,7 @@ def test_quick_start_sets_up_then_runs_the_demo():
     assert len(demo) == 1 and "pip install torch==2.13.0 && pip install -e ." in demo[0]
 
 
-_DOC_COMMANDS = [
-    (page.name, argv) for page in PAGES for argv in _arnet_commands(page.read_text())
-]
+_DOC_COMMANDS = [(page.name, argv) for page in PAGES for argv in _arnet_commands(page.read_text())]
 
 
 @pytest.mark.filterwarnings("ignore:--device 0 names a GPU")

@@ -257,6 +257,14 @@ def _check_fields(path: Path, payload: dict[str, Any], run: Path) -> TrainConfig
         raise CheckpointError(
             f"{path}: field 'config' is not a usable training config ({exc})"
         ) from None
+    extraction = payload.get("extraction")
+    if extraction is not None and not (
+        isinstance(extraction, dict) and all(isinstance(k, str) for k in extraction)
+    ):
+        raise CheckpointError(
+            f"{path}: field 'extraction' is a {type(extraction).__name__}, not an extraction "
+            "record (a dict)"
+        )
     validation = payload.get("validation")
     if validation is not None:
         if not isinstance(validation, dict):
