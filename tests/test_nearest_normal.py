@@ -27,7 +27,7 @@ def videos(rng, normal=3, anomalous=2, t=8, d=6, shift=6.0):
 
 def test_distances_and_threshold_by_hand(rng):
     vids, labels = videos(rng)
-    model, fit = fit_bank(vids, labels)
+    model, fit = fit_bank(vids, labels, neighbours=1)
     normal = [v for v, y in zip(vids, labels) if not y]
     bank = np.concatenate(normal)
     center, scale = group_scale(bank, None)
@@ -119,7 +119,7 @@ def test_arnet_train_fits_it_and_arnet_test_scores_its_checkpoint(tiny_data, tmp
 
 def test_contributions_sum_to_the_squared_distance(rng):
     vids, labels = videos(rng)
-    model, _ = fit_bank(vids, labels, groups=[0, 0, 0, 1, 1, 1])
+    model, _ = fit_bank(vids, labels, groups=[0, 0, 0, 1, 1, 1], neighbours=1)
     x = torch.from_numpy(rng.normal(size=(5, 6)).astype(np.float32))
     share = model.contributions(x)
     assert share.shape == (5, 6) and (share >= 0).all()

@@ -168,7 +168,8 @@ def fit_run(
             "neighbours=K"
         )
     try:  # the options themselves first: an error about them names --model-arg
-        check_options(options.get("scaling", DEFAULT_SCALING), options.get("neighbours", 1))
+        k = options.get("neighbours")
+        check_options(options.get("scaling", DEFAULT_SCALING), 1 if k is None else k)
     except ValueError as exc:
         raise ValueError(f"--model-arg: {exc}") from exc
     videos = [np.asarray(train_set.features(i), dtype=np.float32) for i in range(len(train_set))]
