@@ -13,14 +13,21 @@
    - AR-Net: the `single` model with the paper's losses and optimiser, 200 iterations (the
      paper's 20 epochs of 10 videos), the last snapshot (fixed in advance), one run per seed;
    - naive: the same model trained with every segment labelled with its video's label;
-   - nearest normal (`arnet train --model nearest-normal`): no training; a segment's distance
-     to the nearest normal training segment, each statistic scaled by its spread over the
-     normal training segments, alert threshold chosen on the training videos
+   - nearest normal (`arnet train --model nearest-normal`): no training; a segment's mean
+     distance to its k = 20 nearest normal training segments, each statistic scaled by its
+     spread over the normal training segments, alert threshold chosen on the training videos
      (arnet/models/normal.py: between the largest leave-one-video-out normal distance and the
-     smallest peak of an anomalous training video).
-3. Splits: the literature's weak split (6 anomalous + 4 normal training videos), and
-   --random-splits random weak splits (6 anomalous + 4 normal training videos drawn with
-   numpy's default_rng(r), r = 1..N; every other video is a test video).
+     smallest peak of an anomalous training video); `--nearest group:1,plain:1,...` adds rows
+     of other scalings (group, feature, plain: none) and k, `--ablations` rows with each
+     statistic dropped or alone and scales fitted on every video (docs/ped2.md).
+3. Splits: the literature's weak split, and --random-splits (default 20) random weak splits
+   (6 anomalous + 4 normal training videos drawn with numpy's default_rng(r), r = 1..N; every
+   other video is a test video). The nearest-normal rows are compared by leave-one-split-out:
+   for each random split, the row with the best mean AUC over the other splits, scored on it.
+
+Event figures (arnet.evaluation.metrics.event_metrics) at each method's threshold, at --fps
+(default 10): event recall (share of anomalous ranges with an alert overlapping), false alerts
+per hour of normal test video, mean delay from an event's start to its first alert.
 
 Options for the trained methods: `--instances cells` scores every cell of the grid variants
 (`arnet train --instances cells`: a segment is its highest cell); `--val-fraction F` holds out
