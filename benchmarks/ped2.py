@@ -13,14 +13,21 @@
    - AR-Net: the `single` model with the paper's losses and optimiser, 200 iterations (the
      paper's 20 epochs of 10 videos), the last snapshot (fixed in advance), one run per seed;
    - naive: the same model trained with every segment labelled with its video's label;
-   - nearest normal (`arnet train --model nearest-normal`): no training; a segment's distance
-     to the nearest normal training segment, each statistic scaled by its spread over the
-     normal training segments, alert threshold chosen on the training videos
+   - nearest normal (`arnet train --model nearest-normal`): no training; a segment's mean
+     distance to its k = 20 nearest normal training segments, each statistic scaled by its
+     spread over the normal training segments, alert threshold chosen on the training videos
      (arnet/models/normal.py: between the largest leave-one-video-out normal distance and the
-     smallest peak of an anomalous training video).
-3. Splits: the literature's weak split (6 anomalous + 4 normal training videos), and
-   --random-splits random weak splits (6 anomalous + 4 normal training videos drawn with
-   numpy's default_rng(r), r = 1..N; every other video is a test video).
+     smallest peak of an anomalous training video); `--nearest group:1,plain:1,...` adds rows
+     of other scalings (group, feature, plain: none) and k, `--ablations` rows with each
+     statistic dropped or alone and scales fitted on every video (docs/ped2.md).
+3. Splits: the literature's weak split, and --random-splits (default 20) random weak splits
+   (6 anomalous + 4 normal training videos drawn with numpy's default_rng(r), r = 1..N; every
+   other video is a test video). The nearest-normal rows are compared by leave-one-split-out:
+   for each random split, the row with the best mean AUC over the other splits, scored on it.
+
+Event figures (arnet.evaluation.metrics.event_metrics) at each method's threshold, at --fps
+(default 10): event recall (share of anomalous ranges with an alert overlapping), false alerts
+per hour of normal test video, mean delay from an event's start to its first alert.
 
 Options for the trained methods: `--instances cells` scores every cell of the grid variants
 (`arnet train --instances cells`: a segment is its highest cell); `--val-fraction F` holds out
@@ -54,6 +61,8 @@ DEFAULT_CACHE = REPO / "benchmarks" / ".cache" / "ped2"
 METRICS = ("auc", "auc_anomalous", "ap", "far_all", "far_normal", "far_anomalous")
 VARIANTS = ("pooled", "motion-rgb", "motion-flow", "motion-combine")
 METHODS = ("arnet", "naive", "nearest")
+TABLE_METRICS = ("auc", "ap", "far_all", "far_normal", "event_recall", "false_alerts_per_hour",
+                 "event_delay_s")  # fmt: skip
 LABELS = {
     "arnet": "AR-Net (single, DMIL + center)",
     "naive": "naive (video label)",
@@ -153,18 +162,59 @@ def random_splits(train, test, n: int) -> list[tuple[str, list[str], list[str]]]
     return out
 
 
-def nearest_normal(train, test, groups):
-    """Training-free baseline, as `arnet train --model nearest-normal` fits it."""
+def nearest_normal(train, test, groups, scaling=None, neighbours=None, keep=None, scale=None):
+    """Training-free baseline, as `arnet train --model nearest-normal` fits it (its defaults
+    unless `scaling` / `neighbours` are given). Ablations: `keep`, the feature columns to use
+    (the others dropped before the fit); `scale`, per-feature scales replacing the fitted ones
+    (the threshold is then refitted on them)."""
     import torch
 
     from arnet.evaluation.evaluate import predict
-    from arnet.models.normal import fit_bank
+    from arnet.models.normal import DEFAULT_NEIGHBOURS, DEFAULT_SCALING, fit_bank
 
-    videos = [np.asarray(train.features(i), dtype=np.float32) for i in range(len(train))]
-    model, fit = fit_bank(videos, train.labels.tolist(), groups)
+    scaling = DEFAULT_SCALING if scaling is None else scaling
+    neighbours = DEFAULT_NEIGHBOURS if neighbours is None else neighbours
+    cols = slice(None) if keep is None else np.asarray(keep)
+    videos = [np.asarray(train.features(i), dtype=np.float32)[:, cols] for i in range(len(train))]
+    if scale is not None:  # fixed scales: divide first, then fit without scaling
+        videos = [v / scale[cols] for v in videos]
+        test = _scaled(test, scale, cols)
+        scaling = "plain"
+    elif keep is not None:
+        test = _scaled(test, np.ones(train.dim, dtype=np.float32), cols)
+    kept_groups = None if groups is None else [int(g) for g in np.asarray(groups)[cols]]
+    model, fit = fit_bank(videos, train.labels.tolist(), kept_groups, scaling, neighbours)
     with torch.no_grad():
         scores = predict(model, test)
     return scores, fit.to_dict()
+
+
+def _scaled(dataset, scale, cols):
+    from arnet.data.dataset import FeatureDataset
+
+    return FeatureDataset(
+        dataset.names,
+        dataset.labels.tolist(),
+        [
+            np.asarray(dataset.features(i), np.float32)[:, cols] / scale[cols]
+            for i in range(len(dataset))
+        ],
+        dataset.frame_labels,
+        dataset.sources,
+    )
+
+
+def nearest_variants(text: str) -> dict[str, tuple[str, int]]:
+    """ "group:1,none:1" -> {"nearest-group-k1": ("group", 1), ...}."""
+    from arnet.models.normal import SCALINGS
+
+    out = {}
+    for item in (t for t in text.split(",") if t):
+        scaling, _, k = item.partition(":")
+        if scaling not in SCALINGS or not k.isdigit() or int(k) < 1:
+            raise ValueError(f"--nearest {item!r}: SCALING:K with SCALING in {SCALINGS}, K >= 1")
+        out[f"nearest-{scaling}-k{int(k)}"] = (scaling, int(k))
+    return out
 
 
 def train_and_score(train, test, seed: int, iterations: int, naive: bool, options: dict):
@@ -222,6 +272,7 @@ def run_variant(args, variant: str, device: str) -> dict:
         "device": device,
         "instances": args.instances if variant != "pooled" else "segment",  # pooled: no grid
         "val_fraction": args.val_fraction,
+        "fps": args.fps,
         "data": str(features),
         "feature_backbone": backbone,
         "feature_modal": modal,
@@ -234,17 +285,18 @@ def run_variant(args, variant: str, device: str) -> dict:
         te_ds = _subset(whole, whole_names, te)
         every[name] = (tr_ds, te_ds)
     iterations = args.iterations or 20 * len(train)  # one epoch = one pass of training videos
-    runs: dict[str, dict[str, list]] = {m: {} for m in args.methods}
+    fitted = nearest_methods(args, features, backbone, modal, groups, [train, test])
+    methods = [m for m in args.methods if m != "nearest"]
+    runs: dict[str, dict[str, list]] = {m: {} for m in [*fitted, *methods]}
     for split, (tr, te) in every.items():
         seeds = args.seeds if split == "weak" else args.random_seeds
-        for method in args.methods:
-            if method == "nearest":
-                started = time.perf_counter()
-                scores, fit = nearest_normal(tr, te, groups)
-                summary = evaluate(scores, te).summary()
-                summary.update(seconds=time.perf_counter() - started, fit=fit)
-                runs[method][split] = [summary]
-                continue
+        for method, kwargs in fitted.items():
+            started = time.perf_counter()
+            scores, fit = nearest_normal(tr, te, groups, **kwargs)
+            summary = evaluate(scores, te, fps=args.fps).summary()
+            summary.update(seconds=time.perf_counter() - started, fit=fit)
+            runs[method][split] = [summary]
+        for method in methods:
             for seed in range(1, seeds + 1):
                 naive = method == "naive"
                 metrics, s = train_and_score(tr, te, seed, iterations, naive, options)
@@ -252,7 +304,13 @@ def run_variant(args, variant: str, device: str) -> dict:
                 if not args.quiet:
                     print(f"  {variant} {split} {method} seed {seed}: AUC {metrics.auc:.4f}",
                           file=sys.stderr)  # fmt: skip
+        if args.json:  # what a long run has measured so far, split by split
+            partial = Path(args.json).with_suffix(".partial.json")
+            partial.write_text(json.dumps({"variant": variant, "runs": runs}, default=float) + "\n")
     return {
+        "nearest_methods": {
+            k: {a: str(b) for a, b in v.items() if a != "keep"} for k, v in fitted.items()
+        },
         "features": {
             "backbone": backbone,
             "modal": modal,
@@ -264,6 +322,69 @@ def run_variant(args, variant: str, device: str) -> dict:
         },
         "iterations": iterations,
         "runs": runs,
+    }
+
+
+def nearest_methods(args, features, backbone, modal, groups, datasets) -> dict[str, dict]:
+    """The nearest-normal rows to run: {method: nearest_normal keyword arguments}.
+
+    "nearest" (the defaults) when asked for; the --nearest variants; with --ablations on a
+    grid variant, all at k = 1 (the recipe before k-nearest averaging): each statistic dropped
+    ("k1-drop-STAT", group scaling), each statistic alone unscaled ("k1-plain-only-STAT"), and
+    the per-statistic scales fitted on all 28 videos' features instead of the four normal
+    training videos ("k1-scale-all-videos": a diagnostic that sees test features, never
+    labels)."""
+    out: dict[str, dict] = {}
+    if "nearest" in args.methods:
+        out["nearest"] = {}
+    for name, (scaling, k) in nearest_variants(args.nearest).items():
+        out[name] = {"scaling": scaling, "neighbours": k}
+    if args.ablations and groups is not None:
+        meta = json.loads((features / "features_video" / backbone / "extraction.json").read_text())
+        stats = [s for part in ("rgb", "flow") if part in modal or modal == "combine"
+                 for s in meta["backbones"][part]["stats"]]  # fmt: skip
+        ids = np.asarray(groups)
+        for g, stat in enumerate(stats):  # at k = 1: the recipe whose losses are explained
+            out[f"k1-drop-{stat}"] = {"keep": np.flatnonzero(ids != g), "neighbours": 1}
+            out[f"k1-plain-only-{stat}"] = {
+                "keep": np.flatnonzero(ids == g),
+                "scaling": "plain",
+                "neighbours": 1,
+            }
+        every = np.concatenate(
+            [np.asarray(ds.features(i), np.float64) for ds in datasets for i in range(len(ds))]
+        )
+        scale = np.ones(every.shape[1], dtype=np.float32)
+        for g in np.unique(ids):
+            sd = float(every[:, ids == g].std())
+            scale[ids == g] = sd if sd > 0 else 1.0
+        out["k1-scale-all-videos"] = {"scale": scale, "neighbours": 1}
+    return out
+
+
+def leave_one_split_out(runs: dict, candidates: list[str]) -> dict:
+    """The nearest-normal default chosen without the reported split's labels: for each random
+    split, the candidate with the best mean AUC over the *other* random splits, and its AUC on
+    the split; also the choice made on the first half of the splits, reported on the second."""
+    names = [k for k in runs[candidates[0]] if k != "weak"]
+    auc = {c: {k: runs[c][k][0]["auc"] for k in names} for c in candidates}
+    folds = []
+    for k in names:
+        best = max(candidates, key=lambda c: statistics.fmean(auc[c][o] for o in names if o != k))
+        folds.append({"split": k, "chosen": best, "auc": auc[best][k]})
+    half = len(names) // 2
+    first, second = names[:half], names[half:]
+    chosen = (
+        max(candidates, key=lambda c: statistics.fmean(auc[c][o] for o in first)) if first else None
+    )
+    return {
+        "folds": folds,
+        "loso_auc": mean_std([f["auc"] for f in folds]),
+        "chosen_every_fold": sorted({f["chosen"] for f in folds}),
+        "first_half": first,
+        "chosen_on_first_half": chosen,
+        "second_half_auc": mean_std([auc[chosen][k] for k in second]) if chosen else None,
+        "second_half_auc_all": {c: mean_std([auc[c][k] for k in second]) for c in candidates},
     }
 
 
@@ -286,13 +407,15 @@ def table(result: dict) -> dict:
     for method, per_split in result["runs"].items():
         row: dict = {}
         weak = per_split.get("weak", [])
-        for m in ("auc", "ap", "far_all", "far_normal"):
+        for m in TABLE_METRICS:
             row[f"weak_{m}"] = mean_std([r[m] for r in weak])
             split_means = [
                 mean_std([r[m] for r in v])[0] for k, v in per_split.items() if k != "weak"
             ]
             row[f"random_{m}"] = mean_std(split_means)
-            row[f"random_{m}_min"] = min(split_means) if split_means else float("nan")
+            finite = [v for v in split_means if np.isfinite(v)]
+            row[f"random_{m}_min"] = min(finite) if finite else float("nan")
+            row[f"random_{m}_max"] = max(finite) if finite else float("nan")
         row["runs_weak"] = len(weak)
         row["runs_random"] = sum(len(v) for k, v in per_split.items() if k != "weak")
         out[method] = row
@@ -306,7 +429,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"among {', '.join(VARIANTS)}")
     p.add_argument("--methods", default=",".join(METHODS), help=f"among {', '.join(METHODS)}")
     p.add_argument("--seeds", type=int, default=5, help="training seeds 1..N on the weak split")
-    p.add_argument("--random-splits", type=int, default=5, help="random weak splits (0: none)")
+    p.add_argument("--random-splits", type=int, default=20, help="random weak splits (0: none)")
+    p.add_argument("--nearest", default="",
+                   help="nearest-normal variants beside the default row, SCALING:K,... (scaling "
+                   "group, feature or none; K nearest normal segments averaged)")  # fmt: skip
+    p.add_argument("--ablations", action="store_true",
+                   help="grid variants: nearest normal with each statistic dropped, each alone "
+                   "unscaled, and scales fitted on every video's features")  # fmt: skip
+    p.add_argument("--fps", type=float, default=10.0,
+                   help="frame rate of the event figures (UCSD Ped2: 10)")  # fmt: skip
     p.add_argument("--random-seeds", type=int, default=1, help="training seeds per random split")
     p.add_argument("--iterations", type=int, default=None,
                    help="training iterations (default: the paper's 20 epochs = 200)")  # fmt: skip
@@ -340,6 +471,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.variants = [v for v in args.variants.split(",") if v]
     args.methods = [m for m in args.methods.split(",") if m]
+    try:
+        nearest_variants(args.nearest)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     for given, allowed, option in ((args.variants, VARIANTS, "--variants"),
                                    (args.methods, METHODS, "--methods")):  # fmt: skip
         bad = [v for v in given if v not in allowed]
@@ -357,29 +493,35 @@ def main(argv: list[str] | None = None) -> int:
     for variant in args.variants:
         results[variant] = run_variant(args, variant, device)
         results[variant]["table"] = table(results[variant])
+        candidates = [m for m in results[variant]["runs"]
+                      if m == "nearest" or m.startswith("nearest-")]  # fmt: skip
+        if candidates and args.random_splits > 1:
+            results[variant]["selection"] = leave_one_split_out(
+                results[variant]["runs"], candidates
+            )
         if args.json:  # after every variant, so that a long run keeps what it measured
             Path(args.json).write_text(json.dumps({"settings": vars(args), "variants": results},
                                                   indent=1, default=float) + "\n")  # fmt: skip
     print("UCSD Ped2, weakly supervised: frame-level figures in %; weak split: mean ± std over "
           f"seeds 1..{args.seeds}; {args.random_splits} random weak splits: mean ± std of the "
-          f"splits' means ({args.random_seeds} seed(s) each) and the worst split")  # fmt: skip
+          f"splits' means ({args.random_seeds} seed(s) each) and the worst split; events at "
+          f"{args.fps:g} fps")  # fmt: skip
     for variant, result in results.items():
         f = result["features"]
         print(f"\n{variant}: {f['backbone']} {f['modal']}, {f['dim']} features, extraction "
               f"{f['extraction_ms_per_frame']:.1f} ms/frame"
               + (" (cached)" if f["extraction_cached"] else ""))  # fmt: skip
-        head = (f"{'method':<32}{'AUC weak':>17}{'AP weak':>17}{'FAR normal':>15}"
-                f"{'AUC random':>17}{'worst':>8}{'FAR normal':>12}")  # fmt: skip
-        print(head)
-        print("-" * len(head))
-        for method, row in result["table"].items():
-            many = row["runs_weak"] > 1
-            print(f"{LABELS[method]:<32}{_percent(row['weak_auc'], many, 17)}"
-                  f"{_percent(row['weak_ap'], many, 17)}"
-                  f"{_percent(row['weak_far_normal'], many, 15)}"
-                  f"{_percent(row['random_auc'], True, 17)}"
-                  f"{_percent((row['random_auc_min'], 0), False, 8)}"
-                  f"{_percent(row['random_far_normal'], False, 12)}")  # fmt: skip
+        print(format_table(result["table"]))
+        sel = result.get("selection")
+        if sel:
+            among = [c for c in result["table"] if c == "nearest" or c.startswith("nearest-")]
+            print(f"\nleave-one-split-out choice of the nearest-normal default among "
+                  f"{', '.join(among)}: "
+                  f"chosen {', '.join(sel['chosen_every_fold'])} "
+                  f"(AUC on the left-out splits {_percent(sel['loso_auc'], True, 0)}); "
+                  f"chosen on splits {sel['first_half'][0]}..{sel['first_half'][-1]}: "
+                  f"{sel['chosen_on_first_half']}, on the others "
+                  f"{_percent(sel['second_half_auc'], True, 0)}")  # fmt: skip
     chosen = (
         f"the threshold chosen on their {args.val_fraction:g} held-out training videos"
         if args.val_fraction
@@ -390,6 +532,45 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trained methods score {args.instances}s")
     print("published (weakly supervised, Zhong et al. CVPR 2019, TSN features): AUC 93.2")
     return 0
+
+
+COLUMNS = (  # header, key, with std, width
+    ("AUC weak", "weak_auc", True, 15),
+    ("FAR n weak", "weak_far_normal", False, 11),
+    ("AUC random", "random_auc", True, 15),
+    ("worst", "random_auc_min", False, 7),
+    ("FAR normal", "random_far_normal", False, 11),
+    ("event recall", "random_event_recall", False, 13),
+    ("false/h", "random_false_alerts_per_hour", False, 9),
+    ("delay s", "random_event_delay_s", False, 8),
+)
+
+
+def format_table(rows: dict) -> str:
+    """The rows of `table` as text: weak split, then the random splits' mean, worst, false
+    alarms on normal frames, event recall, false alerts per hour of normal video and the mean
+    delay to the first alert (the last three not in %)."""
+    width = max(32, *(len(LABELS.get(m, m)) + 2 for m in rows))
+    head = f"{'method':<{width}}" + "".join(f"{h:>{w}}" for h, _, _, w in COLUMNS)
+    lines = [head, "-" * len(head)]
+    for method, row in rows.items():
+        many = row["runs_weak"] > 1
+        cells = []
+        for _, key, std, w in COLUMNS:
+            value = row[key] if isinstance(row[key], tuple) else (row[key], 0.0)
+            if key.endswith(("per_hour", "delay_s")):
+                text = (
+                    "-"
+                    if not np.isfinite(value[0])
+                    else f"{value[0]:.1f}"
+                    if key.endswith("hour")
+                    else f"{value[0]:.2f}"
+                )
+                cells.append(f"{text:>{w}}")
+            else:
+                cells.append(_percent(value, std and (many or key.startswith("random")), w))
+        lines.append(f"{LABELS.get(method, method):<{width}}" + "".join(cells))
+    return "\n".join(lines)
 
 
 def torch_threads(n: int | None) -> None:

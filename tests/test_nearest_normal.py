@@ -27,7 +27,7 @@ def videos(rng, normal=3, anomalous=2, t=8, d=6, shift=6.0):
 
 def test_distances_and_threshold_by_hand(rng):
     vids, labels = videos(rng)
-    model, fit = fit_bank(vids, labels)
+    model, fit = fit_bank(vids, labels, neighbours=1)
     normal = [v for v, y in zip(vids, labels) if not y]
     bank = np.concatenate(normal)
     center, scale = group_scale(bank, None)
@@ -119,8 +119,87 @@ def test_arnet_train_fits_it_and_arnet_test_scores_its_checkpoint(tiny_data, tmp
 
 def test_contributions_sum_to_the_squared_distance(rng):
     vids, labels = videos(rng)
-    model, _ = fit_bank(vids, labels, groups=[0, 0, 0, 1, 1, 1])
+    model, _ = fit_bank(vids, labels, groups=[0, 0, 0, 1, 1, 1], neighbours=1)
     x = torch.from_numpy(rng.normal(size=(5, 6)).astype(np.float32))
     share = model.contributions(x)
     assert share.shape == (5, 6) and (share >= 0).all()
     torch.testing.assert_close(share.sum(dim=1), model.distances(x) ** 2, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("scaling", ["group", "feature", "plain"])
+@pytest.mark.parametrize("k", [1, 3])
+def test_scalings_and_neighbours_by_hand(rng, scaling, k):
+    vids, labels = videos(rng, normal=4)
+    vids = [v * np.array([1, 1, 1, 50, 50, 0.1], dtype=np.float32) for v in vids]
+    groups = [0, 0, 0, 1, 1, 1]
+    model, fit = fit_bank(vids, labels, groups, scaling=scaling, neighbours=k)
+    assert (fit.scaling, fit.neighbours, model.neighbours) == (scaling, k, k)
+    normal = [v for v, y in zip(vids, labels) if not y]
+    bank = np.concatenate(normal)
+    if scaling == "group":
+        scale = np.array([bank[:, :3].std()] * 3 + [bank[:, 3:].std()] * 3)
+    elif scaling == "feature":
+        scale = bank.std(axis=0)
+    else:
+        scale = np.ones(6)
+
+    def knn(x, b):
+        d = np.linalg.norm((x[:, None, :] - b[None]) / scale, axis=2)
+        return np.sort(d, axis=1)[:, :k].mean(axis=1)
+
+    tau = max(knn(v, np.concatenate(normal[:j] + normal[j + 1 :])).max()
+              for j, v in enumerate(normal))  # fmt: skip
+    assert fit.tau == pytest.approx(tau, rel=1e-4)
+    test = rng.normal(size=(7, 6)).astype(np.float32)
+    d = knn(test, bank)
+    assert np.allclose(model.distances(torch.from_numpy(test)).numpy(), d, rtol=1e-4, atol=1e-5)
+    # a checkpoint rebuilds the same model, k included
+    rebuilt = create_model(model.arnet_spec["name"], **model.arnet_spec["kwargs"])
+    rebuilt.load_state_dict(model.state_dict())
+    x = torch.from_numpy(test)[None]
+    assert torch.equal(rebuilt(x), model(x))
+
+
+def test_chunked_knn_equals_the_whole_bank(rng):
+    from arnet.models.normal import nearest_distances
+
+    x = torch.from_numpy(rng.normal(size=(9, 4)).astype(np.float32))
+    bank = torch.from_numpy(rng.normal(size=(23, 4)).astype(np.float32))
+    for k in (1, 2, 5):
+        whole = torch.cdist(x, bank).topk(k, largest=False).values.mean(dim=1)
+        torch.testing.assert_close(nearest_distances(x, bank, k, chunk=4), whole)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"scaling": "zscore"}, "scaling must be one of group, feature, plain"),
+        ({"neighbours": 0}, "neighbours must be an integer >= 1"),
+        ({"neighbours": 2.5}, "neighbours must be an integer >= 1"),
+        ({"neighbours": 10**6}, "leaving one normal training video out keeps only"),
+    ],
+)
+def test_bad_options_are_refused_by_name(rng, kwargs, message):
+    vids, labels = videos(rng)
+    with pytest.raises(ValueError, match=message):
+        fit_bank(vids, labels, **kwargs)
+
+
+def test_arnet_train_takes_the_options_as_model_args(tiny_data, tmp_path, capsys):
+    import json
+
+    from arnet.cli import main
+
+    args = ["train", "--data", str(tiny_data), "--model", "nearest-normal", "--no-plot"]
+    out = tmp_path / "run"
+    extra = ["--model-arg", "scaling=plain", "--model-arg", "neighbours=2", "--json"]
+    assert main([*args, "--out", str(out), *extra]) == 0
+    capsys.readouterr()
+    fit = json.loads((out / "fit.json").read_text())
+    assert (fit["scaling"], fit["neighbours"]) == ("plain", 2)
+    assert main(["test", "--checkpoint", str(out), "--json", "--no-plot"]) == 0
+    assert main([*args, "--out", str(tmp_path / "bad"), "--model-arg", "scaling=zscore"]) == 2
+    assert "--model-arg: scaling must be one of" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "bad2"), "--model-arg", "k=3"]) == 2
+    assert "--model-arg k: nearest-normal takes" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "checkpoints").exists()

@@ -400,6 +400,15 @@ class TrainConfig:
     )
     """Decision threshold of the false-alarm rates (with `val_fraction`, the threshold chosen
     on the held-out videos is used instead)."""
+    fps: float | None = _field(
+        None,
+        help="frame rate of the test videos, for the event figures' delays in seconds and "
+        "false alerts per hour; unset, the rates arnet extract recorded, else frames only",
+        test=True,
+    )
+    """Frames per second of the test videos for the event-level figures; None: the rates
+    recorded per video by `arnet extract` (when every test video has one), else the figures
+    count frames and the hourly rate is undefined."""
     val_fraction: float = _field(
         0.0,
         help="hold out this share of the training videos (of each class; stratified, seeded) "
@@ -480,6 +489,8 @@ class TrainConfig:
                 raise ValueError(f"config field {f.name!r} must be a finite number, got {value}")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"config field 'seed' must be in [0, 2**32), got {self.seed}")
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"config field 'fps' (--fps) must be > 0, got {self.fps}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"config field 'threshold' must be in [0, 1], got {self.threshold}")
         if self.lr <= 0:

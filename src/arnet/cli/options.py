@@ -241,6 +241,7 @@ def _add_data_options(p: argparse.ArgumentParser, from_checkpoint: bool = False)
     o("features_on_device", "--no-features-on-device", action="store_const", const=False)
     o("frames_per_segment", "--frames-per-segment", type=int)
     o("threshold", "--threshold", type=_unit)
+    o("fps", "--fps", type=_positive_real)
 
 
 def _add_strict_option(p: argparse.ArgumentParser) -> None:

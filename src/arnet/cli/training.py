@@ -24,6 +24,7 @@ from ..models import (
     resolve_model_name,
 )
 from ..models.cells import input_dim
+from ..training.bank import event_fps
 from ..training.checkpoint import load_checkpoint
 from ..training.runtime import keep_freed_memory, prepare_model, resolve_device
 from ..training.sweep import parse_seeds, seeds_table, train_seeds
@@ -184,6 +185,7 @@ def run_test(args: argparse.Namespace) -> int:
             out_dir=out,
             plot=config.plot,
             iteration=payload["iteration"],
+            fps=event_fps(config, test_set),
         )
     metrics = result.metrics
     assert metrics is not None  # labels are required: a video without them raised

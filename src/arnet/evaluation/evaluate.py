@@ -3,6 +3,7 @@ scores (SPEC §6)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,12 @@ def evaluate(
     dataset: FeatureDataset,
     frames_per_segment: int = FRAMES_PER_SEGMENT,
     threshold: float = 0.5,
+    fps: float | Mapping[str, float] | None = None,
+    min_alert_frames: int = 1,
+    merge_gap: int = 0,
 ) -> Metrics:
-    """Frame-level metrics of `scores` against the dataset's frame labels."""
+    """Frame-level and event-level metrics of `scores` against the dataset's frame labels
+    (`fps`: one frame rate or one per video, for the event figures' times; None: frames)."""
     missing = [n for n, f in zip(dataset.names, dataset.frame_labels) if f is None]
     if missing:
         raise DataError(f"test video {missing[0]!r} has no frame labels: cannot evaluate")
@@ -35,6 +40,9 @@ def evaluate(
         dict(zip(dataset.names, dataset.labels.tolist())),
         frames_per_segment,
         threshold,
+        fps,
+        min_alert_frames,
+        merge_gap,
     )
 
 
@@ -60,6 +68,9 @@ def evaluate_model(
     iteration: int | None = None,
     require_labels: bool = True,
     snapshot: str | None = None,
+    fps: float | Mapping[str, float] | None = None,
+    min_alert_frames: int = 1,
+    merge_gap: int = 0,
 ) -> Evaluation:
     """Score `dataset` with `model`, evaluate the scores and write the results: the one path
     from a model to its figures, taken by training snapshots, `arnet test` and the benchmarks.
@@ -78,11 +89,16 @@ def evaluate_model(
         require_labels: a video without frame labels is an error (DataError); otherwise the
             scores are still written, without metrics.
         snapshot: with `out_dir`, how the snapshot was chosen, for metrics.json.
+        fps: frames per second (one, or per video) of the event figures' times and hourly
+            false alerts; None: the event figures count frames only.
+        min_alert_frames, merge_gap: the alert rule of the event figures (`find_alerts`).
     """
     scores = predict(model, dataset, device, crop_mode)
     metrics = None
     if require_labels or all(f is not None for f in dataset.frame_labels):
-        metrics = evaluate(scores, dataset, frames_per_segment, threshold)
+        metrics = evaluate(
+            scores, dataset, frames_per_segment, threshold, fps, min_alert_frames, merge_gap
+        )
     if out_dir is not None:
         write_evaluation(
             out_dir,

@@ -13,12 +13,7 @@ import numpy as np  # noqa: E402
 
 from ..atomic import write_atomic  # noqa: E402
 from ..config import FRAMES_PER_SEGMENT  # noqa: E402
-
-
-def spans(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Runs of True in a 1-D mask: (starts, ends), ends exclusive."""
-    edges = np.diff(np.concatenate([[0], np.asarray(mask, dtype=np.int8), [0]]))
-    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+from .alerts import spans  # noqa: E402
 
 
 def file_stem(name: str) -> str:

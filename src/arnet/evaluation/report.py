@@ -38,11 +38,36 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def event_rows(metrics: Metrics) -> list[tuple[str, str]]:
+    """The event-level figures as (label, value) rows; none when they were not computed."""
+    e = metrics.events
+    if e is None:
+        return []
+    fps = "per video" if e.fps is None and math.isfinite(e.normal_video_hours) else e.fps
+    rule = f"alerts (min {e.min_alert_frames} frame(s), merge gap {e.merge_gap})"
+    return [
+        ("events found (event recall)", f"{e.events_found} / {e.events} ({_fmt(e.event_recall)})"),
+        (
+            "delay to the first alert, mean / median",
+            f"{_fmt(e.event_delay_frames, 1)} / {_fmt(e.event_delay_frames_median, 1)} frames, "
+            f"{_fmt(e.event_delay_s, 2)} / {_fmt(e.event_delay_s_median, 2)} s",
+        ),
+        (
+            "false alerts per hour of normal video",
+            f"{_fmt(e.false_alerts_per_hour, 1)} ({e.false_alerts} in "
+            f"{_fmt(e.normal_video_hours * 60, 2)} min)",
+        ),
+        ("false alerts on anomalous videos", str(e.false_alerts_anomalous_videos)),
+        (rule, f"{e.alerts} at {_fmt(fps if fps is not None else 'unknown', 2)} fps"),
+    ]
+
+
 def metrics_table(metrics: Metrics, title: str | None = None) -> str:
     """The headline metrics as an aligned two-column text table."""
     rows = [(label, _fmt(getattr(metrics, key))) for key, label in _HEADLINE]
     rows.append(("threshold of the false-alarm rates", _fmt(metrics.threshold, 2)))
     rows.append(("test videos / frames", f"{metrics.videos} / {metrics.frames}"))
+    rows += event_rows(metrics)
     width = max(len(r[0]) for r in rows)
     lines = [title] if title else []
     lines += [f"{label:<{width}}  {value}" for label, value in rows]
@@ -195,6 +220,10 @@ def write_html_report(out_dir: str | Path, metrics: Metrics | None, iteration: i
         parts += [
             f"<tr><th>{esc(label)}</th><td>{_fmt(getattr(metrics, key))}</td></tr>"
             for key, label in _HEADLINE
+        ]
+        parts += [
+            f"<tr><th>{esc(label)}</th><td>{esc(value)}</td></tr>"
+            for label, value in event_rows(metrics)
         ]
         parts.append("</table>")
     if curves:

@@ -1,9 +1,15 @@
 """`nearest-normal`: a segment's distance to the nearest segment of the normal training videos.
 
 No gradient training: the model keeps the normal training segments (its bank) and scores a
-segment by its Euclidean distance d to the nearest of them, after scaling each group of
-features by the spread the normal segments show (a group is one statistic of a grid backbone
-over every cell, e.g. motion-grid's flow speed; without a grid, all features form one group).
+segment by its Euclidean distance d to the nearest of them (`neighbours` k > 1: the mean
+distance to the k nearest), after scaling the features (`scaling`):
+
+- "group": each group of features divided by the spread the normal segments show (a group is
+  one statistic of a grid backbone over every cell, e.g. motion-grid's flow speed; without a
+  grid, all features form one group);
+- "feature": each feature divided by its own spread over the normal segments;
+- "plain": the plain Euclidean distance on the features as they are.
+
 The score is d / (d + t), so 0.5 is the alert threshold t, which is chosen on the training
 videos with video labels only:
 
@@ -15,7 +21,9 @@ videos with video labels only:
 - t = sqrt(tau * a) when a > tau (halfway between, on a log scale), else tau.
 
 Nothing of the test split is used. On UCSD Ped2 with motion-grid features this training-free
-detector is the strongest of every method measured (README, benchmarks/ped2.py).
+detector is the strongest of every method measured (docs/ped2.md, benchmarks/ped2.py); its
+defaults (`DEFAULT_SCALING`, `DEFAULT_NEIGHBOURS`) were chosen there over 20 random weak
+splits by leave-one-split-out, every other choice kept in the table.
 """
 
 from __future__ import annotations
@@ -29,6 +37,15 @@ import numpy as np
 import torch
 
 from .registry import ScoringModel, register_fitted_objective, register_model
+
+SCALINGS = ("group", "feature", "plain")
+DEFAULT_SCALING = "group"
+"""What `fit_bank` (so `arnet train --model nearest-normal`) uses unless told otherwise."""
+DEFAULT_NEIGHBOURS = 20
+"""k of `fit_bank` unless told otherwise, lowered to the normal segments a left-out video
+leaves when there are fewer (docs/ped2.md: chosen by leave-one-split-out over 20 random Ped2
+splits among k = 1, 3, 5, 10, 20 and the three scalings). The model's own constructor default
+stays 1: a checkpoint saved before `neighbours` existed was fitted and is scored with k = 1."""
 
 register_fitted_objective("normal-bank")  # fitted in one go by training.bank.fit_run
 
@@ -47,6 +64,9 @@ class NearestNormal(ScoringModel):
         bank_size: number of normal segments kept (fixed so a checkpoint can be rebuilt).
         groups: D group ids (features scaled together), or None: one group.
         chunk: bank rows compared at a time (bounds memory on long videos).
+        scaling: how the fit scaled the features (`SCALINGS`; the scale itself is a buffer:
+            recorded here so that a checkpoint says what it holds).
+        neighbours: k, the distance is the mean over the k nearest bank segments.
     """
 
     independent_segments = True
@@ -58,9 +78,18 @@ class NearestNormal(ScoringModel):
         bank_size: int = 1,
         groups: Sequence[int] | None = None,
         chunk: int = 4096,
+        scaling: str = "group",
+        neighbours: int = 1,
     ) -> None:
         super().__init__()
+        check_options(scaling, neighbours)
+        if neighbours > int(bank_size):
+            raise ValueError(
+                f"neighbours = {neighbours} exceeds the {int(bank_size)} normal segments kept"
+            )
         self.chunk = int(chunk)
+        self.scaling = scaling
+        self.neighbours = int(neighbours)
         self.register_buffer("bank", torch.zeros(int(bank_size), feature_dim))
         self.register_buffer("center", torch.zeros(feature_dim))
         self.register_buffer("scale", torch.ones(feature_dim))
@@ -70,19 +99,17 @@ class NearestNormal(ScoringModel):
             raise ValueError(f"groups has {len(self.groups)} entries for {feature_dim} features")
 
     def distances(self, features: torch.Tensor) -> torch.Tensor:
-        """(..., D) -> (...,) distance to the nearest bank segment, in scaled units."""
+        """(..., D) -> (...,) distance to the nearest bank segment (the mean over the
+        `neighbours` nearest), in scaled units."""
         lead = features.shape[:-1]
         x = ((features.float() - self.center) / self.scale).reshape(-1, features.shape[-1])
         bank = (self.bank - self.center) / self.scale
-        best = torch.full((x.shape[0],), math.inf, device=x.device)
-        for start in range(0, bank.shape[0], self.chunk):
-            d = torch.cdist(x, bank[start : start + self.chunk]).min(dim=1).values
-            best = torch.minimum(best, d)
-        return best.reshape(lead)
+        return nearest_distances(x, bank, self.neighbours, self.chunk).reshape(lead)
 
     def contributions(self, features: torch.Tensor) -> torch.Tensor:
         """(T, D) -> (T, D): each feature's share of the squared distance to the segment's
-        nearest bank segment (summing a row gives the squared distance): where it differs."""
+        nearest bank segment (summing a row gives the squared distance; with `neighbours`
+        k > 1, to the nearest of the k): where it differs."""
         x = ((features.float() - self.center) / self.scale).reshape(-1, features.shape[-1])
         bank = (self.bank - self.center) / self.scale
         nearest = torch.cdist(x, bank).argmin(dim=1)
@@ -107,9 +134,47 @@ class BankFit:
     threshold: float
     rule: str
     train_video_auc: float | None
+    scaling: str = DEFAULT_SCALING
+    neighbours: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def check_options(scaling: str, neighbours: int) -> None:
+    """Refuse an unknown scaling or a k that is not an integer >= 1 (ValueError)."""
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {', '.join(SCALINGS)}, got {scaling!r}")
+    if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 1:
+        raise ValueError(f"neighbours must be an integer >= 1, got {neighbours!r}")
+
+
+def nearest_distances(
+    x: torch.Tensor, bank: torch.Tensor, k: int = 1, chunk: int = 4096
+) -> torch.Tensor:
+    """(N, D) rows against (M, D) bank rows -> (N,): the mean Euclidean distance to the k
+    nearest bank rows (k = 1: the nearest), `chunk` bank rows compared at a time."""
+    best = torch.full((x.shape[0], k), math.inf, device=x.device)
+    for start in range(0, bank.shape[0], chunk):
+        d = torch.cdist(x, bank[start : start + chunk])
+        best = torch.cat([best, d], dim=1).topk(k, dim=1, largest=False).values
+    return best.mean(dim=1)
+
+
+def feature_scale(
+    normal: np.ndarray, groups: Sequence[int] | None, scaling: str = "group"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature centre and scale of a `scaling` (`SCALINGS`): "group" as `group_scale`;
+    "feature": each feature's own standard deviation (1 where it is constant); "plain": 1."""
+    if scaling == "group":
+        return group_scale(normal, groups)
+    center = normal.mean(axis=0).astype(np.float32)
+    if scaling == "plain":
+        return center, np.ones(normal.shape[1], dtype=np.float32)
+    if scaling != "feature":
+        raise ValueError(f"scaling must be one of {', '.join(SCALINGS)}, got {scaling!r}")
+    sd = normal.std(axis=0)
+    return center, np.where(sd > 0, sd, 1.0).astype(np.float32)
 
 
 def group_scale(normal: np.ndarray, groups: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -127,12 +192,25 @@ def group_scale(normal: np.ndarray, groups: Sequence[int] | None) -> tuple[np.nd
 
 
 def fit_bank(
-    videos: Sequence[np.ndarray], labels: Sequence[int], groups: Sequence[int] | None = None
+    videos: Sequence[np.ndarray],
+    labels: Sequence[int],
+    groups: Sequence[int] | None = None,
+    scaling: str = DEFAULT_SCALING,
+    neighbours: int | None = None,
 ) -> tuple[NearestNormal, BankFit]:
     """Build a nearest-normal model from training videos ((T, D) arrays) and video labels.
 
+    Args:
+        videos, labels: the training videos and their video labels (0 normal).
+        groups: the feature groups of `scaling="group"` (None: one group).
+        scaling: how features are scaled before the distance (`SCALINGS`).
+        neighbours: k: a segment's distance is the mean over its k nearest normal segments;
+            None: `DEFAULT_NEIGHBOURS`, or the normal segments a left-out normal video
+            leaves when they are fewer.
+
     Raises:
-        ValueError: fewer than two normal videos (the threshold needs one left out).
+        ValueError: fewer than two normal videos (the threshold needs one left out), an
+            unknown scaling, or more neighbours than a left-out video's other normal segments.
     """
     from .registry import create_model
 
@@ -143,14 +221,25 @@ def fit_bank(
             f"nearest-normal needs at least two normal training videos, got {len(normal)}"
         )
     stacked = np.concatenate(normal)
+    fewest = min(len(stacked) - len(v) for v in normal)  # a left-out video's other segments
+    if neighbours is None:
+        neighbours = max(1, min(DEFAULT_NEIGHBOURS, fewest))
+    check_options(scaling, neighbours)
+    if neighbours > fewest:
+        raise ValueError(
+            f"neighbours = {neighbours}, but leaving one normal training video out keeps only "
+            f"{fewest} normal segments"
+        )
     model = create_model(
         "nearest-normal",
         int(stacked.shape[1]),
         bank_size=int(stacked.shape[0]),
         groups=None if groups is None else [int(g) for g in groups],
+        scaling=scaling,
+        neighbours=neighbours,
     )
     assert isinstance(model, NearestNormal)
-    center, scale = group_scale(stacked, groups)
+    center, scale = feature_scale(stacked, groups, scaling)
     with torch.no_grad():
         model.bank.copy_(torch.from_numpy(stacked))
         model.center.copy_(torch.from_numpy(center))
@@ -159,7 +248,7 @@ def fit_bank(
     normal_max = []
     for j, video in enumerate(normal):
         others = np.concatenate([v for k, v in enumerate(normal) if k != j])
-        loo = _scaled_min_distance(video, others, center, scale)
+        loo = _scaled_min_distance(video, others, center, scale, model.neighbours)
         normal_max.append(float(loo.max()))
     tau = max(normal_max)
     anomalous_max = [float(model.distances(torch.from_numpy(v)).max()) for v in anomalous]
@@ -171,16 +260,27 @@ def fit_bank(
     with torch.no_grad():
         model.threshold.fill_(threshold)
     auc = _video_auc(normal_max, anomalous_max)
-    fit = BankFit(len(normal), len(anomalous), int(stacked.shape[0]), tau, a, threshold, rule, auc)
+    fit = BankFit(
+        len(normal),
+        len(anomalous),
+        int(stacked.shape[0]),
+        tau,
+        a,
+        threshold,
+        rule,
+        auc,
+        scaling,
+        model.neighbours,
+    )
     return model.eval(), fit
 
 
 def _scaled_min_distance(
-    x: np.ndarray, bank: np.ndarray, center: np.ndarray, scale: np.ndarray
+    x: np.ndarray, bank: np.ndarray, center: np.ndarray, scale: np.ndarray, k: int = 1
 ) -> np.ndarray:
     q = torch.from_numpy((x - center) / scale)
     b = torch.from_numpy((bank - center) / scale)
-    return torch.cdist(q, b).min(dim=1).values.numpy()
+    return nearest_distances(q, b, k).numpy()
 
 
 def _video_auc(normal: Sequence[float], anomalous: Sequence[float]) -> float | None:

@@ -32,9 +32,9 @@ from ..errors import DataError, TrainingError
 from ..evaluation.evaluate import TrainResult, evaluate_model
 from ..folders import RunFolder
 from ..formats.extraction import ExtractionRecord
-from ..formats.layout import backbone_folder, extraction_record
+from ..formats.layout import backbone_folder, extraction_record, video_record
 from ..models import model_entry, model_spec, objective_entry
-from ..models.normal import fit_bank
+from ..models.normal import DEFAULT_SCALING, SCALINGS, check_options, fit_bank
 from .checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_checkpoint
 from .runlog import RunLog
 from .validation import VALIDATION_LOG, Validation
@@ -46,6 +46,29 @@ def training_record(config: TrainConfig) -> ExtractionRecord | None:
     if not config.data:
         return None
     return ExtractionRecord.of_dataset(config.data, config.feature_backbone)
+
+
+def event_fps(config: TrainConfig, dataset: FeatureDataset) -> float | dict[str, float] | None:
+    """The frame rate of the event figures' times for `dataset` (the run's test videos):
+    `config.fps` when given; else the rate `arnet extract` recorded for each video
+    (OUT/features_video/BACKBONE/videos/VIDEO.json), when every video has one; else None
+    (the event figures then count frames)."""
+    if config.fps is not None:
+        return float(config.fps)
+    if not config.data or not Path(config.data).is_dir():
+        return None
+    folder = backbone_folder(config.data, config.feature_backbone)
+    rates: dict[str, float] = {}
+    for name in dataset.names:
+        record = video_record(folder, name)
+        try:
+            rate = float(json.loads(record.read_text()).get("fps"))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None  # a video without a readable record: no rate for the whole set
+        if not (np.isfinite(rate) and rate > 0):
+            return None
+        rates[name] = rate
+    return rates or None
 
 
 def extraction_groups(config: TrainConfig) -> list[int] | None:
@@ -138,9 +161,21 @@ def fit_run(
             f"{train_set.sources[0]}: nearest-normal takes one vector per segment, not "
             f"{train_set.crops} crops"
         )
+    options = dict(config.model_args)
+    unknown = sorted(set(options) - {"scaling", "neighbours"})
+    if unknown:
+        raise ValueError(
+            f"--model-arg {unknown[0]}: nearest-normal takes scaling={'|'.join(SCALINGS)} and "
+            "neighbours=K"
+        )
+    try:  # the options themselves first: an error about them names --model-arg
+        k = options.get("neighbours")
+        check_options(options.get("scaling", DEFAULT_SCALING), 1 if k is None else k)
+    except ValueError as exc:
+        raise ValueError(f"--model-arg: {exc}") from exc
     videos = [np.asarray(train_set.features(i), dtype=np.float32) for i in range(len(train_set))]
     try:
-        model, fit = fit_bank(videos, train_set.labels.tolist(), groups)
+        model, fit = fit_bank(videos, train_set.labels.tolist(), groups, **options)
     except ValueError as exc:
         held = "" if validation is None else " (after --val-fraction held some out)"
         raise DataError(f"{train_set.sources[0]}: {exc}{held}") from exc
@@ -170,6 +205,7 @@ def fit_run(
                 iteration=0,
                 require_labels=False,
                 snapshot=None if row is None else "selected (selected.json)",
+                fps=event_fps(config, test_set),
             ).metrics
         if metrics is not None:
             history.append({"iteration": 0, **metrics.summary()})

@@ -46,7 +46,7 @@ from ..evaluation.report import remove_evaluation
 from ..folders import RunFolder, claim_folder
 from ..models import build_objective, create_model, model_entry, model_spec, objective_entry
 from ..models.cells import instances_model
-from .bank import fit_run, resolve_instances
+from .bank import event_fps, fit_run, resolve_instances
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -132,6 +132,7 @@ class Trainer:
         self.config = config
         self.train_set = train_set
         self.test_set = test_set
+        self._event_fps = None if test_set is None else event_fps(config, test_set)
         self.out_dir = Path(out_dir)
         self.run_folder = RunFolder(self.out_dir)
         # the training features' extraction record, carried by every checkpoint
@@ -479,6 +480,7 @@ class Trainer:
             iteration=iteration,
             require_labels=False,  # unlabelled test videos are scored, not evaluated
             snapshot="selected (selected.json)" if self.validation is not None else None,
+            fps=self._event_fps,
         )
         if write:
             self._evaluated = iteration
