@@ -155,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default="theirs,ours,compat", help="of theirs, ours, compat")
     p.add_argument("--lockstep", action="store_true", help="compare step by step instead")
     p.add_argument("--out", help="write the results here as JSON")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     try:
         mod = driver(args.method)
         checkout = require_checkout(args.reference, mod.FILES, mod.REPOSITORY)
