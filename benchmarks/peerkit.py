@@ -109,10 +109,18 @@ def reference_code(
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         else:
             os.environ["CUDA_VISIBLE_DEVICES"] = saved_env
-        for name in list(sys.modules):
-            if name not in saved_modules:
+        # drop their modules and the stand-ins, nothing else: a library module imported
+        # meanwhile (torch's, lazily) must stay, or importing it again breaks it
+        for name, module in list(sys.modules.items()):
+            where = str(getattr(module, "__file__", None) or "")
+            if (
+                name.split(".")[0] in theirs | {"visdom", "tensorboardX"}
+                or where.startswith(str(checkout))
+            ) and saved_modules.get(name) is not module:
                 del sys.modules[name]
-        sys.modules.update(saved_modules)
+        for name, module in saved_modules.items():
+            if name.split(".")[0] in theirs | {"visdom", "tensorboardX"}:
+                sys.modules[name] = module
 
 
 # ---------------------------------------------------------------------- data

@@ -107,21 +107,46 @@ def run_lockstep(mod: Any, checkout: Path, data: Path, iterations: int, seed: in
     return {**result, "agree": agree}
 
 
+def _done(results: Path | None) -> list[dict]:
+    if results is None or not results.is_file():
+        return []
+    return [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+
+
 def run_auc(
-    mod: Any, checkout: Path, data: Path, iterations: int, seeds: list[int], variants: list[str]
+    mod: Any,
+    checkout: Path,
+    data: Path,
+    iterations: int,
+    seeds: list[int],
+    variants: list[str],
+    results: Path | None = None,
 ) -> dict:
+    """Each (variant, seed) run, or its record in `results` (JSON lines: an interrupted
+    sweep resumes where it stopped)."""
     runs: dict[str, list[dict]] = {v: [] for v in variants}
+    done = _done(results)
     with tempfile.TemporaryDirectory(prefix="peers-") as tmp:
         for seed in seeds:
             for variant in variants:
+                key = {"method": mod.MODEL, "variant": variant, "seed": seed,
+                       "iterations": iterations, "data": str(data)}  # fmt: skip
+                old = [r for r in done if all(r.get(k) == v for k, v in key.items())]
+                if old:
+                    runs[variant].append(old[-1])
+                    print(f"{variant:>7} seed {seed}: AUC {old[-1]['auc']:.4f} (from {results})")
+                    continue
                 out = Path(tmp) / f"{variant}-{seed}"
                 if variant == "theirs":
                     r = mod.run_reference(checkout, data, iterations, seed, out)
                 else:
                     extra = {"objective_args": {"compat": True}} if variant == "compat" else {}
                     r = train_ours(mod.MODEL, data, iterations, seed, out, **mod.OURS, **extra)
-                r["seed"] = seed
+                r.update(key)
                 runs[variant].append(r)
+                if results is not None:
+                    with open(results, "a") as f:
+                        f.write(json.dumps(r, default=float) + "\n")
                 print(
                     f"{variant:>7} seed {seed}: AUC {r['auc']:.4f}  AP {r['ap']:.4f}  "
                     f"{1000 * r['seconds'] / iterations:.0f} s per 1,000 iterations",
@@ -155,9 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default="theirs,ours,compat", help="of theirs, ours, compat")
     p.add_argument("--lockstep", action="store_true", help="compare step by step instead")
     p.add_argument("--out", help="write the results here as JSON")
+    p.add_argument("--results", help="JSON lines of finished runs: skipped, and appended to")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = p.parse_args(argv)
     import torch
+
+    import arnet.models  # noqa: F401  (before their code is imported: torch's lazy parts too)
 
     torch.set_num_threads(max(1, args.threads))
     try:
@@ -181,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.lockstep:
             result = run_lockstep(mod, checkout, data, iterations, seeds[0])
         else:
-            result = run_auc(mod, checkout, data, iterations, seeds, variants)
+            results = Path(args.results) if args.results else None
+            result = run_auc(mod, checkout, data, iterations, seeds, variants, results)
     except (PeerError, ValueError) as exc:
         print(f"peers.py: error: {exc}", file=sys.stderr)
         return 2
