@@ -230,7 +230,7 @@ class MgfnNet(ScoringModel):
         x = x.transpose(1, 2)
         x = self.to_tokens(x) + self.mag_ratio * self.to_mag(magnitude)
         for i, stage in enumerate(self.stages):
-            for block in stage:
+            for block in stage:  # type: ignore[attr-defined]
                 x = block(x, mask)
             if i < len(self.widen):
                 x = self.widen[i](x)

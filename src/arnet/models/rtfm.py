@@ -70,13 +70,15 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         mean = x.sum(dim=(0, 2)) / n
         centred = (x - mean[None, :, None]).masked_fill(~valid, 0.0)
         var = (centred**2).sum(dim=(0, 2)) / n
-        if self.track_running_stats and self.running_mean is not None:
+        running = (self.running_mean, self.running_var, self.num_batches_tracked)
+        if self.track_running_stats and None not in running:
             with torch.no_grad():
-                self.num_batches_tracked += 1
+                running_mean, running_var, tracked = running
+                tracked.add_(1)  # type: ignore[union-attr]
                 m = self.momentum if self.momentum is not None else 0.1
                 unbiased = var * n / (n - 1).clamp(min=1)
-                self.running_mean.mul_(1 - m).add_(m * mean)
-                self.running_var.mul_(1 - m).add_(m * unbiased)
+                running_mean.mul_(1 - m).add_(m * mean)  # type: ignore[union-attr]
+                running_var.mul_(1 - m).add_(m * unbiased)  # type: ignore[union-attr]
         out = centred / torch.sqrt(var[None, :, None] + self.eps)
         if self.affine:
             out = out * self.weight[None, :, None] + self.bias[None, :, None]
