@@ -117,11 +117,13 @@ class TrainConfig:
     """Keep every feature in RAM (reference --larger_mem 1) instead of memory-mapping files."""
     train_crop: str = _field(
         "random",
-        choices=("random", "mean"),
-        help="multi-crop features in training: a random crop per video per iteration, or the "
-        "mean over crops",
+        choices=("random", "mean", "all"),
+        help="multi-crop features in training: a random crop per video per iteration, the "
+        "mean over crops, or all: every crop its own sample (RTFM, MGFN)",
     )
-    """Multi-crop features: a random crop per video per iteration, or "mean" over crops."""
+    """Multi-crop features: a random crop per video per iteration, "mean" over crops, or "all":
+    every crop of every drawn video its own row of the batch (RTFM's and MGFN's ten-crop
+    training; `data.dataset.CROP_MODES`)."""
     test_crop: str = _field(
         "mean",
         choices=("mean", "per_crop"),

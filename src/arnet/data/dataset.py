@@ -7,6 +7,12 @@ The path from disk to the model (SPEC §2; the sampler is in `arnet.data.samplin
       --FeatureDataset.batch(draw)--> Batch(features (B, L, D), mask (B, L), lengths, labels)
 
 Padding is never inferred from zeros: every batch carries its true lengths and a mask.
+
+Multi-crop features (T, C, D) enter a batch in one of three ways (`CROP_MODES`, the
+`--train-crop` choices): "random", one crop per video per draw; "mean", the crops averaged;
+"all", every crop its own row (RTFM's and MGFN's ten-crop training): the batch then holds
+B x C rows, video-major (row b * C + c is crop c of video b), and `Batch.crops` = C tells an
+objective which rows are views of one video. A model sees each row as a video of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import torch
 from ..errors import DataError
 
 ANOMALOUS, NORMAL = 1, 0
+CROP_MODES = ("random", "mean", "all")
+"""How multi-crop features enter a training batch (see the module docstring)."""
 
 
 @dataclass
@@ -32,12 +40,21 @@ class Batch:
         mask: (B, T) bool, True at valid segments.
         lengths: (B,) int64 valid segments per video.
         labels: (B,) float32 video labels, 1 = anomalous.
+        crops: rows per video: 1, or C when every crop of (T, C, D) features is its own row
+            (crop mode "all"; rows video-major, B = videos x C, each row with its video's
+            label and length).
     """
 
     features: torch.Tensor
     mask: torch.Tensor
     lengths: torch.Tensor
     labels: torch.Tensor
+    crops: int = 1
+
+    @property
+    def videos(self) -> int:
+        """Videos in the batch (rows / crops)."""
+        return self.features.shape[0] // self.crops
 
     def to(self, device: torch.device | str) -> Batch:
         non_blocking = torch.device(device).type == "cuda"
@@ -45,6 +62,7 @@ class Batch:
             *(t.to(device, non_blocking=non_blocking) for t in (self.features, self.mask)),
             self.lengths.to(device, non_blocking=non_blocking),
             self.labels.to(device, non_blocking=non_blocking),
+            self.crops,
         )
 
 
@@ -308,10 +326,15 @@ class FeatureDataset:
 
         Args:
             draw: videos and positions (see `Draw`).
-            crop_mode: for (T, C, D) features, "random" takes `draw.crops`, "mean" averages.
-            out: a float32 buffer of at least B * L * D elements to write the batch into (its
-                first elements, as (B, L, D)); None allocates a new array.
+            crop_mode: for (T, C, D) features, "random" takes `draw.crops`, "mean" averages,
+                "all" gives every crop its own row: (B x C, L, D), video-major.
+            out: a float32 buffer of at least B * L * D elements (B * C * L * D with "all")
+                to write the batch into (its first elements); None allocates a new array.
         """
+        if crop_mode not in CROP_MODES:
+            raise ValueError(f"unknown crop mode {crop_mode!r}; choose one of {CROP_MODES}")
+        if crop_mode == "all" and self.crops is not None:
+            return self._gather_all_crops(draw, out)
         pos = draw.positions
         shape = (*pos.shape, self.dim)
         if out is None:
@@ -330,6 +353,31 @@ class FeatureDataset:
         if not self.checked:  # an in-memory block was checked once, when it was made
             self._check_finite_batch(out, draw.videos)
         return out
+
+    def _gather_all_crops(self, draw: Draw, out: np.ndarray | None) -> np.ndarray:
+        """`gather` with crop mode "all": (B x C, L, D), row b * C + c = crop c of video b."""
+        pos, crops = draw.positions, int(self.crops or 1)
+        shape = (pos.shape[0], crops, pos.shape[1], self.dim)
+        if out is None:
+            out = np.empty(shape, dtype=np.float32)
+        else:
+            out = out.reshape(-1)[: int(np.prod(shape))].reshape(shape)
+        with np.errstate(over="ignore"):
+            for b, (v, n) in enumerate(zip(draw.videos, draw.lengths)):
+                rows = np.asarray(self._features[v][pos[b, :n]], dtype=np.float32)  # (n, C, D)
+                out[b, :, :n] = rows.transpose(1, 0, 2)
+                out[b, :, n:] = 0.0
+        flat = out.reshape(shape[0] * crops, shape[2], shape[3])
+        if not self.checked:
+            finite = np.isfinite(out).reshape(len(draw.videos), -1).all(axis=1)
+            if not finite.all():
+                v = int(draw.videos[int(np.flatnonzero(~finite)[0])])
+                raise _non_finite(self.names[v], self.sources[v], self._features[v])
+        return flat
+
+    def rows_per_video(self, crop_mode: str) -> int:
+        """Rows a video takes in a batch: C with crop mode "all" on (T, C, D) features, else 1."""
+        return int(self.crops) if crop_mode == "all" and self.crops is not None else 1
 
     def block_rows(self, indices: Sequence[int]) -> np.ndarray | None:
         """The features of videos `indices`, (sum T, ...), as one slice of the block (no copy)
@@ -391,6 +439,22 @@ class FeatureDataset:
         mask = positions >= 0
         rows = send(self.offsets[draw.videos])[:, None] + positions.clamp(min=0)  # (B, L)
         flat = rows.reshape(-1)
+        repeat = self.rows_per_video(crop_mode)
+        if labels is None:
+            labels = self.labels[draw.videos]
+        if repeat > 1:  # "all": (B, L, C, D) -> (B x C, L, D), video-major
+            B, L = rows.shape
+            feats = block.index_select(0, flat).float().view(B, L, repeat, -1)
+            feats = feats.permute(0, 2, 1, 3).reshape(B * repeat, L, -1)
+            mask = mask.repeat_interleave(repeat, dim=0)
+            feats = feats.masked_fill_(~mask[..., None], 0.0)
+            return Batch(
+                features=feats,
+                mask=mask,
+                lengths=mask.sum(dim=1),
+                labels=send(np.repeat(np.asarray(labels, dtype=np.float32), repeat)),
+                crops=repeat,
+            )
         if block.dim() == 2:
             feats = block.index_select(0, flat)
         elif crop_mode == "mean":
@@ -439,15 +503,19 @@ class FeatureDataset:
         out: np.ndarray | None = None,
     ) -> Batch:
         """Assemble a `Batch` for a draw (labels default to the videos' own); `out` as in
-        `gather` (the batch's features are then a view of it)."""
+        `gather` (the batch's features are then a view of it). With crop mode "all" each
+        video's C rows repeat its mask, length and label (`Batch.crops` = C)."""
         feats = self.gather(draw, crop_mode, out)
         if labels is None:
             labels = self.labels[draw.videos]
+        repeat = self.rows_per_video(crop_mode)
+        mask = np.repeat(draw.positions >= 0, repeat, axis=0)
         return Batch(
             features=torch.from_numpy(feats),
-            mask=torch.from_numpy(draw.positions >= 0),
-            lengths=torch.from_numpy(draw.lengths.astype(np.int64)),
-            labels=torch.as_tensor(labels, dtype=torch.float32),
+            mask=torch.from_numpy(mask),
+            lengths=torch.from_numpy(mask.sum(axis=1).astype(np.int64)),
+            labels=torch.as_tensor(np.repeat(np.asarray(labels), repeat), dtype=torch.float32),
+            crops=repeat,
         )
 
 

@@ -131,7 +131,8 @@ class BalancedBatchSampler:
             videos = draws * sum(
                 min(videos_per_class, len(p)) for p in (self.anomalous, self.normal)
             )
-            self.buffer = np.empty(videos * max_segments * dataset.dim, dtype=np.float32)
+            rows = videos * dataset.rows_per_video(crop_mode)  # crop mode "all": C rows each
+            self.buffer = np.empty(rows * max_segments * dataset.dim, dtype=np.float32)
             self.buffer.fill(0.0)  # touch every page now, not in the first steps that reach it
 
     def sample(self) -> Draw:
