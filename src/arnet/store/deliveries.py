@@ -121,7 +121,11 @@ def record(
     """Insert the pending deliveries of one alert row (in the caller's transaction); an event
     already recorded for a target (a write retried) is kept as it is. Returns the rows."""
     values = []
-    for kind in alert_events(prior, row):
+    kinds = alert_events(prior, row)
+    if kinds and row.get("peak_image") is None:  # a picture written with an earlier row?
+        stored = sa.select(alerts.c.peak_image.is_not(None)).where(alerts.c.id == alert_id)
+        row = {**row, "has_image": bool(conn.execute(stored).scalar_one())}
+    for kind in kinds:
         body = json.dumps(payload(alert_id, camera, kind, row, now), sort_keys=True)
         for target in targets:
             values.append(
