@@ -101,15 +101,38 @@ class Receiver:
 class Broker:
     """A mosquitto broker on 127.0.0.1:port (anonymous, in memory), stopped on exit."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, users: dict[str, str] | None = None) -> None:
         if not os.path.exists(MOSQUITTO):
             pytest.skip(f"mosquitto is not installed ({MOSQUITTO}; Debian package mosquitto)")
         pytest.importorskip("paho.mqtt")
         self.port = port or free_port()
         self.folder = tempfile.mkdtemp(prefix="arnet-mqtt-")
+        os.chmod(self.folder, 0o755)
         self.config = os.path.join(self.folder, "mosquitto.conf")
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false"]
+        if users:  # only these users, with their passwords
+            passwords = os.path.join(self.folder, "passwords")
+            for i, (user, password) in enumerate(users.items()):
+                made = subprocess.run(
+                    [
+                        "mosquitto_passwd",
+                        *(["-c"] if i == 0 else []),
+                        "-b",
+                        passwords,
+                        user,
+                        password,
+                    ],
+                    capture_output=True,
+                    text=True,
+                )
+                if made.returncode:
+                    pytest.skip(f"mosquitto_passwd failed: {made.stderr.strip()}")
+            os.chmod(passwords, 0o644)
+            lines += ["allow_anonymous false", f"password_file {passwords}"]
+        else:
+            lines.append("allow_anonymous true")
         with open(self.config, "w") as f:
-            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+            f.write("\n".join(lines) + "\n")
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Broker:

@@ -408,7 +408,7 @@ def test_a_broker_down_then_up_gets_them_later(tmp_path: Path, detector) -> None
             helper.join()
             rows = _deliveries(store)
             assert rows and {d["status"] for d in rows} == {"delivered"}
-            assert any("not reachable" in (d["last_error"] or "") for d in rows)
+            assert any("not connected to the broker" in (d["last_error"] or "") for d in rows)
         started.append(Subscriber(broker.port, ("arnet/#",)))
         assert wait_for(lambda: started[0].on("arnet/gate/state") == [b"OFF"], timeout=30)
     finally:
@@ -439,3 +439,26 @@ def test_a_watcher_ending_with_deliveries_pending_keeps_them(
     with open_store(db, "read") as store:
         rows = _deliveries(store)
         assert rows and {d["status"] for d in rows} == {"pending"}
+
+
+def test_a_broker_password_from_the_environment_and_a_wrong_one(
+    tmp_path: Path,
+    detector,
+    monkeypatch,
+    capsys,  # noqa: ANN001
+) -> None:
+    video = _video(tmp_path / "c.mp4", "..XXX...", seed=12)
+    with Broker(users={"watcher": "right password"}) as broker:
+        url = f"mqtt://watcher@127.0.0.1:{broker.port}/arnet"
+        monkeypatch.setenv("ARNET_MQTT_PASSWORD", "wrong password")
+        with open_store(tmp_path / "refused.db") as store:
+            _watch(detector, store, [f"gate={video}"], _sinks([url], attempts=2, timeout=1.0))
+            rows = _deliveries(store)
+            assert rows and {d["status"] for d in rows} == {"dead"}
+            assert "refused the connection" in rows[0]["last_error"], rows[0]["last_error"]
+        assert "gave up on alert" in capsys.readouterr().err
+        monkeypatch.setenv("ARNET_MQTT_PASSWORD", "right password")
+        with open_store(tmp_path / "events.db") as store:
+            _watch(detector, store, [f"gate={video}"], _sinks([url]))
+            rows = _deliveries(store)
+            assert rows and {d["status"] for d in rows} == {"delivered"}

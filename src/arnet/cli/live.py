@@ -454,10 +454,12 @@ def _table(rows: list[dict[str, Any]], total: int, deliveries: bool = False) -> 
             )
             ack += f": {r['note']}" if r["note"] else ""
         lines.append(
-            f"{r['id']:>6}  {r['camera']:<16} {r['state']:<6} {r['start_iso']:<29}  "
-            f"{r['duration_s']:7.2f} s  {r['peak_score']:.3f}  "
-            + (f"{r['deliveries']:<28}  " if deliveries else "")
-            + f"{ack}".rstrip()
+            (
+                f"{r['id']:>6}  {r['camera']:<16} {r['state']:<6} {r['start_iso']:<29}  "
+                f"{r['duration_s']:7.2f} s  {r['peak_score']:.3f}  "
+                + (f"{r['deliveries']:<28}  " if deliveries else "")
+                + ack
+            ).rstrip()
         )
     return "\n".join(lines) + "\n"
 

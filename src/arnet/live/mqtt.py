@@ -17,6 +17,7 @@ reconnects with backoff when the broker goes away.
 from __future__ import annotations
 
 import json
+import os
 import re
 import ssl
 import threading
@@ -28,6 +29,7 @@ from ..errors import MissingExtraError
 from .sinks import DeliveryFailed, shown
 
 DISCOVERY_PREFIX = "homeassistant"
+PASSWORD_VARIABLE = "ARNET_MQTT_PASSWORD"
 
 
 def slug(camera: str) -> str:
@@ -60,8 +62,9 @@ class MqttSender:
     """Publishes deliveries on one broker, under one base topic.
 
     Args:
-        url: mqtt://[USER[:PASSWORD]@]HOST[:PORT]/TOPIC (port 1883), or mqtts:// (TLS,
-            certificates verified; port 8883).
+        url: mqtt://[USER@]HOST[:PORT]/TOPIC (port 1883), or mqtts:// (TLS, certificates
+            verified; port 8883); USER's password from the environment variable
+            ARNET_MQTT_PASSWORD (or USER:PASSWORD@, which other users of the machine see).
         timeout: seconds to wait for the broker's acknowledgement.
         client_id: the MQTT client id (unique per watcher).
     """
@@ -82,13 +85,18 @@ class MqttSender:
         self.timeout = timeout
         self.connected = threading.Event()
         self.last_error = "not connected yet"
+        self.refusal: str | None = None  # why the broker refused the last connection
         self.states: dict[str, bool] = {}  # camera -> state last published (ON: True)
         self.cameras: list[str] = []
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
         )
         if parts.username:
-            client.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
+            # a password on the command line shows in `ps`: ARNET_MQTT_PASSWORD instead
+            password = unquote(parts.password) if parts.password is not None else None
+            client.username_pw_set(
+                unquote(parts.username), password or os.environ.get(PASSWORD_VARIABLE)
+            )
         if tls:
             client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
         client.reconnect_delay_set(1, 30)
@@ -99,8 +107,9 @@ class MqttSender:
 
     def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
-            self.last_error = f"the broker refused the connection ({reason})"
+            self.refusal = self.last_error = f"the broker refused the connection ({reason})"
             return
+        self.refusal = None
         with self.lock:
             for camera in self.cameras:
                 topic, config = discovery(self.base, camera)
@@ -112,7 +121,7 @@ class MqttSender:
 
     def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, reason: Any, _p: Any) -> None:
         self.connected.clear()
-        self.last_error = f"disconnected from the broker ({reason})"
+        self.last_error = self.refusal or f"disconnected from the broker ({reason})"
 
     def _topic(self, camera: str, leaf: str) -> str:
         return f"{self.base}/{slug(camera)}/{leaf}"
@@ -131,7 +140,7 @@ class MqttSender:
     def send(self, delivery: Mapping[str, Any]) -> None:
         if not self.connected.wait(self.timeout):
             raise DeliveryFailed(
-                f"broker {self.host}:{self.port} not reachable ({self.last_error})"
+                f"not connected to the broker {self.host}:{self.port} ({self.last_error})"
             )
         event = json.loads(delivery["payload"])
         camera = event["camera"]
