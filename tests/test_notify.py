@@ -5,6 +5,7 @@ No test measures time: waits poll the store or the receiver for what must eventu
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -234,6 +235,9 @@ def test_a_refused_signature_becomes_a_dead_letter(tmp_path: Path, detector, cap
     assert {d["status"] for d in listed} == {"dead"} and listed[0]["last_error"].startswith(
         "HTTP 401"
     )
+    assert main(["alerts", "--db", str(db), "--deliveries", "--csv"]) == 0
+    (row,) = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert row["deliveries"] == f"{len(rows)} dead"
 
 
 def _cli_env() -> dict[str, str]:
@@ -462,3 +466,38 @@ def test_a_broker_password_from_the_environment_and_a_wrong_one(
             _watch(detector, store, [f"gate={video}"], _sinks([url]))
             rows = _deliveries(store)
             assert rows and {d["status"] for d in rows} == {"delivered"}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_pending_deliveries_survive_a_restart(
+    backend: str,
+    tmp_path: Path,
+    detector,
+    request,  # noqa: ANN001
+) -> None:
+    """A watcher that stops with its receiver down leaves the deliveries pending in the store;
+    the next watcher of the camera sends them (same alert ids), then its own."""
+    if backend == "postgresql":
+        db = fresh_database(request.getfixturevalue("postgres_server"), "restart")
+    else:
+        db = str(tmp_path / "events.db")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"
+    first = _video(tmp_path / "a.mp4", "..XXX...", seed=13)
+    with open_store(db) as store:
+        _watch(detector, store, [f"gate={first}"], _sinks([url], drain=0.0, attempts=1000))
+        before = {d["event_id"]: d for d in _deliveries(store)}
+        assert before and {d["status"] for d in before.values()} == {"pending"}
+        (alert,) = store.alerts()[0]
+    second = _video(tmp_path / "b.mp4", "..XX....", seed=14)  # a new file: a new alert
+    with Receiver(port) as receiver, open_store(db) as store:
+        _watch(detector, store, [f"gate={second}"], _sinks([url]))
+        got = [r["json"] for r in receiver.accepted()]
+        assert {e["event_id"] for e in got} >= set(before)
+        assert {e["alert_id"] for e in got if e["event_id"] in before} == {alert["id"]}
+        # the restarted watcher's backlog went first: events in the order they happened
+        assert [e["event_id"] for e in got[: len(before)]] == sorted(
+            before, key=lambda k: before[k]["created"]
+        )
+        assert store.alerts()[1] == 2
+        assert {d["status"] for d in _deliveries(store)} == {"delivered"}

@@ -171,12 +171,12 @@ class NetworkSink:
     def stop(self) -> None:
         """Send what is pending for at most `options.drain` seconds, then stop (what is left
         stays pending in the store for the next watcher)."""
-        if self.thread is None:
+        thread, self.thread = self.thread, None
+        if thread is None:  # not started, or stopped already (a second stop returns at once)
             return
         self.stopping.set()
         self._wake({})
-        self.thread.join(self.options.drain + self.options.timeout + 5)
-        self.thread = None
+        thread.join(self.options.drain + self.options.timeout + 5)
         self.sender.close()
 
     def _run(self) -> None:
