@@ -501,3 +501,50 @@ def test_pending_deliveries_survive_a_restart(
         )
         assert store.alerts()[1] == 2
         assert {d["status"] for d in _deliveries(store)} == {"delivered"}
+
+
+class _Recorder:
+    """An in-process AlertSink: what it was told, in order; `broken` raises on every call."""
+
+    def __init__(self, broken: bool = False) -> None:
+        self.calls: list[tuple[str, int, str]] = []
+        self.broken = broken
+        self.stopped = 0
+
+    def _got(self, kind: str, alert) -> None:  # noqa: ANN001
+        if self.broken:
+            raise RuntimeError("a broken sink")
+        self.calls.append((kind, alert["id"], alert["state"]))
+
+    def opened(self, alert) -> None:  # noqa: ANN001
+        self._got("opened", alert)
+
+    def updated(self, alert) -> None:  # noqa: ANN001
+        self._got("updated", alert)
+
+    def closed(self, alert) -> None:  # noqa: ANN001
+        self._got("closed", alert)
+
+    def stop(self) -> None:
+        self.stopped += 1
+
+
+def test_every_sink_hears_each_event_once_the_store_holds_it(tmp_path: Path, detector) -> None:  # noqa: ANN001
+    from arnet.live.sinks import AlertSink
+
+    video = _video(tmp_path / "c.mp4", "..XXX...XX...", seed=15)
+    broken, recorder = _Recorder(broken=True), _Recorder()
+    assert isinstance(recorder, AlertSink)
+    with Receiver() as receiver, open_store(tmp_path / "events.db") as store:
+        _watch(detector, store, [f"gate={video}"], [broken, recorder, *_sinks([receiver.url])])
+        alerts = sorted(store.alerts(limit=None)[0], key=lambda a: a["id"])
+        assert len(alerts) == 2 and recorder.stopped == 1
+        # opened first, closed last, per alert, with the store's ids; a broken sink stops nothing
+        for a in alerts:
+            mine = [c for c in recorder.calls if c[1] == a["id"]]
+            # (a short alert is opened and closed by one commit: both events, state closed)
+            assert mine[0][0] == "opened" and mine[-1] == ("closed", a["id"], "closed")
+            assert {c[0] for c in mine[1:-1]} <= {"updated"}
+        # the webhook got exactly the events the in-process sink heard
+        hook = [(r["json"]["event"], r["json"]["alert_id"]) for r in receiver.accepted()]
+        assert sorted(hook) == sorted((k, i) for k, i, _ in recorder.calls)

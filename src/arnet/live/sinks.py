@@ -323,10 +323,18 @@ class Sinks:
                         log.warning("alert sink %r failed on %s: %s", sink, kind, exc)
 
     def stop(self) -> None:
-        """Stop every sink (the network ones send what is pending for a while first)."""
+        """Stop every sink, once (the network ones send what is pending for a while first)."""
+        sinks, self.sinks = self.sinks, []
         threads = []
-        for sink in self.sinks:  # drained together, not one after the other
-            t = threading.Thread(target=sink.stop, daemon=True)
+
+        def stop(sink: AlertSink) -> None:
+            try:
+                sink.stop()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("alert sink %r failed to stop: %s", sink, exc)
+
+        for sink in sinks:  # drained together, not one after the other
+            t = threading.Thread(target=stop, args=(sink,), daemon=True)
             t.start()
             threads.append(t)
         for t in threads:
