@@ -19,6 +19,10 @@ class ExportError(DataError):
     """A run, export folder or option that cannot be exported or loaded; names it."""
 
 
+class NotifyError(DataError):
+    """A target of `arnet watch --notify` (its URL, its secret file) cannot be used; names it."""
+
+
 class MissingExtraError(ImportError, ValueError):
     """An optional library of the `extract` extra is not installed (the message says which)."""
 

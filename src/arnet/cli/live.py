@@ -14,12 +14,14 @@ import csv
 import io
 import json
 import math
+import os
 import sys
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .options import _at_least, _positive_real
+from .options import _at_least, _positive_real, _real
 from .video_options import _add_backbone_options, add_alert_options
 
 DEFAULT_STORE = "arnet-events.db"
@@ -80,7 +82,74 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
         default=30.0,
         help="longest wait between reconnection attempts, seconds (backoff from 0.5 s)",
     )
+    _add_notify_arguments(p)
     _add_backbone_options(p, recorded=True)
+
+
+def _add_notify_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("notify (alerts that go out; docs/notify.md)")
+    g.add_argument(
+        "--notify",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="send each alert event (opened, updated, closed) to a webhook (http:// or "
+        "https://: a JSON POST) or an MQTT broker (mqtt://HOST:PORT/TOPIC: QoS 1, retained "
+        "camera state, Home Assistant discovery); repeatable. Pending deliveries are kept in "
+        "the store and survive a restart",
+    )
+    g.add_argument(
+        "--notify-secret-file",
+        default=None,
+        metavar="FILE",
+        help="sign webhook bodies with the secret in FILE: header X-Arnet-Signature: "
+        "sha256=HMAC-SHA256(secret, body)",
+    )
+    g.add_argument(
+        "--notify-timeout",
+        type=_positive_real,
+        default=10.0,
+        help="seconds for one delivery attempt (default 10)",
+    )
+    g.add_argument(
+        "--notify-attempts",
+        type=_at_least(1),
+        default=12,
+        help="attempts of a delivery before it is kept as a dead letter (default 12; backoff "
+        "from --notify-retry-first doubling to 300 s)",
+    )
+    g.add_argument(
+        "--notify-retry-first",
+        type=_positive_real,
+        default=1.0,
+        help="seconds before a failed delivery is tried again, doubled each time (default 1)",
+    )
+    g.add_argument(
+        "--notify-drain",
+        type=_real,
+        default=10.0,
+        help="seconds a stopping watcher goes on sending pending deliveries (default 10; the "
+        "rest stay pending for the next watcher)",
+    )
+
+
+def notify_sinks(args: argparse.Namespace) -> list:
+    """The network sinks of `--notify` (checked before the model loads)."""
+    from ..errors import NotifyError
+    from ..live.notify import make_sinks
+    from ..live.sinks import NotifyOptions, read_secret
+
+    if args.notify_secret_file and not args.notify:
+        raise NotifyError("--notify-secret-file: no --notify URL to sign for")
+    secret = read_secret(args.notify_secret_file) if args.notify_secret_file else None
+    options = NotifyOptions(
+        timeout=args.notify_timeout,
+        attempts=args.notify_attempts,
+        first_delay=args.notify_retry_first,
+        drain=args.notify_drain,
+    )
+    client_id = f"arnet-watch-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return make_sinks(args.notify, secret, options, client_id)
 
 
 def _camera_lines(path: str) -> list[str]:
@@ -111,6 +180,7 @@ def run_watch(args: argparse.Namespace) -> int:
     # Arguments, sources and the store first: a mistake shows before the model loads; the
     # store is made only once the checkpoint has loaded too (a refused watch leaves no file).
     check_alert_arguments(args)
+    sinks = notify_sinks(args)
     texts = (_camera_lines(args.cameras) if args.cameras else []) + list(args.sources)
     if not texts:
         raise ExtractError("no source to watch: give SOURCE... or --cameras FILE")
@@ -139,7 +209,7 @@ def run_watch(args: argparse.Namespace) -> int:
     thresholds.validate()
     store = open_store(args.db)
     try:
-        watcher = Watcher(scorer, store, sources, thresholds, options)
+        watcher = Watcher(scorer, store, sources, thresholds, options, sinks)
         restore_signals = install_signals(watcher)
         kind = "per-segment" if scorer.independent else f"causal window of {args.context}"
         if not options.quiet:
@@ -246,6 +316,12 @@ def add_alerts_arguments(p: argparse.ArgumentParser) -> None:
         metavar="ALERT_ID",
         help="acknowledge this alert (with --note and --by) instead of listing",
     )
+    p.add_argument(
+        "--deliveries",
+        action="store_true",
+        help="show each alert's deliveries of `watch --notify` (pending, delivered, dead: a "
+        "column of the table and CSV; every delivery, with its last error, in --json)",
+    )
     p.add_argument("--note", default="", help="note of an acknowledgement")
     p.add_argument("--by", default=None, help="who acknowledges")
 
@@ -322,12 +398,12 @@ def export_row(alert: dict[str, Any], acks: list[dict[str, Any]]) -> dict[str, A
     }
 
 
-def _table(rows: list[dict[str, Any]], total: int) -> str:
+def _table(rows: list[dict[str, Any]], total: int, deliveries: bool = False) -> str:
     """The alerts for a person: a count, a header row, one line each."""
     lines = [
         f"{len(rows)} of {total} alert(s)",
         f"{'id':>6}  {'camera':<16} {'state':<6} {'start (UTC)':<29}  {'duration':>9}  "
-        f"{'peak':>5}  acknowledged",
+        f"{'peak':>5}  " + (f"{'deliveries':<28}  " if deliveries else "") + "acknowledged",
     ]
     for r in rows:
         ack = ""
@@ -337,8 +413,12 @@ def _table(rows: list[dict[str, Any]], total: int) -> str:
             )
             ack += f": {r['note']}" if r["note"] else ""
         lines.append(
-            f"{r['id']:>6}  {r['camera']:<16} {r['state']:<6} {r['start_iso']:<29}  "
-            f"{r['duration_s']:7.2f} s  {r['peak_score']:.3f}  {ack}".rstrip()
+            (
+                f"{r['id']:>6}  {r['camera']:<16} {r['state']:<6} {r['start_iso']:<29}  "
+                f"{r['duration_s']:7.2f} s  {r['peak_score']:.3f}  "
+                + (f"{r['deliveries']:<28}  " if deliveries else "")
+                + ack
+            ).rstrip()
         )
     return "\n".join(lines) + "\n"
 
@@ -384,22 +464,35 @@ def run_alerts(args: argparse.Namespace) -> int:
                     with contextlib.suppress(FileExistsError):  # written meanwhile: kept
                         write_atomic(target, lambda f, b=image: f.write(b), replace=False)
         acks = store.acknowledgements([a["id"] for a in alerts])
+        sent: dict[int, list[dict[str, Any]]] = {}
+        if args.deliveries:
+            from ..store.deliveries import Deliveries, summarize
+
+            sent = Deliveries(store).of_alerts([a["id"] for a in alerts])
     rows = [export_row(a, acks[a["id"]]) for a in alerts]
+    fields: tuple[str, ...] = EXPORT_FIELDS
+    if args.deliveries:
+        fields = (*EXPORT_FIELDS, "deliveries")
+        for r in rows:
+            r["deliveries"] = summarize(sent[r["id"]])
     if args.format == "json":
         listed = [
             {**r, "acknowledgements": [{**k, "iso": _iso(k["time"])} for k in acks[r["id"]]]}
             for r in rows
         ]
+        if args.deliveries:
+            for r in listed:
+                r["deliveries"] = sent[r["id"]]
         text = json.dumps({"total": total, "alerts": listed}, indent=1) + "\n"
     elif args.format == "csv":
         buffer = io.StringIO(newline="")
-        writer = csv.DictWriter(buffer, fieldnames=EXPORT_FIELDS)
+        writer = csv.DictWriter(buffer, fieldnames=fields)
         writer.writeheader()
         # camera names come from the store, which any program may write
         writer.writerows({k: csv_cell(v) for k, v in r.items()} for r in rows)
         text = buffer.getvalue()
     else:
-        text = _table(rows, total)
+        text = _table(rows, total, args.deliveries)
     if args.out:
         try:
             write_atomic(args.out, lambda f: f.write(text.encode()), replace=False)

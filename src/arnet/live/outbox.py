@@ -111,6 +111,8 @@ class Outbox:
         self.next_try = 0.0
         self.gone: set[int] = set()  # cameras whose lease was taken over
         self._held = 0  # segments waiting, in all
+        # targets of `--notify`: each alert event's deliveries are written with the alert
+        self.notify: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ adding
     def add_camera(self, camera_id: int) -> None:
@@ -233,8 +235,9 @@ class Outbox:
                     merge_alerts(list(w.alerts.values()), rows)
                     position = w.position if w.position is not None else position
                 alert_rows = list(rows.values())
+                extra = {"notify": self.notify} if self.notify else {}
                 ids = self.store.commit_segments(
-                    camera_id, segments, alert_rows, holder=self.holder, position=position
+                    camera_id, segments, alert_rows, holder=self.holder, position=position, **extra
                 )
             except LeaseLost as exc:
                 self._forget(camera_id, str(exc))

@@ -40,6 +40,7 @@ from ..store.events import LEASE_SECONDS, CameraBusy, Holder
 from .camera import Backoff, CameraWorker, Segment, SourceEnded
 from .outbox import HELD_SEGMENTS, Outbox
 from .scorer import SegmentScorer
+from .sinks import AlertSink, Sinks
 from .sources import Source
 from .tracker import AlertTracker, Thresholds
 
@@ -91,6 +92,8 @@ class Watcher:
         sources: the cameras.
         thresholds: the alert rule.
         options: run settings.
+        sinks: told of each alert opened, updated and closed once the store holds it (the
+            network sinks of `--notify` send it; `live.sinks`).
     """
 
     def __init__(
@@ -100,6 +103,7 @@ class Watcher:
         sources: Sequence[Source],
         thresholds: Thresholds,
         options: WatchOptions | None = None,
+        sinks: Sequence[AlertSink] = (),
     ) -> None:
         self.scorer, self.store, self.sources = scorer, store, list(sources)
         self.thresholds = thresholds
@@ -123,6 +127,8 @@ class Watcher:
             Backoff(0.5, self.options.store_retry_max),
         )
         self._beating = threading.Event()
+        self.sinks = Sinks(sinks)
+        self.outbox.notify = self.sinks.targets  # their deliveries are stored with the alerts
 
     def stop(self, *_: object) -> None:
         """Stop reading; segments already read are still scored and stored."""
@@ -193,6 +199,7 @@ class Watcher:
                 )
             resume = self.store.open_alert(camera["id"])
             self.announced[source.name] = {resume["start_segment"]} if resume else set()
+            self.sinks.resume(source.name, resume)
             # the frames scored after the open alert's last one were quiet (a restart)
             quiet = camera["next_frame"] - resume["end_frame"] - 1 if resume else 0
             self.trackers[source.name] = AlertTracker(
@@ -223,6 +230,10 @@ class Watcher:
                 on_event=self._on_event,
             )
         threading.Thread(target=self._heartbeat, name="lease-heartbeat", daemon=True).start()
+        if self.sinks.targets:
+            from ..store.deliveries import Deliveries
+
+            self.sinks.start(Deliveries(self.store), self.names)
         self.scorer.warm_up()
         for worker in self.workers.values():
             if self.stopping.is_set():
@@ -307,7 +318,9 @@ class Watcher:
         self.close()
 
     def close(self) -> None:
-        """Stop the heartbeat and give the cameras' leases up (again: nothing happens)."""
+        """Stop the sinks (sending what is pending for a while), the heartbeat, and give the
+        cameras' leases up (again: nothing happens)."""
+        self.sinks.stop()
         self._beating.set()
         self.outbox.release()
 
@@ -363,6 +376,7 @@ class Watcher:
                     f"{camera}: alert {alert_id} closed, frames {row['start_frame']}-"
                     f"{row['end_frame']}, peak {row['peak_score']:.3f} at frame {row['peak_frame']}"
                 )
+        self.sinks.written(camera, rows, ids)
 
     def _end(self, camera: str) -> None:
         """A camera delivers no more segments: close its alert (the footage it watched ended,

@@ -720,6 +720,7 @@ class EventStore:
         *,
         holder: Holder | None = None,
         position: int | None = None,
+        notify: Sequence[str] = (),
     ) -> list[int]:
         """Store scored segments and the alerts they open, update or close, atomically.
 
@@ -733,6 +734,9 @@ class EventStore:
             holder: write only while it holds the camera's lease (renewed by the write).
             position: how far the camera's file or folder has been read with these segments
                 (kept as `source_position`, never lowered).
+            notify: targets (`arnet watch --notify`) each alert event of `alert_rows` is to
+                be delivered to: their pending deliveries are written in this transaction
+                (`store.deliveries`).
 
         Returns:
             The ids of `alert_rows`, in order.
@@ -776,6 +780,11 @@ class EventStore:
                         **read,
                     )
                 )
+            if notify and alert_rows:
+                from . import deliveries
+
+                prior = deliveries.prior_alerts(conn, camera_id, alert_rows)
+                name = deliveries.camera_name(conn, camera_id)
             for row in alert_rows:
                 if row["state"] not in ALERT_STATES:
                     raise ValueError(f"alert state must be one of {ALERT_STATES}")
@@ -792,6 +801,11 @@ class EventStore:
                     .returning(alerts.c.id)
                 )
                 ids.append(int(conn.execute(statement).scalar_one()))
+                if notify:
+                    before = prior.get(row["start_segment"])
+                    deliveries.record(
+                        conn, self._insert, camera_id, name, ids[-1], before, row, notify, now
+                    )
         return ids
 
 

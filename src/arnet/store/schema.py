@@ -129,5 +129,31 @@ camera_leases = Table(
     Column("expires", Float, nullable=False),
 )
 
+# Alerts going out (`arnet watch --notify`): one row per alert event (opened, updated,
+# closed) and target, written in the transaction of the alert it reports; pending until the
+# receiver acknowledges it, dead once retries are spent (see `store.deliveries`).
+DELIVERY_STATES = ("pending", "delivered", "dead")
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("camera_id", Integer, ForeignKey("cameras.id", ondelete="CASCADE"), nullable=False),
+    Column("alert_id", Integer, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", String(100), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("target", String(1000), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt", Float, nullable=False),
+    Column("last_error", Text),
+    Column("created", Float, nullable=False),
+    Column("finished", Float),
+    UniqueConstraint("event_id", "target", name="uq_deliveries_event_target"),
+    Index("ix_deliveries_target_status", "target", "status", "id"),
+    Index("ix_deliveries_alert", "alert_id"),
+)
+
 # The tables of the first schema: every arnet store has them, whatever its revision.
 CORE_TABLES = ("cameras", "segment_scores", "camera_events", "alerts", "acknowledgements")
