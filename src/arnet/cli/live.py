@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .media_options import add_clip_arguments, clip_settings
 from .options import _at_least, _positive_real, _real, _unit
 from .video_options import _add_backbone_options
 
@@ -115,6 +116,7 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
         default=30.0,
         help="longest wait between reconnection attempts, seconds (backoff from 0.5 s)",
     )
+    add_clip_arguments(p)
     _add_backbone_options(p, recorded=True)
 
 
@@ -167,6 +169,7 @@ def run_watch(args: argparse.Namespace) -> int:
         open_timeout=args.open_timeout,
         reconnect_max=args.reconnect_max,
         quiet=args.quiet or args.json,
+        clips=clip_settings(args),
     )
     check_store(args.db)
     detector, _meta = detector_from_args(args)

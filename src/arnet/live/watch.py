@@ -38,6 +38,7 @@ from ..errors import DataError
 from ..folders import notice
 from ..store.events import LEASE_SECONDS, CameraBusy, Holder
 from .camera import Backoff, CameraWorker, Segment, SourceEnded
+from .clips import ClipRecorder, ClipSettings
 from .outbox import HELD_SEGMENTS, Outbox
 from .scorer import SegmentScorer
 from .sources import Source
@@ -61,6 +62,7 @@ class WatchOptions:
     lease_seconds: float = LEASE_SECONDS
     held_segments: int = HELD_SEGMENTS
     store_retry_max: float = 30.0
+    clips: ClipSettings | None = None  # a clip per alert (`--clip-before/--clip-after`)
 
     def __post_init__(self) -> None:
         Backoff(self.reconnect_first, self.reconnect_max)  # refuses delays of 0 or less
@@ -123,6 +125,8 @@ class Watcher:
             Backoff(0.5, self.options.store_retry_max),
         )
         self._beating = threading.Event()
+        clips = self.options.clips
+        self.clips = None if clips is None else ClipRecorder(clips, store, self._say)
 
     def stop(self, *_: object) -> None:
         """Stop reading; segments already read are still scored and stored."""
@@ -221,7 +225,10 @@ class Watcher:
                 backoff=Backoff(o.reconnect_first, o.reconnect_max),
                 timeout=o.open_timeout,
                 on_event=self._on_event,
+                on_frame=None if self.clips is None else self.clips.frame,
             )
+        if self.clips is not None:
+            self.clips.start([s.name for s in self.sources])
         threading.Thread(target=self._heartbeat, name="lease-heartbeat", daemon=True).start()
         self.scorer.warm_up()
         for worker in self.workers.values():
@@ -309,6 +316,8 @@ class Watcher:
     def close(self) -> None:
         """Stop the heartbeat and give the cameras' leases up (again: nothing happens)."""
         self._beating.set()
+        if self.clips is not None:
+            self.clips.close(timeout=120)
         self.outbox.release()
 
     def _finish(self, batch: list[Segment]) -> None:
@@ -338,6 +347,8 @@ class Watcher:
         for camera, (segs, alerts) in per_camera.items():
             exact = self.workers[camera].source.exact if camera in self.workers else False
             self._commit(camera, segs, alerts, positions[camera] if exact else None)
+            if self.clips is not None:  # after the alerts it opened: their pre-roll is kept
+                self.clips.scored(camera, segs[-1]["end_frame"] + 1)
         self.segments_scored += len(batch)
 
     def _commit(
@@ -349,6 +360,8 @@ class Watcher:
         """A batch is in the store: say which alerts it opened and closed."""
         camera = self.names[camera_id]
         for row, alert_id in zip(rows, ids):
+            if self.clips is not None:
+                self.clips.alert(camera, alert_id, row)
             announced = self.announced[camera]
             if row["start_segment"] not in announced:
                 announced.add(row["start_segment"])
@@ -370,6 +383,8 @@ class Watcher:
         rows = self.trackers[camera].close()
         if rows:
             self._commit(camera, [], rows)
+        if self.clips is not None:
+            self.clips.camera_ended(camera)
         if self.stopping.is_set():
             self._on_state(camera, "stopped", "the watcher stopped", "stopped", None)
 
