@@ -264,3 +264,86 @@ def test_clip_options_are_checked_before_the_model_loads(tmp_path: Path, capsys)
         err = capsys.readouterr().err.strip()
         assert message in err and "Traceback" not in err, err
     assert not (tmp_path / "e.db").exists()
+
+
+def test_alerts_export_copies_alerts_images_and_clips(tmp_path: Path, detector, capsys) -> None:  # noqa: ANN001
+    import csv
+    import json
+
+    video, _ = _video(tmp_path / "gate.mp4", "...XX.....XX...", seed=10)
+    db = tmp_path / "e.db"
+    with open_store(db) as store:
+        _watch(detector, store, [f"gate={video}"], tmp_path / "clips")
+        alerts = store.alerts(limit=None)[0]
+        found = clips(store, [a["id"] for a in alerts])
+        store.acknowledge(alerts[0]["id"], "a cat", by="ana")
+    assert len(alerts) == 2 and len(found) == 2
+    # the first alert's clip is gone from the disk: said, and left out; the rest is exported
+    gone = Path(found[alerts[1]["id"]]["path"])
+    gone.unlink()
+    out = tmp_path / "export"
+    assert main(["alerts", "--db", str(db), "--export", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "2 alert(s), 2 image(s) and 1 clip(s) exported" in captured.out
+    assert f"its clip {gone} is gone; exported without it" in captured.err
+    listed = json.loads((out / "alerts.json").read_text())
+    assert listed["total"] == 2
+    by_id = {a["id"]: a for a in listed["alerts"]}
+    kept = by_id[alerts[0]["id"]]
+    assert kept["clip"] == f"clips/alert-{alerts[0]['id']}.mp4" and kept["note"] == "a cat"
+    assert (out / kept["clip"]).read_bytes() == Path(found[alerts[0]["id"]]["path"]).read_bytes()
+    assert (out / kept["image"]).read_bytes()[:2] == b"\xff\xd8"
+    assert by_id[alerts[1]["id"]]["clip"] is None
+    rows = list(csv.DictReader((out / "alerts.csv").read_text().splitlines()))
+    assert {r["clip"] for r in rows} == {kept["clip"], ""}
+    assert sorted(p.name for p in out.iterdir()) == ["alerts.csv", "alerts.json", "clips", "images"]
+    # never into a folder that holds anything, which is left as it was; never beside --out
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    assert main(["alerts", "--db", str(db), "--export", str(out)]) == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert main(["alerts", "--db", str(db), "--export", str(tmp_path / "x"), "--out", "y"]) == 2
+    assert "without --out" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    # an empty folder that exists is taken
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["alerts", "--db", str(db), "--export", str(empty), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["clips"] == 1
+
+
+def test_a_store_of_an_earlier_revision_is_read_without_clips(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    import json
+    import sqlite3
+
+    from alembic import command
+
+    from arnet.store.engine import _script, create_engine, make_url
+
+    db = tmp_path / "old.db"
+    engine = create_engine(make_url(db))
+    config, _ = _script()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0002")
+    engine.dispose()
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO cameras (id, name, source, state, next_segment, next_frame, created, "
+            "updated) VALUES (1, 'gate', 'x', 'stopped', 4, 64, 0, 0)"
+        )
+        conn.execute(
+            "INSERT INTO alerts (camera_id, state, start_segment, end_segment, start_frame, "
+            "end_frame, start_time, end_time, peak_score, peak_frame, peak_time, created, "
+            "updated) VALUES (1, 'closed', 1, 2, 16, 47, 1, 2, 0.9, 20, 1.5, 0, 0)"
+        )
+    assert main(["alerts", "--db", str(db), "--export", str(tmp_path / "out"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "folder": str(tmp_path / "out"), "alerts": 1, "images": 0, "clips": 0, "clips_missing": []
+    }  # fmt: skip
+    with open_store(db, "read") as store:
+        from arnet.store.media import mask
+
+        assert clip(store, 1) is None and mask(store, "gate") is None
+    with sqlite3.connect(db) as conn:  # read as it is: never migrated by a reader
+        assert conn.execute("SELECT version_num FROM arnet_store_version").fetchone()[0] == "0002"

@@ -38,7 +38,7 @@ def watched(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 
 def _alert(store) -> dict:  # noqa: ANN001
-    ((alert,), _) = store.alerts()
+    (alert,) = store.alerts(camera="gate")[0]
     return alert
 
 
@@ -65,6 +65,14 @@ def test_the_clip_is_served_with_ranges_behind_the_token(watched) -> None:  # no
     # none for an alert without a clip or one that does not exist
     assert client.get("/api/alerts/999/clip").status_code == 404
     assert client.get("/api/alerts/999/clip/info").status_code == 404
+    with open_store(watched.url[len("sqlite:///") :]) as store:  # an alert without a clip
+        camera = store.register_camera("plain", "x")
+        row = {"state": "closed", "start_segment": 0, "end_segment": 0, "start_frame": 0,
+               "end_frame": 15, "start_time": 1.0, "end_time": 2.0, "peak_score": 0.9,
+               "peak_frame": 0, "peak_time": 1.0, "threshold": 0.5}  # fmt: skip
+        (plain,) = store.commit_segments(camera["id"], [], [row])
+    assert client.get(f"/api/alerts/{plain}/clip/info").json() is None
+    assert client.get(f"/api/alerts/{plain}/clip").status_code == 404
     assert client.get("/api/alerts/-1/clip").status_code in (404, 422)
     assert client.get("/api/cameras/mask", params={"camera": "gate"}).json() is None
     guarded = TestClient(create_app(watched, token=TOKEN), base_url=LOCAL)

@@ -290,6 +290,13 @@ def add_alerts_arguments(p: argparse.ArgumentParser) -> None:
         metavar="ALERT_ID",
         help="acknowledge this alert (with --note and --by) instead of listing",
     )
+    p.add_argument(
+        "--export",
+        default=None,
+        metavar="DIR",
+        help="write the alerts listed as DIR/alerts.csv and alerts.json with each one's peak "
+        "frame (images/) and clip (clips/); DIR must be new or empty",
+    )
     p.add_argument("--note", default="", help="note of an acknowledgement")
     p.add_argument("--by", default=None, help="who acknowledges")
 
@@ -394,6 +401,12 @@ def run_alerts(args: argparse.Namespace) -> int:
 
     if args.limit < 0 or args.offset < 0:
         raise DataError("--limit and --offset must be >= 0")
+    if args.export and (args.out or args.images or args.ack is not None):
+        raise DataError("--export DIR writes its own files: give it without --out, --images, --ack")
+    if args.export:
+        from ..folders import require_empty
+
+        require_empty(Path(args.export), "export alerts into a new or empty --export folder")
     if args.out and Path(args.out).exists():
         raise DataError(f"{args.out}: exists; choose a new file (nothing is overwritten)")
     # A reader: an existing arnet store, never created, migrated or changed (but for --ack).
@@ -428,7 +441,18 @@ def run_alerts(args: argparse.Namespace) -> int:
                     with contextlib.suppress(FileExistsError):  # written meanwhile: kept
                         write_atomic(target, lambda f, b=image: f.write(b), replace=False)
         acks = store.acknowledgements([a["id"] for a in alerts])
-    rows = [export_row(a, acks[a["id"]]) for a in alerts]
+        rows = [export_row(a, acks[a["id"]]) for a in alerts]
+        if args.export:
+            from .alerts_export import export_alerts
+
+            done = export_alerts(store, args.export, alerts, rows, acks, total)
+            print(
+                json.dumps(done)
+                if args.format == "json"
+                else f"{done['alerts']} alert(s), {done['images']} image(s) and {done['clips']} "
+                f"clip(s) exported into {done['folder']}"
+            )
+            return 0
     if args.format == "json":
         listed = [
             {**r, "acknowledgements": [{**k, "iso": _iso(k["time"])} for k in acks[r["id"]]]}

@@ -38,10 +38,17 @@ def media_router(store: Any) -> APIRouter:
     @router.get(
         "/alerts/{alert_id}/clip/info",
         tags=["alerts"],
-        summary="The alert's clip: its first and last frame, start time, rate, size and bytes",
+        summary="The alert's clip: its first and last frame, start time, rate, size and bytes "
+        "(null when the alert has none)",
     )
-    def clip_info(alert_id: int) -> dict[str, Any]:
-        found = clip_row(alert_id)
+    def clip_info(alert_id: int) -> dict[str, Any] | None:
+        from ..store.media import clip
+
+        if not 0 < alert_id < 2**63 or need().alert(alert_id) is None:
+            raise HTTPException(404, f"no alert {alert_id}")
+        found = clip(need(), alert_id)
+        if found is None:
+            return None
         path = Path(found.pop("path"))
         found["available"] = path.is_file()
         found["url"] = f"/api/alerts/{alert_id}/clip"
