@@ -19,7 +19,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .media_options import add_clip_arguments, clip_settings
+from .media_options import (
+    add_clip_arguments,
+    add_retention_arguments,
+    clip_settings,
+    retention_policy,
+)
 from .options import _at_least, _positive_real, _real, _unit
 from .video_options import _add_backbone_options
 
@@ -117,6 +122,7 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
         help="longest wait between reconnection attempts, seconds (backoff from 0.5 s)",
     )
     add_clip_arguments(p)
+    add_retention_arguments(p)
     _add_backbone_options(p, recorded=True)
 
 
@@ -170,6 +176,7 @@ def run_watch(args: argparse.Namespace) -> int:
         reconnect_max=args.reconnect_max,
         quiet=args.quiet or args.json,
         clips=clip_settings(args),
+        retention=retention_policy(args),
     )
     check_store(args.db)
     detector, _meta = detector_from_args(args)

@@ -97,3 +97,44 @@ def clip_settings(args: argparse.Namespace) -> Any:
     )
     check_folder(settings.folder)
     return settings
+
+
+def add_retention_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "retention (pruned in small batches while watching; nothing is pruned unless asked)"
+    )
+    g.add_argument(
+        "--keep-days",
+        type=_positive_real,
+        default=None,
+        metavar="N",
+        help="prune scores, events and closed alerts (images, clips) older than N days",
+    )
+    g.add_argument(
+        "--keep-gb",
+        type=_positive_real,
+        default=None,
+        metavar="X",
+        help="prune the oldest first while this watcher's cameras hold more than X GB "
+        "(clips, images and rows)",
+    )
+    g.add_argument(
+        "--keep-acknowledged-days",
+        type=_positive_real,
+        default=None,
+        metavar="M",
+        help="keep acknowledged alerts, their clips and scores M days (default 4 x --keep-days)",
+    )
+
+
+def retention_policy(args: argparse.Namespace) -> Any:
+    """The `RetentionPolicy` the options ask for, or None (nothing is pruned).
+
+    Raises:
+        DataError: --keep-acknowledged-days shorter than --keep-days, or without either.
+    """
+    if args.keep_days is None and args.keep_gb is None and args.keep_acknowledged_days is None:
+        return None
+    from ..store.retention import RetentionPolicy
+
+    return RetentionPolicy(args.keep_days, args.keep_gb, args.keep_acknowledged_days)

@@ -37,6 +37,7 @@ from ..detection.heatmaps import heat_picture, jpeg_bytes
 from ..errors import DataError
 from ..folders import notice
 from ..store.events import LEASE_SECONDS, CameraBusy, Holder
+from ..store.retention import Pruner, RetentionPolicy, RetentionThread
 from .camera import Backoff, CameraWorker, Segment, SourceEnded
 from .clips import ClipRecorder, ClipSettings
 from .outbox import HELD_SEGMENTS, Outbox
@@ -63,6 +64,7 @@ class WatchOptions:
     held_segments: int = HELD_SEGMENTS
     store_retry_max: float = 30.0
     clips: ClipSettings | None = None  # a clip per alert (`--clip-before/--clip-after`)
+    retention: RetentionPolicy | None = None  # pruning while watching (`--keep-days/-gb`)
 
     def __post_init__(self) -> None:
         Backoff(self.reconnect_first, self.reconnect_max)  # refuses delays of 0 or less
@@ -127,6 +129,7 @@ class Watcher:
         self._beating = threading.Event()
         clips = self.options.clips
         self.clips = None if clips is None else ClipRecorder(clips, store, self._say)
+        self.retention: RetentionThread | None = None
 
     def stop(self, *_: object) -> None:
         """Stop reading; segments already read are still scored and stored."""
@@ -229,6 +232,11 @@ class Watcher:
             )
         if self.clips is not None:
             self.clips.start([s.name for s in self.sources])
+        policy = self.options.retention
+        if policy is not None and policy.active:  # the cameras held: their clips are here
+            pruner = Pruner(self.store, policy, list(self.ids.values()))
+            self.retention = RetentionThread(pruner, self._say)
+            self.retention.start()
         threading.Thread(target=self._heartbeat, name="lease-heartbeat", daemon=True).start()
         self.scorer.warm_up()
         for worker in self.workers.values():
@@ -316,6 +324,9 @@ class Watcher:
     def close(self) -> None:
         """Stop the heartbeat and give the cameras' leases up (again: nothing happens)."""
         self._beating.set()
+        if self.retention is not None:
+            self.retention.stop()
+            self.retention.join(timeout=60)
         if self.clips is not None:
             self.clips.close(timeout=120)
         self.outbox.release()
