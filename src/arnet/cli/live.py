@@ -21,8 +21,10 @@ from typing import Any
 
 from .media_options import (
     add_clip_arguments,
+    add_mask_arguments,
     add_retention_arguments,
     clip_settings,
+    masks,
     retention_policy,
 )
 from .options import _at_least, _positive_real, _real, _unit
@@ -123,6 +125,7 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_clip_arguments(p)
     add_retention_arguments(p)
+    add_mask_arguments(p)
     _add_backbone_options(p, recorded=True)
 
 
@@ -180,6 +183,7 @@ def run_watch(args: argparse.Namespace) -> int:
     )
     check_store(args.db)
     detector, _meta = detector_from_args(args)
+    options.masks = masks(args, [s.name for s in sources], detector.cell_grid)
     scorer = SegmentScorer(detector, args.context)
     if normal:
         start = detector.calibrate(normal, args.false_alarm_rate)

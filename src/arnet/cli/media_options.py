@@ -138,3 +138,22 @@ def retention_policy(args: argparse.Namespace) -> Any:
     from ..store.retention import RetentionPolicy
 
     return RetentionPolicy(args.keep_days, args.keep_gb, args.keep_acknowledged_days)
+
+
+def add_mask_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--mask",
+        action="append",
+        default=[],
+        metavar="CAMERA=SPEC",
+        help="what of a camera counts for nothing: a PNG (white = ignore) at the camera's frame "
+        "size or the checkpoint's cell grid, or cells ROW:COL,... of the checkpoint's grid "
+        "(RxC/ROW:COL,... with a checkpoint that maps no cells); repeat per camera",
+    )
+
+
+def masks(args: argparse.Namespace, cameras: list[str], grid: tuple[int, int] | None) -> Any:
+    """{camera: Mask} of the --mask options (checked against the cameras and the grid)."""
+    from ..live.masks import parse_masks
+
+    return parse_masks(args.mask, cameras, grid)

@@ -40,6 +40,7 @@ from ..store.events import LEASE_SECONDS, CameraBusy, Holder
 from ..store.retention import Pruner, RetentionPolicy, RetentionThread
 from .camera import Backoff, CameraWorker, Segment, SourceEnded
 from .clips import ClipRecorder, ClipSettings
+from .masks import Mask
 from .outbox import HELD_SEGMENTS, Outbox
 from .scorer import SegmentScorer
 from .sources import Source
@@ -65,6 +66,7 @@ class WatchOptions:
     store_retry_max: float = 30.0
     clips: ClipSettings | None = None  # a clip per alert (`--clip-before/--clip-after`)
     retention: RetentionPolicy | None = None  # pruning while watching (`--keep-days/-gb`)
+    masks: dict[str, Mask] | None = None  # per camera, what counts for nothing (`--mask`)
 
     def __post_init__(self) -> None:
         Backoff(self.reconnect_first, self.reconnect_max)  # refuses delays of 0 or less
@@ -130,6 +132,7 @@ class Watcher:
         clips = self.options.clips
         self.clips = None if clips is None else ClipRecorder(clips, store, self._say)
         self.retention: RetentionThread | None = None
+        self.masks = dict(self.options.masks or {})
 
     def stop(self, *_: object) -> None:
         """Stop reading; segments already read are still scored and stored."""
@@ -232,6 +235,11 @@ class Watcher:
             )
         if self.clips is not None:
             self.clips.start([s.name for s in self.sources])
+        from ..store.media import set_mask
+
+        for source in self.sources:  # stored for the dashboard; none given: none stored
+            mask = self.masks.get(source.name)
+            set_mask(self.store, self.ids[source.name], None if mask is None else mask.describe())
         policy = self.options.retention
         if policy is not None and policy.active:  # the cameras held: their clips are here
             pruner = Pruner(self.store, policy, list(self.ids.values()))
@@ -337,7 +345,14 @@ class Watcher:
         for s in batch:
             if s.gap_frames:
                 self.scorer.forget(s.camera)
+            if s.camera in self.masks:  # masked pixels blanked before the backbone
+                self.masks[s.camera].apply(s)
         scores, cells = self.scorer.score_and_locate(batch)
+        if self.masks:
+            cells = [
+                m.blank_cells(c) if (m := self.masks.get(s.camera)) else c
+                for s, c in zip(batch, cells)
+            ]
         per_camera: dict[str, tuple[list[dict], list[dict]]] = {}
         positions: dict[str, int] = {}
         for s, score, where in zip(batch, scores.tolist(), cells):
