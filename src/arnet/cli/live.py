@@ -21,6 +21,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .media_options import (
+    add_clip_arguments,
+    add_mask_arguments,
+    add_retention_arguments,
+    clip_settings,
+    masks,
+    retention_policy,
+)
 from .options import _at_least, _positive_real, _real
 from .video_options import _add_backbone_options, add_alert_options
 
@@ -83,6 +91,9 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
         help="longest wait between reconnection attempts, seconds (backoff from 0.5 s)",
     )
     _add_notify_arguments(p)
+    add_clip_arguments(p)
+    add_retention_arguments(p)
+    add_mask_arguments(p)
     _add_backbone_options(p, recorded=True)
 
 
@@ -199,9 +210,12 @@ def run_watch(args: argparse.Namespace) -> int:
         open_timeout=args.open_timeout,
         reconnect_max=args.reconnect_max,
         quiet=args.quiet or args.json,
+        clips=clip_settings(args),
+        retention=retention_policy(args),
     )
     check_store(args.db)
     detector, _meta = detector_from_args(args)
+    options.masks = masks(args, [s.name for s in sources], detector.cell_grid)
     scorer = SegmentScorer(detector, args.context)
     start, _calibration = alert_threshold(args, detector, normal)
     stop = args.stop_threshold if args.stop_threshold is not None else start
@@ -322,6 +336,13 @@ def add_alerts_arguments(p: argparse.ArgumentParser) -> None:
         help="show each alert's deliveries of `watch --notify` (pending, delivered, dead: a "
         "column of the table and CSV; every delivery, with its last error, in --json)",
     )
+    p.add_argument(
+        "--export",
+        default=None,
+        metavar="DIR",
+        help="write the alerts listed as DIR/alerts.csv and alerts.json with each one's peak "
+        "frame (images/) and clip (clips/); DIR must be new or empty",
+    )
     p.add_argument("--note", default="", help="note of an acknowledgement")
     p.add_argument("--by", default=None, help="who acknowledges")
 
@@ -430,6 +451,12 @@ def run_alerts(args: argparse.Namespace) -> int:
 
     if args.limit < 0 or args.offset < 0:
         raise DataError("--limit and --offset must be >= 0")
+    if args.export and (args.out or args.images or args.ack is not None):
+        raise DataError("--export DIR writes its own files: give it without --out, --images, --ack")
+    if args.export:
+        from ..folders import require_empty
+
+        require_empty(Path(args.export), "export alerts into a new or empty --export folder")
     if args.out and Path(args.out).exists():
         raise DataError(f"{args.out}: exists; choose a new file (nothing is overwritten)")
     # A reader: an existing arnet store, never created, migrated or changed (but for --ack).
@@ -469,7 +496,18 @@ def run_alerts(args: argparse.Namespace) -> int:
             from ..store.deliveries import Deliveries, summarize
 
             sent = Deliveries(store).of_alerts([a["id"] for a in alerts])
-    rows = [export_row(a, acks[a["id"]]) for a in alerts]
+        rows = [export_row(a, acks[a["id"]]) for a in alerts]
+        if args.export:
+            from .alerts_export import export_alerts
+
+            done = export_alerts(store, args.export, alerts, rows, acks, total)
+            print(
+                json.dumps(done)
+                if args.format == "json"
+                else f"{done['alerts']} alert(s), {done['images']} image(s) and {done['clips']} "
+                f"clip(s) exported into {done['folder']}"
+            )
+            return 0
     fields: tuple[str, ...] = EXPORT_FIELDS
     if args.deliveries:
         fields = (*EXPORT_FIELDS, "deliveries")

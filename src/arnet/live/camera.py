@@ -108,6 +108,8 @@ class Backoff:
 
 StateCallback = Callable[[str, str, str | None, str | None, int | None], None]
 EventCallback = Callable[[str, str, str, int | None], None]
+# camera, frame number, wall time, decoded frame, frame rate, the worker's stop event
+FrameCallback = Callable[[str, int, float, np.ndarray, float, threading.Event], None]
 
 
 class CameraWorker(threading.Thread):
@@ -130,6 +132,8 @@ class CameraWorker(threading.Thread):
         timeout: seconds to open or read a stream.
         on_event: callback(camera, kind, detail, frame) for a camera event that changes no
             state (`skipped`, `resized`).
+        on_frame: callback(camera, frame number, time, frame, fps, stopping) for every frame
+            put into a segment (the clips' ring buffer), in the camera's thread.
     """
 
     def __init__(
@@ -149,6 +153,7 @@ class CameraWorker(threading.Thread):
         backoff: Backoff | None = None,
         timeout: float = 10.0,
         on_event: EventCallback | None = None,
+        on_frame: FrameCallback | None = None,
     ) -> None:
         super().__init__(name=f"camera-{source.name}", daemon=True)
         self.source, self.config, self.with_flow = source, config, with_flow_fields
@@ -156,6 +161,7 @@ class CameraWorker(threading.Thread):
         self.frame, self.segment = next_frame, next_segment
         self.position = resume  # of a file or folder: where its next frame is read
         self.on_event = on_event
+        self.on_frame = on_frame
         self.resized = False  # the last connection ended on a change of the frame size
         self.last_time = last_seen
         self.stride, self.realtime = frame_stride, realtime
@@ -289,6 +295,11 @@ class CameraWorker(threading.Thread):
                     continue
                 skipped(shape)
                 raw.append((frame, time.time(), reader.position))
+                if self.on_frame is not None:  # the clips' ring: numbered as segments count
+                    index = self.frame + len(raw) - 1
+                    self.on_frame(
+                        self.source.name, index, raw[-1][1], frame, reader.fps, self.stopping
+                    )
                 keep = self.with_flow or position % self.stride == 0
                 position = (position + 1) % length
                 yield resize_short_side(frame, pp.short_side) if keep else None

@@ -37,7 +37,10 @@ from ..detection.heatmaps import heat_picture, jpeg_bytes
 from ..errors import DataError
 from ..folders import notice
 from ..store.events import LEASE_SECONDS, CameraBusy, Holder
+from ..store.retention import Pruner, RetentionPolicy, RetentionThread
 from .camera import Backoff, CameraWorker, Segment, SourceEnded
+from .clips import ClipRecorder, ClipSettings
+from .masks import Mask
 from .outbox import HELD_SEGMENTS, Outbox
 from .scorer import SegmentScorer
 from .sinks import AlertSink, Sinks
@@ -62,6 +65,9 @@ class WatchOptions:
     lease_seconds: float = LEASE_SECONDS
     held_segments: int = HELD_SEGMENTS
     store_retry_max: float = 30.0
+    clips: ClipSettings | None = None  # a clip per alert (`--clip-before/--clip-after`)
+    retention: RetentionPolicy | None = None  # pruning while watching (`--keep-days/-gb`)
+    masks: dict[str, Mask] | None = None  # per camera, what counts for nothing (`--mask`)
 
     def __post_init__(self) -> None:
         Backoff(self.reconnect_first, self.reconnect_max)  # refuses delays of 0 or less
@@ -129,6 +135,10 @@ class Watcher:
         self._beating = threading.Event()
         self.sinks = Sinks(sinks)
         self.outbox.notify = self.sinks.targets  # their deliveries are stored with the alerts
+        clips = self.options.clips
+        self.clips = None if clips is None else ClipRecorder(clips, store, self._say)
+        self.retention: RetentionThread | None = None
+        self.masks = dict(self.options.masks or {})
 
     def stop(self, *_: object) -> None:
         """Stop reading; segments already read are still scored and stored."""
@@ -228,7 +238,20 @@ class Watcher:
                 backoff=Backoff(o.reconnect_first, o.reconnect_max),
                 timeout=o.open_timeout,
                 on_event=self._on_event,
+                on_frame=None if self.clips is None else self.clips.frame,
             )
+        if self.clips is not None:
+            self.clips.start([s.name for s in self.sources])
+        from ..store.media import set_mask
+
+        for source in self.sources:  # stored for the dashboard; none given: none stored
+            mask = self.masks.get(source.name)
+            set_mask(self.store, self.ids[source.name], None if mask is None else mask.describe())
+        policy = self.options.retention
+        if policy is not None and policy.active:  # the cameras held: their clips are here
+            pruner = Pruner(self.store, policy, list(self.ids.values()))
+            self.retention = RetentionThread(pruner, self._say)
+            self.retention.start()
         threading.Thread(target=self._heartbeat, name="lease-heartbeat", daemon=True).start()
         if self.sinks.targets:
             from ..store.deliveries import Deliveries
@@ -322,6 +345,11 @@ class Watcher:
         cameras' leases up (again: nothing happens)."""
         self.sinks.stop()
         self._beating.set()
+        if self.retention is not None:
+            self.retention.stop()
+            self.retention.join(timeout=60)
+        if self.clips is not None:
+            self.clips.close(timeout=120)
         self.outbox.release()
 
     def _finish(self, batch: list[Segment]) -> None:
@@ -330,7 +358,14 @@ class Watcher:
         for s in batch:
             if s.gap_frames:
                 self.scorer.forget(s.camera)
+            if s.camera in self.masks:  # masked pixels blanked before the backbone
+                self.masks[s.camera].apply(s)
         scores, cells = self.scorer.score_and_locate(batch)
+        if self.masks:
+            cells = [
+                m.blank_cells(c) if (m := self.masks.get(s.camera)) else c
+                for s, c in zip(batch, cells)
+            ]
         per_camera: dict[str, tuple[list[dict], list[dict]]] = {}
         positions: dict[str, int] = {}
         for s, score, where in zip(batch, scores.tolist(), cells):
@@ -351,6 +386,8 @@ class Watcher:
         for camera, (segs, alerts) in per_camera.items():
             exact = self.workers[camera].source.exact if camera in self.workers else False
             self._commit(camera, segs, alerts, positions[camera] if exact else None)
+            if self.clips is not None:  # after the alerts it opened: their pre-roll is kept
+                self.clips.scored(camera, segs[-1]["end_frame"] + 1)
         self.segments_scored += len(batch)
 
     def _commit(
@@ -362,6 +399,8 @@ class Watcher:
         """A batch is in the store: say which alerts it opened and closed."""
         camera = self.names[camera_id]
         for row, alert_id in zip(rows, ids):
+            if self.clips is not None:
+                self.clips.alert(camera, alert_id, row)
             announced = self.announced[camera]
             if row["start_segment"] not in announced:
                 announced.add(row["start_segment"])
@@ -384,6 +423,8 @@ class Watcher:
         rows = self.trackers[camera].close()
         if rows:
             self._commit(camera, [], rows)
+        if self.clips is not None:
+            self.clips.camera_ended(camera)
         if self.stopping.is_set():
             self._on_state(camera, "stopped", "the watcher stopped", "stopped", None)
 

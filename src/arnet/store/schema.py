@@ -155,5 +155,32 @@ deliveries = Table(
     Index("ix_deliveries_alert", "alert_id"),
 )
 
+# An alert's clip (`arnet watch --clip-before/--clip-after`): the MP4 file, written whole and
+# renamed before this row is (a watcher killed mid-clip leaves no row), and the frames it shows.
+alert_clips = Table(
+    "alert_clips",
+    metadata,
+    Column("alert_id", Integer, ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True),
+    Column("path", Text, nullable=False),
+    Column("start_frame", Integer, nullable=False),
+    Column("end_frame", Integer, nullable=False),
+    Column("start_time", Float, nullable=False),
+    Column("fps", Float, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("bytes", Integer, nullable=False),
+    Column("created", Float, nullable=False),
+)
+
+# A camera's mask (`arnet watch --mask CAMERA=...`): the cells or pixels that count for nothing,
+# as JSON (see `arnet.live.masks`), for the dashboard to draw.
+camera_masks = Table(
+    "camera_masks",
+    metadata,
+    Column("camera_id", Integer, ForeignKey("cameras.id", ondelete="CASCADE"), primary_key=True),
+    Column("mask", Text, nullable=False),
+    Column("updated", Float, nullable=False),
+)
+
 # The tables of the first schema: every arnet store has them, whatever its revision.
 CORE_TABLES = ("cameras", "segment_scores", "camera_events", "alerts", "acknowledgements")

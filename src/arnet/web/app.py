@@ -23,6 +23,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from .. import __version__
 from ..store import StoreError
 from .events import events_router
+from .media import media_router
 from .runs import RunFolders, RunNotFound
 
 STATIC = Path(__file__).parent / "static"
@@ -122,6 +123,7 @@ def create_app(
     _guard(app, token)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
     app.include_router(events_router(store, poll_seconds, app.state.closing), prefix="/api")
+    app.include_router(media_router(store), prefix="/api")
     _runs_routes(app, folders)
     _pages(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

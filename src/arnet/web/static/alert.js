@@ -1,5 +1,5 @@
-// One alert: the peak frame, the score curve with the alert shaded, and acknowledgement with
-// a note (kept in the store with its time).
+// One alert: its clip with the score curve under it (when recorded), the peak frame, the score
+// curve with the alert shaded, and acknowledgement with a note (kept in the store with its time).
 "use strict";
 
 (() => {
@@ -75,6 +75,91 @@
     return form;
   }
 
+  // The clip (when the watcher recorded one) with the score curve under it, in frames, and a
+  // line that follows the video's position; the camera's mask drawn over the video.
+  function clipView(a, c, mask) {
+    const video = el("video", {
+      id: "clip-video", src: c.url, controls: true, muted: true, playsinline: true,
+      preload: "auto", width: c.width, height: c.height,
+    });
+    const box = el("div", { class: "clip-box" }, video);
+    if (mask) box.append(maskOverlay(mask, c.width, c.height));
+    const rows = (a.context && a.context.length ? a.context : a.segments)
+      .filter((r) => r.end_frame >= c.start_frame && r.start_frame <= c.end_frame);
+    const xs = rows.map((r) => Math.max(r.start_frame, c.start_frame));
+    const ys = rows.map((r) => r.score);
+    const threshold = a.threshold !== null ? a.threshold : a.camera_threshold;
+    const chart = charts.line(Object.assign({
+      width: 720, height: 200, xmin: c.start_frame, xmax: c.end_frame + 1,
+      series: [{ xs, ys, step: true, end: c.end_frame + 1, name: "clip-score" }],
+      bands: [{ x0: a.start_frame, x1: a.end_frame + 1, cls: "alert-span" }],
+      hlines: [{ y: threshold, cls: "threshold", label: "threshold " + num(threshold, 2) }],
+      xlabel: "frame", ylabel: "anomaly score", title: "score over the clip (alert shaded)",
+    }, charts.scoreRange(ys, [threshold])));
+    chart.id = "clip-chart";
+    const cursor = document.createElementNS("http://www.w3.org/2000/svg", "line");
+    cursor.setAttribute("class", "clip-cursor");
+    cursor.setAttribute("y1", chart.plotTop);
+    cursor.setAttribute("y2", chart.plotBottom);
+    chart.append(cursor);
+    const place = () => {
+      const frame = Math.min(c.end_frame, c.start_frame + Math.floor(video.currentTime * c.fps));
+      const x = chart.px(frame).toFixed(1);
+      cursor.setAttribute("x1", x);
+      cursor.setAttribute("x2", x);
+      cursor.setAttribute("data-frame", String(frame));
+    };
+    place();
+    video.addEventListener("timeupdate", place);
+    video.addEventListener("seeked", place);
+    return el("figure", { class: "clip" }, box, chart,
+      el("figcaption", { class: "muted" },
+        "Frames " + c.start_frame + "–" + c.end_frame + " (" + num(c.fps, 2) + " fps), from " +
+        time(c.start_time) + ". The line on the curve follows the video." +
+        (mask ? " Shaded over the video: the camera's mask (counted for nothing)." : "")));
+  }
+
+  function maskOverlay(mask, width, height) {
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("class", "mask-overlay");
+    svg.setAttribute("id", "mask-overlay");
+    svg.setAttribute("preserveAspectRatio", "none");
+    if (mask.kind === "cells") {
+      const [x0, y0, x1, y1] = mask.region || [0, 0, 1, 1];
+      svg.setAttribute("viewBox", "0 0 1 1");
+      const w = (x1 - x0) / mask.cols;
+      const h = (y1 - y0) / mask.rows;
+      for (const [r, col] of mask.cells) {
+        const rect = document.createElementNS(ns, "rect");
+        rect.setAttribute("x", x0 + col * w);
+        rect.setAttribute("y", y0 + r * h);
+        rect.setAttribute("width", w);
+        rect.setAttribute("height", h);
+        rect.setAttribute("class", "masked");
+        svg.append(rect);
+      }
+    } else if (mask.kind === "pixels" && mask.png) {
+      svg.setAttribute("viewBox", "0 0 " + width + " " + height);
+      const image = document.createElementNS(ns, "image");
+      image.setAttribute("href", "data:image/png;base64," + mask.png);
+      image.setAttribute("width", width);
+      image.setAttribute("height", height);
+      image.setAttribute("preserveAspectRatio", "none");
+      image.setAttribute("class", "masked");
+      svg.append(image);
+    }
+    return svg;
+  }
+
+  async function optional(url) {
+    try {
+      return await arnet.getJSON(url);
+    } catch (err) {
+      return null; // no clip or no mask (404), or a store of an earlier arnet
+    }
+  }
+
   async function load() {
     let a;
     try {
@@ -94,9 +179,14 @@
           "nearest-normal on grid features) the same frame follows on the right under the heat " +
           "map of the segment's cells: red where it is most anomalous."))
       : el("p", { class: "muted" }, "no image of the peak frame was stored");
+    const [clip, mask] = await Promise.all([
+      optional("/api/alerts/" + a.id + "/clip/info"),
+      optional(arnet.url("/api/cameras/mask", { camera: a.camera })),
+    ]);
+    const media = clip && clip.available ? clipView(a, clip, mask) : null;
     clear(box).append(
       el("div", { class: "alert-view" },
-        el("div", {}, image, facts(a)),
+        el("div", {}, media, image, facts(a)),
         el("div", {}, curve(a),
           el("h2", {}, "Acknowledgements"), acknowledgements(a), ackForm(a))));
   }

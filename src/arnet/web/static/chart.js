@@ -158,6 +158,10 @@ const charts = (() => {
       root.append(t);
     }
     root.setAttribute("data-points", String(series.reduce((n, s) => n + s.xs.length, 0)));
+    // For marks drawn later (the clip's playing position): x -> pixels, and the plot's height.
+    root.px = px;
+    root.plotTop = m.top;
+    root.plotBottom = H - m.bottom;
     root.setAttribute("data-xmax", String(xmax));
     root.setAttribute("data-ymin", String(ymin));
     root.setAttribute("data-ymax", String(ymax));
