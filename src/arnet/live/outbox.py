@@ -69,12 +69,18 @@ class _Camera:
 
 def merge_alerts(rows: list[dict[str, Any]], into: dict[int, dict[str, Any]]) -> None:
     """Fold alert rows into one row per alert (its last state); an alert's picture, written
-    with the peak that made it, is kept when a later row has none."""
+    with the peak that made it, is kept when a later row has none, and the features of its
+    segments are gathered from every row."""
     for row in rows:
         earlier = into.get(row["start_segment"], {})
         merged = {**earlier, **row}
         if row.get("peak_image") is None and earlier.get("peak_image") is not None:
             merged["peak_image"] = earlier["peak_image"]
+        if earlier.get("segment_features") and row.get("segment_features") is not None:
+            # each row carries the features of the segments it added (live.feedback)
+            merged["segment_features"] = {**earlier["segment_features"], **row["segment_features"]}
+        elif earlier.get("segment_features"):
+            merged["segment_features"] = earlier["segment_features"]
         into[row["start_segment"]] = merged
 
 
