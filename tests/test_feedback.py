@@ -338,3 +338,83 @@ def test_watch_scores_with_an_export_folder_as_with_its_run(tmp_path: Path, caps
     argv = ["watch", f"gate={video}", "--checkpoint", str(out), "--db", str(tmp_path / "x.db")]
     assert main(argv) == 2
     assert "not an arnet export manifest" in _one_line(capsys)
+
+
+def _judged_alerts(db: Path, run: Path, features: list[np.ndarray], verdicts: list[str]) -> None:
+    """Alerts of `run` in a store, as a watcher writes them, and an operator's verdicts."""
+    with open_store(db) as store:
+        cam = store.register_camera("gate", "rtsp://cam/1")
+        for k, (rows, verdict) in enumerate(zip(features, verdicts)):
+            first = 100 * k
+            segs = [
+                {"segment": first + i, "start_frame": 16 * (first + i),
+                 "end_frame": 16 * (first + i) + 15, "start_time": first + i,
+                 "end_time": first + i + 1.0, "score": 0.9}
+                for i in range(len(rows))
+            ]  # fmt: skip
+            alert = {
+                "state": "closed",
+                "start_segment": first,
+                "end_segment": first + len(rows) - 1,
+                "start_frame": 16 * first,
+                "end_frame": 16 * (first + len(rows)) - 1,
+                "start_time": float(first),
+                "end_time": float(first + len(rows)),
+                "peak_score": 0.9,
+                "peak_frame": 16 * first,
+                "peak_time": float(first),
+                "threshold": 0.5,
+                "detector": (str(run), 0),
+                "segment_features": dict(enumerate(rows, start=first)),
+            }
+            (alert_id,) = store.commit_segments(cam["id"], segs, [alert])
+            store.add_verdict(alert_id, verdict, by="ana", run=str(run))
+
+
+def test_a_trained_run_learns_verdicts_by_training_into_a_new_version(
+    tiny_data: Path,
+    tmp_path: Path,
+    capsys,  # noqa: ANN001
+) -> None:
+    from arnet.formats import open_dataset
+    from arnet.live.feedback import LiveFeedback
+    from arnet.training import feedback as versions
+    from arnet.training.checkpoint import load_checkpoint, model_from_checkpoint
+
+    run = (tmp_path / "run").resolve()
+    argv = ["train", "--data", str(tiny_data), "--snapshot", "10", "--sample_size", "6",
+            "--max-seqlen", "32", "--no-plot", "--no-tensorboard", "--device", "cpu",
+            "--quiet"]  # fmt: skip
+    assert main([*argv, "--iterations", "10", "--out", str(run)]) == 0
+    test = open_dataset(str(tiny_data), split="test")
+    normal = [test.features(i)[:5] for i in np.flatnonzero(test.labels == 0)[:2]]
+    anomalous = [test.features(i)[:5] for i in np.flatnonzero(test.labels == 1)[:1]]
+    db = tmp_path / "e.db"
+    _judged_alerts(db, run, normal + anomalous, ["false-alarm", "false-alarm", "real"])
+    capsys.readouterr()
+    resumed = [*argv, "--resume", str(run), "--feedback", str(db), "--iterations", "20"]
+    assert main([*resumed, "--json"]) == 0
+    done = json.loads(capsys.readouterr().out)
+    assert (done["version"], done["parent"]) == (1, 0) and versions.current_version(run) == 1
+    record = versions.version_record(run, 1)
+    assert len(record["normal_alerts"]) == 2 and len(record["anomalous_alerts"]) == 1
+    trained = load_checkpoint(versions.version_checkpoint(run, 1))
+    assert trained["iteration"] == 20 and load_checkpoint(run)["iteration"] == 10  # run kept
+    # a watcher of the run takes the version up, and back after an undo
+    model = model_from_checkpoint(load_checkpoint(run), "cpu")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with open_store(db, "read") as store:
+        live = LiveFeedback(model, run, store, say=lambda _line: None)
+        assert live.version == 1 and not live.learn
+        changed = [k for k, v in model.state_dict().items() if not v.equal(before[k])]
+        assert changed
+        assert main(["feedback", "undo", str(run)]) == 0
+        assert live.poll(force=True) and live.version == 0
+        assert all(v.equal(before[k]) for k, v in model.state_dict().items())
+    # refused: nearest-normal (it learns without training), a store without its verdicts
+    assert main([*resumed[:-4], "--resume", str(run), "--feedback", str(tmp_path / "none.db")]) == 2
+    assert "none.db" in _one_line(capsys)
+    other = tmp_path / "other.db"
+    _judged_alerts(other, tmp_path / "elsewhere", normal[:1], ["false-alarm"])
+    assert main([*resumed[:-4], "--resume", str(run), "--feedback", str(other)]) == 2
+    assert f"no verdict with segments on alerts of {run}" in _one_line(capsys)

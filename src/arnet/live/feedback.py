@@ -113,6 +113,19 @@ def apply_verdicts(
     return versions.version_record(run, number)
 
 
+def feedback_videos(store: Any, run: str | Path) -> tuple[list[str], list[int], list[np.ndarray]]:
+    """The verdicts on `run`'s alerts as labelled videos (names `feedback-alert-ID`, labels:
+    a false alarm 0 (normal), a real alert 1, features (n, D)), latest verdict of each alert;
+    alerts stored without features are left out."""
+    names, labels, features = [], [], []
+    for c in store.feedback(str(run)):
+        if len(c["features"]):
+            names.append(f"feedback-alert-{c['alert_id']}")
+            labels.append(0 if c["verdict"] == "false-alarm" else 1)
+            features.append(np.asarray(c["features"], dtype=np.float32))
+    return names, labels, features
+
+
 def _same(a: versions.Examples, b: versions.Examples) -> bool:
     return all(
         np.array_equal(getattr(a, k), getattr(b, k)) for k in versions.Examples.__dataclass_fields__
@@ -208,10 +221,13 @@ class LiveFeedback:
             versions.apply_examples(self.model, self.base_bank, versions.examples(self.run, number))
         else:
             state = self.base_state
-            path = versions.versions_dir(self.run) / str(number) / versions.VERSION_CHECKPOINT
             if number:
-                if not path.is_file():
-                    raise DataError(f"{path}: version {number} holds no checkpoint")
+                path = versions.version_checkpoint(self.run, number)
+                if path is None:
+                    raise DataError(
+                        f"{versions.versions_dir(self.run) / str(number)}: version {number} "
+                        "holds no trained model (a bank version of another run?)"
+                    )
                 state = load_checkpoint(path)["state_dict"]
             self.model.load_state_dict(state)
         self.version = number

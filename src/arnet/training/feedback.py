@@ -9,7 +9,8 @@ RUN/versions/N/version.json   parent, when, what changed, from which alerts and 
 RUN/versions/N/examples.npz   every operator example of the version (cumulative):
                               normal (K, D) + normal_alerts (K,), anomalous (M, D) +
                               anomalous_alerts (M,)
-RUN/versions/N/checkpoint.pt  (trained models: `train --resume RUN --feedback`) the weights
+RUN/versions/N/train/         (trained models: `train --resume RUN --feedback`) the training
+                              continued on the verdicts' videos, a run folder of its own
 ```
 
 A `nearest-normal` version is the run's bank plus the version's normal examples (the false
@@ -46,7 +47,7 @@ VERSIONS = "versions"
 POINTER = "current.json"
 RECORD = "version.json"
 EXAMPLES = "examples.npz"
-VERSION_CHECKPOINT = "checkpoint.pt"
+VERSION_TRAINING = "train"
 
 
 def run_folder(checkpoint: str | Path) -> Path | None:
@@ -202,27 +203,34 @@ def examples(run: str | Path, number: int) -> Examples:
         raise DataError(f"{path}: unreadable examples ({exc})") from None
 
 
+def reserve_version(run: str | Path) -> int:
+    """The number of a new version, its folder made (the caller holds `versions_lock`): a
+    folder without version.json is no version yet (a training still under way, or killed)."""
+    folder = versions_dir(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    taken = [int(p.name) for p in folder.iterdir() if p.name.isdigit()]
+    number = max(taken, default=0) + 1
+    (folder / str(number)).mkdir()
+    return number
+
+
 def write_version(
     run: str | Path,
     parent: int,
     found: Examples,
     record: dict[str, Any],
-    checkpoint: dict[str, Any] | None = None,
+    number: int | None = None,
 ) -> int:
-    """Write a new version (the caller holds `versions_lock`) and put it in use; returns its
-    number. The folder is complete before the pointer names it: a kill leaves at most an
-    unnamed folder, never a pointer to half a version."""
+    """Write a new version (the caller holds `versions_lock`; `number` from
+    `reserve_version`, or a new one) and put it in use; returns its number. The folder is
+    complete before the pointer names it: a kill leaves at most a folder without version.json,
+    never a pointer to half a version."""
     folder = versions_dir(run)
-    taken = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
-    number = max(taken, default=0) + 1
+    if number is None:
+        number = reserve_version(run)
     target = folder / str(number)
-    target.mkdir(parents=True)
     arrays = {k: getattr(found, k) for k in Examples.__dataclass_fields__}
     write_atomic(target / EXAMPLES, lambda f: np.savez(f, **arrays))
-    if checkpoint is not None:
-        from .checkpoint import save_checkpoint
-
-        save_checkpoint(target / VERSION_CHECKPOINT, checkpoint)
     full = {
         "version": number,
         "parent": parent,
@@ -236,6 +244,12 @@ def write_version(
     write_json_atomic(target / RECORD, full)
     write_json_atomic(folder / POINTER, {"version": number})
     return number
+
+
+def version_checkpoint(run: str | Path, number: int) -> Path | None:
+    """The checkpoint of a trained version (its `train/` run folder), None when it has none."""
+    folder = versions_dir(run) / str(number) / VERSION_TRAINING
+    return folder if number and (folder / "checkpoints").is_dir() else None
 
 
 def last_verdict(run: str | Path) -> int:
