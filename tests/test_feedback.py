@@ -260,7 +260,7 @@ def test_a_frame_folder_that_stops_growing_ends(run: Path, tmp_path: Path) -> No
 
 
 def _wait_line(process: subprocess.Popen, lines: list[str], text: str) -> None:
-    assert wait_for(lambda: any(text in line for line in lines), timeout=120), (text, lines)
+    assert wait_for(lambda: any(text in line for line in lines), timeout=300), (text, lines)
 
 
 def test_a_camera_list_edited_while_watching_is_reread_on_sighup(
@@ -293,6 +293,9 @@ def test_a_camera_list_edited_while_watching_is_reread_on_sighup(
         _wait_line(process, lines, f"yard: added from the camera list ({video})")
         with open_store(db, "read") as store:
             assert wait_for(lambda: store.alerts(camera="yard")[1] == 1, timeout=120)
+        cameras.write_text(f"yard={video}\nhall={folder}\nbad=ftp://nowhere/x\n")
+        process.send_signal(signal.SIGHUP)
+        _wait_line(process, lines, "camera list not re-read (ftp://nowhere/x: unsupported URL")
         cameras.write_text(f"yard={video}\n")
         process.send_signal(signal.SIGHUP)
         _wait_line(process, lines, "hall: removed from the camera list; stopping it")
@@ -418,3 +421,46 @@ def test_a_trained_run_learns_verdicts_by_training_into_a_new_version(
     _judged_alerts(other, tmp_path / "elsewhere", normal[:1], ["false-alarm"])
     assert main([*resumed[:-4], "--resume", str(run), "--feedback", str(other)]) == 2
     assert f"no verdict with segments on alerts of {run}" in _one_line(capsys)
+
+
+def test_versions_survive_a_kill_two_writers_and_a_damaged_pointer(
+    run: Path,
+    video: Path,
+    tmp_path: Path,
+    capsys,  # noqa: ANN001
+) -> None:
+    from arnet.detection.detector import load_detector
+    from arnet.live.feedback import LiveFeedback, apply_verdicts
+    from arnet.training import feedback as versions
+
+    db = tmp_path / "e.db"
+    with open_store(db) as store:
+        _replay(_watch(run, store, [f"gate={video}"], learn=False))
+        (alert,) = store.alerts(camera="gate")[0]
+        store.add_verdict(alert["id"], "false-alarm", run=str(run))
+        # a writer killed half-way leaves a folder without version.json: no version
+        (versions.versions_dir(run) / "1").mkdir(parents=True)
+        models = [load_detector(run, device="cpu")[0].model for _ in range(2)]
+        made: list = []
+        threads = [
+            threading.Thread(target=lambda m=m: made.append(apply_verdicts(run, store, m)))
+            for m in models
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # two watchers at once: one version, made once
+        assert sorted(m["version"] for m in made if m) == [2] and made.count(None) == 1
+        assert [v["version"] for v in versions.list_versions(run)] == [0, 2]
+        live = LiveFeedback(models[0], run, store, say=(lines := []).append)
+        assert live.version == 2
+        (versions.versions_dir(run) / "current.json").write_text("{not json")
+        assert live.poll(force=True) is False and live.version == 2  # keeps scoring
+        assert "not applied" in lines[-1] and "current.json: not a version pointer" in lines[-1]
+        assert live.poll(force=True) is False and len(lines) == 1  # said once
+    assert main(["feedback", "list", str(run)]) == 2
+    assert "current.json: not a version pointer" in _one_line(capsys)
+    (versions.versions_dir(run) / "current.json").write_text('{"version": 9}')
+    assert main(["feedback", "list", str(run)]) == 2
+    assert "names version 9" in _one_line(capsys)

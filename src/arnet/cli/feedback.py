@@ -19,7 +19,13 @@ from .live import DEFAULT_STORE
 
 
 def add_feedback_arguments(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p.add_argument("--json", action="store_true", help="print JSON (also after the action)")
+    sub = p.add_subparsers(
+        dest="action",
+        required=True,
+        metavar="ACTION",
+        help="list, undo, use or apply (arnet feedback ACTION --help)",
+    )
     listing = sub.add_parser("list", help="every version of the run, the one in use marked")
     undo = sub.add_parser("undo", help="go back to the parent of the version in use")
     use = sub.add_parser("use", help="put a version in use (0: the run as trained)")
@@ -28,7 +34,7 @@ def add_feedback_arguments(p: argparse.ArgumentParser) -> None:
     )
     for q in (listing, undo, use, apply):
         q.add_argument("run", metavar="RUN", help="the run folder")
-        q.add_argument("--json", action="store_true", help="print JSON")
+        q.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     use.add_argument("version", type=int, metavar="N", help="the version")
     apply.add_argument(
         "--db",
