@@ -116,6 +116,7 @@ class Outbox:
         self.reason: str | None = None
         self.next_try = 0.0
         self.gone: set[int] = set()  # cameras whose lease was taken over
+        self.released = False  # the leases were given up: no heartbeat renews them
         self._held = 0  # segments waiting, in all
 
     # ------------------------------------------------------------------ adding
@@ -320,7 +321,7 @@ class Outbox:
         if self.holder is None:
             return
         with self.lock:
-            if self.down_since is not None:
+            if self.down_since is not None or self.released:
                 return
             for camera_id in list(self.cameras):
                 if camera_id in self.gone:
@@ -337,6 +338,8 @@ class Outbox:
         process of this machine is known dead by its PID)."""
         if self.holder is None:
             return
+        with self.lock:  # a heartbeat under way finishes first, and none follows
+            self.released = True
         try:
             for camera_id in self.cameras:
                 if camera_id not in self.gone:
