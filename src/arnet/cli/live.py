@@ -46,7 +46,11 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
         help="[NAME=]URL: rtsp://, http(s)://, rtmp://, udp://, tcp://, srt:// streams, video "
         "files, /dev/videoN or device:N webcams, or folders that frames are written into",
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="checkpoint file, run folder, or an `arnet export` folder (its head scores)",
+    )
     p.add_argument(
         "--db",
         default=DEFAULT_STORE,
@@ -83,6 +87,21 @@ def add_watch_arguments(p: argparse.ArgumentParser) -> None:
         type=_positive_real,
         default=10.0,
         help="seconds to open or read a stream",
+    )
+    g.add_argument(
+        "--idle-stop",
+        type=_positive_real,
+        default=None,
+        metavar="S",
+        help="a frame folder that gets no new frame for S seconds has ended (default: it "
+        "waits for frames for ever)",
+    )
+    g.add_argument(
+        "--no-learn",
+        dest="learn",
+        action="store_false",
+        help="nearest-normal run folders: do not turn new verdicts into versions while "
+        "watching (versions made by `arnet feedback apply` are still taken up)",
     )
     g.add_argument(
         "--reconnect-max",
@@ -177,6 +196,12 @@ def _camera_lines(path: str) -> list[str]:
     return [line for line in lines if line]
 
 
+def watcher_say(text: str) -> None:
+    import time
+
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}", flush=True)
+
+
 def run_watch(args: argparse.Namespace) -> int:
     from ..errors import ExtractError
     from ..extract.dataset import parse_shard
@@ -200,7 +225,7 @@ def run_watch(args: argparse.Namespace) -> int:
         texts = texts[index::count]
         if not texts:
             raise ExtractError(f"--shard {args.shard}: no source falls in this shard")
-    sources = parse_sources(texts, fps=args.fps)
+    sources = parse_sources(texts, fps=args.fps, idle_stop=args.idle_stop)
     normal = find_inputs(args.calibrate, fps=args.fps) if args.calibrate else []
     if args.stop_threshold is not None and args.threshold is not None:
         Thresholds(args.threshold, args.stop_threshold).validate()
@@ -214,7 +239,14 @@ def run_watch(args: argparse.Namespace) -> int:
         retention=retention_policy(args),
     )
     check_store(args.db)
-    detector, _meta = detector_from_args(args)
+    from ..detection.exported import is_export
+
+    if is_export(args.checkpoint):
+        from .video import export_detector_from_args
+
+        detector, _meta = export_detector_from_args(args)
+    else:
+        detector, _meta = detector_from_args(args)
     options.masks = masks(args, [s.name for s in sources], detector.cell_grid)
     scorer = SegmentScorer(detector, args.context)
     start, _calibration = alert_threshold(args, detector, normal)
@@ -223,13 +255,26 @@ def run_watch(args: argparse.Namespace) -> int:
     thresholds.validate()
     store = open_store(args.db)
     try:
-        watcher = Watcher(scorer, store, sources, thresholds, options, sinks)
+        from ..live.feedback import LiveFeedback
+
+        say = (lambda _line: None) if options.quiet else watcher_say
+        feedback = LiveFeedback(detector.model, args.checkpoint, store, args.learn, say)
+        camera_list = None
+        if args.cameras:
+
+            def camera_list() -> list[Any]:
+                listed = _camera_lines(args.cameras) + list(args.sources)
+                if args.shard:
+                    listed = listed[index::count]
+                return parse_sources(listed, fps=args.fps, idle_stop=args.idle_stop)
+
+        watcher = Watcher(scorer, store, sources, thresholds, options, sinks, feedback, camera_list)
         restore_signals = install_signals(watcher)
         kind = "per-segment" if scorer.independent else f"causal window of {args.context}"
         if not options.quiet:
             print(
                 f"watching {len(sources)} source(s) into {store.url}: {scorer.model_name} "
-                f"({kind}), threshold {start:.4f}"
+                f"({kind}, {feedback.describe()}), threshold {start:.4f}"
                 + (f", stop {stop:.4f}" if stop != start else "")
                 + (" (calibrated)" if normal else ""),
                 flush=True,
@@ -343,8 +388,23 @@ def add_alerts_arguments(p: argparse.ArgumentParser) -> None:
         help="write the alerts listed as DIR/alerts.csv and alerts.json with each one's peak "
         "frame (images/) and clip (clips/); DIR must be new or empty",
     )
-    p.add_argument("--note", default="", help="note of an acknowledgement")
-    p.add_argument("--by", default=None, help="who acknowledges")
+    p.add_argument(
+        "--verdict",
+        nargs=2,
+        default=None,
+        metavar=("ALERT_ID", "VERDICT"),
+        help="judge this alert: false-alarm (its segments join a nearest-normal detector's "
+        "normal examples) or real (kept as an anomalous example); with --note and --by. The "
+        "latest verdict of an alert counts; every one is kept",
+    )
+    p.add_argument(
+        "--run",
+        default=None,
+        metavar="RUN[@VERSION]",
+        help="with --verdict: the detector judged; refused when another one scored the alert",
+    )
+    p.add_argument("--note", default="", help="note of an acknowledgement or a verdict")
+    p.add_argument("--by", default=None, help="who acknowledges or judges")
 
 
 def _add_output_arguments(p: argparse.ArgumentParser) -> None:
@@ -390,10 +450,14 @@ EXPORT_FIELDS = (
     "end_time",
     "peak_time",
     "acknowledged_time",
+    "verdict",
+    "detector_run",
+    "detector_version",
 )
 """The columns of `arnet alerts --csv` and the fields of each alert of `--json` (which adds
-`acknowledgements`: every one, oldest first); `acknowledged_*` and `note` are those of the
-latest acknowledgement (empty when there is none)."""
+`acknowledgements` and `verdicts`: every one, oldest first); `acknowledged_*` and `note` are
+those of the latest acknowledgement (empty when there is none); `verdict` is the latest
+verdict (false-alarm, real or empty), `detector_*` the run and version that scored it."""
 
 
 def _iso(t: float | None) -> str | None:
@@ -416,6 +480,9 @@ def export_row(alert: dict[str, Any], acks: list[dict[str, Any]]) -> dict[str, A
         "acknowledged_iso": _iso(latest.get("time")),
         "acknowledged_by": latest.get("by"),
         "note": latest.get("note"),
+        "verdict": alert.get("verdict"),
+        "detector_run": (alert.get("detector") or {}).get("run"),
+        "detector_version": (alert.get("detector") or {}).get("version"),
     }
 
 
@@ -433,6 +500,8 @@ def _table(rows: list[dict[str, Any]], total: int, deliveries: bool = False) -> 
                 f" by {r['acknowledged_by']}" if r["acknowledged_by"] else ""
             )
             ack += f": {r['note']}" if r["note"] else ""
+        if r.get("verdict"):
+            ack = (ack + "  " if ack else "") + f"[{r['verdict']}]"
         lines.append(
             (
                 f"{r['id']:>6}  {r['camera']:<16} {r['state']:<6} {r['start_iso']:<29}  "
@@ -442,6 +511,54 @@ def _table(rows: list[dict[str, Any]], total: int, deliveries: bool = False) -> 
             ).rstrip()
         )
     return "\n".join(lines) + "\n"
+
+
+def parse_detector(text: str) -> tuple[str, int | None]:
+    """`RUN` or `RUN@VERSION` -> (the run as the store records it: resolved, version)."""
+    from ..errors import DataError
+    from ..training.feedback import run_folder
+
+    run, _, version = text.rpartition("@") if "@" in text else (text, "", "")
+    number = None
+    if version:
+        if not version.isdigit():
+            raise DataError(f"--run {text}: the version after @ is a number (RUN@3)")
+        number = int(version)
+    folder = run_folder(run)
+    return str(folder or Path(run).expanduser().resolve()), number
+
+
+def _verdict(args: argparse.Namespace) -> int:
+    from ..errors import DataError
+    from ..store import open_store
+    from ..store.schema import VERDICTS
+
+    if args.ack is not None:
+        raise DataError("give --ack or --verdict, not both")
+    text, verdict = args.verdict
+    try:
+        alert_id = int(text)
+    except ValueError:
+        raise DataError(f"--verdict {text} {verdict}: the alert id is a number") from None
+    if verdict not in VERDICTS:
+        raise DataError(f"--verdict {text} {verdict}: a verdict is {' or '.join(VERDICTS)}")
+    run, version = parse_detector(args.run) if args.run else (None, None)
+    with open_store(args.db, "write") as store:
+        try:
+            row = store.add_verdict(
+                alert_id, verdict, by=args.by, note=args.note, run=run, version=version
+            )
+        except KeyError:
+            raise DataError(f"--verdict {alert_id}: no such alert in {store.url}") from None
+    if args.format == "json":
+        print(json.dumps(row))
+    else:
+        scored = f" (scored by {row['run']}" + (
+            f" version {row['version']})" if row["version"] else ")"
+        )
+        replaced = f"; replaces the earlier verdict {row['replaces']}" if row["replaces"] else ""
+        print(f"alert {alert_id}: {verdict}{scored if row['run'] else ''}{replaced}")
+    return 0
 
 
 def run_alerts(args: argparse.Namespace) -> int:
@@ -459,6 +576,10 @@ def run_alerts(args: argparse.Namespace) -> int:
         require_empty(Path(args.export), "export alerts into a new or empty --export folder")
     if args.out and Path(args.out).exists():
         raise DataError(f"{args.out}: exists; choose a new file (nothing is overwritten)")
+    if args.verdict is not None:
+        return _verdict(args)
+    if args.run is not None:
+        raise DataError("--run goes with --verdict")
     # A reader: an existing arnet store, never created, migrated or changed (but for --ack).
     with open_store(args.db, "write" if args.ack is not None else "read") as store:
         if args.camera is not None and store.camera(args.camera) is None:
@@ -491,6 +612,7 @@ def run_alerts(args: argparse.Namespace) -> int:
                     with contextlib.suppress(FileExistsError):  # written meanwhile: kept
                         write_atomic(target, lambda f, b=image: f.write(b), replace=False)
         acks = store.acknowledgements([a["id"] for a in alerts])
+        judged = store.verdicts([a["id"] for a in alerts])
         sent: dict[int, list[dict[str, Any]]] = {}
         if args.deliveries:
             from ..store.deliveries import Deliveries, summarize
@@ -515,7 +637,11 @@ def run_alerts(args: argparse.Namespace) -> int:
             r["deliveries"] = summarize(sent[r["id"]])
     if args.format == "json":
         listed = [
-            {**r, "acknowledgements": [{**k, "iso": _iso(k["time"])} for k in acks[r["id"]]]}
+            {
+                **r,
+                "acknowledgements": [{**k, "iso": _iso(k["time"])} for k in acks[r["id"]]],
+                "verdicts": [{**v, "iso": _iso(v["time"])} for v in judged[r["id"]]],
+            }
             for r in rows
         ]
         if args.deliveries:

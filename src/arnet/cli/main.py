@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from .. import __version__
 from ..errors import CheckpointError, DataError, TrainingError
-from . import live, options, video_options
+from . import feedback, live, options, video_options
 
 
 class Command(NamedTuple):
@@ -63,6 +63,11 @@ COMMANDS: dict[str, Command] = {
     ),
     "alerts": Command(
         "list, filter, export or acknowledge stored alerts", live.add_alerts_arguments, "live"
+    ),
+    "feedback": Command(
+        "a run's detector versions made from operators' verdicts: list, undo, use, apply",
+        feedback.add_feedback_arguments,
+        "feedback",
     ),
     "serve": Command("web dashboard of cameras, alerts and training runs", options._serve, "web"),
 }

@@ -458,6 +458,14 @@ def _train(p: argparse.ArgumentParser) -> None:
         help="continue a run exactly where it stopped",
     )
     p.add_argument(
+        "--feedback",
+        default=S,
+        metavar="STORE",
+        help="with --resume RUN: add the operators' verdicts on RUN's alerts in this event store "
+        "as labelled videos (a false alarm's segments a normal video, a real alert's an "
+        "anomalous one) and train on into a new version of RUN (RUN/versions/N)",
+    )
+    p.add_argument(
         "--seeds",
         default=S,
         metavar="LIST",

@@ -81,6 +81,8 @@ def run_train(args: argparse.Namespace) -> int:
     seeds = getattr(args, "seeds", None)
     if seeds is not None:
         return _train_seeds(args, config, parse_seeds(seeds), out, payload)
+    if getattr(args, "feedback", None) is not None:
+        return _train_feedback(args, config, payload)
     train_set, test_set = open_data(config, strict=args.strict)
     fresh = out is None
     if fresh:  # made only now: a command refused above leaves no empty folder behind
@@ -116,6 +118,80 @@ def run_train(args: argparse.Namespace) -> int:
         },
         text,
     )
+    return 0
+
+
+def _train_feedback(args: argparse.Namespace, config: TrainConfig, payload: dict | None) -> int:
+    """`train --resume RUN --feedback STORE`: the run's training videos plus the verdicts'
+    (`live.feedback.feedback_videos`), trained on from RUN's checkpoint into a new version
+    RUN/versions/N (its `train/` folder a run folder of its own), put in use once done."""
+    from ..data.dataset import FeatureDataset
+    from ..errors import DataError
+    from ..live.feedback import feedback_videos
+    from ..store import open_store
+    from ..training import feedback as versions
+
+    if payload is None:
+        raise ValueError("--feedback STORE goes with --resume RUN (the run the verdicts judge)")
+    if getattr(args, "out", None) is not None:
+        raise ValueError(
+            "--feedback trains into a new version of the run (RUN/versions/N): no --out"
+        )
+    run = versions.run_folder(args.resume)
+    if run is None:
+        raise ValueError(f"--resume {args.resume}: --feedback needs the run folder, not a file")
+    if not objective_entry(model_entry(config.model).objective).gradient:
+        raise ValueError(
+            f"{config.model} learns from verdicts without training: arnet feedback apply {run} "
+            f"--db {args.feedback} (or a watcher of the run applies them)"
+        )
+    train_set, test_set = open_data(config, strict=args.strict)
+    with open_store(args.feedback, "read") as store:
+        names, labels, features = feedback_videos(store, run)
+        last = store.latest_verdict_id(str(run))
+        where = store.url
+    if not names:
+        raise DataError(f"{where}: no verdict with segments on alerts of {run}")
+    if features[0].shape[1:] != train_set.features(0).shape[1:]:
+        raise DataError(
+            f"{where}: the alerts' segments have {features[0].shape[1:]} features, the run's "
+            f"training videos {train_set.features(0).shape[1:]}"
+        )
+    n = len(train_set)
+    videos = FeatureDataset(
+        train_set.names + names,
+        [*train_set.labels.tolist(), *labels],
+        [train_set.features(i) for i in range(n)] + features,
+        [*train_set.frame_labels, *([None] * len(names))],
+        [*train_set.sources, *(f"{where} ({name})" for name in names)],
+    )
+    with versions.versions_lock(run):
+        parent = versions.current_version(run)
+        number = versions.reserve_version(run)
+    out = versions.versions_dir(run) / str(number) / versions.VERSION_TRAINING
+    result = Trainer(
+        config, videos, test_set, out, progress=progress(args), resume_from=payload
+    ).run()
+    found = versions.Examples()
+    for name, label, rows in zip(names, labels, features):
+        found = found.add("anomalous" if label else "normal", int(name.rsplit("-", 1)[1]), rows)
+    record = {
+        "what": f"trained on from iteration {payload['iteration']} to {result.iterations} with "
+        f"{len(names)} verdict video(s) from {where}",
+        "by": "arnet train --feedback",
+        "store": where,
+        "last_verdict": last,
+        "checkpoint": str(result.checkpoint),
+        "metrics": result.metrics.summary() if result.metrics else None,
+    }
+    with versions.versions_lock(run):
+        versions.write_version(run, parent, found, record, number)
+    summary = result.metrics.summary() if result.metrics else None
+    text = f"version {number} of {run} in use (from {parent}): {len(names)} verdict video(s)"
+    text += f"\ncheckpoint: {result.checkpoint}"
+    if result.metrics:
+        text = metrics_table(result.metrics, f"test set, version {number}") + "\n" + text
+    emit(args, {"run": str(run), "version": number, "parent": parent, "metrics": summary}, text)
     return 0
 
 

@@ -185,6 +185,26 @@ def detector_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         raise ExtractError(_in_flags(str(exc))) from exc
 
 
+def export_detector_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """`load_export_detector` (an `arnet export` folder) with `watch`'s backbone options."""
+    from ..detection.exported import load_export_detector
+
+    weights = {m: w for m, w in (("rgb", args.weights_rgb), ("flow", args.weights_flow)) if w}
+    try:
+        return load_export_detector(
+            args.checkpoint,
+            backbone=args.backbone,
+            weights=weights,
+            backbone_options=_backbone_options(args),
+            preprocessing=_given(args, _PREPROCESSING),
+            flow=_given(args, _FLOW),
+            batch_size=args.batch_size,
+            device=args.device,
+        )
+    except ExtractError as exc:
+        raise ExtractError(_in_flags(str(exc))) from exc
+
+
 def check_alert_arguments(args: argparse.Namespace) -> None:
     """The alert options (`add_alert_options`) that argparse cannot check one by one."""
     if args.calibrate and args.threshold is not None:

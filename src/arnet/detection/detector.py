@@ -355,6 +355,70 @@ def write_summary(
 # ---------------------------------------------------------------------- from a checkpoint
 
 
+def recorded_extractor(
+    meta: Mapping[str, Any] | None,
+    output: str,
+    source: str | Path,
+    recorded_at: str | Path | None,
+    torch_device: torch.device,
+    *,
+    backbone: str | None = None,
+    weights: Mapping[str, str | Path | None] | None = None,
+    backbone_options: Mapping[str, Any] | None = None,
+    preprocessing: Mapping[str, Any] | None = None,
+    flow: Mapping[str, Any] | None = None,
+    batch_size: int = 16,
+) -> FeatureExtractor:
+    """The extractor of `output` features as an extraction record (`meta`, the data of an
+    extraction.json found at `recorded_at`) says, explicit arguments overriding it (see
+    `load_detector`); `source` names the checkpoint or export in messages, `recorded_at` where
+    its record is (or was looked for)."""
+    name = backbone or (meta or {}).get("backbone")
+    if name is None:
+        where = f" (looked for {recorded_at})" if recorded_at else ""
+        raise ExtractError(
+            f"{source}: no record of how its training features were extracted{where}; "
+            "give the backbone (and its weights) used for them"
+        )
+    same = meta is not None and meta.get("backbone") == name
+    recorded = (meta or {}).get("backbones", {}) if same else {}
+    weights = dict(weights or {})
+    modalities = ["rgb", "flow"] if output == "combine" else [output]
+    backbones = {}
+    for modality in modalities:
+        entry = recorded.get(modality, {})
+        path = weights.get(modality) or entry.get("weights")
+        if path is not None and entry.get("sha256"):
+            if not Path(path).is_file():
+                raise ExtractError(
+                    f"{path}: {modality} weight file not found"
+                    + (
+                        ""
+                        if weights.get(modality)
+                        else f" (recorded in {recorded_at}; give the {modality} weights)"
+                    )
+                )
+            if file_sha256(path) != entry["sha256"]:
+                raise ExtractError(
+                    f"{path}: not the {modality} weights the training features were extracted "
+                    f"with (SHA-256 differs from {recorded_at})"
+                )
+        options = {**entry.get("options", {}), **(backbone_options or {})}
+        if entry.get("precision", "f32") != "f32":  # features computed in another precision
+            options.setdefault("precision", entry["precision"])
+        backbones[modality] = create_backbone(name, modality, path, **options)
+    base_pp = meta["preprocessing"] if same else {}
+    # Every frame scored: the tail's segment is the video's last frames (real ones), so a
+    # short tail scores as those frames do, whatever the training data's tail policy.
+    pp = {**base_pp, "tail": "pad", "tail_fill": "window", **(preprocessing or {})}
+    base_flow = (meta.get("flow") or {}) if same else {}
+    extract_config = ExtractConfig(
+        Preprocessing(**pp), FlowSettings(**{**base_flow, **(flow or {})}), batch_size
+    )
+    extractor = FeatureExtractor(backbones, extract_config, torch_device)
+    return extractor
+
+
 def load_detector(
     checkpoint: str | Path,
     *,
@@ -403,55 +467,26 @@ def load_detector(
     output = config.feature_modal
     record = payload.extraction
     meta = None if record is None else dict(record.data)
-    recorded_at = None if record is None else record.where
-    name = backbone or (meta or {}).get("backbone")
-    if name is None:
-        where = (
-            f" (looked for {backbone_folder(config.data, config.feature_backbone)}/extraction.json)"
-            if config.data
-            else ""
-        )
-        raise ExtractError(
-            f"{payload.path}: no record of how its training features were extracted{where}; "
-            "give the backbone (and its weights) used for them"
-        )
-    same = meta is not None and meta.get("backbone") == name
-    recorded = (meta or {}).get("backbones", {}) if same else {}
-    weights = dict(weights or {})
-    modalities = ["rgb", "flow"] if output == "combine" else [output]
-    backbones = {}
-    for modality in modalities:
-        entry = recorded.get(modality, {})
-        path = weights.get(modality) or entry.get("weights")
-        if path is not None and entry.get("sha256"):
-            if not Path(path).is_file():
-                raise ExtractError(
-                    f"{path}: {modality} weight file not found"
-                    + (
-                        ""
-                        if weights.get(modality)
-                        else f" (recorded in {recorded_at}; give the {modality} weights)"
-                    )
-                )
-            if file_sha256(path) != entry["sha256"]:
-                raise ExtractError(
-                    f"{path}: not the {modality} weights the training features were extracted "
-                    f"with (SHA-256 differs from {recorded_at})"
-                )
-        options = {**entry.get("options", {}), **(backbone_options or {})}
-        if entry.get("precision", "f32") != "f32":  # features computed in another precision
-            options.setdefault("precision", entry["precision"])
-        backbones[modality] = create_backbone(name, modality, path, **options)
-    base_pp = meta["preprocessing"] if same else {}
-    # Every frame scored: the tail's segment is the video's last frames (real ones), so a
-    # short tail scores as those frames do, whatever the training data's tail policy.
-    pp = {**base_pp, "tail": "pad", "tail_fill": "window", **(preprocessing or {})}
-    base_flow = (meta.get("flow") or {}) if same else {}
-    extract_config = ExtractConfig(
-        Preprocessing(**pp), FlowSettings(**{**base_flow, **(flow or {})}), batch_size
-    )
+    if record is not None:
+        recorded_at = record.where
+    elif config.data:
+        recorded_at = f"{backbone_folder(config.data, config.feature_backbone)}/extraction.json"
+    else:
+        recorded_at = None
     torch_device = resolve_device(device)
-    extractor = FeatureExtractor(backbones, extract_config, torch_device)
+    extractor = recorded_extractor(
+        meta,
+        output,
+        payload.path,
+        recorded_at,
+        torch_device,
+        backbone=backbone,
+        weights=weights,
+        backbone_options=backbone_options,
+        preprocessing=preprocessing,
+        flow=flow,
+        batch_size=batch_size,
+    )
     model = payload.model(torch_device)
     crop_mode = config.test_crop
     threshold = payload.threshold

@@ -272,6 +272,7 @@ def _write_export(
         "checkpoint": str(checkpoint),
         "model": payload["model"]["name"],
         "feature_dim": feature_dim,
+        "feature_modal": output,  # which features the head takes (rgb, flow, combine)
         # a cell model's head takes the whole grid feature and returns its highest cell score
         "instances": config.instances,
         "cells": model.cells if isinstance(model, CellInstances) else None,

@@ -231,6 +231,10 @@ class CameraWorker(threading.Thread):
             if self.resized:  # read on at once, at the new size
                 continue
             reason = self.reader.error
+            if self.reader.idle:
+                idle = f"no new frame for {self.source.idle_stop:g} s (--idle-stop)"
+                self.on_state(name, "stopped", idle, "stopped", self.frame)
+                return
             if not self.source.live:
                 if reason:
                     self.on_state(name, "failed", reason, "failed", self.frame)

@@ -69,12 +69,18 @@ class _Camera:
 
 def merge_alerts(rows: list[dict[str, Any]], into: dict[int, dict[str, Any]]) -> None:
     """Fold alert rows into one row per alert (its last state); an alert's picture, written
-    with the peak that made it, is kept when a later row has none."""
+    with the peak that made it, is kept when a later row has none, and the features of its
+    segments are gathered from every row."""
     for row in rows:
         earlier = into.get(row["start_segment"], {})
         merged = {**earlier, **row}
         if row.get("peak_image") is None and earlier.get("peak_image") is not None:
             merged["peak_image"] = earlier["peak_image"]
+        if earlier.get("segment_features") and row.get("segment_features") is not None:
+            # each row carries the features of the segments it added (live.feedback)
+            merged["segment_features"] = {**earlier["segment_features"], **row["segment_features"]}
+        elif earlier.get("segment_features"):
+            merged["segment_features"] = earlier["segment_features"]
         into[row["start_segment"]] = merged
 
 
@@ -110,6 +116,7 @@ class Outbox:
         self.reason: str | None = None
         self.next_try = 0.0
         self.gone: set[int] = set()  # cameras whose lease was taken over
+        self.released = False  # the leases were given up: no heartbeat renews them
         self._held = 0  # segments waiting, in all
         # targets of `--notify`: each alert event's deliveries are written with the alert
         self.notify: tuple[str, ...] = ()
@@ -317,7 +324,7 @@ class Outbox:
         if self.holder is None:
             return
         with self.lock:
-            if self.down_since is not None:
+            if self.down_since is not None or self.released:
                 return
             for camera_id in list(self.cameras):
                 if camera_id in self.gone:
@@ -334,6 +341,8 @@ class Outbox:
         process of this machine is known dead by its PID)."""
         if self.holder is None:
             return
+        with self.lock:  # a heartbeat under way finishes first, and none follows
+            self.released = True
         try:
             for camera_id in self.cameras:
                 if camera_id not in self.gone:

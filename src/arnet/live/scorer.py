@@ -51,6 +51,7 @@ class SegmentScorer:
         self.independent = bool(getattr(detector.model, "independent_segments", False))
         self.context = context
         self.history: dict[str, deque[np.ndarray]] = {}
+        self.last_features: list[np.ndarray] = []
         for backbone in detector.extractor.backbones.values():
             network = getattr(backbone, "network", None)
             if isinstance(network, RuntimeNetwork):
@@ -92,6 +93,7 @@ class SegmentScorer:
         self, segments: Sequence[Segment], locate: bool
     ) -> tuple[np.ndarray, list[np.ndarray | None]]:
         feats = self.features(segments)
+        self.last_features = feats  # the model's inputs, kept with alerts (live.feedback)
         by_camera: dict[str, list[int]] = {}
         for i, s in enumerate(segments):
             by_camera.setdefault(s.camera, []).append(i)

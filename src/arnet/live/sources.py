@@ -8,7 +8,7 @@ from it). Each kind opens a `Reader`, an iterator of RGB (H, W, 3) uint8 frames:
 | `rtsp(s)://`, `rtmp://`, `http(s)://`, `udp://`, `tcp://`, `srt://` | stream | reconnects |
 | a video file (or `file://`) | file | stops (replay at its own rate with `--realtime`) |
 | `/dev/videoN`, `device:N` | device | reconnects with backoff |
-| a folder (frames written into it) | folder | never: waits for new frames |
+| a folder (frames written into it) | folder | waits for frames (`idle_stop`: S s without, ends) |
 
 Streams, files and devices are decoded by PyAV (FFmpeg); frame images by OpenCV.
 """
@@ -54,12 +54,15 @@ class Source:
         url: the stream URL, file, device or folder as given.
         kind: stream, file, device or folder.
         fps: frame rate to assume when the source has none (folders), or to override.
+        idle_stop: a folder that gets no new frame for this many seconds has ended (None:
+            it waits for ever).
     """
 
     name: str
     url: str
     kind: str
     fps: float | None = None
+    idle_stop: float | None = None
 
     @property
     def live(self) -> bool:
@@ -96,7 +99,7 @@ class Source:
         return AvReader(self, skip, realtime and self.kind == "file", timeout)
 
 
-def parse_source(text: str, fps: float | None = None) -> Source:
+def parse_source(text: str, fps: float | None = None, idle_stop: float | None = None) -> Source:
     """`NAME=URL` or `URL` -> Source.
 
     Raises:
@@ -139,12 +142,14 @@ def parse_source(text: str, fps: float | None = None) -> Source:
         raise SourceError(f"{url}: no such video device")
     if name is None:
         name = re.sub(r"[^A-Za-z0-9_.\-]+", "_", default).strip("_.-") or "camera"
-    return Source(name=name, url=url, kind=kind, fps=fps)
+    return Source(name=name, url=url, kind=kind, fps=fps, idle_stop=idle_stop)
 
 
-def parse_sources(texts: list[str], fps: float | None = None) -> list[Source]:
+def parse_sources(
+    texts: list[str], fps: float | None = None, idle_stop: float | None = None
+) -> list[Source]:
     """Every source, with names checked to be unique."""
-    sources = [parse_source(t, fps) for t in texts]
+    sources = [parse_source(t, fps, idle_stop) for t in texts]
     seen: dict[str, Source] = {}
     for s in sources:
         if s.name in seen:
@@ -165,6 +170,7 @@ class Reader:
     fps: float = DEFAULT_FOLDER_FPS
     error: str | None = None
     position: int = 0
+    idle: bool = False  # a folder ended for getting no new frame for `Source.idle_stop` s
 
     def __iter__(self) -> Iterator[np.ndarray]:
         raise NotImplementedError
@@ -267,6 +273,9 @@ class FolderReader(Reader):
             raise SourceError(f"{source.name} ({source.url}): the frame folder is gone")
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        idle_stop = self.source.idle_stop
+        last_new = time.monotonic()
+        final = False  # idle long enough: the last frame is read without waiting to settle
         while not self.stopping.is_set():
             try:
                 files = frame_files(self.source.url)
@@ -277,7 +286,7 @@ class FolderReader(Reader):
             progressed = False
             for i, file in enumerate(fresh):
                 last = i == len(fresh) - 1
-                if last:
+                if last and not final:
                     try:
                         age = time.time() - file.stat().st_mtime
                     except OSError:
@@ -291,7 +300,15 @@ class FolderReader(Reader):
                 if image is None:
                     continue  # not an image after all: skipped, never retried
                 yield np.ascontiguousarray(image[:, :, ::-1])
-            if not progressed:
+            if progressed:
+                last_new = time.monotonic()
+            elif final:
+                self.idle = True
+                return
+            else:
+                if idle_stop is not None and time.monotonic() - last_new >= idle_stop:
+                    final = True  # one more look, reading whatever is there, then the end
+                    continue
                 self.stopping.wait(self.poll)
 
 

@@ -40,6 +40,7 @@ from ..store.events import LEASE_SECONDS, CameraBusy, Holder
 from ..store.retention import Pruner, RetentionPolicy, RetentionThread
 from .camera import Backoff, CameraWorker, Segment, SourceEnded
 from .clips import ClipRecorder, ClipSettings
+from .feedback import AlertFeatures, LiveFeedback
 from .masks import Mask
 from .outbox import HELD_SEGMENTS, Outbox
 from .scorer import SegmentScorer
@@ -100,6 +101,9 @@ class Watcher:
         options: run settings.
         sinks: told of each alert opened, updated and closed once the store holds it (the
             network sinks of `--notify` send it; `live.sinks`).
+        feedback: the detector's version (recorded with every alert; new verdicts and
+            versions taken up while watching), or None.
+        camera_list: re-reads the camera list (on SIGHUP: cameras added and removed), or None.
     """
 
     def __init__(
@@ -110,8 +114,15 @@ class Watcher:
         thresholds: Thresholds,
         options: WatchOptions | None = None,
         sinks: Sequence[AlertSink] = (),
+        feedback: LiveFeedback | None = None,
+        camera_list: Callable[[], list[Source]] | None = None,
     ) -> None:
         self.scorer, self.store, self.sources = scorer, store, list(sources)
+        self.feedback, self.camera_list = feedback, camera_list
+        self.alert_features = AlertFeatures()
+        self.reload = threading.Event()  # SIGHUP: re-read the camera list, look for versions
+        self.ended: set[str] = set()
+        self.removed: set[str] = set()  # cameras taken off the list while watching
         self.thresholds = thresholds
         self.options = options or WatchOptions()
         self.queue: queue.Queue = queue.Queue(maxsize=max(4 * self.options.batch_size, 64))
@@ -179,67 +190,15 @@ class Watcher:
     # ------------------------------------------------------------------ start
     def start(self) -> None:
         """Register every camera in the store and start its reader thread."""
-        t, o = self.thresholds, self.options
-        pp = self.scorer.detector.extractor.config.preprocessing
         claims = {}
         try:
             for source in self.sources:
-                claims[source.name] = self.store.claim_camera(
-                    source.name,
-                    source.url,
-                    self.holder,
-                    start_threshold=t.start,
-                    stop_threshold=t.stop,
-                    fps=source.fps,
-                    frames_per_segment=pp.frames_per_segment,
-                )
-                self.ids[source.name] = claims[source.name].camera["id"]
-                self.names[self.ids[source.name]] = source.name
-                self.outbox.add_camera(self.ids[source.name])
+                claims[source.name] = self._claim(source)
         except CameraBusy:
             self.outbox.release()  # nothing is watched: the cameras taken are freed
             raise
         for source in self.sources:
-            claim = claims[source.name]
-            camera = claim.camera
-            if claim.taken_from is not None:
-                notice(
-                    f"arnet watch: camera {source.name!r}: taking over from "
-                    f"{claim.taken_from.describe()}, which stopped without releasing it"
-                )
-            resume = self.store.open_alert(camera["id"])
-            self.announced[source.name] = {resume["start_segment"]} if resume else set()
-            self.sinks.resume(source.name, resume)
-            # the frames scored after the open alert's last one were quiet (a restart)
-            quiet = camera["next_frame"] - resume["end_frame"] - 1 if resume else 0
-            self.trackers[source.name] = AlertTracker(
-                t, lambda s, q=o.jpeg_quality: alert_picture(s, q), resume, quiet
-            )
-            if camera["next_segment"]:
-                self._say(
-                    f"{source.name}: continuing at segment {camera['next_segment']} "
-                    f"(frame {camera['next_frame']})"
-                    + (f", alert {resume['id']} still open" if resume else "")
-                )
-            same_file = source.exact and claim.previous_source == source.url
-            self.workers[source.name] = CameraWorker(
-                source,
-                self.scorer.detector.extractor.config,
-                "flow" in self.scorer.detector.extractor.backbones,
-                self.queue,
-                threading.Event(),  # its own: a camera taken over stops alone
-                self._on_state,
-                next_frame=camera["next_frame"],
-                next_segment=camera["next_segment"],
-                resume=camera["source_position"] if same_file else 0,
-                last_seen=camera["last_seen"] if source.live else None,
-                frame_stride=self.scorer.frame_stride,
-                realtime=o.realtime,
-                backoff=Backoff(o.reconnect_first, o.reconnect_max),
-                timeout=o.open_timeout,
-                on_event=self._on_event,
-                on_frame=None if self.clips is None else self.clips.frame,
-            )
+            self._prepare(source, claims[source.name])
         if self.clips is not None:
             self.clips.start([s.name for s in self.sources])
         from ..store.media import set_mask
@@ -262,6 +221,66 @@ class Watcher:
             if self.stopping.is_set():
                 worker.stopping.set()
             worker.start()
+
+    def _claim(self, source: Source) -> Any:
+        t = self.thresholds
+        pp = self.scorer.detector.extractor.config.preprocessing
+        claim = self.store.claim_camera(
+            source.name,
+            source.url,
+            self.holder,
+            start_threshold=t.start,
+            stop_threshold=t.stop,
+            fps=source.fps,
+            frames_per_segment=pp.frames_per_segment,
+        )
+        self.ids[source.name] = claim.camera["id"]
+        self.names[self.ids[source.name]] = source.name
+        self.outbox.add_camera(self.ids[source.name])
+        return claim
+
+    def _prepare(self, source: Source, claim: Any) -> None:
+        """The tracker and reader thread (not started) of a claimed camera."""
+        t, o = self.thresholds, self.options
+        camera = claim.camera
+        if claim.taken_from is not None:
+            notice(
+                f"arnet watch: camera {source.name!r}: taking over from "
+                f"{claim.taken_from.describe()}, which stopped without releasing it"
+            )
+        resume = self.store.open_alert(camera["id"])
+        self.announced[source.name] = {resume["start_segment"]} if resume else set()
+        self.sinks.resume(source.name, resume)
+        # the frames scored after the open alert's last one were quiet (a restart)
+        quiet = camera["next_frame"] - resume["end_frame"] - 1 if resume else 0
+        self.trackers[source.name] = AlertTracker(
+            t, lambda s, q=o.jpeg_quality: alert_picture(s, q), resume, quiet
+        )
+        if camera["next_segment"]:
+            self._say(
+                f"{source.name}: continuing at segment {camera['next_segment']} "
+                f"(frame {camera['next_frame']})"
+                + (f", alert {resume['id']} still open" if resume else "")
+            )
+        same_file = source.exact and claim.previous_source == source.url
+        self.workers[source.name] = CameraWorker(
+            source,
+            self.scorer.detector.extractor.config,
+            "flow" in self.scorer.detector.extractor.backbones,
+            self.queue,
+            threading.Event(),  # its own: a camera taken over stops alone
+            self._on_state,
+            next_frame=camera["next_frame"],
+            next_segment=camera["next_segment"],
+            resume=camera["source_position"] if same_file else 0,
+            last_seen=camera["last_seen"] if source.live else None,
+            frame_stride=self.scorer.frame_stride,
+            realtime=o.realtime,
+            backoff=Backoff(o.reconnect_first, o.reconnect_max),
+            timeout=o.open_timeout,
+            on_event=self._on_event,
+            on_frame=None if self.clips is None else self.clips.frame,
+        )
 
     def _heartbeat(self) -> None:
         """Renew the leases three times per lease, until the watcher has stopped."""
@@ -297,8 +316,9 @@ class Watcher:
     # ------------------------------------------------------------------ main loop
     def run(self) -> int:
         """Score until every camera has ended; returns the number of segments scored."""
-        ended: set[str] = set()
+        ended = self.ended
         while len(ended) < len(self.workers):
+            self._housekeeping()
             batch: list[Segment] = []
             try:
                 item = self.queue.get(timeout=0.2)
@@ -368,7 +388,9 @@ class Watcher:
             ]
         per_camera: dict[str, tuple[list[dict], list[dict]]] = {}
         positions: dict[str, int] = {}
-        for s, score, where in zip(batch, scores.tolist(), cells):
+        features = self.scorer.last_features
+        identity = None if self.feedback is None else self.feedback.identity
+        for i, (s, score, where) in enumerate(zip(batch, scores.tolist(), cells)):
             s.cells = where
             segs, alerts = per_camera.setdefault(s.camera, ([], []))
             positions[s.camera] = max(positions.get(s.camera, 0), s.end_position)
@@ -382,7 +404,11 @@ class Watcher:
                     "score": score,
                 }
             )
-            alerts += self.trackers[s.camera].update(s, score)
+            rows = self.trackers[s.camera].update(s, score)
+            feature = features[i] if i < len(features) else None
+            in_alert = self.trackers[s.camera].alert is not None
+            self.alert_features.take(s.camera, s.index, feature, rows, in_alert, identity)
+            alerts += rows
         for camera, (segs, alerts) in per_camera.items():
             exact = self.workers[camera].source.exact if camera in self.workers else False
             self._commit(camera, segs, alerts, positions[camera] if exact else None)
@@ -417,6 +443,49 @@ class Watcher:
                 )
         self.sinks.written(camera, rows, ids)
 
+    def _housekeeping(self) -> None:
+        """Between batches: after SIGHUP, the camera list re-read and versions looked for at
+        once; otherwise new verdicts and versions looked for when due (`LiveFeedback.poll`)."""
+        forced = self.reload.is_set()
+        if forced:
+            self.reload.clear()
+            if self.camera_list is not None:
+                self._reload_cameras()
+        if self.feedback is not None:
+            self.feedback.poll(force=forced)
+
+    def _reload_cameras(self) -> None:
+        """Start the cameras added to the list, stop those removed (one line each)."""
+        assert self.camera_list is not None
+        try:
+            wanted = {s.name: s for s in self.camera_list()}
+        except Exception as exc:  # noqa: BLE001  (a bad edit must not stop the watched cameras)
+            self._say(f"camera list not re-read ({exc}); the cameras watched are kept")
+            return
+        for name, worker in list(self.workers.items()):
+            if name not in wanted and name not in self.removed and name not in self.ended:
+                self.removed.add(name)
+                worker.stopping.set()
+                self._say(f"{name}: removed from the camera list; stopping it")
+        for name, source in wanted.items():
+            worker = self.workers.get(name)
+            if worker is not None and name not in self.removed:
+                if worker.source.url != source.url:
+                    self._say(f"{name}: now {source.url} in the list; restart to watch it")
+                continue
+            if worker is not None and name not in self.ended:
+                continue  # removed and still stopping: added again on a later SIGHUP
+            try:
+                claim = self._claim(source)
+            except Exception as exc:  # noqa: BLE001  (busy elsewhere, store away: said)
+                self._say(f"{name}: not added ({exc})")
+                continue
+            self.removed.discard(name)
+            self.ended.discard(name)
+            self._prepare(source, claim)
+            self.workers[name].start()
+            self._say(f"{name}: added from the camera list ({source.url})")
+
     def _end(self, camera: str) -> None:
         """A camera delivers no more segments: close its alert (the footage it watched ended,
         or the watcher stops)."""
@@ -427,11 +496,14 @@ class Watcher:
             self.clips.camera_ended(camera)
         if self.stopping.is_set():
             self._on_state(camera, "stopped", "the watcher stopped", "stopped", None)
+        elif camera in self.removed:
+            self._on_state(camera, "stopped", "removed from the camera list", "stopped", None)
 
 
 def install_signals(watcher: Watcher) -> Callable[[], None]:
-    """SIGTERM and SIGINT (Ctrl-C) stop the watcher cleanly; a second one exits at once. An
-    ignored signal stays ignored (nohup, background jobs). Returns a function that puts the
+    """SIGTERM and SIGINT (Ctrl-C) stop the watcher cleanly; a second one exits at once. SIGHUP
+    re-reads the camera list and looks for a new detector version. An ignored signal stays
+    ignored (nohup, background jobs). Returns a function that puts the
     previous handlers back."""
 
     def handler(signum: int, _frame: object) -> None:
@@ -446,6 +518,9 @@ def install_signals(watcher: Watcher) -> Callable[[], None]:
     for sig in (signal.SIGTERM, signal.SIGINT):
         if signal.getsignal(sig) is not signal.SIG_IGN:
             previous[sig] = signal.signal(sig, handler)
+    hangup = getattr(signal, "SIGHUP", None)
+    if hangup is not None and signal.getsignal(hangup) is not signal.SIG_IGN:
+        previous[hangup] = signal.signal(hangup, lambda *_: watcher.reload.set())
 
     def restore() -> None:
         for sig, old in previous.items():

@@ -17,12 +17,14 @@ under an advisory lock.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from ..errors import DataError
@@ -34,6 +36,7 @@ MIGRATION_LOCK_KEY = 0x61726E6574
 
 
 ACCESS = ("create", "write", "read")
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class StoreError(DataError):
@@ -332,6 +335,21 @@ def store_failure(url, exc) -> StoreError:  # noqa: ANN001
     if transient:
         return StoreUnavailable(f"{hide(url)}: the event store is unavailable ({reason})")
     return StoreError(f"{hide(url)}: the event store failed ({reason})")
+
+
+def calls_store(method: _F) -> _F:
+    """A database error of an EventStore `method` as StoreUnavailable or StoreError naming
+    the store."""
+    sa = _require_sqlalchemy()
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sa.exc.DBAPIError as exc:
+            raise store_failure(self.engine.url, exc) from exc
+
+    return call  # type: ignore[return-value]
 
 
 @contextmanager

@@ -16,21 +16,20 @@ otherwise): a watcher whose lease was taken over never writes that camera again.
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..folders import identity_running, machine_of, process_identity
-from .engine import StoreError, hide, store_failure
+from .engine import StoreError, calls_store, hide
 from .schema import (
     ALERT_STATES,
     CAMERA_STATES,
@@ -41,6 +40,7 @@ from .schema import (
     cameras,
 )
 from .schema import segment_scores as scores_table
+from .verdicts import FeedbackRecords
 
 SCORE_FIELDS = ("segment", "start_frame", "end_frame", "start_time", "end_time", "score")
 ALERT_FIELDS = (
@@ -68,20 +68,7 @@ LEASE_SECONDS = 30.0
 # The cameras' columns that every revision of the store has (readers never migrate).
 _CAMERA_COLUMNS = [c for c in cameras.c if c.name != "source_position"]
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _calls_store(method: _F) -> _F:
-    """A database error of `method` as StoreUnavailable or StoreError naming the store."""
-
-    @functools.wraps(method)
-    def call(self: EventStore, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except sa.exc.DBAPIError as exc:
-            raise store_failure(self.engine.url, exc) from exc
-
-    return call  # type: ignore[return-value]
+_calls_store = calls_store
 
 
 def _bounded(value: int | None) -> int | None:
@@ -166,7 +153,7 @@ def _when(value: float | datetime | None) -> float | None:
     return value.timestamp()
 
 
-class EventStore:
+class EventStore(FeedbackRecords):
     """An open event store (from `open_store`). Safe to share between threads; each method
     takes its own connection from the engine's pool.
 
@@ -318,7 +305,7 @@ class EventStore:
         with self.engine.connect() as conn:
             total = int(conn.execute(count).scalar_one())
             rows = [self._clean(r._mapping) for r in conn.execute(page)]
-        return rows, total
+        return self.feedback_fields(rows), total
 
     @staticmethod
     def _clean(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -350,7 +337,7 @@ class EventStore:
             )
             out["segments"] = [dict(s._mapping) for s in segs]
             out["acknowledgements"] = self._acknowledgements(conn, [alert_id])[alert_id]
-        return out
+        return self.feedback_fields([out])[0]
 
     def acknowledgements(self, alert_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
         """The acknowledgements of each alert (id, time, note, by; oldest first), in one
@@ -806,6 +793,8 @@ class EventStore:
                     deliveries.record(
                         conn, self._insert, camera_id, name, ids[-1], before, row, notify, now
                     )
+                if row.get("detector") is not None or row.get("segment_features"):
+                    self._write_alert_extras(conn, ids[-1], row)
         return ids
 
 

@@ -184,3 +184,40 @@ camera_masks = Table(
 
 # The tables of the first schema: every arnet store has them, whatever its revision.
 CORE_TABLES = ("cameras", "segment_scores", "camera_events", "alerts", "acknowledgements")
+
+# Operator feedback (revision 0003): which detector scored each alert, the features of its
+# segments (so a verdict can teach the detector without the footage), and the verdicts.
+VERDICTS = ("false-alarm", "real")
+
+alert_detectors = Table(
+    "alert_detectors",
+    metadata,
+    Column("alert_id", Integer, ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True),
+    Column("run", Text, nullable=False),  # the run folder (absolute) or checkpoint file
+    Column("version", Integer, nullable=False),  # its version (0: as trained)
+)
+
+alert_features = Table(
+    "alert_features",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("segment", Integer, nullable=False),
+    Column("shape", String(40), nullable=False),  # "D" or "VxD"
+    Column("feature", LargeBinary, nullable=False),  # float32, little-endian
+    UniqueConstraint("alert_id", "segment", name="uq_alert_features_alert_segment"),
+)
+
+verdicts = Table(
+    "verdicts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("verdict", String(20), nullable=False),
+    Column("time", Float, nullable=False),
+    Column("by", String(200)),
+    Column("note", Text, nullable=False, default=""),
+    Index("ix_verdicts_alert", "alert_id"),
+)
+
+FEEDBACK_TABLES = ("alert_detectors", "alert_features", "verdicts")

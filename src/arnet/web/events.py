@@ -157,6 +157,36 @@ def events_router(
         except KeyError:
             raise HTTPException(404, f"no alert {alert_id}") from None
 
+    @router.post(
+        "/alerts/{alert_id}/verdict",
+        tags=["alerts"],
+        summary="An operator's verdict on an alert: false-alarm (its segments join a "
+        "nearest-normal detector's normal examples) or real; every verdict is kept, the latest "
+        "counts",
+    )
+    def verdict(
+        alert_id: int,
+        verdict: str = Body(..., embed=True, pattern="^(false-alarm|real)$"),
+        note: str = Body("", embed=True, max_length=2000),
+        by: str | None = Body(None, embed=True, max_length=200),
+        run: str | None = Body(
+            None, embed=True, max_length=4000, description="refused unless this run scored it"
+        ),
+        version: int | None = Body(None, embed=True, ge=0),
+    ) -> dict[str, Any]:
+        from ..store.verdicts import FeedbackUnavailable, OtherDetector
+
+        try:
+            return finite(
+                need().add_verdict(
+                    alert_id, verdict, by=by or None, note=note, run=run or None, version=version
+                )
+            )
+        except KeyError:
+            raise HTTPException(404, f"no alert {alert_id}") from None
+        except (OtherDetector, FeedbackUnavailable) as exc:
+            raise HTTPException(409, str(exc)) from None
+
     @router.get(
         "/events",
         tags=["live"],

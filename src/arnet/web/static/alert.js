@@ -19,6 +19,8 @@
       ["frames", a.start_frame + "–" + a.end_frame],
       ["peak score", num(a.peak_score) + " at frame " + a.peak_frame + " (" + time(a.peak_time) + ")"],
       ["threshold", num(a.threshold, 2)],
+      ["detector", a.detector ? a.detector.run + (a.detector.version ? " · version " + a.detector.version : "") : "not recorded"],
+      ["verdict", a.verdict ? el("span", { class: "badge verdict-" + a.verdict, id: "verdict" }, a.verdict) : el("span", { id: "verdict", class: "muted" }, "none yet")],
     ];
     return el("table", { class: "facts-table" },
       rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", { class: "text" }, v))));
@@ -158,6 +160,40 @@
     } catch (err) {
       return null; // no clip or no mask (404), or a store of an earlier arnet
     }
+  function verdicts(a) {
+    const list = el("div", { id: "verdicts" });
+    const history = a.verdicts || [];
+    if (!history.length) list.append(el("p", { class: "muted" }, "no verdict yet"));
+    else {
+      list.append(el("ul", {}, history.map((v) =>
+        el("li", { class: "verdict" }, time(v.time) + (v.by ? " by " + v.by : "") + ": ",
+          el("strong", {}, v.verdict), v.note ? " · " : "", el("span", { class: "note" }, v.note || "")))));
+    }
+    return list;
+  }
+
+  // A false alarm's segments join a nearest-normal detector's normal examples (a new version of
+  // its run, taken up by the watcher); a real alert is kept as an anomalous example.
+  function verdictForm(a) {
+    const note = el("input", { name: "verdict-note", id: "verdict-note", maxlength: 2000, placeholder: "why (optional)" });
+    const by = el("input", { name: "verdict-by", id: "verdict-by", maxlength: 200, placeholder: "your name (optional)" });
+    const message = el("p", { class: "status", id: "verdict-status" });
+    const buttons = ["false-alarm", "real"].map((v) =>
+      el("button", { type: "button", id: "verdict-" + v, "data-verdict": v },
+        v === "false-alarm" ? "False alarm" : "Real"));
+    buttons.forEach((button) => button.addEventListener("click", async () => {
+      buttons.forEach((b) => { b.disabled = true; });
+      try {
+        const body = { verdict: button.dataset.verdict, note: note.value, by: by.value || null };
+        if (a.detector) Object.assign(body, { run: a.detector.run, version: a.detector.version });
+        await arnet.postJSON("/api/alerts/" + a.id + "/verdict", body);
+        await load();
+      } catch (err) {
+        message.textContent = String(err.message || err);
+        buttons.forEach((b) => { b.disabled = false; });
+      }
+    }));
+    return el("div", { id: "verdict-form" }, el("p", {}, note, " ", by), el("p", {}, ...buttons), message);
   }
 
   async function load() {
@@ -188,7 +224,8 @@
       el("div", { class: "alert-view" },
         el("div", {}, media, image, facts(a)),
         el("div", {}, curve(a),
-          el("h2", {}, "Acknowledgements"), acknowledgements(a), ackForm(a))));
+          el("h2", {}, "Acknowledgements"), acknowledgements(a), ackForm(a),
+          el("h2", {}, "Verdict"), verdicts(a), verdictForm(a))));
   }
 
   load();
