@@ -91,7 +91,8 @@ def evaluate_model(
         snapshot: with `out_dir`, how the snapshot was chosen, for metrics.json.
         fps: frames per second (one, or per video) of the event figures' times and hourly
             false alerts; None: the event figures count frames only.
-        min_alert_frames, merge_gap: the alert rule of the event figures (`find_alerts`).
+        min_alert_frames: the alert rule of the event figures (`find_alerts`): shortest alert.
+        merge_gap: the same rule's gap below which two alerts are one.
     """
     scores = predict(model, dataset, device, crop_mode)
     metrics = None
