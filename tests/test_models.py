@@ -83,7 +83,8 @@ def _scramble_padding(batch, seed=1):
 
 
 def test_the_registry_holds_the_six_models_of_the_seed():
-    assert [e.name for e in list_models()] == [*SIX, "nearest-normal"]
+    # the seed's models first; methods added later (urdmu, bnwvad, ...) follow them
+    assert [e.name for e in list_models()][:7] == [*SIX, "nearest-normal"]
     objectives = {e.name: e.objective for e in list_models()}
     assert objectives["bas"] == "bas" and objectives["nearest-normal"] == "normal-bank"
     assert {objectives[n] for n in SIX if n != "bas"} == {"mil"}

@@ -13,6 +13,8 @@ padded input. `model.train()` / `model.eval()` switch dropout; there are no othe
 | `lstm`     | temporal.py  | an LSTM over the valid segments (one or two directions)       |
 | `bas`      | bas.py       | BaS-Net: foreground filter + class activation sequence        |
 | `nearest-normal` | normal.py | distance to the nearest normal training segment (no training) |
+| `urdmu`    | urdmu.py     | UR-DMU: dual memory units, uncertainty regulation (own loss)  |
+| `bnwvad`   | bnwvad.py    | BN-WVAD: UR-DMU's backbone, BatchNorm feature divergence      |
 
 Objectives: `mil` (losses.py: dynamic top-k MIL + center loss, the AR-Net models), `bas`
 (bas.py), `normal-bank` (nearest-normal, fitted in one go). A new method is one module with its
@@ -25,7 +27,7 @@ own instance, a segment scoring as its highest cell (`arnet train --instances ce
 # Importing a module registers its models (and objectives); this order is the order `arnet
 # models` lists them, the paper's model first and the others as SPEC §3 gives them.
 # isort: off
-from . import losses, segment, temporal, bas, normal  # noqa: F401
+from . import losses, segment, temporal, bas, normal, urdmu, bnwvad  # noqa: F401
 # isort: on
 
 from .bas import BasNet, BasObjective, BasOutput, CasModule, FilterModule, topk_mean_over_time
