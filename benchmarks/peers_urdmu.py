@@ -58,6 +58,10 @@ THEIR_MODULES = ("model", "memory", "translayer", "utils", "train", "options", "
 # ---------------------------------------------------------------------- their code on the CPU
 
 
+def _theirs(name: str) -> bool:
+    return name.split(".")[0] in THEIR_MODULES
+
+
 @contextlib.contextmanager
 def reference_on_cpu(checkout: str | Path) -> Iterator[None]:
     """Import their modules from `checkout` with `.cuda()` a no-op and visdom / ipdb stubbed;
@@ -65,7 +69,7 @@ def reference_on_cpu(checkout: str | Path) -> Iterator[None]:
     checkout = str(Path(checkout).resolve())
     if not Path(checkout).is_dir():
         raise SystemExit(f"--reference {checkout}: no such checkout")
-    saved = {name: sys.modules.pop(name) for name in THEIR_MODULES if name in sys.modules}
+    saved = {name: sys.modules.pop(name) for name in list(sys.modules) if _theirs(name)}
     stubs = {}
     for name in ("visdom", "ipdb", "wandb"):
         if name not in sys.modules:
@@ -79,7 +83,7 @@ def reference_on_cpu(checkout: str | Path) -> Iterator[None]:
     finally:
         sys.path.remove(checkout)
         torch.Tensor.cuda, torch.nn.Module.cuda = tensor_cuda, module_cuda  # type: ignore[method-assign]
-        for name in THEIR_MODULES:
+        for name in [n for n in sys.modules if _theirs(n)]:
             sys.modules.pop(name, None)
         sys.modules.update(saved)
         for name in stubs:
