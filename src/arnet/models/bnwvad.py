@@ -221,8 +221,9 @@ def select_segments(
 
     Negatives: the anomalous segments in the top int(T_i * ratio_sample) of their video by
     divergence, or in the top int(N * ratio_batch) of all N valid anomalous segments of the
-    batch. Positives: each normal video's int(M / n) + 1 most divergent segments, rank by
-    rank (every video's first, then every video's second, ...), the first M of them.
+    batch. Positives: each normal video's int(M / n) + 1 most divergent segments (at most as
+    many as the shortest normal video has), rank by rank (every video's first, then every
+    video's second, ...), the first M of them; pairs are cut to the shorter side.
     """
     C = features.shape[1]
     feats = features.transpose(1, 2)  # (B, T, C)
@@ -275,7 +276,7 @@ def normal_loss(scores: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) 
     """Mean over normal videos of the L2 norm of their valid scores; 0 without one."""
     normal = labels == 0
     if not bool(normal.any()):
-        return scores.new_zeros(())
+        return (scores * 0).sum()  # zero, on the graph: a batch of one class still steps
     s = scores[normal].masked_fill(~mask[normal], 0.0)
     return torch.norm(s, p=2, dim=1).mean()
 
