@@ -388,3 +388,80 @@ def test_triplet_pairs_match_torch_on_balanced_halves():
     loop = sum(max(0.0, (a[i] - p[i] + 1e-6).norm().item() - (a[i] - n[i] + 1e-6).norm().item() + 1)
                for i in range(4)) / 4  # fmt: skip
     assert F.triplet_margin_loss(a, p, n, margin=1.0).item() == pytest.approx(loop, rel=1e-5)
+
+
+# ---------------------------------------------------------------------- the commands
+
+
+@pytest.mark.parametrize("name", ["urdmu", "bnwvad"])
+def test_train_test_detect_export_end_to_end(name, tmp_path, capsys):
+    """`arnet train --model NAME` (its paper's schedule, narrowed), then `test`, `detect` on
+    videos and `export` to ONNX, whose head scores as the PyTorch model does (BatchNorm in
+    eval mode: running statistics)."""
+    pytest.importorskip("av", reason="the extract extra (PyAV) is not installed")
+    pytest.importorskip("cv2", reason="the extract extra (OpenCV) is not installed")
+    pytest.importorskip("onnxruntime", reason="the export extra (onnxruntime) is not installed")
+    pytest.importorskip("onnx", reason="the export extra (onnx) is not installed")
+    import json
+
+    import numpy as np
+    from helpers import write_video
+    from test_detect import scene
+
+    from arnet.cli import main
+    from arnet.detection.export import load_exported
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    plan = {"train_event": (48, 16), "train_quiet": (48, None), "test_event": (45, 24)}
+    labels = {}
+    for i, (video, (n, start)) in enumerate(plan.items()):
+        write_video(videos / f"{video}.mp4", scene(n, start, seed=i), fps=8)
+        labels[video] = {"frames": n, "anomalous_frames": [] if start is None else [[start + 1, n]]}
+    (tmp_path / "labels.json").write_text(json.dumps(labels))
+    (tmp_path / "train.txt").write_text("train_event\ntrain_quiet\n")
+    (tmp_path / "test.txt").write_text("test_event\n")
+    data = tmp_path / "data"
+    assert main(["extract", str(videos), "--out", str(data), "--random-init", "--modal", "rgb",
+                 "--short-side", "24", "--crop-size", "16",
+                 "--labels", str(tmp_path / "labels.json"),
+                 "--train-split", str(tmp_path / "train.txt"),
+                 "--test-split", str(tmp_path / "test.txt"), "--quiet"]) == 0  # fmt: skip
+    run = tmp_path / "run"
+    narrow = [f"{k}={v}" for k, v in model_entry(name).example.items() if k != "ratios"]
+    model_args = [a for kv in narrow for a in ("--model-arg", kv)]
+    if name == "bnwvad":
+        model_args += ["--model-arg", "ratios=[4,8]"]
+    assert main(["train", "--data", str(data), "--feature-modal", "rgb", "--model", name,
+                 *model_args, "--iterations", "4", "--snapshot", "4", "--uniform-segments",
+                 "8", "--out", str(run), "--no-plot", "--no-tensorboard", "--quiet"]) == 0  # fmt: skip
+    saved = load_checkpoint(run)
+    # the paper's schedule where the command line did not say
+    assert saved["config"]["lr"] == 1e-4 and saved["config"]["weight_decay"] == 5e-5
+    assert saved["config"]["videos_per_class"] == 64
+    assert saved["config"]["max_grad_norm"] == (1.0 if name == "bnwvad" else None)
+    capsys.readouterr()
+
+    assert main(["test", "--checkpoint", str(run), "--data", str(data), "--feature_modal", "rgb",
+                 "--out", str(tmp_path / "tested"), "--json"]) == 0  # fmt: skip
+    tested = json.loads(capsys.readouterr().out)
+    assert 0.0 <= tested["metrics"]["auc"] <= 1.0
+
+    assert main(["detect", str(videos / "test_event.mp4"), "--checkpoint", str(run),
+                 "--out", str(tmp_path / "alerts"), "--json"]) == 0  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert report["videos"][0]["segments"] == 3  # 45 frames, 16 per segment, the tail padded
+    assert (tmp_path / "alerts" / "test_event.scores.csv").is_file()
+
+    out = tmp_path / "exported"
+    assert main(["export", str(run), "--format", "onnx", "--out", str(out), "--json"]) == 0
+    capsys.readouterr()
+    exported = load_exported(out, "onnxruntime")
+    model = model_from_checkpoint(saved).eval()
+    feats = np.load(data / "features_video/i3d/rgb/test_event/feature.npy")
+    rng = np.random.default_rng(0)
+    for x in (feats, rng.standard_normal((37, feats.shape[1])).astype(np.float32)):
+        with torch.no_grad():
+            t = torch.from_numpy(np.ascontiguousarray(x))[None]
+            want = model(t, torch.ones(t.shape[:2], dtype=torch.bool))[0].numpy()
+        assert np.abs(exported.score(x) - want).max() < 1e-5
