@@ -432,9 +432,10 @@ def test_train_test_detect_export_end_to_end(name, tmp_path, capsys):
     model_args = [a for kv in narrow for a in ("--model-arg", kv)]
     if name == "bnwvad":
         model_args += ["--model-arg", "ratios=[4,8]"]
-    assert main(["train", "--data", str(data), "--feature-modal", "rgb", "--model", name,
-                 *model_args, "--iterations", "4", "--snapshot", "4", "--uniform-segments",
-                 "8", "--out", str(run), "--no-plot", "--no-tensorboard", "--quiet"]) == 0  # fmt: skip
+    argv = ["train", "--data", str(data), "--feature-modal", "rgb", "--model", name,
+            *model_args, "--iterations", "4", "--snapshot", "4", "--uniform-segments", "8",
+            "--out", str(run), "--no-plot", "--no-tensorboard", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
     saved = load_checkpoint(run)
     # the paper's schedule where the command line did not say
     assert saved["config"]["lr"] == 1e-4 and saved["config"]["weight_decay"] == 5e-5
