@@ -27,9 +27,9 @@ Where it differs from their code, and why:
 
 - **Local attention is normalised over each row** (each query's weights sum to 1). Their code
   divides the kernel by `attn2.sum(-1)` without keepdim, which broadcasts the sums along the
-  wrong axis: entry (i, j) is divided by row j's sum, so rows near the ends of a video weigh
-  their neighbours by up to twice as much as rows in the middle. `compat=True` (a model
-  argument: `--model-arg compat=true`) keeps theirs.
+  wrong axis: entry (i, j) is divided by row j's sum, so rows near the ends of a video do not
+  sum to 1 (in a 200-segment video the first row sums to 0.81, the second to 0.93).
+  `compat=True` (a model argument: `--model-arg compat=true`) keeps theirs.
 - **Padding and unequal classes.** Their batches are 64 normal then 64 anomalous videos of
   exactly 200 segments; their model splits the batch in halves and pairs video i of one half
   with video i of the other. Ours splits by label, masks every top-k, softmax, mean and
