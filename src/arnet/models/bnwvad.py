@@ -53,6 +53,12 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     """BatchNorm1d on (B, C, T) whose training statistics (and running averages) come from
     the valid positions of `mask` only; in eval mode it is torch's (running statistics)."""
 
+    def _statistics(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The running mean, variance and batch count (always tracked here)."""
+        mean, var, tracked = self.running_mean, self.running_var, self.num_batches_tracked
+        assert mean is not None and var is not None and tracked is not None
+        return mean, var, tracked
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
         if not self.training or mask is None:
             return super().forward(x)
@@ -62,12 +68,13 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         centred = x - mean[None, :, None]
         sq = torch.where(valid, centred**2, torch.zeros_like(x)).sum(dim=(0, 2))
         var = sq / n.clamp(min=1)
+        running_mean, running_var, tracked = self._statistics()
         with torch.no_grad():
             m = self.momentum if self.momentum is not None else 0.1
-            self.running_mean.mul_(1 - m).add_(m * mean.detach())
+            running_mean.mul_(1 - m).add_(m * mean.detach())
             unbiased = sq.detach() / (n - 1).clamp(min=1)
-            self.running_var.mul_(1 - m).add_(m * unbiased)
-            self.num_batches_tracked.add_(1)
+            running_var.mul_(1 - m).add_(m * unbiased)
+            tracked.add_(1)
         out = centred / torch.sqrt(var + self.eps)[None, :, None]
         return out * self.weight[None, :, None] + self.bias[None, :, None]
 
@@ -176,21 +183,21 @@ class Bnwvad(ScoringModel):
         compat: bool = False,
     ) -> None:
         super().__init__()
-        ratios = tuple(int(r) for r in ratios)
-        if len(ratios) != 2:
+        widths = tuple(int(r) for r in ratios)
+        if len(widths) != 2:
             raise ValueError(f"bnwvad: ratios must be two numbers, got {ratios}")
         self.embedding = Embedding(feature_dim, hidden_dim)
         self.transformer = DualTransformer(
             hidden_dim, layers, heads, head_dim, mlp_dim, dropout, bool(compat)
         )
-        self.head = NormalHead(hidden_dim, ratios, int(kernel_size))  # type: ignore[arg-type]
+        self.head = NormalHead(hidden_dim, (widths[0], widths[1]), int(kernel_size))
 
     def head_pass(self, features: torch.Tensor, mask: torch.Tensor) -> BnwvadOutput:
         features = features.masked_fill(~mask[..., None], 0.0)
         x = self.transformer(self.embedding(features, mask), mask)
         feats, scores = self.head(x.transpose(1, 2), mask)
-        means = [bn.running_mean for bn in self.head.norms]
-        variances = [bn.running_var for bn in self.head.norms]
+        stats = [bn._statistics() for bn in self.head.norms]
+        means, variances = [s[0] for s in stats], [s[1] for s in stats]
         distances = [divergence(f, m, v) for f, m, v in zip(feats, means, variances)]
         return BnwvadOutput(scores.masked_fill(~mask, 0.0), feats, means, variances, distances)
 
@@ -308,7 +315,8 @@ class BnwvadObjective:
             raise ValueError(
                 f"the BN-WVAD objective needs a BN-WVAD model, not {type(model).__name__}"
             )
-        out: BnwvadOutput = model.head_pass(batch.features, batch.mask)
+        bnwvad: Bnwvad = model  # type: ignore[assignment]  # checked just above
+        out = bnwvad.head_pass(batch.features, batch.mask)
         return bnwvad_loss(out, batch, self)
 
 

@@ -438,7 +438,8 @@ class UrdmuObjective:
             raise ValueError(
                 f"the UR-DMU objective needs a UR-DMU model, not {type(model).__name__}"
             )
-        out: UrdmuOutput = model.training_pass(batch.features, batch.mask, batch.labels)
+        urdmu: Urdmu = model  # type: ignore[assignment]  # checked just above
+        out = urdmu.training_pass(batch.features, batch.mask, batch.labels)
         return urdmu_loss(out, batch, self)
 
 
