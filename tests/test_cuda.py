@@ -75,6 +75,9 @@ def test_every_model_gives_the_cpu_scores_and_gradients_on_cuda(name):
     cpu_scores[mask].sum().backward()
     gpu_scores[mask].sum().backward()
     for (pname, a), b in zip(model.named_parameters(), on_gpu.parameters()):
+        if a.grad is None:  # used in training only (UR-DMU's variance encoder): none on both
+            assert b.grad is None, pname
+            continue
         assert b.grad is not None, pname
         torch.testing.assert_close(b.grad.cpu(), a.grad, rtol=1e-3, atol=1e-5, msg=pname)
 

@@ -90,7 +90,7 @@ def _scramble_padding(batch, seed=1):
 def test_the_registry_holds_the_six_models_of_the_seed():
     names = [e.name for e in list_models()]
     assert names[:7] == [*SIX, "nearest-normal"]  # then the methods added since (rtfm, ...)
-    assert {"rtfm", "mgfn"} <= set(names[7:])
+    assert {"rtfm", "mgfn", "urdmu", "bnwvad"} <= set(names[7:])
     objectives = {e.name: e.objective for e in list_models()}
     assert objectives["bas"] == "bas" and objectives["nearest-normal"] == "normal-bank"
     assert {objectives[n] for n in SIX if n != "bas"} == {"mil"}

@@ -307,6 +307,12 @@ class TrainConfig:
     """Adam learning rate of the paper."""
     weight_decay: float = _field(5e-4, help="Adam weight decay")
     """Adam weight decay of the reference code."""
+    max_grad_norm: float | None = _field(
+        None,
+        help="clip the gradients' total norm at N before each step (BN-WVAD's code: 1); "
+        "default: no clipping",
+    )
+    """Gradient clipping before each Adam step; None (AR-Net, UR-DMU) clips nothing."""
     epochs: int = _field(
         20,
         help="training length in epochs of as many iterations as there are training videos "
@@ -465,6 +471,13 @@ class TrainConfig:
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"config field {name!r} must be >= 1, got {value}")
+        if self.max_grad_norm is not None and not (
+            math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0
+        ):
+            raise ValueError(
+                "config field 'max_grad_norm' (--max-grad-norm) must be a positive number, "
+                f"got {self.max_grad_norm}"
+            )
         if self.iterations is not None and self.iterations < 1:
             raise ValueError(f"config field 'iterations' must be >= 1, got {self.iterations}")
         if self.uniform_segments is not None and not (

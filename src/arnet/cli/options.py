@@ -276,6 +276,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     _field_option(g, "cells", "--cells", type=int, metavar="N")
     _field_option(g, "lr", "--lr", type=float)
     _field_option(g, "weight_decay", "--weight-decay", type=float)
+    _field_option(g, "max_grad_norm", "--max-grad-norm", type=float, metavar="N")
     _field_option(g, "epochs", "--epochs", "--max_epoch", type=int)
     _field_option(g, "iterations", "--iterations", type=int)
     _field_option(g, "snapshot_every", "--snapshot", "--snapshot-every", type=int)

@@ -15,10 +15,12 @@ padded input. `model.train()` / `model.eval()` switch dropout; there are no othe
 | `nearest-normal` | normal.py | distance to the nearest normal training segment (no training) |
 | `rtfm`     | rtfm.py      | RTFM: multi-scale temporal network, top-k feature magnitudes  |
 | `mgfn`     | mgfn.py      | MGFN: glance and focus blocks, magnitude contrastive loss     |
+| `urdmu`    | urdmu.py     | UR-DMU: dual memory units, uncertainty regulation (own loss)  |
+| `bnwvad`   | bnwvad.py    | BN-WVAD: UR-DMU's backbone, BatchNorm feature divergence      |
 
 Objectives: `mil` (losses.py: dynamic top-k MIL + center loss, the AR-Net models), `bas`
 (bas.py), `normal-bank` (nearest-normal, fitted in one go), `rtfm` (rtfm.py), `mgfn`
-(mgfn.py). A new method is one module with its
+(mgfn.py), `urdmu` (urdmu.py), `bnwvad` (bnwvad.py). A new method is one module with its
 model and, if it needs one, its objective (registry.py says how).
 
 `cells.CellInstances` wraps any of the MIL models to score each cell of grid features as its
@@ -26,9 +28,10 @@ own instance, a segment scoring as its highest cell (`arnet train --instances ce
 """
 
 # Importing a module registers its models (and objectives); this order is the order `arnet
-# models` lists them, the paper's model first and the others as SPEC §3 gives them.
+# models` lists them: the paper's model first, the AR-Net code base's others, then the
+# methods added since.
 # isort: off
-from . import losses, segment, temporal, bas, normal, rtfm, mgfn  # noqa: F401
+from . import losses, segment, temporal, bas, normal, rtfm, mgfn, urdmu, bnwvad  # noqa: F401
 # isort: on
 
 from .bas import BasNet, BasObjective, BasOutput, CasModule, FilterModule, topk_mean_over_time

@@ -1,8 +1,8 @@
 """What the store keeps beside scores for people to look at: each alert's clip (the MP4 file's
 path and the frames it shows) and each camera's mask.
 
-Both live in tables of their own (`alert_clips`, `camera_masks`, migration 0004_clips): a store of an
-earlier revision is read as it is, with no clip and no mask, and its readers never migrate it.
+Both live in tables of their own (`alert_clips`, `camera_masks`, migration 0004_clips): a store
+of an earlier revision is read as it is, with no clip and no mask, and its readers never migrate it.
 """
 
 from __future__ import annotations

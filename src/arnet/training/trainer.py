@@ -408,11 +408,17 @@ class Trainer:
             self._require_finite_parameters()
             raise
         self.optimizer.zero_grad(set_to_none=True)
+        clip = self.config.max_grad_norm
         if self.scaler is None:
             loss.backward()
+            if clip is not None:  # BN-WVAD's code clips at 1
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             self.optimizer.step()
         else:  # fp16: scaled loss; steps with inf/NaN gradients are skipped on the device
             self.scaler.scale(loss).backward()
+            if clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
         return loss, parts
