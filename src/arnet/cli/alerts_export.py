@@ -13,10 +13,67 @@ import csv
 import io
 import json
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 EXPORT_WHAT = "export alerts into a new or empty --export folder"
+
+EXPORT_FIELDS = (
+    "id",
+    "camera",
+    "state",
+    "start_iso",
+    "end_iso",
+    "duration_s",
+    "start_frame",
+    "end_frame",
+    "peak_score",
+    "peak_frame",
+    "peak_iso",
+    "threshold",
+    "acknowledged",
+    "acknowledged_iso",
+    "acknowledged_by",
+    "note",
+    "start_time",
+    "end_time",
+    "peak_time",
+    "acknowledged_time",
+    "verdict",
+    "detector_run",
+    "detector_version",
+)
+"""The columns of `arnet alerts --csv` and the fields of each alert of `--json` (which adds
+`acknowledgements` and `verdicts`: every one, oldest first); `acknowledged_*` and `note` are
+those of the latest acknowledgement (empty when there is none); `verdict` is the latest
+verdict (false-alarm, real or empty), `detector_*` the run and version that scored it."""
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def export_row(alert: dict[str, Any], acks: list[dict[str, Any]]) -> dict[str, Any]:
+    """An alert from the store as exported: ISO times (UTC) beside the epoch seconds, and who
+    acknowledged it, when and with what note (the latest of `acks`, oldest first)."""
+    latest = acks[-1] if acks else {}
+    return {
+        **{k: alert[k] for k in EXPORT_FIELDS if k in alert},
+        "start_iso": _iso(alert["start_time"]),
+        "end_iso": _iso(alert["end_time"]),
+        "peak_iso": _iso(alert["peak_time"]),
+        "duration_s": round(alert["end_time"] - alert["start_time"], 3),
+        "acknowledged_time": latest.get("time"),
+        "acknowledged_iso": _iso(latest.get("time")),
+        "acknowledged_by": latest.get("by"),
+        "note": latest.get("note"),
+        "verdict": alert.get("verdict"),
+        "detector_run": (alert.get("detector") or {}).get("run"),
+        "detector_version": (alert.get("detector") or {}).get("version"),
+    }
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -45,7 +102,6 @@ def export_alerts(
     from ..atomic import csv_cell, write_atomic
     from ..folders import claim_empty_folder, notice
     from ..store.media import clips
-    from .live import EXPORT_FIELDS, _iso
 
     found = clips(store, [a["id"] for a in alerts])
     images = clips_copied = 0
