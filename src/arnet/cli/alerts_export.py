@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,11 @@ def export_alerts(
     rows: list[dict[str, Any]],
     acks: dict[int, list[dict[str, Any]]],
     total: int,
+    fields: Sequence[str],
+    iso: Callable[[float | None], str | None],
 ) -> dict[str, Any]:
-    """Write the export; returns what was written (counts and the folder).
+    """Write the export; returns what was written (counts and the folder). `rows` are the
+    alerts as `arnet alerts` exports them (`fields`, the CSV columns); `iso` writes a time.
 
     Raises:
         FolderError: the folder holds something, or another process holds it.
@@ -45,7 +49,6 @@ def export_alerts(
     from ..atomic import csv_cell, write_atomic
     from ..folders import claim_empty_folder, notice
     from ..store.media import clips
-    from .live import EXPORT_FIELDS, _iso
 
     found = clips(store, [a["id"] for a in alerts])
     images = clips_copied = 0
@@ -55,7 +58,7 @@ def export_alerts(
         for alert, row in zip(alerts, rows):
             entry = {
                 **row,
-                "acknowledgements": [{**k, "iso": _iso(k["time"])} for k in acks[row["id"]]],
+                "acknowledgements": [{**k, "iso": iso(k["time"])} for k in acks[row["id"]]],
                 "image": None,
                 "clip": None,
             }
@@ -84,8 +87,8 @@ def export_alerts(
         text = json.dumps({"total": total, "alerts": listed}, indent=1) + "\n"
         write_atomic(out / "alerts.json", lambda f: f.write(text.encode()), replace=False)
         buffer = io.StringIO(newline="")
-        fields = (*EXPORT_FIELDS, "image", "clip")
-        writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+        columns = (*fields, "image", "clip")
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows({k: csv_cell(v) for k, v in e.items()} for e in listed)
         data = buffer.getvalue().encode()

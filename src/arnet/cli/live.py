@@ -456,7 +456,7 @@ def run_alerts(args: argparse.Namespace) -> int:
         if args.export:
             from .alerts_export import export_alerts
 
-            done = export_alerts(store, args.export, alerts, rows, acks, total)
+            done = export_alerts(store, args.export, alerts, rows, acks, total, EXPORT_FIELDS, _iso)
             print(
                 json.dumps(done)
                 if args.format == "json"
