@@ -207,6 +207,11 @@ def train_reference(ref: SimpleNamespace, data: Path, seed: int, iterations: int
     try:
         os.chdir(work)
         ref.train.eval_p = scored_eval
+        if workers == 0:  # the sampler runs here: seed its generators (main.py cannot)
+            import random
+
+            random.seed(args.seed)
+            np.random.seed(args.seed)
         torch.manual_seed(args.seed)  # main.py's order from here on
         model = ref.model.model_generater(
             model_name=args.model_name, feature_size=args.feature_size
@@ -375,7 +380,8 @@ def lockstep(ref: SimpleNamespace, data: Path, seed: int, iterations: int, work:
         ref_opt.step()
         our_opt.step()
         rows[-1]["weights_max_abs_diff_after_step"] = max(
-            float((p - q).abs().max()) for p, q in zip(ref_model.parameters(), ours.parameters())
+            float((p - q).detach().abs().max())
+            for p, q in zip(ref_model.parameters(), ours.parameters())
         )
     return {"seed": seed, "weights_seed": seed, "arnet_init_equals_reference": same_init,
             "initial_weights_sha256": initial_sha, "sample_size": sample_size,
@@ -453,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         "--workers",
         type=int,
         default=1,
-        help="training DataLoader workers (the reference's main.py uses 1)",
+        help="training DataLoader workers (the reference's main.py uses 1; with 0, Python's "
+        "and NumPy's generators are seeded with the seed)",
     )
     p.add_argument(
         "--lockstep",
