@@ -1,8 +1,8 @@
 """A suite of differently made feature sets, and defaults chosen on it by leave-one-family-out.
 
     python benchmarks/suite.py --reference CHECKOUT --processes 2          # train, then tables
-    python benchmarks/suite.py --report-only --markdown docs-tables.md      # tables of runs kept
-    python benchmarks/suite.py --families spiky --seeds 1 --variants default --iterations 100
+    python benchmarks/suite.py --report-only --big --markdown tables.md     # tables of runs kept
+    python benchmarks/suite.py --families spiky --seeds 1 --variants default --checkpoints 50,100
 
 Families (each at --seeds generator seeds; the seed also seeds the training run):
 
@@ -15,7 +15,7 @@ Families (each at --seeds generator seeds; the seed also seeds the training run)
 
 Sets are small (D 64 or 128 alternating with the seed, 80 training videos of which 34 or more
 anomalous, 40-50 test videos) so the whole suite trains on two shared CPU cores; `--big` adds
-one D=512 featuregen set for the default and the reference only.
+one D=512 featuregen set, trained with `padded` and `padded+lr=1e-3` only.
 
 Runs: arnet's `single` model with the former defaults ("anchored", the center loss arnet had
 when the suite was run) and with one choice changed per variant (`VARIANTS`: the center loss,
