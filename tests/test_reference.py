@@ -219,7 +219,7 @@ def test_reference_compat_turns_every_behaviour_on(tiny_data, tmp_path):
     assert not trainer.optimizer.defaults["fused"]
     default = Trainer(TrainConfig(device="cpu", videos_per_class=4), train_set, test_set,
                       tmp_path / "run2", progress=False)  # fmt: skip
-    assert default.objective.center == "anchored"
+    assert default.objective.center == "padded"  # chosen leave-one-family-out
     assert default.sampler.reference_sampling == {}
     assert default.model.fast_mask and default.optimizer.defaults["fused"]
     with pytest.raises(ValueError, match="center_loss"):

@@ -279,17 +279,18 @@ class TrainConfig:
     )
     """lambda_2 of --Lambda 1_20: the center loss dominates the scale, as published."""
     center_loss: str = _field(
-        "anchored",
-        choices=("anchored", "valid", "padded"),
-        help="center loss of normal videos: anchored (each video's scores and as many scores of "
-        "an empty scene share one center), valid (each video's own variance) or padded (the "
-        "reference code's: over the batch's longest length)",
+        "padded",
+        choices=("padded", "anchored", "valid"),
+        help="center loss of normal videos: padded (the reference code's: over the batch's "
+        "longest length), anchored (each video's scores and as many scores of an empty scene "
+        "share one center) or valid (each video's own variance)",
     )
-    """Center loss of normal videos: "anchored" (each video's variance taken together with as
-    many scores of an empty scene, an all-zero feature: one level for normal scores; README,
-    "Learning as fast as the reference code"), "valid" (each video's own variance only) or
-    "padded" (the reference code's: over the batch's longest length, padded positions scored
-    on all-zero features)."""
+    """Center loss of normal videos: "padded" (the reference code's: each normal video's
+    variance over the batch's longest length, padded positions scored on all-zero features;
+    chosen by leave-one-family-out on four families of data, docs/generalisation.md),
+    "anchored" (each video's variance taken together with as many scores of an empty scene, an
+    all-zero feature: one level for normal scores; the default before, chosen on featuregen
+    sets alone) or "valid" (each video's own variance only)."""
     bas_base_weight: float = _field(1.0, help="model bas: weight of the base-branch loss")
     """BaS-Net (model bas): base-branch loss weight; BaS-Net weighs both branches equally."""
     bas_suppressed_weight: float = _field(
