@@ -49,6 +49,10 @@ class NearestNormal(ScoringModel):
         chunk: bank rows compared at a time (bounds memory on long videos).
     """
 
+    bank: torch.Tensor  # registered buffers
+    center: torch.Tensor
+    scale: torch.Tensor
+    threshold: torch.Tensor
     independent_segments = True
     has_contributions = True
 
