@@ -195,8 +195,12 @@ class Watcher:
             self.announced[source.name] = {resume["start_segment"]} if resume else set()
             # the frames scored after the open alert's last one were quiet (a restart)
             quiet = camera["next_frame"] - resume["end_frame"] - 1 if resume else 0
+            # mypy cannot type a lambda with a default argument (python/mypy#15459)
             self.trackers[source.name] = AlertTracker(
-                t, lambda s, q=o.jpeg_quality: alert_picture(s, q), resume, quiet
+                t,
+                lambda s, q=o.jpeg_quality: alert_picture(s, q),  # type: ignore[misc]
+                resume,
+                quiet,
             )
             if camera["next_segment"]:
                 self._say(
