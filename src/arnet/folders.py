@@ -301,7 +301,7 @@ def remove_stale_temporaries(folder: str | Path, names: Iterable[str] | None = N
 
 def remove_stale_temporaries_under(root: str | Path) -> list[Path]:
     """`remove_stale_temporaries` in `root` and every folder below it (one walk)."""
-    removed = []
+    removed: list[Path] = []
     root = Path(root)
     if not root.is_dir():
         return removed

@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..config import COMPAT_PRESETS, TrainConfig, absolute_paths
 from ..folders import fresh_folder, require_empty
@@ -82,7 +82,9 @@ def layout(config: TrainConfig) -> dict[str, Any]:
     }
 
 
-def open_data(config: TrainConfig, split: str | None = None, strict: bool = False) -> Any:
+def open_data(
+    config: TrainConfig, split: Literal["train", "test"] | None = None, strict: bool = False
+) -> Any:
     """The train and test sets of the config's dataset, or only `split` ("train" or "test");
     `strict` refuses entries reading files outside the dataset (`--strict`)."""
     if not config.data:

@@ -46,6 +46,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_inspect(args: argparse.Namespace) -> int:
     config = TrainConfig(**config_overrides(args))
+    assert config.data is not None  # DATA is a required argument
     catalog = build_catalog(config.data, config.format, strict=args.strict, **layout(config))
     report = inspect_catalog(catalog, values=not args.skip_values)
     emit(args, report.to_dict(), render(report))
@@ -54,6 +55,7 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 def run_pack(args: argparse.Namespace) -> int:
     config = TrainConfig(**config_overrides(args))
+    assert config.data is not None  # SRC is a required argument
     catalog = open_catalog(
         build_catalog(config.data, config.format, strict=args.strict, **layout(config))
     )

@@ -554,7 +554,8 @@ def run_alerts(args: argparse.Namespace) -> int:
                 target = folder / f"alert-{a['id']}.jpg"
                 if image and not target.exists():
                     with contextlib.suppress(FileExistsError):  # written meanwhile: kept
-                        write_atomic(target, lambda f, b=image: f.write(b), replace=False)
+                        # mypy cannot type a lambda with a default argument (python/mypy#15459)
+                        write_atomic(target, lambda f, b=image: f.write(b), replace=False)  # type: ignore[misc]
         acks = store.acknowledgements([a["id"] for a in alerts])
         judged = store.verdicts([a["id"] for a in alerts])
         sent: dict[int, list[dict[str, Any]]] = {}

@@ -7,7 +7,9 @@ import contextlib
 import dataclasses
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from ..config import NAIVE_BASELINE, TrainConfig, config_fields
 from ..evaluation.evaluate import evaluate_model
@@ -37,6 +39,7 @@ def run_train(args: argparse.Namespace) -> int:
     overrides = config_overrides(args)
     resume = getattr(args, "resume", None)
     payload = None
+    out: Path | None
     if resume:
         payload = load_checkpoint(resume, resume=True)
         saved = payload["config"]
@@ -53,7 +56,9 @@ def run_train(args: argparse.Namespace) -> int:
                 f"{checkpoint} is not in a run folder (RUN/checkpoints/): give --out, a new or "
                 "empty folder to continue the run in"
             )
-        out = Path(given or own)
+        source = given or own
+        assert source is not None  # checked above
+        out = Path(source)
         if own is None or out.absolute().resolve() != own.absolute().resolve():
             # Continuing elsewhere copies the run: only into a folder holding nothing else.
             require_empty(
@@ -87,6 +92,7 @@ def run_train(args: argparse.Namespace) -> int:
     fresh = out is None
     if fresh:  # made only now: a command refused above leaves no empty folder behind
         out = new_run_folder(config.model)
+    assert out is not None  # given or made
     # and one refused below (a --val-fraction the training set cannot take) takes it back
     with removed_if_left_empty(out) if fresh else contextlib.nullcontext():
         trainer = Trainer(
@@ -200,7 +206,7 @@ def _train_seeds(
     config: TrainConfig,
     seeds: list[int],
     out: Path | None,
-    payload: dict | None,
+    payload: Mapping[str, Any] | None,
 ) -> int:
     if payload is not None:
         raise ValueError("--seeds starts new runs; resume one seed's run folder instead")
@@ -208,6 +214,7 @@ def _train_seeds(
     fresh = out is None
     if fresh:
         out = new_run_folder(config.model)
+    assert out is not None  # given or made
     with removed_if_left_empty(out) if fresh else contextlib.nullcontext():
         summary = train_seeds(config, seeds, train_set, test_set, out, progress(args))
     text = seeds_table(summary) + f"\nruns: {out}/seed-N; summary: {out / 'seeds.json'}"
@@ -292,7 +299,7 @@ def run_demo(args: argparse.Namespace) -> int:
     log(f"synthetic dataset: {data}")
     train_set, test_set = open_dataset(data, in_memory=True)
     model = resolve_model_name(args.model)
-    runs = {"arnet": {}}
+    runs: dict[str, dict[str, Any]] = {"arnet": {}}
     takes = objective_entry(model_entry(model).objective).arguments()
     if not args.no_baseline and not set(NAIVE_BASELINE) <= set(takes):
         # The baseline changes MIL options, which a model with its own losses ignores.
@@ -319,6 +326,7 @@ def run_demo(args: argparse.Namespace) -> int:
             config, train_set, test_set, out / name.replace(" ", "_"), progress=progress(args)
         )
         seconds = time.perf_counter() - started
+        assert result.metrics is not None  # the synthetic test videos have frame labels
         results[name] = {
             "metrics": result.metrics.summary(),
             "seconds": round(seconds, 1),
@@ -333,7 +341,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for entry in list_models():
         params = count_parameters(create_model(entry.name, args.feature_dim))
         options = objective_entry(entry.objective).arguments()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,7 @@ def run_extract(args: argparse.Namespace) -> int:
     name = args.backbone or DEFAULT_BACKBONE
     entry = backbone_entry(name)
     weights = {"rgb": args.weights_rgb, "flow": args.weights_flow}
+    modalities: Sequence[str]
     if args.modal is not None:
         modalities = ["rgb", "flow"] if args.modal == "combine" else [args.modal]
     elif entry.needs_weights and not args.random_init:

@@ -59,7 +59,8 @@ class Batch:
     def to(self, device: torch.device | str) -> Batch:
         non_blocking = torch.device(device).type == "cuda"
         return Batch(
-            *(t.to(device, non_blocking=non_blocking) for t in (self.features, self.mask)),
+            self.features.to(device, non_blocking=non_blocking),
+            self.mask.to(device, non_blocking=non_blocking),
             self.lengths.to(device, non_blocking=non_blocking),
             self.labels.to(device, non_blocking=non_blocking),
             self.crops,
@@ -148,12 +149,12 @@ class FeatureDataset:
         self,
         names: Sequence[str],
         labels: Sequence[int] | np.ndarray,
-        features: Sequence[np.ndarray],
+        features: Sequence[Any],  # arrays, or lazy array-likes (NpyFile, UniformSegments)
         frame_labels: Sequence[np.ndarray | None] | None = None,
         sources: Sequence[str] | None = None,
         *,
         block: np.ndarray | None = None,
-        offsets: np.ndarray | None = None,
+        offsets: np.ndarray | Sequence[int] | None = None,
         checked: bool = False,
     ) -> None:
         self.names = list(names)
@@ -281,6 +282,7 @@ class FeatureDataset:
         offsets = np.zeros(len(self), dtype=np.int64)
         views, start = [], 0
         for i, feats in enumerate(self._features):
+            assert block is not None  # made for a dataset with videos
             end = start + feats.shape[0]
             with np.errstate(over="ignore"):  # values beyond the dtype are reported below
                 block[start:end] = feats
@@ -384,6 +386,7 @@ class FeatureDataset:
         when they lie one after another in it; None otherwise."""
         if self._block is None or not len(indices):
             return None
+        assert self.offsets is not None  # given with the block
         idx = np.asarray(indices, dtype=np.int64)
         ends = self.offsets[idx] + self.lengths[idx]
         if not (ends[:-1] == self.offsets[idx[1:]]).all():
@@ -437,6 +440,7 @@ class FeatureDataset:
 
         positions = send(draw.positions.astype(np.int64))  # (B, L)
         mask = positions >= 0
+        assert self.offsets is not None  # a device block is made from the block, with offsets
         rows = send(self.offsets[draw.videos])[:, None] + positions.clamp(min=0)  # (B, L)
         flat = rows.reshape(-1)
         repeat = self.rows_per_video(crop_mode)
@@ -487,6 +491,7 @@ class FeatureDataset:
         bad = np.flatnonzero(~finite.all(axis=1))
         if not bad.size:
             return
+        assert self.offsets is not None  # rows of the block, given with its offsets
         order = np.argsort(self.offsets, kind="stable")  # offsets need not be sorted
         for row in (start + bad).tolist():
             k = int(np.searchsorted(self.offsets[order], row, side="right")) - 1

@@ -22,7 +22,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ from ..extract.preprocess import Preprocessing
 from ..extract.video import VideoInput
 from ..extract.weights import file_sha256
 from ..formats.layout import backbone_folder
+from ..models import ScoringModel
 from ..models.cells import input_dim
 from ..training.checkpoint import load_checkpoint
 from ..training.runtime import resolve_device
@@ -137,7 +138,9 @@ class Detector:
                 f"features are {extractor.dims[output]}-d: use the backbone and settings the "
                 "training features were extracted with"
             )
-        self.model = model.to(device).eval()
+        # a registry model: its capabilities typed as ScoringModel's (nn.Module's __getattr__
+        # stub types every attribute Tensor | Module)
+        self.model = cast(ScoringModel, model.to(device).eval())
         self.extractor = extractor
         self.output = output
         self.device = device
@@ -187,6 +190,7 @@ class Detector:
             return None
         if self.extractor.config.preprocessing.crop != "full":  # cells would not fit the frame
             return None
+        assert grids[0] is not None  # no grid is None (above)
         rows, cols = grids[0]
         if self.model.cells > 1:
             return (rows, cols) if self.model.cells == rows * cols else None
@@ -209,8 +213,7 @@ class Detector:
                 scores = self.model.cell_scores(x[None], mask)[0]  # (T, cells), row by row
             return scores.float().cpu().numpy().reshape(len(features), rows, cols)
         with torch.no_grad():
-            share = self.model.contributions(x)
-        share = share.cpu().numpy()
+            share = self.model.contributions(x).cpu().numpy()
         maps, start = np.zeros((len(features), rows, cols)), 0
         for m in parts:
             width = self.extractor.backbones[m].dim
@@ -284,7 +287,8 @@ def write_detection(folder: str | Path, detection: Detection) -> dict[str, Path]
         )
     for key, text in (("scores", scores), ("alerts", alerts)):
         data = text.getvalue().encode()
-        write_atomic(paths[key], lambda f, data=data: f.write(data))
+        # mypy cannot type a lambda with a default argument (python/mypy#15459)
+        write_atomic(paths[key], lambda f, data=data: f.write(data))  # type: ignore[misc]
     plot_detection(paths["plot"], detection)
     if detection.cell_maps is not None and detection.alerts:
         paths.update(

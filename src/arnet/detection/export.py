@@ -42,7 +42,7 @@ from .. import __version__
 from ..atomic import write_json_atomic
 from ..errors import ExportError, FolderError
 from ..extract.backbones import create_backbone
-from ..extract.image import pool_frames
+from ..extract.image import FrameBackbone, pool_frames
 from ..extract.preprocess import crop_windows, kept_frames, resize_short_side, segment_frames
 from ..extract.runtimes import CompiledNetwork, onnx_bytes, require_runtime
 from ..folders import (
@@ -301,10 +301,12 @@ def _write_export(
                     f"{record.where}: no extracted video records the frame size; give "
                     "--input-size WxH"
                 )
+            assert meta is not None  # read from the record
             recorded = meta["backbones"]["rgb"]
             options = dict(recorded.get("options", {}))
             pool = options.pop("pool", "mean")
             backbone = create_backbone(backbone_name, "rgb", recorded.get("weights"), **options)
+            assert isinstance(backbone, FrameBackbone)  # every exportable backbone is one
             if backbone.sha256 != recorded.get("sha256"):
                 raise ExportError(
                     f"{record.where}: the {backbone_name} weights found differ from "
@@ -312,7 +314,8 @@ def _write_export(
                 )
             file = f"backbone{SUFFIX[fmt]}"
             _write_module(
-                FramesForExport(backbone.reference.to(memory_format=torch.contiguous_format)),
+                # Module.to takes memory_format; torch's overloads omit it
+                FramesForExport(backbone.reference.to(memory_format=torch.contiguous_format)),  # type: ignore[call-overload]
                 torch.zeros(2, size[0], size[1], 3, dtype=torch.uint8),
                 _temporary(out / file, written),
                 fmt,

@@ -72,11 +72,13 @@ def write_heat_maps(
     for index, frame in enumerate(find_inputs([source])[0].frames()):
         if index not in wanted:
             continue
+        assert frame is not None  # a stride of 1 yields every frame
         segment = min(index // frames_per_segment, len(cell_maps) - 1)
         n = wanted[index]
         path = folder / f"{stem}.alert{n}.jpg"
         data = jpeg_bytes(heat_overlay(frame, cell_maps[segment]))
-        write_atomic(path, lambda f, data=data: f.write(data))
+        # mypy cannot type a lambda with a default argument (python/mypy#15459)
+        write_atomic(path, lambda f, data=data: f.write(data))  # type: ignore[misc]
         paths[f"alert{n}"] = path
         if len(paths) == len(wanted):
             break

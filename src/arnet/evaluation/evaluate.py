@@ -36,7 +36,8 @@ def evaluate(
         raise DataError(f"test video {missing[0]!r} has no frame labels: cannot evaluate")
     return frame_metrics(
         scores,
-        dict(zip(dataset.names, dataset.frame_labels)),
+        # every video has frame labels (checked above)
+        {n: f for n, f in zip(dataset.names, dataset.frame_labels) if f is not None},
         dict(zip(dataset.names, dataset.labels.tolist())),
         frames_per_segment,
         threshold,

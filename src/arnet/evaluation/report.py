@@ -129,7 +129,8 @@ def write_evaluation(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # Every file through write_atomic: a full disk leaves the previous one, never half of it.
-    write_atomic(out / "scores.npz", lambda f: np.savez_compressed(f, **scores))
+    # numpy's stub matches **scores against allow_pickle: bool too
+    write_atomic(out / "scores.npz", lambda f: np.savez_compressed(f, **scores))  # type: ignore[arg-type]
     if metrics is not None:
         write_json_atomic(
             out / "metrics.json",

@@ -193,7 +193,8 @@ def extract_dataset(
         with extractor.timings.stage("write"):
             for output, array in result.features.items():
                 path = feature_path(folder / output, video.name)
-                write_atomic(path, lambda f, a=array: np.save(f, a.astype(np.float32)))
+                # mypy cannot type a lambda with a default argument (python/mypy#15459)
+                write_atomic(path, lambda f, a=array: np.save(f, a.astype(np.float32)))  # type: ignore[misc]
         write_json_atomic(info_path, {**result.info(video.path), "settings": key})
         summary.extracted.append(video.name)
         summary.frames += result.frames

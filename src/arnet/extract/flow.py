@@ -114,6 +114,7 @@ def with_flow(
     for frame in frames:
         gray = to_gray(frame)
         if previous_frame is not None:
+            assert previous_gray is not None  # set with previous_frame
             last_flow = scale_flow(estimator(previous_gray, gray), settings.bound)
             yield previous_frame, last_flow
         previous_frame, previous_gray = frame, gray

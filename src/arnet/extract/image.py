@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -126,7 +127,8 @@ class FrameBackbone(Backbone):
         if frame_batch < 1:
             raise ExtractError(f"frame_batch must be >= 1, got {frame_batch}")
         self.name, self.modality = name, modality
-        network = network.eval().to(memory_format=torch.channels_last)
+        # Module.to takes memory_format; torch's overloads omit it
+        network = network.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.reference = network
         self.network = runtime_network(network, runtime, threads, precision)
         self.runtime = runtime
@@ -183,7 +185,7 @@ class FrameBackbone(Backbone):
         if self.runtime != "torch" and device.type != "cpu":
             raise ExtractError(f"the {self.runtime} runtime runs on the CPU, not {device}")
         self.device = device
-        self.network.to(self.device, memory_format=torch.channels_last)
+        self.network.to(self.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         return self
 
 
@@ -222,6 +224,8 @@ def grid_pool(maps: torch.Tensor, grid: tuple[int, int], spatial: str) -> torch.
 class _LiteFeatures(nn.Module):
     """EfficientNet-Lite trunk + head, pooled over space (or over each cell of a grid):
     (M, 3, H, W) -> (M, 1280), or (M, rows cols 1280)."""
+
+    net: Any  # efficientnet_lite_pytorch's EfficientNet (untyped)
 
     def __init__(
         self, net: nn.Module, spatial: str = "mean", grid: tuple[int, int] | None = None

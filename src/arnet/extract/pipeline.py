@@ -213,7 +213,8 @@ class FeatureExtractor:
 
         if "flow" in self.backbones:
             # the "flow" stage includes the decoding and resizing that each field pulls in
-            flows = timings.timed(with_flow(resized(), self.config.flow), "flow")
+            # with flow the stride is 1 (checked in __init__): no frame is None
+            flows = timings.timed(with_flow(resized(), self.config.flow), "flow")  # type: ignore[arg-type]
             produced: Iterator[tuple[np.ndarray | None, np.ndarray | None]] = flows
         else:
             produced = ((frame, None) for frame in resized())
@@ -234,6 +235,7 @@ class FeatureExtractor:
                 self._encode(pending, windows, collected)
                 pending = []
         if pending:
+            assert windows is not None  # set at the first segment
             self._encode(pending, windows, collected)
         timings.frames += segmenter.frames
         if segmenter.frames == 0:

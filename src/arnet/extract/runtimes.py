@@ -17,7 +17,6 @@ import importlib
 import io
 import threading
 import warnings
-from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -59,7 +58,7 @@ def onnx_bytes(
             torch.onnx.export(
                 module.eval(),
                 example,
-                buffer,
+                buffer,  # type: ignore[arg-type]  # a file object is taken; the stub omits it
                 input_names=input_names,
                 output_names=output_names,
                 dynamic_axes=dynamic_axes,
@@ -235,7 +234,7 @@ def check_precision(runtime: str, precision: str) -> None:
 
 def runtime_network(
     network: nn.Module, runtime: str, threads: int | None = None, precision: str = "f32"
-) -> nn.Module | Callable[[torch.Tensor], torch.Tensor]:
+) -> nn.Module:
     """`network` itself for `torch`, else a RuntimeNetwork around it."""
     if runtime == "torch":
         check_precision(runtime, precision)

@@ -10,7 +10,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -88,7 +88,7 @@ class NpyFile:
         self.ndim = mapped.ndim
         self.dtype = mapped.dtype
         self._offset = mapped.offset
-        self._order = "C" if mapped.flags.c_contiguous else "F"
+        self._order: Literal["C", "F"] = "C" if mapped.flags.c_contiguous else "F"
 
     def __len__(self) -> int:
         return self.shape[0]

@@ -220,7 +220,7 @@ def group_crops(
             )
             continue
         crops[crop] = (path, origin)
-    out = []
+    out: list[tuple[str, list[Path], str]] = []
     for name, crops in videos.items():
         first_origin = next(iter(crops.values()))[1]
         if None in crops:
@@ -231,9 +231,9 @@ def group_crops(
                 continue
             out.append((name, [crops[None][0]], first_origin))
             continue
-        indices = sorted(crops)  # type: ignore[type-var]
+        indices = sorted(i for i in crops if i is not None)  # None is handled above
         if indices != list(range(len(indices))):
-            missing = sorted(set(range(max(indices) + 1)) - set(indices))  # type: ignore[arg-type]
+            missing = sorted(set(range(max(indices) + 1)) - set(indices))
             catalog.error(
                 "crops",
                 first_origin,
@@ -246,15 +246,15 @@ def group_crops(
     if len(counts) > 1:
         usual = counts.most_common(1)[0][0]
         kept = []
-        for name, files, origin in out:
-            if split_crop(files[0].stem)[1] is not None and len(files) < usual:
+        for name, video_files, origin in out:
+            if split_crop(video_files[0].stem)[1] is not None and len(video_files) < usual:
                 catalog.error(
                     "crops",
                     origin,
-                    f"video {name!r} has crop files 0..{len(files) - 1}, but most videos have "
-                    f"{usual} crops: crop(s) {list(range(len(files), usual))} missing",
+                    f"video {name!r} has crop files 0..{len(video_files) - 1}, but most videos "
+                    f"have {usual} crops: crop(s) {list(range(len(video_files), usual))} missing",
                 )
                 continue
-            kept.append((name, files, origin))
+            kept.append((name, video_files, origin))
         out = kept
     return out

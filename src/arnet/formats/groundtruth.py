@@ -232,6 +232,7 @@ def ground_truth_from_mapping(
         rename: how keys become video names (default `video_name`).
     """
     gt = GroundTruth(str(source), frames={})
+    assert gt.frames is not None
     for key, value in mapping.items():
         name = rename(str(key))
         try:
@@ -243,6 +244,7 @@ def ground_truth_from_mapping(
 
 def _from_folder(folder: Path) -> GroundTruth:
     gt = GroundTruth(str(folder), frames={})
+    assert gt.frames is not None
     files = sorted(folder.glob("*.npy"))
     if not files:
         raise DataError(f"{folder}: no per-video .npy frame masks in this folder")
@@ -265,6 +267,7 @@ def _from_json(path: Path) -> GroundTruth:
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected an object of video -> {{frames, anomalous_frames}}")
     gt = GroundTruth(str(path), frames={})
+    assert gt.frames is not None
     for key, entry in data.items():
         where = f"{path}[{key}]"
         try:
@@ -291,6 +294,7 @@ def _from_events(path: Path) -> GroundTruth:
             f"(.npy, .npz, .pickle, .pkl, .json, or a folder of masks) ({exc})"
         ) from exc
     gt = GroundTruth(str(path), events={})
+    assert gt.events is not None
     for number, line in enumerate(text.splitlines(), 1):
         tokens = line.split()
         if not tokens or tokens[0].startswith("#"):
@@ -302,7 +306,7 @@ def _from_events(path: Path) -> GroundTruth:
         if not numbers or not all(_is_int(x) for x in numbers) or len(numbers) % 2:
             gt.problems.append((where, f"expected VIDEO [CLASS] START END ..., got {line!r}"))
             continue
-        spans = []
+        spans: list[tuple[int, int]] = []
         for start, end in zip(numbers[::2], numbers[1::2]):
             s, e = int(start), int(end)
             if s == -1 and e == -1:

@@ -130,6 +130,7 @@ def _split_concatenated(catalog: Catalog, gt: GroundTruth) -> bool:
         return False
     need = frames_per_segment * sum(v.segments for v in tests)
     labels = gt.concatenated
+    assert labels is not None  # called for a concatenated ground truth
     if labels.size != need:
         catalog.error(
             "gt-length",
@@ -149,6 +150,7 @@ def _split_concatenated(catalog: Catalog, gt: GroundTruth) -> bool:
 
 
 def _check_label_agreement(catalog: Catalog, video: VideoEntry, source: str) -> None:
+    assert video.frame_labels is not None  # called for a video with frame labels
     covered = video.frame_labels[: catalog.frames_per_segment * video.segments]
     anomalous_frames = int(covered.sum())
     if video.label == 1 and anomalous_frames == 0 and video.split == "test":

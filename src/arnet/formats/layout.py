@@ -137,4 +137,5 @@ def write_labels_and_splits(
     )
     for split, members in splits.items():
         text = "".join(f"{n}\n" for n in members).encode()
-        write_atomic(split_file(root, split), lambda f, t=text: f.write(t))
+        # mypy cannot type a lambda with a default argument (python/mypy#15459)
+        write_atomic(split_file(root, split), lambda f, t=text: f.write(t))  # type: ignore[misc]

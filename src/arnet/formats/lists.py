@@ -206,7 +206,7 @@ def _train_rows(
             "anomalous head must leave normal videos after it",
         )
         return [(n, text, None) for n, text in lines]
-    rows = []
+    rows: list[tuple[int, str, int | None]] = []
     for index, (number, text) in enumerate(lines):
         label = 1 if index < train_anomalous else 0
         by_name = label_from_name(video_name(text))

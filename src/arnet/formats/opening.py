@@ -368,14 +368,23 @@ def _dataset(catalog: Catalog, split: str, in_memory: bool) -> FeatureDataset:
     videos = catalog.split(split)
     if not videos:
         raise DataError(f"{catalog.root}: the {split} split has no videos")
+    # an error-free catalog labels every video and, packed, places each in its block
+    labels: list[int] = []
+    offsets: list[int] | None = None if catalog.block is None else []
+    for v in videos:
+        assert v.label is not None
+        labels.append(v.label)
+        if offsets is not None:
+            assert v.offset is not None
+            offsets.append(v.offset)
     dataset = FeatureDataset(
         [v.name for v in videos],
-        [v.label for v in videos],
+        labels,
         [v.features for v in videos],
         [v.frame_labels for v in videos],
         [v.source for v in videos],
         block=catalog.block,
-        offsets=None if catalog.block is None else [v.offset for v in videos],
+        offsets=offsets,
     )
     if in_memory and catalog.block is None:
         dataset = dataset.to_memory()

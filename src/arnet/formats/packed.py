@@ -242,11 +242,13 @@ def pack_catalog(
             f"{out}: is the dataset being packed ({catalog.root}) or holds it; choose an OUT "
             "outside it"
         )
-    videos = [
-        PackedVideo(v.name, v.split, int(v.label), v.features, v.frame_labels, v.source)
-        for split in SPLITS
-        for v in catalog.split(split)
-    ]
+    videos = []
+    for split in SPLITS:
+        for v in catalog.split(split):
+            assert v.label is not None  # an error-free catalog labels every video
+            videos.append(
+                PackedVideo(v.name, v.split, int(v.label), v.features, v.frame_labels, v.source)
+            )
     return write_packed(out, videos, dtype, overwrite)
 
 

@@ -251,6 +251,7 @@ def catalog_ped2(
     catalog.notes.append(f"features: {folder}")
     labels_file = dataset.root / LABELS_FILE
     gt = GroundTruth(str(labels_file), frames={})
+    assert gt.frames is not None
     for name, annotation in dataset.annotations.items():
         try:
             gt.frames[name] = annotation.frame_labels()

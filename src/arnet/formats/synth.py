@@ -279,7 +279,7 @@ def _replaceable_files(out: Path, overwrite: bool) -> set[str]:
 
 def _remove_files(out: Path, files: set[str]) -> None:
     """Delete the listed files of `out`, then the folders they leave empty."""
-    folders = set()
+    folders: set[Path] = set()
     for name in files:
         path = out / name
         if path.is_file() or path.is_symlink():

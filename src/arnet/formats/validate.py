@@ -76,7 +76,9 @@ def summarize(catalog: Catalog) -> dict[str, Any]:
         with_gt = [v for v in videos if v.frame_labels is not None]
         covered = sum(frames_per_segment * v.segments for v in with_gt)
         anomalous_frames = sum(
-            int(v.frame_labels[: frames_per_segment * v.segments].sum()) for v in with_gt
+            int(v.frame_labels[: frames_per_segment * v.segments].sum())
+            for v in with_gt
+            if v.frame_labels is not None
         )
         splits[split] = {
             "videos": len(videos),
@@ -85,7 +87,9 @@ def summarize(catalog: Catalog) -> dict[str, Any]:
             "unlabelled": sum(v.label is None for v in videos),
             "broken": sum(v.broken for v in videos),
             "segments": _distribution([v.segments for v in videos if v.features is not None]),
-            "frames": _distribution([len(v.frame_labels) for v in with_gt]),
+            "frames": _distribution(
+                [len(v.frame_labels) for v in with_gt if v.frame_labels is not None]
+            ),
             "ground_truth_videos": len(with_gt),
             "anomalous_frame_share": round(anomalous_frames / covered, 4) if covered else None,
         }

@@ -311,7 +311,8 @@ class CameraWorker(threading.Thread):
                 skipped(shape)
 
         items: Iterator = (
-            with_flow(frames(), self.config.flow)
+            # with flow every frame is kept: none is None
+            with_flow(frames(), self.config.flow)  # type: ignore[arg-type]
             if self.with_flow
             else ((f, None) for f in frames())
         )

@@ -233,7 +233,10 @@ class Outbox:
                     self._write_state(camera_id, first)
                     camera.writes.popleft()
                     continue
-                taken, segments, rows, position = [], [], {}, None
+                taken: list[_Batch] = []
+                segments: list[dict[str, Any]] = []
+                rows: dict[int, dict[str, Any]] = {}
+                position: int | None = None
                 for w in camera.writes:  # consecutive batches in one transaction
                     if not isinstance(w, _Batch) or len(segments) >= SEGMENTS_PER_WRITE:
                         break

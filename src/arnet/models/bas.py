@@ -306,7 +306,7 @@ class BasObjective:
             raise ValueError(
                 f"the BaS-Net objective needs a model with branches(), not {type(model).__name__}"
             )
-        out = model.branches(batch.features, batch.mask)
+        out = model.branches(batch.features, batch.mask)  # type: ignore[operator]  # checked above
         base = bas_branch_loss(out.video_base, batch.labels, background=True)
         suppressed = bas_branch_loss(out.video_suppressed, batch.labels, background=False)
         foreground = foreground_l1_loss(out.foreground, batch.mask)

@@ -115,4 +115,5 @@ def instances_model(model: nn.Module, config: Any) -> nn.Module:
         raise ValueError(
             "config field 'instances' is 'cells' but 'cells' / 'cell_widths' are not set"
         )
-    return CellInstances(model, config.cells, config.cell_widths)
+    # a registry model (ScoringModel); nn.Module here only as the objectives' protocol says
+    return CellInstances(model, config.cells, config.cell_widths)  # type: ignore[arg-type]

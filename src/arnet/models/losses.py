@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +18,7 @@ from torch import nn
 
 from ..config import config_field
 from ..data.dataset import Batch
-from .registry import register_objective
+from .registry import ScoringModel, register_objective
 
 
 def topk_counts(lengths: torch.Tensor, k: int) -> torch.Tensor:
@@ -227,7 +227,8 @@ class MilCenterObjective:
         mask = batch.mask[normal]
         # one empty-scene score per valid segment
         if model.has_empty_scores:  # a per-segment model scores zeros without multiplying them
-            empty = mask.to(scores.dtype).masked_scatter(mask, model.empty_scores(int(mask.sum())))
+            empty_scores = cast(ScoringModel, model).empty_scores  # nn.Module.__getattr__ stub
+            empty = mask.to(scores.dtype).masked_scatter(mask, empty_scores(int(mask.sum())))
         else:
             zeros = batch.features.new_zeros(*mask.shape, batch.features.shape[-1])
             empty = model(zeros, mask)

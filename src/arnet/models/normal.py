@@ -69,6 +69,10 @@ class NearestNormal(ScoringModel):
         neighbours: k, the distance is the mean over the k nearest bank segments.
     """
 
+    bank: torch.Tensor  # registered buffers
+    center: torch.Tensor
+    scale: torch.Tensor
+    threshold: torch.Tensor
     independent_segments = True
     has_contributions = True
 

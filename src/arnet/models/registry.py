@@ -275,7 +275,8 @@ def create_model(name: str, feature_dim: int, **kwargs: Any) -> nn.Module:
         raise ValueError(
             f"model {entry.name!r}: bad constructor arguments {kwargs}: {exc}"
         ) from exc
-    model.arnet_spec = {"name": entry.name, "kwargs": {"feature_dim": feature_dim, **kwargs}}
+    # nn.Module's __setattr__ stub admits tensors and modules only; any value is kept
+    model.arnet_spec = {"name": entry.name, "kwargs": {"feature_dim": feature_dim, **kwargs}}  # type: ignore[assignment]
     return model
 
 

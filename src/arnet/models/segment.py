@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -83,9 +84,7 @@ class _ReluDropout(torch.autograd.Function):
     output is non-zero exactly where the gradient passes (kept and positive)."""
 
     @staticmethod
-    def forward(
-        ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, p: float
-    ) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, p: float) -> torch.Tensor:  # ctx: a FunctionCtx
         scale = 1.0 / (1.0 - p)
         out = x.clamp_min(0).mul_(dropout_keep_mask(x.shape, p, x.device, x.dtype)).mul_(scale)
         ctx.save_for_backward(out)
@@ -93,7 +92,7 @@ class _ReluDropout(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple:
         (out,) = ctx.saved_tensors
         return torch.ops.aten.threshold_backward(grad, out, 0).mul_(ctx.scale), None
 

@@ -154,10 +154,10 @@ def create_engine(url, access: str = "create"):  # noqa: ANN001, ANN201
         raise StoreError(
             f"{hide(url)}: PostgreSQL needs psycopg 3, which is not installed: {STORE_EXTRA_HINT}"
         ) from exc
-    connect: dict[str, object] = {"connect_timeout": 10}
+    connect_args: dict[str, object] = {"connect_timeout": 10}
     if access == "read":  # the server refuses any write of a reader's transactions
-        connect["options"] = "-c default_transaction_read_only=on"
-    return sa.create_engine(url, pool_pre_ping=True, connect_args=connect, pool_size=5)
+        connect_args["options"] = "-c default_transaction_read_only=on"
+    return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args, pool_size=5)
 
 
 def check_reachable(engine) -> None:  # noqa: ANN001

@@ -308,7 +308,7 @@ class EventStore(FeedbackRecords):
         return self.feedback_fields(rows), total
 
     @staticmethod
-    def _clean(row: Mapping[str, Any]) -> dict[str, Any]:
+    def _clean(row: Mapping[Any, Any]) -> dict[str, Any]:
         out = dict(row)
         out["has_image"] = bool(out["has_image"])
         out["acknowledged"] = bool(out["acknowledged"])

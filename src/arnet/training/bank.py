@@ -226,6 +226,7 @@ def fit_run(
     }
     save_checkpoint(last, payload)
     if validation is not None:
+        assert row is not None  # scored above
         validation.select(row, metrics)
         validation.write_selected(out, last)
     return TrainResult(out, 0, last, metrics, history, 0, row)

@@ -95,7 +95,7 @@ def train_seeds(
     taken = [out / f"seed-{s}" for s in seeds if (out / f"seed-{s}").exists()]
     if taken:
         raise TrainingError(f"{taken[0]} already exists; choose another --out")
-    runs = []
+    runs: list[dict[str, Any]] = []
     for seed in seeds:
         result = Trainer(replace(config, seed=seed), train_set, test_set, out / f"seed-{seed}",
                          progress).run()  # fmt: skip

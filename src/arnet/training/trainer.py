@@ -27,6 +27,7 @@ import math
 import random
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,7 @@ class Trainer:
         out_dir: str | Path,
         progress: bool | None = None,
         *,
-        resume_from: dict[str, Any] | None = None,
+        resume_from: Mapping[str, Any] | None = None,
     ) -> None:
         config.validate()
         # saved with the run: its paths valid from any working directory
@@ -221,7 +222,7 @@ class Trainer:
             **extra,
         }
 
-    def restore(self, payload: dict[str, Any]) -> None:
+    def restore(self, payload: Mapping[str, Any]) -> None:
         """Continue from a checkpoint of this run: weights, optimiser, iteration and RNGs."""
         load_weights(self.model, payload["state_dict"], payload.get("path", "checkpoint"))
         if "optimizer" not in payload or "rng" not in payload:
@@ -459,7 +460,7 @@ class Trainer:
             row = v.score(self.run_model, self.device, self.iteration)
             log.append(VALIDATION_LOG, row)
             threshold = row["threshold"]
-        selected = v is not None and v.better(row)
+        selected = v is not None and row is not None and v.better(row)
         metrics = None
         if self.test_set is not None:
             metrics = self._test(self.run_model, threshold, v is None or selected, self.iteration)
@@ -469,11 +470,13 @@ class Trainer:
             log.append(RunFolder.RESULTS, record)
             self.history.append(record)
         if selected:
+            assert v is not None and row is not None  # selected by the validation's row
             v.select(row, metrics, self.model.state_dict())
 
     def _test(self, model: Any, threshold: float, write: bool, iteration: int) -> Metrics | None:
         """Evaluate `model` on the test set; `write`: into the run folder's evaluation files."""
         cfg = self.config
+        assert self.test_set is not None  # called when there is a test set
         result = evaluate_model(
             model,
             self.test_set,

@@ -247,10 +247,12 @@ class Validation:
     def write_selected(self, out_dir: Path, checkpoint: Path) -> None:
         """selected.json: which snapshot, why, where its weights are and its test metrics."""
         assert self.best is not None
+        row = self.row()
+        assert row is not None  # the row of self.best
         write_json_atomic(
             Path(out_dir) / SELECTED_FILE,
             {
-                **self.row(),
+                **row,
                 "rule": RULE,
                 "false_alarm_rate_target": self.target,
                 "checkpoint": str(checkpoint),

@@ -82,7 +82,8 @@ def _server_class() -> type:
         """Ends the live streams when asked to stop: they would otherwise hold it up."""
 
         def handle_exit(self, sig: int, frame: Any) -> None:
-            self.config.app.state.closing.set()
+            # config.app: our FastAPI app (uvicorn types it as any app or an import string)
+            self.config.app.state.closing.set()  # type: ignore[union-attr]
             super().handle_exit(sig, frame)
 
     return Server
