@@ -118,7 +118,8 @@ def export_alerts(
             image = store.alert_image(alert["id"]) if alert.get("has_image") else None
             if image:
                 name = f"images/alert-{alert['id']}.jpg"
-                write_atomic(out / name, lambda f, b=image: f.write(b), replace=False)
+                # mypy cannot type a lambda with a default argument (python/mypy#15459)
+                write_atomic(out / name, lambda f, b=image: f.write(b), replace=False)  # type: ignore[misc]
                 entry["image"] = name
                 images += 1
             c = found.get(alert["id"])

@@ -127,7 +127,9 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_feedback(args: argparse.Namespace, config: TrainConfig, payload: dict | None) -> int:
+def _train_feedback(
+    args: argparse.Namespace, config: TrainConfig, payload: Mapping[str, Any] | None
+) -> int:
     """`train --resume RUN --feedback STORE`: the run's training videos plus the verdicts'
     (`live.feedback.feedback_videos`), trained on from RUN's checkpoint into a new version
     RUN/versions/N (its `train/` folder a run folder of its own), put in use once done."""

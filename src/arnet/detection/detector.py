@@ -411,11 +411,11 @@ def recorded_extractor(
         if entry.get("precision", "f32") != "f32":  # features computed in another precision
             options.setdefault("precision", entry["precision"])
         backbones[modality] = create_backbone(name, modality, path, **options)
-    base_pp = meta["preprocessing"] if same else {}
+    base_pp = (meta or {})["preprocessing"] if same else {}
     # Every frame scored: the tail's segment is the video's last frames (real ones), so a
     # short tail scores as those frames do, whatever the training data's tail policy.
     pp = {**base_pp, "tail": "pad", "tail_fill": "window", **(preprocessing or {})}
-    base_flow = (meta.get("flow") or {}) if same else {}
+    base_flow = ((meta or {}).get("flow") or {}) if same else {}
     extract_config = ExtractConfig(
         Preprocessing(**pp), FlowSettings(**{**base_flow, **(flow or {})}), batch_size
     )

@@ -45,7 +45,7 @@ class ExportedHead(nn.Module):
         self.exported = exported
         name = exported.manifest["model"]
         try:
-            independent = bool(model_entry(name).cls.independent_segments)
+            independent = bool(getattr(model_entry(name).cls, "independent_segments", False))
         except (KeyError, ValueError):
             independent = False  # an unknown model: scored with its left context, the safe way
         self.independent_segments = independent and exported.manifest.get("cells") is None

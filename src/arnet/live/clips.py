@@ -442,6 +442,7 @@ class ClipRecorder:
                 job.container.mux(packet)
             job.container.close()
             job.container = None
+            assert job.tmp is not None and job.path is not None  # set with the container
             with open(job.tmp, "rb") as f:
                 os.fsync(f.fileno())
             os.replace(job.tmp, job.path)

@@ -159,7 +159,7 @@ class LiveFeedback:
         self.name = str(self.run or Path(checkpoint).expanduser().resolve())
         self.bank = isinstance(model, NearestNormal)
         self.learn = learn and self.bank and self.run is not None
-        self.base_bank = model.bank.detach().clone() if self.bank else None
+        self.base_bank = model.bank.detach().clone() if isinstance(model, NearestNormal) else None
         self.base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         self.version = 0
         self.seen = 0
@@ -190,6 +190,7 @@ class LiveFeedback:
             if self.learn:
                 latest = self.store.latest_verdict_id(self.name)
                 if latest > self.seen:
+                    assert isinstance(self.model, NearestNormal)  # self.learn: a bank
                     made = apply_verdicts(self.run, self.store, self.model, "arnet watch")
                     self.seen = latest
                     if made is not None:

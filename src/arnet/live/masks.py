@@ -171,7 +171,7 @@ def _png(camera: str, spec: str, path: Path, grid: tuple[int, int] | None) -> Ma
     pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)  # alpha dropped, grey made 3 channels
     if pixels is None:
         raise DataError(f"--mask {spec}: {path}: not a readable image")
-    white = (pixels > 127).any(axis=2)
+    white: np.ndarray = np.asarray((pixels > 127).any(axis=2))
     if grid is not None and white.shape == grid:  # one pixel a cell
         return Mask(camera, spec, cells=white)
     return Mask(camera, spec, pixels=white)

@@ -253,8 +253,12 @@ class Watcher:
         self.sinks.resume(source.name, resume)
         # the frames scored after the open alert's last one were quiet (a restart)
         quiet = camera["next_frame"] - resume["end_frame"] - 1 if resume else 0
+        # mypy cannot type a lambda with a default argument (python/mypy#15459)
         self.trackers[source.name] = AlertTracker(
-            t, lambda s, q=o.jpeg_quality: alert_picture(s, q), resume, quiet
+            t,
+            lambda s, q=o.jpeg_quality: alert_picture(s, q),  # type: ignore[misc]
+            resume,
+            quiet,
         )
         if camera["next_segment"]:
             self._say(
@@ -468,12 +472,12 @@ class Watcher:
                 worker.stopping.set()
                 self._say(f"{name}: removed from the camera list; stopping it")
         for name, source in wanted.items():
-            worker = self.workers.get(name)
-            if worker is not None and name not in self.removed:
-                if worker.source.url != source.url:
+            held = self.workers.get(name)
+            if held is not None and name not in self.removed:
+                if held.source.url != source.url:
                     self._say(f"{name}: now {source.url} in the list; restart to watch it")
                 continue
-            if worker is not None and name not in self.ended:
+            if held is not None and name not in self.ended:
                 continue  # removed and still stopping: added again on a later SIGHUP
             try:
                 claim = self._claim(source)

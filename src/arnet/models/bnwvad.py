@@ -59,7 +59,7 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         assert mean is not None and var is not None and tracked is not None
         return mean, var, tracked
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if not self.training or mask is None:
             return super().forward(x)
         valid = mask[:, None, :]

@@ -60,7 +60,7 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     """BatchNorm1d over (N, C, T) whose training statistics are those of the valid positions
     only; with no padding (or in evaluation) exactly `nn.BatchNorm1d`."""
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if mask is None or not self.training or bool(mask.all()):
             return super().forward(x)
         valid = mask[:, None, :]

@@ -361,10 +361,8 @@ class Pruner:
             ]
             return self._batch(done, budget, lambda _d: ("scores", self._delete_scores(before)))
         if oldest_alert is not None:  # the alerts older than every score left
-            before = (
-                math.nextafter(oldest_score, math.inf) if oldest_score is not None else math.inf
-            )
-            return self._batch(done, budget, lambda d: self._old_alerts(d, before, False))
+            until = math.nextafter(oldest_score, math.inf) if oldest_score is not None else math.inf
+            return self._batch(done, budget, lambda d: self._old_alerts(d, until, False))
         # nothing but acknowledged alerts (and their scores) left
         return self._batch(done, budget, lambda d: self._old_alerts(d, math.inf, True))
 

@@ -42,6 +42,7 @@ import torch
 
 from ..atomic import write_atomic, write_json_atomic
 from ..errors import CheckpointError, DataError
+from ..models.normal import NearestNormal
 
 VERSIONS = "versions"
 POINTER = "current.json"
@@ -260,12 +261,12 @@ def last_verdict(run: str | Path) -> int:
 # ---------------------------------------------------------------------- nearest-normal
 
 
-def scaled(model: torch.nn.Module, rows: np.ndarray) -> torch.Tensor:
+def scaled(model: NearestNormal, rows: np.ndarray) -> torch.Tensor:
     x = torch.as_tensor(np.asarray(rows, dtype=np.float32))
     return (x - model.center) / model.scale
 
 
-def guard(model: torch.nn.Module, normal: np.ndarray, anomalous: np.ndarray) -> np.ndarray:
+def guard(model: NearestNormal, normal: np.ndarray, anomalous: np.ndarray) -> np.ndarray:
     """Which normal examples may join a nearest-normal bank: (K,) bool, False for a segment
     closer than the threshold to a segment an operator called real (it would hide it)."""
     keep = np.ones(len(normal), dtype=bool)
