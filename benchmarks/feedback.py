@@ -198,7 +198,7 @@ def replay(order: list[str], run0: Path, footage: Footage, args: argparse.Namesp
         )
         final = footage.events_alerted(detector.model, threshold)
         first = footage.events_alerted(base.model, threshold)
-        bank = int(detector.model.bank.shape[0])
+        bank = int(detector.model.bank.shape[0] + detector.model.examples.shape[0])
     shutil.rmtree(work)
     half = len(order) // 2
     return {

@@ -150,8 +150,10 @@ def test_nan_padding_reaches_no_score_and_no_gradient(name, kwargs):
     scores = model(features, batch.mask)
     assert torch.isfinite(scores).all() and (scores[~batch.mask] == 0).all()
     scores[batch.mask].sum().backward()
-    for pname, p in model.named_parameters():
-        assert torch.isfinite(p.grad).all(), f"{name}: {pname}"
+    grads = {pname: p.grad for pname, p in model.named_parameters()}
+    assert any(g is not None for g in grads.values()), name
+    for pname, grad in grads.items():  # None: used in training only (UR-DMU's variance encoder)
+        assert grad is None or torch.isfinite(grad).all(), f"{name}: {pname}"
 
 
 @pytest.mark.parametrize(("name", "kwargs"), CASES, ids=CASE_IDS)

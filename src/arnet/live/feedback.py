@@ -218,7 +218,7 @@ class LiveFeedback:
     def _load(self, number: int) -> None:
         assert self.run is not None
         if self.bank:
-            assert self.base_bank is not None
+            assert self.base_bank is not None and isinstance(self.model, NearestNormal)
             versions.apply_examples(self.model, self.base_bank, versions.examples(self.run, number))
         else:
             state = self.base_state

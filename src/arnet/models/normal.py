@@ -98,6 +98,11 @@ class NearestNormal(ScoringModel):
         self.register_buffer("center", torch.zeros(feature_dim))
         self.register_buffer("scale", torch.ones(feature_dim))
         self.register_buffer("threshold", torch.ones(()))
+        # Operators' normal examples (false alarms' segments, `training.feedback`): a segment
+        # as close to one of them as the threshold is normal, whatever `neighbours` says of the
+        # bank (a handful of examples would move a mean over k neighbours little). Not saved
+        # with the weights: a run's versions keep them.
+        self.register_buffer("examples", torch.zeros(0, feature_dim), persistent=False)
         self.groups = None if groups is None else [int(g) for g in groups]
         if self.groups is not None and len(self.groups) != feature_dim:
             raise ValueError(f"groups has {len(self.groups)} entries for {feature_dim} features")
@@ -108,7 +113,11 @@ class NearestNormal(ScoringModel):
         lead = features.shape[:-1]
         x = ((features.float() - self.center) / self.scale).reshape(-1, features.shape[-1])
         bank = (self.bank - self.center) / self.scale
-        return nearest_distances(x, bank, self.neighbours, self.chunk).reshape(lead)
+        d = nearest_distances(x, bank, self.neighbours, self.chunk)
+        if len(self.examples):  # an operator's normal example: its own nearest distance
+            examples = (self.examples - self.center) / self.scale
+            d = torch.minimum(d, nearest_distances(x, examples, 1, self.chunk))
+        return d.reshape(lead)
 
     def contributions(self, features: torch.Tensor) -> torch.Tensor:
         """(T, D) -> (T, D): each feature's share of the squared distance to the segment's

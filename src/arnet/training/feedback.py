@@ -276,14 +276,15 @@ def guard(model: NearestNormal, normal: np.ndarray, anomalous: np.ndarray) -> np
     return (d >= model.threshold).numpy()
 
 
-def apply_examples(model: torch.nn.Module, base_bank: torch.Tensor, found: Examples) -> int:
+def apply_examples(model: NearestNormal, base_bank: torch.Tensor, found: Examples) -> int:
     """Make `model` (nearest-normal) the version of `found`: its bank is the run's
-    (`base_bank`) plus the normal examples; returns the bank's size.
+    (`base_bank`), its operator examples (`NearestNormal.examples`, each counted as a nearest
+    neighbour of its own) the normal examples; returns the normal segments it holds.
 
     Raises:
         CheckpointError: examples of another feature size than the bank's.
     """
-    bank = base_bank
+    extra = base_bank.new_zeros((0, base_bank.shape[1]))
     if len(found.normal):
         if found.normal.shape[1] != base_bank.shape[1]:
             raise CheckpointError(
@@ -291,6 +292,6 @@ def apply_examples(model: torch.nn.Module, base_bank: torch.Tensor, found: Examp
                 f"{base_bank.shape[1]}"
             )
         extra = torch.as_tensor(found.normal, dtype=base_bank.dtype, device=base_bank.device)
-        bank = torch.cat([base_bank, extra])
-    model.bank = bank
-    return int(bank.shape[0])
+    model.bank = base_bank
+    model.examples = extra
+    return int(base_bank.shape[0] + extra.shape[0])
