@@ -160,6 +160,8 @@
     } catch (err) {
       return null; // no clip or no mask (404), or a store of an earlier arnet
     }
+  }
+
   function verdicts(a) {
     const list = el("div", { id: "verdicts" });
     const history = a.verdicts || [];
