@@ -226,9 +226,8 @@ def test_a_watcher_killed_mid_clip_claims_no_half_file(tmp_path: Path, live_run:
     _write_frames(frames, footage("X...", seed=9), first=6 * L)
     second = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE)
     try:
+        # (the continued alert's clip may already be written here: it is checked below)
         assert wait_for(lambda: count() == 10, timeout=600), "did not continue"
-        with open_store(db, "read") as store:
-            assert wait_for(lambda: clip(store, alert["id"]) is None, timeout=5)
     finally:
         second.send_signal(signal.SIGTERM)
         _, err = second.communicate(timeout=300)
