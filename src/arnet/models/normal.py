@@ -73,6 +73,7 @@ class NearestNormal(ScoringModel):
     center: torch.Tensor
     scale: torch.Tensor
     threshold: torch.Tensor
+    examples: torch.Tensor
     independent_segments = True
     has_contributions = True
 
