@@ -48,9 +48,12 @@ def jpeg_bytes(image: np.ndarray, quality: int = 95) -> bytes:
     return data.tobytes()
 
 
-def make_checkpoint(folder: Path, model: str = "single", other_dim: bool = False) -> Path:
-    """Train a small model on EfficientNet-Lite0 features of generated segments; its run
-    folder (checkpoints/last.pt) with the extraction recorded beside its 'training data'."""
+def make_checkpoint(
+    folder: Path, model: str = "single", other_dim: bool = False, model_args: dict | None = None
+) -> Path:
+    """Train a small model (MODEL_ARGS: its constructor's other arguments) on EfficientNet-Lite0
+    features of generated segments; its run folder (checkpoints/last.pt) with the extraction
+    recorded beside its 'training data'."""
     from arnet.extract.backbones import create_backbone
     from arnet.extract.pipeline import ExtractConfig, FeatureExtractor
     from arnet.extract.preprocess import Preprocessing
@@ -67,7 +70,7 @@ def make_checkpoint(folder: Path, model: str = "single", other_dim: bool = False
     feats = torch.from_numpy(extractor.encode_segments(segments)["rgb"]).float()
     dim = feats.shape[1] + (8 if other_dim else 0)
     torch.manual_seed(0)
-    net = create_model(model, dim)
+    net = create_model(model, dim, **(model_args or {}))
     if not other_dim:
         opt = torch.optim.Adam(net.parameters(), lr=3e-3, foreach=True)
         y = torch.from_numpy(labels).float()
@@ -88,7 +91,7 @@ def make_checkpoint(folder: Path, model: str = "single", other_dim: bool = False
         run / "checkpoints" / "last.pt",
         {
             "format": "arnet-checkpoint",
-            "model": {"name": model, "kwargs": {"feature_dim": dim}},
+            "model": {"name": model, "kwargs": {"feature_dim": dim, **(model_args or {})}},
             "state_dict": net.state_dict(),
             "iteration": 40,
             "config": {

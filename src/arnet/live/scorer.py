@@ -6,10 +6,12 @@ through `evaluation.scoring.score_arrays`, as `detect` and `test` do:
 
 - a per-segment model (`single`, AR-Net) scores each segment alone: its live scores equal
   the scores of the whole video;
-- a temporal model (`mean`, `sequence`, `concat`, `lstm`, `bas`) looks at neighbouring
-  segments, later ones included. Live, it scores each new segment at the right end of a
-  causal window: the camera's last `context` segments (left context only). Its scores differ
-  from offline scoring of a finished video; the README reports by how much.
+- a temporal model (`mean`, `sequence`, `concat`, `lstm`, `bas`, `rtfm`, `mgfn`, `urdmu`,
+  `bnwvad`) looks at neighbouring segments, later ones included. Live, it scores each new
+  segment at the right end of its own causal window: the camera's last `context` segments
+  (left context only), whatever else arrived in the same batch, so that its live scores are
+  `causal_scores` of the footage. They differ from offline scoring of a finished video; the
+  docs report by how much.
 """
 
 from __future__ import annotations
@@ -97,28 +99,34 @@ class SegmentScorer:
         by_camera: dict[str, list[int]] = {}
         for i, s in enumerate(segments):
             by_camera.setdefault(s.camera, []).append(i)
-        names, arrays, new = [], [], []
+        # (segment indices, the array scored for them): a per-segment model scores a camera's
+        # new segments in one array; a temporal model scores each new segment at the right end
+        # of its own causal window, so that its score never depends on how many of a camera's
+        # segments happened to arrive in one batch (a file read fast, a stream read live).
+        jobs: list[tuple[list[int], np.ndarray]] = []
         for camera, members in by_camera.items():
-            rows = [feats[i] for i in members]
-            if not self.independent:
+            if self.independent:
+                windows = [(members, [feats[i] for i in members])]
+            else:
                 past = self.history.setdefault(camera, deque(maxlen=self.context - 1))
-                window = list(past) + rows
-                for r in rows:
-                    past.append(r)
-                rows = window
-            names.append(camera)
-            arrays.append(np.stack(rows).astype(np.float32))
-            require_finite(arrays[-1], camera, f"camera {camera}")
-            new.append(len(members))
+                windows = []
+                for i in members:
+                    windows.append(([i], [*past, feats[i]]))
+                    past.append(feats[i])
+            for indices, rows in windows:
+                array = np.stack(rows).astype(np.float32)
+                require_finite(array, camera, f"camera {camera}")
+                jobs.append((indices, array))
         d = self.detector
-        scored = score_arrays(d.model, arrays, d.device, d.crop_mode)
+        scored = score_arrays(d.model, [array for _, array in jobs], d.device, d.crop_mode)
         result = np.empty(len(segments), dtype=np.float64)
         maps: list[np.ndarray | None] = [None] * len(segments)
-        for (_, members), n, array, scores in zip(by_camera.items(), new, arrays, scored):
-            result[members] = scores[-n:]
+        for (indices, array), scores in zip(jobs, scored):
+            n = len(indices)
+            result[indices] = scores[-n:]
             located = d.cell_maps(array) if locate else None
             if located is not None:
-                for i, cells in zip(members, located[-n:]):
+                for i, cells in zip(indices, located[-n:]):
                     maps[i] = cells
         return result, maps
 
