@@ -276,8 +276,21 @@ def test_a_camera_list_edited_while_watching_is_reread_on_sighup(
     db = tmp_path / "e.db"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     command = [sys.executable, "-m", "arnet", "watch", "--checkpoint", str(run), "--db", str(db)]
+    clips = tmp_path / "clips"
     process = subprocess.Popen(
-        [*command, "--cameras", str(cameras)],
+        [
+            *command,
+            "--cameras",
+            str(cameras),
+            "--clips",
+            str(clips),
+            "--clip-before",
+            "1s",
+            "--clip-after",
+            "1s",
+            "--keep-days",
+            "30",
+        ],  # fmt: skip
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -308,6 +321,12 @@ def test_a_camera_list_edited_while_watching_is_reread_on_sighup(
     reader.join(timeout=10)
     with open_store(db, "read") as store:
         assert store.camera("hall")["state_detail"] == "removed from the camera list"
+        # the camera added by SIGHUP records clips as the cameras given at the start do
+        from arnet.store.media import clip
+
+        (alert,), _ = store.alerts(camera="yard")
+        recorded = clip(store, alert["id"])
+        assert recorded is not None and Path(recorded["path"]).is_file()
 
 
 def test_watch_scores_with_an_export_folder_as_with_its_run(tmp_path: Path, capsys) -> None:  # noqa: ANN001

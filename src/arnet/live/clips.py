@@ -256,6 +256,14 @@ class ClipRecorder:
             self.rings[name] = FrameRing(self.s, self.changed)
         self.thread.start()
 
+    def add_camera(self, camera: str) -> None:
+        """A camera added while watching (SIGHUP): its frames are kept for clips from now on
+        (a camera removed and added again starts a new buffer)."""
+        with self.changed:
+            ring = self.rings.get(camera)
+            if ring is None or ring.ended:
+                self.rings[camera] = FrameRing(self.s, self.changed)
+
     def folder_of(self, camera: str) -> Path:
         """The clips of one camera: a folder named after it (characters a path cannot hold
         replaced)."""

@@ -201,11 +201,8 @@ class Watcher:
             self._prepare(source, claims[source.name])
         if self.clips is not None:
             self.clips.start([s.name for s in self.sources])
-        from ..store.media import set_mask
-
-        for source in self.sources:  # stored for the dashboard; none given: none stored
-            mask = self.masks.get(source.name)
-            set_mask(self.store, self.ids[source.name], None if mask is None else mask.describe())
+        for source in self.sources:
+            self._store_mask(source.name)
         policy = self.options.retention
         if policy is not None and policy.active:  # the cameras held: their clips are here
             pruner = Pruner(self.store, policy, list(self.ids.values()))
@@ -221,6 +218,13 @@ class Watcher:
             if self.stopping.is_set():
                 worker.stopping.set()
             worker.start()
+
+    def _store_mask(self, camera: str) -> None:
+        """The camera's mask, stored for the dashboard (none given: none stored)."""
+        from ..store.media import set_mask
+
+        mask = self.masks.get(camera)
+        set_mask(self.store, self.ids[camera], None if mask is None else mask.describe())
 
     def _claim(self, source: Source) -> Any:
         t = self.thresholds
@@ -487,6 +491,12 @@ class Watcher:
             self.removed.discard(name)
             self.ended.discard(name)
             self._prepare(source, claim)
+            # what the cameras given at the start have: its mask stored, clips, retention
+            self._store_mask(name)
+            if self.clips is not None:
+                self.clips.add_camera(name)
+            if self.retention is not None:
+                self.retention.pruner.add_camera(self.ids[name])
             self.workers[name].start()
             self._say(f"{name}: added from the camera list ({source.url})")
 

@@ -135,6 +135,12 @@ class Pruner:
         self.clock = clock
         self.stopping = threading.Event()
 
+    def add_camera(self, camera_id: int) -> None:
+        """Prune this camera's rows too from the next round on (added while watching). The
+        list is replaced, not grown, so that a round in progress keeps the one it read."""
+        if camera_id not in self.camera_ids:
+            self.camera_ids = [*self.camera_ids, camera_id]
+
     # ------------------------------------------------------------------ size
     def size(self) -> int:
         """The cameras' data in bytes: clips, images and rows (see the module's text)."""
