@@ -117,6 +117,13 @@ def test_a_false_alarm_teaches_the_watcher_and_undo_takes_it_back(
         assert "feedback: version 1" in second.lines[0]
         _replay(second)
         assert store.alerts(camera="day2")[1] == 0  # the same footage: no longer an alert
+    # `detect` scores with the version in use too, and says which
+    capsys.readouterr()
+    assert main(["detect", str(video), "--checkpoint", str(run), "--out", str(tmp_path / "d1"),
+                 "--json"]) == 0  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert report["version"] == 1 and report["videos"][0]["alerts"] == []
+    with open_store(db) as store:
         record = versions.version_record(run, 1)
         assert record["normal_alerts"] == [alert["id"]] and record["parent"] == 0
         assert record["verdicts"][0]["by"] == "ana"
@@ -130,6 +137,12 @@ def test_a_false_alarm_teaches_the_watcher_and_undo_takes_it_back(
         _replay(third)
         (again,) = store.alerts(camera="day3")[0]
         assert again["detector"]["version"] == 0
+    capsys.readouterr()
+    assert main(["detect", str(video), "--checkpoint", str(run), "--out", str(tmp_path / "d0"),
+                 "--json"]) == 0  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert report["version"] == 0 and len(report["videos"][0]["alerts"]) == 1
+    with open_store(db) as store:
         second.feedback.poll(force=True)  # a watcher at version 1 follows the undo too
         assert second.feedback.version == 0
         assert second.lines[-1].endswith(f"now scoring with {run}")

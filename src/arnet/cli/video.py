@@ -206,6 +206,18 @@ def export_detector_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, 
         raise ExtractError(_in_flags(str(exc))) from exc
 
 
+def use_current_version(model: Any, checkpoint: str) -> int:
+    """Score with the version of the run in use (`arnet feedback`; 0: the run as trained),
+    as `watch` does; its number."""
+    from ..training import feedback as versions
+
+    run = versions.run_folder(checkpoint)
+    number = versions.current_version(run) if run is not None else 0
+    if number:
+        versions.use_version(model, run, number)
+    return number
+
+
 def check_alert_arguments(args: argparse.Namespace) -> None:
     """The alert options (`add_alert_options`) that argparse cannot check one by one."""
     if args.calibrate and args.threshold is not None:
@@ -238,13 +250,14 @@ def run_detect(args: argparse.Namespace) -> int:
     videos = find_inputs(args.inputs, fps=args.fps)
     normal = find_inputs(args.calibrate, fps=args.fps) if args.calibrate else []
     detector, meta = detector_from_args(args)
+    version = use_current_version(detector.model, args.checkpoint)
     threshold, calibration = alert_threshold(args, detector, normal)
     checkpoint = Path(meta["checkpoint"])
     run = getattr(RunFolder.of_checkpoint(checkpoint), "path", checkpoint.parent)
     out = output_folder(args.out, run, "detect", what)
     with claim_empty_folder(out, "arnet detect", what):
         header, lines, summary = _detect_into(
-            out, detector, videos, threshold, calibration, meta, args
+            out, detector, videos, threshold, calibration, meta, args, version
         )
     emit(
         args,
@@ -262,6 +275,7 @@ def _detect_into(
     calibration: dict[str, Any] | None,
     meta: dict[str, Any],
     args: argparse.Namespace,
+    version: int = 0,
 ) -> tuple[str, list[str], Path]:
     """Detect every video into `out`: the header line, the per-video lines, detect.json."""
     detections, lines, written = [], [], []
@@ -285,13 +299,20 @@ def _detect_into(
     summary = write_summary(
         out,
         detections,
-        {"threshold": threshold, "calibration": calibration, "extraction": meta},
+        {
+            "threshold": threshold,
+            "calibration": calibration,
+            "version": version,
+            "extraction": meta,
+        },
         written,
     )
-    header = f"threshold {threshold:.4f}" + (
-        f" (calibrated to {args.false_alarm_rate:.2%} false alarms on {len(calibration['videos'])} "
-        "normal video(s))"
-        if calibration
-        else ""
-    )
+    header = f"threshold {threshold:.4f}"
+    if version:
+        header = f"version {version} of the run, {header}"
+    if calibration:
+        header += (
+            f" (calibrated to {args.false_alarm_rate:.2%} false alarms on "
+            f"{len(calibration['videos'])} normal video(s))"
+        )
     return header, lines, summary

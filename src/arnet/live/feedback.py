@@ -25,10 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DataError
 from ..models.normal import NearestNormal
 from ..training import feedback as versions
-from ..training.checkpoint import load_checkpoint
 
 log = logging.getLogger("arnet.watch")
 
@@ -217,20 +215,7 @@ class LiveFeedback:
 
     def _load(self, number: int) -> None:
         assert self.run is not None
-        if self.bank:
-            assert self.base_bank is not None and isinstance(self.model, NearestNormal)
-            versions.apply_examples(self.model, self.base_bank, versions.examples(self.run, number))
-        else:
-            state = self.base_state
-            if number:
-                path = versions.version_checkpoint(self.run, number)
-                if path is None:
-                    raise DataError(
-                        f"{versions.versions_dir(self.run) / str(number)}: version {number} "
-                        "holds no trained model (a bank version of another run?)"
-                    )
-                state = load_checkpoint(path)["state_dict"]
-            self.model.load_state_dict(state)
+        versions.use_version(self.model, self.run, number, self.base_bank, self.base_state)
         self.version = number
 
 

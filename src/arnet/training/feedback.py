@@ -43,6 +43,7 @@ import torch
 from ..atomic import write_atomic, write_json_atomic
 from ..errors import CheckpointError, DataError
 from ..models.normal import NearestNormal
+from .checkpoint import load_checkpoint
 
 VERSIONS = "versions"
 POINTER = "current.json"
@@ -251,6 +252,32 @@ def version_checkpoint(run: str | Path, number: int) -> Path | None:
     """The checkpoint of a trained version (its `train/` run folder), None when it has none."""
     folder = versions_dir(run) / str(number) / VERSION_TRAINING
     return folder if number and (folder / "checkpoints").is_dir() else None
+
+
+def use_version(
+    model: torch.nn.Module,
+    run: str | Path,
+    number: int,
+    base_bank: torch.Tensor | None = None,
+    base_state: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Make `model` score as version `number` of `run`: a `nearest-normal` bank gets the
+    version's examples on `base_bank` (default: the model's own bank, version 0 as loaded); a
+    trained model loads the version's weights (version 0: `base_state`, default its own)."""
+    if isinstance(model, NearestNormal):
+        bank = model.bank.detach().clone() if base_bank is None else base_bank
+        apply_examples(model, bank, examples(run, number))
+        return
+    if number:
+        path = version_checkpoint(run, number)
+        if path is None:
+            raise DataError(
+                f"{versions_dir(run) / str(number)}: version {number} holds no trained model "
+                "(a bank version of another run?)"
+            )
+        model.load_state_dict(load_checkpoint(path)["state_dict"])
+    elif base_state is not None:
+        model.load_state_dict(base_state)
 
 
 def last_verdict(run: str | Path) -> int:
