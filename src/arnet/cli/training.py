@@ -367,6 +367,12 @@ def run_models(args: argparse.Namespace) -> int:
         f"{name}: " + (", ".join(f"{k}={v}" for k, v in opts.items()) or "none (fitted in one go)")
         for name, opts in objectives.items()
     )
+    own = [r for r in rows if r["train_defaults"]]
+    text += "\n\ntraining defaults of their own (any option given wins):\n" + "\n".join(
+        f"{r['name']}: "
+        + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in r["train_defaults"].items())
+        for r in own
+    )
     emit(
         args,
         {"feature_dim": args.feature_dim, "models": rows},
