@@ -73,7 +73,7 @@ BEHAVIOURS: dict[str, dict[str, Any]] = {
 def variants() -> dict[str, dict[str, Any]]:
     from arnet.config import REFERENCE_COMPAT
 
-    valid = {"center_loss": "valid"}
+    valid = {"center_loss": "valid", "lr": 1e-4}  # each behaviour alone, at the reference's rate
     out: dict[str, dict[str, Any]] = {"arnet": {}, "valid": valid, "reference": REFERENCE_COMPAT}
     out.update({name: {**valid, **change} for name, change in BEHAVIOURS.items()})
     return out

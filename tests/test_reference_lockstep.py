@@ -51,8 +51,8 @@ def train_set(recorded, tmp_path_factory):
 def _config(recorded) -> TrainConfig:
     return TrainConfig(model="single", device="cpu", seed=recorded["weights_seed"],
                        videos_per_class=recorded["sample_size"],
-                       max_segments=recorded["max_seqlen"], lr=recorded["lr"],
-                       **REFERENCE_COMPAT)  # fmt: skip
+                       max_segments=recorded["max_seqlen"],
+                       **{**REFERENCE_COMPAT, "lr": recorded["lr"]})  # fmt: skip
 
 
 def _grad_norms(model):

@@ -306,7 +306,7 @@ class TrainConfig:
 
     # --- optimisation (SPEC §5) ---
     lr: float = _field(
-        1e-3, help="Adam learning rate; a model with a default of its own (`arnet models`) uses it"
+        1e-3, help="Adam learning rate; a model with a rate of its own (`arnet models`) uses it"
     )
     """Adam learning rate: 1e-3, chosen for `single` by leave-one-family-out at the default
     training length (docs/generalisation.md); the paper's and the reference code's is 1e-4
