@@ -21,7 +21,7 @@ from torch import nn
 
 from ..data.dataset import Batch
 from .losses import _default, binary_cross_entropy
-from .registry import PAPER_LR, ScoringModel, init_weights, register_model, register_objective
+from .registry import ScoringModel, init_weights, register_model, register_objective
 from .temporal import mask_time
 
 ANOMALY, BACKGROUND = 0, 1
@@ -146,7 +146,6 @@ class BasOutput:
     "BaS-Net: filter (foreground weights) + CAS on base and suppressed input, own losses",
     objective="bas",
     example={"filter_dim": 16, "hidden_dim": 32},
-    train_defaults=PAPER_LR,
     citation='Lee, Uh, Byun, "Background Suppression Network for Weakly-supervised Temporal '
     'Action Localization", AAAI 2020',
 )

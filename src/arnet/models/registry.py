@@ -154,8 +154,7 @@ class ModelEntry:
         example: small constructor arguments for quick checks (the registry sweep in the
             tests builds every model with them).
         train_defaults: TrainConfig fields its paper trains it with, used where the command
-            line does not set them (`single` has none: the config's defaults are chosen for
-            it; the other AR-Net models keep the paper's learning rate, `PAPER_LR`).
+            line does not set them (an AR-Net model has none: the config's are the paper's).
         citation: where it was published.
     """
 
@@ -167,10 +166,6 @@ class ModelEntry:
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
     citation: str = ""
 
-
-PAPER_LR = {"lr": 1e-4}
-"""train_defaults of the AR-Net models whose learning rate was not measured beside the
-config's default (chosen for `single`, docs/generalisation.md): the paper's 1e-4."""
 
 _REGISTRY: dict[str, ModelEntry] = {}
 _OBJECTIVES: dict[str, ObjectiveEntry] = {}

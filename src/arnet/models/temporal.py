@@ -18,7 +18,7 @@ from abc import ABCMeta, abstractmethod
 import torch
 from torch import nn
 
-from .registry import PAPER_LR, ScoringModel, init_weights, register_model
+from .registry import ScoringModel, init_weights, register_model
 
 BRANCH_KERNELS = (1, 3, 5)
 """Temporal kernel sizes of the three branches (reference conv1, conv2, conv3)."""
@@ -79,11 +79,7 @@ class _BranchModel(ScoringModel, metaclass=ABCMeta):
         return scores.masked_fill(~mask, 0.0)
 
 
-@register_model(
-    "mean",
-    "three temporal convs (k=1,3,5) + ReLU averaged, dropout, Linear+sigmoid",
-    train_defaults=PAPER_LR,
-)
+@register_model("mean", "three temporal convs (k=1,3,5) + ReLU averaged, dropout, Linear+sigmoid")
 class MeanModel(_BranchModel):
     """The branches' outputs averaged (reference `Model_mean`).
 
@@ -102,9 +98,7 @@ class MeanModel(_BranchModel):
 
 
 @register_model(
-    "sequence",
-    "temporal convs k=5+k=3 -> 1x1 conv, + k=1 -> 1x1 conv, dropout, Linear+sigmoid",
-    train_defaults=PAPER_LR,
+    "sequence", "temporal convs k=5+k=3 -> 1x1 conv, + k=1 -> 1x1 conv, dropout, Linear+sigmoid"
 )
 class SequenceModel(_BranchModel):
     """The branches merged in sequence (reference `Model_sequence`):
@@ -128,9 +122,7 @@ class SequenceModel(_BranchModel):
 
 
 @register_model(
-    "concat",
-    "temporal convs k=1,3,5 concatenated, Linear(3D,D)+ReLU, dropout, Linear+sigmoid",
-    train_defaults=PAPER_LR,
+    "concat", "temporal convs k=1,3,5 concatenated, Linear(3D,D)+ReLU, dropout, Linear+sigmoid"
 )
 class ConcatModel(_BranchModel):
     """The branches concatenated and projected back to D (reference `Model_concatcate`).
@@ -172,9 +164,7 @@ def reverse_valid(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 @register_model(
-    "lstm",
-    "LSTM over time (one direction; bidirectional=true for both), Linear+sigmoid",
-    train_defaults=PAPER_LR,
+    "lstm", "LSTM over time (one direction; bidirectional=true for both), Linear+sigmoid"
 )
 class LstmModel(ScoringModel):
     """An LSTM over each video's valid segments, then a per-segment classifier
