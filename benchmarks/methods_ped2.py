@@ -1,6 +1,7 @@
 """The Ped2 rows of the methods table, from what benchmarks/ped2.py measured (its --json files):
 every method on the weak split (mean ± std over seeds, the worst seed) and on random weak splits
-(mean ± std of the splits, the worst), beside the nearest-normal baseline on the same splits;
+(mean ± std of the splits, the worst), beside the nearest-normal baseline and AR-Net on the
+same splits;
 parameters, seconds per 1,000 training iterations, the caps applied to each method's own
 schedule, and the published figures (other datasets, other features).
 
@@ -91,10 +92,12 @@ def split_means(runs: dict, metric: str) -> dict[str, float]:
 
 def rows(methods: dict, settings: dict) -> tuple[list[str], list[list[str]]]:
     head = ["method", "AUC weak split", "worst seed", "seeds", "AUC random splits", "worst split",
-            "splits x seeds", "nearest normal, same splits", "FAR normal", "event recall",
+            "splits x seeds", "nearest normal, same splits", "arnet, same splits", "FAR normal",
+            "event recall",
             "false alerts / h", "parameters", "s / 1,000 it", "published (other features)",
             "notes"]  # fmt: skip
     baseline = split_means(methods["nearest"]["runs"], "auc") if "nearest" in methods else {}
+    arnet = split_means(methods["arnet"]["runs"], "auc") if "arnet" in methods else {}
     out = []
     for method, m in methods.items():
         runs = m["runs"]
@@ -103,6 +106,7 @@ def rows(methods: dict, settings: dict) -> tuple[list[str], list[list[str]]]:
         per_split = {len(v) for k, v in runs.items() if k != "weak"}
         seeds = "/".join(str(n) for n in sorted(per_split)) or "0"
         same = [baseline[k] for k in aucs if k in baseline]
+        same_arnet = [arnet[k] for k in aucs if k in arnet]
         cost = m["cost"] or {}
         notes = []
         capped = cost.get("capped") or {}
@@ -147,6 +151,7 @@ def rows(methods: dict, settings: dict) -> tuple[list[str], list[list[str]]]:
             f"{100 * _stat(list(aucs.values()))[2]:.2f}" if aucs else "–",
             (f"{len(aucs)} x {seeds}" if method != "nearest" else f"{len(aucs)}") if aucs else "0",
             _pct(_stat(same)) if same and method != "nearest" else "–",
+            _pct(_stat(same_arnet)) if same_arnet and method != "arnet" else "–",
             _pct(_stat(list(split_means(runs, "far_normal").values())), False),
             _pct(_stat(list(split_means(runs, "event_recall").values())), False),
             _fmt_rate(_stat(list(split_means(runs, "false_alerts_per_hour").values()))),
@@ -182,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         f"features, trained methods scoring whole segments). Frame AUC (%): weak split, mean ± "
         f"sample std over seeds and the worst seed; random weak splits (numpy default_rng(r), "
         f"r = 1..N; 6 anomalous + 4 normal training videos), mean ± std of the splits' means "
-        f"and the worst split, beside the nearest-normal baseline's mean on the same splits. "
+        f"and the worst split, beside the nearest-normal baseline's and AR-Net's means on the "
+        f"same splits. "
         f"FAR normal (%), event recall (%) and false alerts per hour of normal video (at "
         f"{first['fps']:g} fps) at each method's threshold, means over the random splits. "
         f"Time: one CPU thread of a shared 2-core machine, 10 training steps after 2 warm-up "
