@@ -605,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.val_fraction
         else "the fixed threshold 0.5"
     )
-    print(f"\nFAR: false alarms on normal test videos; AR-Net and naive at {chosen}, nearest "
+    print(f"\nFAR: false alarms on normal test videos; the trained methods at {chosen}, nearest "
           "normal at its threshold chosen on the training videos")  # fmt: skip
     print(f"trained methods score {args.instances}s")
     print("published (weakly supervised, Zhong et al. CVPR 2019, TSN features): AUC 93.2")
