@@ -12,9 +12,10 @@ Families (generated once under benchmarks/.cache/methods/, never used to choose 
 `featuregen` (benchmarks/featuregen.py, an independent generator). Every model trains with
 its registry `train_defaults` (its paper's schedule) and the same iteration budget, held-out
 share and seeds; where a default cannot run on two shared CPU cores it is capped, and the
-table says so (`CAPS`, `NARROW`). A model fitted in one go (nearest-normal) is fitted once per
-seed. Every run is kept in `--results` (JSON lines): an interrupted sweep resumes where it
-stopped. Writes `--out`.md and `--out`.csv.
+table says so (`CAPS`, `NARROW`: benchmarks/schedules.py, shared with benchmarks/ped2.py). A
+model fitted in one go (nearest-normal) is fitted once per seed. Every run is kept in
+`--results` (JSON lines): an interrupted sweep resumes where it stopped. Writes `--out`.md
+and `--out`.csv.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from featuregen import GenConfig, generate  # noqa: E402
+from schedules import PUBLISHED, schedule, seconds_per_1000  # noqa: E402
 
 from arnet.atomic import csv_row  # noqa: E402
 from arnet.config import TrainConfig  # noqa: E402
@@ -43,7 +45,7 @@ from arnet.formats import open_dataset  # noqa: E402
 from arnet.formats.synth import SynthConfig, write_synthetic  # noqa: E402
 from arnet.models import count_parameters, create_model, list_models, model_entry  # noqa: E402
 from arnet.models.registry import objective_entry  # noqa: E402
-from arnet.training.trainer import Trainer, train  # noqa: E402
+from arnet.training.trainer import train  # noqa: E402
 
 CACHE = REPO / "benchmarks" / ".cache" / "methods"
 RESULTS = REPO / "benchmarks" / "results"
@@ -59,25 +61,6 @@ FAMILY_NOTES = {
     "featuregen": "benchmarks/featuregen.py, D=64, 80 / 60 videos, 16-120 segments",
 }
 
-# Training defaults that two shared CPU cores cannot run in minutes, capped for every model
-# that has them (UR-DMU, BN-WVAD: 64 + 64 videos of 200 segments per step).
-CAPS = {"videos_per_class": 8, "uniform_segments": 32}
-# Published widths too slow here: narrowed (same structure).
-NARROW = {"bas": {"filter_dim": 128, "hidden_dim": 256}}
-
-# Published figures, on their own features (I3D unless said): (dataset, metric, value, source).
-PUBLISHED: dict[str, list[tuple[str, str, float, str]]] = {
-    "single": [("SHT", "AUC", 91.24, "Wan et al., ICME 2020")],
-    "urdmu": [("UCF", "AUC", 86.97, "Zhou et al., AAAI 2023"),
-              ("XD", "AP", 81.66, "Zhou et al., AAAI 2023")],
-    "bnwvad": [("UCF", "AUC", 87.24, "Zhou et al., arXiv 2311.15367"),
-               ("XD", "AP", 84.93, "Zhou et al., arXiv 2311.15367")],
-    "rtfm": [("SHT", "AUC", 97.21, "Tian et al., ICCV 2021"),
-             ("UCF", "AUC", 84.30, "Tian et al., ICCV 2021"),
-             ("XD", "AP", 77.81, "Tian et al., ICCV 2021")],
-    "mgfn": [("UCF", "AUC", 86.98, "Chen et al., AAAI 2023")],
-}  # fmt: skip
-
 
 def dataset(family: str) -> Path:
     root = CACHE / family
@@ -92,32 +75,14 @@ def dataset(family: str) -> Path:
 
 
 def settings(name: str, data: Path, iterations: int, seed: int, val_fraction: float):
-    """The TrainConfig fields of one run and the caps applied to its defaults."""
-    fields = dict(model_entry(name).train_defaults)
-    capped = {k: v for k, v in CAPS.items() if k in fields and fields[k] > v}
-    fields.update(capped)
+    """The TrainConfig fields of one run and the caps applied to its defaults
+    (`schedules.schedule`: CAPS, NARROW)."""
+    fields, capped, _ = schedule(name)
     fields.update(
-        data=str(data), model=name, model_args=dict(NARROW.get(name, {})),
-        iterations=iterations, snapshot_every=max(1, iterations // 5), seed=seed,
-        val_fraction=val_fraction, device="cpu", plot=False, tensorboard=False,
+        data=str(data), iterations=iterations, snapshot_every=max(1, iterations // 5),
+        seed=seed, val_fraction=val_fraction, device="cpu", plot=False, tensorboard=False,
     )  # fmt: skip
     return fields, capped
-
-
-def seconds_per_1000(fields: dict[str, Any], train_set, steps: int = 10) -> float | None:
-    """Wall time of `steps` training steps (after 2 warm-up steps), per 1,000 iterations."""
-    if not objective_entry(model_entry(fields["model"]).objective).gradient:
-        return None
-    config = TrainConfig(**{**fields, "val_fraction": 0.0, "iterations": steps + 2})
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(config, train_set, None, Path(tmp) / "run", progress=False)
-        for _ in range(2):
-            trainer.step()
-        start = time.perf_counter()
-        for _ in range(steps):
-            loss, _ = trainer.step()
-            loss.item()
-        return (time.perf_counter() - start) / steps * 1000
 
 
 def one_run(name: str, family: str, iterations: int, seed: int, val_fraction: float):

@@ -19,7 +19,15 @@
      (arnet/models/normal.py: between the largest leave-one-video-out normal distance and the
      smallest peak of an anomalous training video); `--nearest group:1,plain:1,...` adds rows
      of other scalings (group, feature, plain: none) and k, `--ablations` rows with each
-     statistic dropped or alone and scales fitted on every video (docs/ped2.md).
+     statistic dropped or alone and scales fitted on every video (docs/ped2.md);
+   - any registered model name (`arnet models`: rtfm, mgfn, urdmu, bnwvad, ...): that model
+     with its registry `train_defaults` (its paper's schedule: learning rate, weight decay,
+     uniform segments, crops), capped where two shared CPU cores cannot run it
+     (benchmarks/schedules.py, as benchmarks/methods.py caps it), for the same --iterations
+     as AR-Net. It scores whole segments: a grid feature (all cells of a segment, one vector)
+     is one view of the whole frame, as the papers' single-crop features are
+     (docs/methods.md, "On UCSD Ped2"). benchmarks/methods_ped2.py makes the methods table
+     from the --json files.
 3. Splits: the literature's weak split, and --random-splits (default 20) random weak splits
    (6 anomalous + 4 normal training videos drawn with numpy's default_rng(r), r = 1..N; every
    other video is a test video). The nearest-normal rows are compared by leave-one-split-out:
@@ -56,11 +64,12 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # schedules.py, beside this file
 DEFAULT_DATA = Path(os.environ.get("ARNET_PED2", REPO.parent / "shared" / "data" / "ucsd-ped2"))
 DEFAULT_CACHE = REPO / "benchmarks" / ".cache" / "ped2"
 METRICS = ("auc", "auc_anomalous", "ap", "far_all", "far_normal", "far_anomalous")
 VARIANTS = ("pooled", "motion-rgb", "motion-flow", "motion-combine")
-METHODS = ("arnet", "naive", "nearest")
+METHODS = ("arnet", "naive", "nearest")  # and any registered model name (method_names)
 TABLE_METRICS = ("auc", "ap", "far_all", "far_normal", "event_recall", "false_alerts_per_hour",
                  "event_delay_s")  # fmt: skip
 LABELS = {
@@ -217,16 +226,36 @@ def nearest_variants(text: str) -> dict[str, tuple[str, int]]:
     return out
 
 
-def train_and_score(train, test, seed: int, iterations: int, naive: bool, options: dict):
-    """One trained run; `options`: device, instances, val_fraction, and the features'
-    data / feature_backbone / feature_modal (where --instances cells reads the grid)."""
-    from arnet.config import NAIVE_BASELINE, TrainConfig
+def method_fields(method: str) -> tuple[dict, dict, dict]:
+    """TrainConfig fields of a trained method (model, model_args, its schedule), the caps
+    applied and the narrowed constructor arguments. arnet: `single` with the config's
+    defaults (the paper's); naive: the same with every segment labelled with its video's
+    label; a registry name: that model with its registry `train_defaults` (its paper's
+    schedule), capped as in benchmarks/methods.py (`schedules.CAPS`, `NARROW`), the
+    iteration count left to the caller (every trained method gets the same budget)."""
+    from arnet.config import NAIVE_BASELINE
+
+    if method == "arnet":
+        return {"model": "single"}, {}, {}
+    if method == "naive":
+        return {"model": "single", **NAIVE_BASELINE}, {}, {}
+    from schedules import schedule
+
+    fields, capped, narrowed = schedule(method)
+    fields.pop("iterations", None)
+    return fields, capped, narrowed
+
+
+def train_and_score(train, test, seed: int, iterations: int, method: str, options: dict):
+    """One trained run of `method` (arnet, naive or a registry model, `method_fields`);
+    `options`: device, instances, val_fraction, fps, and the features' data /
+    feature_backbone / feature_modal (where --instances cells reads the grid)."""
+    from arnet.config import TrainConfig
     from arnet.training.trainer import train as run_training
 
-    changes = NAIVE_BASELINE if naive else {}
+    fields, _, _ = method_fields(method)
     every = max(1, iterations // 10) if options.get("val_fraction") else iterations
     config = TrainConfig(
-        model="single",
         iterations=iterations,
         snapshot_every=every,
         seed=seed,
@@ -234,7 +263,7 @@ def train_and_score(train, test, seed: int, iterations: int, naive: bool, option
         tensorboard=False,
         log_every=max(iterations, 1),
         **options,
-        **changes,
+        **fields,
     )
     with tempfile.TemporaryDirectory(prefix="ped2-run-") as folder:
         started = time.perf_counter()
@@ -243,6 +272,44 @@ def train_and_score(train, test, seed: int, iterations: int, naive: bool, option
     if result.metrics is None:
         raise RuntimeError("training ended without an evaluation of the test split")
     return result.metrics, seconds
+
+
+def method_cost(method: str, train, options: dict) -> dict:
+    """A trained method's parameters (built for the features) and seconds per 1,000
+    training iterations on the weak split's training videos (10 steps after 2 warm-up
+    steps, `schedules.seconds_per_1000`), with its schedule and caps."""
+    from schedules import parameters, seconds_per_1000
+
+    fields, capped, narrowed = method_fields(method)
+    run_fields = {**options, **fields, "seed": 1, "plot": False, "tensorboard": False}
+    dim = train.dim if options.get("instances") != "cells" else None
+    return {
+        "model": fields["model"],
+        "parameters": parameters(fields["model"], dim, narrowed) if dim else None,
+        "seconds_per_1000": seconds_per_1000(run_fields, train),
+        "capped": capped,
+        "narrowed": narrowed,
+        "schedule": {k: v for k, v in fields.items() if k not in ("model", "model_args")},
+        # a step draws min(videos_per_class, class size) videos of each class
+        "train_videos": {"anomalous": int(train.labels.sum()), "all": len(train)},
+    }
+
+
+def trains_on_cells(method: str) -> bool:
+    """Whether --instances cells can train `method` (its objective reads scores only)."""
+    from arnet.models import model_entry
+    from arnet.models.registry import objective_entry
+
+    if method in METHODS:
+        return True
+    return objective_entry(model_entry(method).objective).scores_only
+
+
+def method_names() -> tuple[str, ...]:
+    """What --methods accepts: arnet, naive, nearest, and every registered model."""
+    from arnet.models import list_models
+
+    return (*METHODS, *(e.name for e in list_models() if e.name not in METHODS))
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -288,6 +355,7 @@ def run_variant(args, variant: str, device: str) -> dict:
     fitted = nearest_methods(args, features, backbone, modal, groups, [train, test])
     methods = [m for m in args.methods if m != "nearest"]
     runs: dict[str, dict[str, list]] = {m: {} for m in [*fitted, *methods]}
+    costs = {m: method_cost(m, train, options) for m in methods}
     for split, (tr, te) in every.items():
         seeds = args.seeds if split == "weak" else args.random_seeds
         for method, kwargs in fitted.items():
@@ -298,8 +366,7 @@ def run_variant(args, variant: str, device: str) -> dict:
             runs[method][split] = [summary]
         for method in methods:
             for seed in range(1, seeds + 1):
-                naive = method == "naive"
-                metrics, s = train_and_score(tr, te, seed, iterations, naive, options)
+                metrics, s = train_and_score(tr, te, seed, iterations, method, options)
                 runs[method].setdefault(split, []).append({**metrics.summary(), "seconds": s})
                 if not args.quiet:
                     print(f"  {variant} {split} {method} seed {seed}: AUC {metrics.auc:.4f}",
@@ -321,6 +388,7 @@ def run_variant(args, variant: str, device: str) -> dict:
             "groups": "per statistic" if groups else "one",
         },
         "iterations": iterations,
+        "costs": costs,
         "runs": runs,
     }
 
@@ -427,7 +495,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(DEFAULT_DATA), help="the ucsd-ped2 folder (ARNET_PED2)")
     p.add_argument("--cache", default=str(DEFAULT_CACHE), help="where features are cached")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"among {', '.join(VARIANTS)}")
-    p.add_argument("--methods", default=",".join(METHODS), help=f"among {', '.join(METHODS)}")
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help=f"among {', '.join(METHODS)}, or any registered model name (`arnet "
+                   "models`: trained with its paper's schedule, capped where too slow here, "
+                   "for --iterations)")  # fmt: skip
     p.add_argument("--seeds", type=int, default=5, help="training seeds 1..N on the weak split")
     p.add_argument("--random-splits", type=int, default=20, help="random weak splits (0: none)")
     p.add_argument("--nearest", default="",
@@ -477,10 +548,17 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     for given, allowed, option in ((args.variants, VARIANTS, "--variants"),
-                                   (args.methods, METHODS, "--methods")):  # fmt: skip
+                                   (args.methods, method_names(), "--methods")):  # fmt: skip
         bad = [v for v in given if v not in allowed]
         if bad or not given:
             print(f"{option}: {bad[0] if bad else 'nothing'} is not among {allowed}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+    if args.instances == "cells":
+        own = [m for m in args.methods if not trains_on_cells(m)]
+        if own:
+            print(f"--methods: {own[0]} trains with its own objective, which --instances cells "
+                  "cannot train on each cell; run it with --instances segment",
                   file=sys.stderr)  # fmt: skip
             return 2
     if not (Path(args.data) / "labels.json").is_file():
@@ -527,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.val_fraction
         else "the fixed threshold 0.5"
     )
-    print(f"\nFAR: false alarms on normal test videos; AR-Net and naive at {chosen}, nearest "
+    print(f"\nFAR: false alarms on normal test videos; the trained methods at {chosen}, nearest "
           "normal at its threshold chosen on the training videos")  # fmt: skip
     print(f"trained methods score {args.instances}s")
     print("published (weakly supervised, Zhong et al. CVPR 2019, TSN features): AUC 93.2")
