@@ -262,8 +262,7 @@ def train_and_score(train, test, seed: int, iterations: int, method: str, option
         plot=False,
         tensorboard=False,
         log_every=max(iterations, 1),
-        **options,
-        **fields,
+        **{**fields, **options},  # --lr, when given, wins over a method's own
     )
     with tempfile.TemporaryDirectory(prefix="ped2-run-") as folder:
         started = time.perf_counter()
@@ -281,7 +280,7 @@ def method_cost(method: str, train, options: dict) -> dict:
     from schedules import parameters, seconds_per_1000
 
     fields, capped, narrowed = method_fields(method)
-    run_fields = {**options, **fields, "seed": 1, "plot": False, "tensorboard": False}
+    run_fields = {**fields, **options, "seed": 1, "plot": False, "tensorboard": False}
     dim = train.dim if options.get("instances") != "cells" else None
     return {
         "model": fields["model"],
@@ -343,6 +342,7 @@ def run_variant(args, variant: str, device: str) -> dict:
         "data": str(features),
         "feature_backbone": backbone,
         "feature_modal": modal,
+        **({} if args.lr is None else {"lr": args.lr}),
     }
     every = {"weak": (train, test)}
     whole_names = train.names + test.names
@@ -510,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fps", type=float, default=10.0,
                    help="frame rate of the event figures (UCSD Ped2: 10)")  # fmt: skip
     p.add_argument("--random-seeds", type=int, default=1, help="training seeds per random split")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate of every trained method (default: its own)")  # fmt: skip
     p.add_argument("--iterations", type=int, default=None,
                    help="training iterations (default: the paper's 20 epochs = 200)")  # fmt: skip
     p.add_argument("--backbone", default="efficientnet-lite0", help="pooled variant's backbone")
