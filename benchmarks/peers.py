@@ -107,6 +107,22 @@ def run_lockstep(mod: Any, checkout: Path, data: Path, iterations: int, seed: in
     return {**result, "agree": agree}
 
 
+def variant_args(variant: str) -> dict[str, Any]:
+    """The objective options of one of arnet's variants: `ours` (none), `compat`
+    (compat=True), `ours+KEY=VALUE` (one option changed, e.g. ours+pairs=crops)."""
+    if variant == "compat":
+        return {"compat": True}
+    if variant.startswith("ours+") and "=" in variant:
+        key, _, text = variant[len("ours+") :].partition("=")
+        try:
+            return {key: json.loads(text)}
+        except json.JSONDecodeError:
+            return {key: text}
+    if variant != "ours":
+        raise PeerError(f"--variants: {variant!r} is none of theirs, ours, compat, ours+KEY=VALUE")
+    return {}
+
+
 def _done(results: Path | None) -> list[dict]:
     if results is None or not results.is_file():
         return []
@@ -140,7 +156,7 @@ def run_auc(
                 if variant == "theirs":
                     r = mod.run_reference(checkout, data, iterations, seed, out)
                 else:
-                    extra = {"objective_args": {"compat": True}} if variant == "compat" else {}
+                    extra = {"objective_args": variant_args(variant)}
                     r = train_ours(mod.MODEL, data, iterations, seed, out, **mod.OURS, **extra)
                 r.update(key)
                 runs[variant].append(r)
@@ -177,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", help="an arnet dataset with (T, C, D) features (default: synthetic)")
     p.add_argument("--iterations", type=int, help="steps (default 200; with --lockstep 5)")
     p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
-    p.add_argument("--variants", default="theirs,ours,compat", help="of theirs, ours, compat")
+    p.add_argument("--variants", default="theirs,ours,compat",
+                   help="theirs, ours, compat or ours+KEY=VALUE (an objective option)")  # fmt: skip
     p.add_argument("--lockstep", action="store_true", help="compare step by step instead")
     p.add_argument("--out", help="write the results here as JSON")
     p.add_argument("--results", help="JSON lines of finished runs: skipped, and appended to")
@@ -193,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         checkout = require_checkout(args.reference, mod.FILES, mod.REPOSITORY)
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-        bad = sorted(set(variants) - {"theirs", "ours", "compat"})
+        bad = sorted(v for v in set(variants) - {"theirs", "ours", "compat"}
+                     if not (v.startswith("ours+") and "=" in v))  # fmt: skip
         if bad or not variants:
             raise PeerError(f"--variants: unknown {', '.join(bad) or 'empty list'}; "
                             "choose of theirs, ours, compat")  # fmt: skip

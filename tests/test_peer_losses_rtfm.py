@@ -110,7 +110,7 @@ def _rtfm_by_loops(videos, margin, k, alpha, compat):
     return bce + alpha * magnitude + 8e-4 * smooth + 8e-3 * _l2(A), magnitude
 
 
-def _mgfn_by_loops(videos, margin, k, compat):
+def _mgfn_by_loops(videos, margin, k, compat, pairs="videos"):
     A = [v for v in videos if v["label"] == 1]
     N = [v for v in videos if v["label"] == 0]
     C = len(videos[0]["feats"])
@@ -125,11 +125,11 @@ def _mgfn_by_loops(videos, margin, k, compat):
     def dist(x, y):
         return float((x - y + 1e-6).norm())
 
-    pairs = list(zip(A, N)) if compat else [(a, n) for a in A for n in N]
-    push = [max(0.0, margin - dist(l1s(a, c), l1s(n, c))) ** 2 for a, n in pairs for c in range(C)]
+    pushed = list(zip(A, N)) if compat else [(a, n) for a in A for n in N]
+    push = [max(0.0, margin - dist(l1s(a, c), l1s(n, c))) ** 2 for a, n in pushed for c in range(C)]
     pulls = {}
     for name, vids in (("normal", N), ("anomalous", A)):
-        if compat:  # rows in crop-major order, first half against second half
+        if compat or pairs == "crops":  # rows in crop-major order, first half against second
             rows = [l1s(v, c) for c in range(C) for v in vids]
             h = len(rows) // 2
             d = [dist(rows[h + i], rows[i]) ** 2 for i in range(h)]
@@ -166,22 +166,26 @@ def test_rtfm_objective_matches_a_loop_version(lengths, labels, compat):
 
 
 @pytest.mark.parametrize(
-    "lengths, labels, compat",
+    "lengths, labels, compat, pairs",
     [
-        ((6, 6, 6, 6), (1, 1, 0, 0), False),
-        ((6, 6, 6, 6), (1, 1, 0, 0), True),
-        ((6, 3, 5, 6, 6, 2), (1, 1, 1, 0, 0, 0), False),
+        ((6, 6, 6, 6), (1, 1, 0, 0), False, "videos"),
+        ((6, 6, 6, 6), (1, 1, 0, 0), True, "videos"),
+        ((6, 3, 5, 6, 6, 2), (1, 1, 1, 0, 0, 0), False, "videos"),
+        ((6, 3, 5, 6, 2), (1, 1, 1, 0, 0), False, "crops"),  # their pulls, every push pair
     ],
-    ids=["full", "full-compat", "ragged"],
+    ids=["full", "full-compat", "ragged", "ragged-crop-pairs"],
 )
-def test_mgfn_objective_matches_a_loop_version(lengths, labels, compat):
+def test_mgfn_objective_matches_a_loop_version(lengths, labels, compat, pairs):
     torch.manual_seed(0)
     batch = _batch(lengths, labels, crops=4)
     model = create_model("mgfn", 6, **SMALL["mgfn"]).eval()
-    objective = MgfnObjective(margin=30.0, k=3, compat=compat)
+    objective = MgfnObjective(margin=30.0, k=3, compat=compat, pairs=pairs)
     total, _ = objective(model, batch)
-    want = _mgfn_by_loops(_videos(model, batch), 30.0, 3, compat)
+    want = _mgfn_by_loops(_videos(model, batch), 30.0, 3, compat, pairs)
     assert float(total) == pytest.approx(want, rel=1e-5)
+    if pairs == "crops":  # the two pairings differ on this batch
+        other, _ = MgfnObjective(margin=30.0, k=3)(model, batch)
+        assert float(other) != pytest.approx(float(total), rel=1e-6)
 
 
 def test_smoothness_across_videos_is_rtfm_codes_and_differs():
@@ -203,6 +207,8 @@ def test_options_are_checked_and_named():
         build_objective("rtfm", TrainConfig(model="rtfm", objective_args={"k": 0}))
     with pytest.raises(ValueError, match="'mgfn': margin must be >= 0"):
         build_objective("mgfn", TrainConfig(model="mgfn", objective_args={"margin": -1}))
+    with pytest.raises(ValueError, match="mgfn: pairs must be one of videos, crops, got 'cell'"):
+        build_objective("mgfn", TrainConfig(model="mgfn", objective_args={"pairs": "cell"}))
     with pytest.raises(ValueError, match="'mil_loss' is 'hinge'"):
         build_objective("mgfn", TrainConfig(model="mgfn", mil_loss="hinge"))
     obj = build_objective("rtfm", TrainConfig(model="rtfm", objective_args={"compat": True}))

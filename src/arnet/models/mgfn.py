@@ -262,11 +262,16 @@ def chosen_l1(t: TopMagnitudes) -> torch.Tensor:
     return t.features.abs().sum(dim=-1)
 
 
-def halves(x: torch.Tensor, compat: bool) -> tuple[torch.Tensor, torch.Tensor]:
+PAIRS = ("videos", "crops")
+"""The "same class" pairs of MGFN's pull terms: two videos of the class, crop by crop, or (as
+MGFN's code makes them) the two halves of the chosen features in crop-major order."""
+
+
+def halves(x: torch.Tensor, crop_halves: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The two sides of a class's "pull together" pairs, from (V, C, k): the first and second
-    half of the videos, crop by crop; with `compat`, MGFN's code: the first and second half of
-    the rows in crop-major order (V x C rows: with C > 1, crops of the same videos)."""
-    if compat:
+    half of the videos, crop by crop; with `crop_halves`, MGFN's code: the first and second
+    half of the rows in crop-major order (V x C rows: with C > 1, crops of the same videos)."""
+    if crop_halves:
         rows = x.transpose(0, 1).reshape(-1, x.shape[-1])  # crop-major, as their code holds it
         h = len(rows) // 2
         return rows[h : 2 * h], rows[:h]
@@ -275,9 +280,10 @@ def halves(x: torch.Tensor, compat: bool) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def magnitude_contrast(
-    a: TopMagnitudes, n: TopMagnitudes, margin: float, compat: bool
+    a: TopMagnitudes, n: TopMagnitudes, margin: float, compat: bool, pairs: str = "videos"
 ) -> dict[str, torch.Tensor]:
-    """MGFN's three contrastive terms on the chosen features' L1 norms (see the module)."""
+    """MGFN's three contrastive terms on the chosen features' L1 norms (see the module);
+    `pairs` makes the pull terms' pairs (`PAIRS`; `compat` makes them as MGFN's code does)."""
     la, ln = chosen_l1(a), chosen_l1(n)  # (V, C, k)
     if compat:
         if la.shape != ln.shape:
@@ -290,7 +296,7 @@ def magnitude_contrast(
         between = contrastive(la[:, None], ln[None, :], True, margin)
     parts = {"between": between}
     for name, x in (("normal", ln), ("anomalous", la)):
-        second, first = halves(x, compat)
+        second, first = halves(x, compat or pairs == "crops")
         parts[name] = contrastive(second, first, False, margin) if len(first) else x.sum() * 0
     return parts
 
@@ -308,6 +314,7 @@ class MgfnObjective:
         sparsity_weight: of the L2 norm of the normal videos' scores (MGFN: 8e-3).
         compat: MGFN's code where it differs (same-class pairs from crop halves, i-th with
             i-th push pairs).
+        pairs: the pull terms' pairs, "videos" or "crops" (`PAIRS`); compat implies "crops".
     """
 
     def __init__(
@@ -319,21 +326,24 @@ class MgfnObjective:
         smooth_weight: float = 8e-4,
         sparsity_weight: float = 8e-3,
         compat: bool = False,
+        pairs: str = "videos",
     ) -> None:
+        if pairs not in PAIRS:
+            raise ValueError(f"mgfn: pairs must be one of {', '.join(PAIRS)}, got {pairs!r}")
         check_options("mgfn", margin=margin, k=k, contrast_weight=contrast_weight,
                       between_weight=between_weight, smooth_weight=smooth_weight,
                       sparsity_weight=sparsity_weight)  # fmt: skip
         self.margin, self.k = float(margin), int(k)
         self.contrast_weight, self.between_weight = float(contrast_weight), float(between_weight)
         self.smooth_weight, self.sparsity_weight = float(smooth_weight), float(sparsity_weight)
-        self.compat = bool(compat)
+        self.compat, self.pairs = bool(compat), pairs
 
     def __call__(
         self, model: nn.Module, batch: Batch
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         a, n = split_classes(model, batch, self.k)
         bce = top_k_bce(a, n)
-        c = magnitude_contrast(a, n, self.margin, self.compat)
+        c = magnitude_contrast(a, n, self.margin, self.compat, self.pairs)
         contrast = self.between_weight * c["between"] + c["normal"] + c["anomalous"]
         smooth = smoothness(a.scores, a.mask) + smoothness(n.scores, n.mask)
         sparse = sparsity(n.scores, n.mask)
@@ -357,6 +367,7 @@ class MgfnArgs:
     smooth_weight: float = 8e-4
     sparsity_weight: float = 8e-3
     compat: bool = False
+    pairs: str = "videos"
 
 
 @register_objective("mgfn", args=MgfnArgs, refuses={"mil_loss": "bce"}, scores_only=False)
