@@ -212,7 +212,9 @@ def use_current_version(model: Any, checkpoint: str) -> int:
     from ..training import feedback as versions
 
     run = versions.run_folder(checkpoint)
-    number = versions.current_version(run) if run is not None else 0
+    if run is None:
+        return 0
+    number = versions.current_version(run)
     if number:
         versions.use_version(model, run, number)
     return number
