@@ -167,12 +167,12 @@ def run_extract(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- detect
 
 
-def detector_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    """`load_detector` with the backbone and preprocessing options of `detect` or `watch`;
-    its errors worded in those commands' flags."""
+def _loaded_from_args(loader: Any, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """`loader` (a checkpoint's or an export folder's) with the backbone and preprocessing
+    options of `detect` or `watch`; its errors worded in those commands' flags."""
     weights = {m: w for m, w in (("rgb", args.weights_rgb), ("flow", args.weights_flow)) if w}
     try:
-        return load_detector(
+        return loader(
             args.checkpoint,
             backbone=args.backbone,
             weights=weights,
@@ -184,26 +184,18 @@ def detector_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         )
     except ExtractError as exc:
         raise ExtractError(_in_flags(str(exc))) from exc
+
+
+def detector_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """`load_detector` with the options of `detect` or `watch`."""
+    return _loaded_from_args(load_detector, args)
 
 
 def export_detector_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """`load_export_detector` (an `arnet export` folder) with `watch`'s backbone options."""
     from ..detection.exported import load_export_detector
 
-    weights = {m: w for m, w in (("rgb", args.weights_rgb), ("flow", args.weights_flow)) if w}
-    try:
-        return load_export_detector(
-            args.checkpoint,
-            backbone=args.backbone,
-            weights=weights,
-            backbone_options=_backbone_options(args),
-            preprocessing=_given(args, _PREPROCESSING),
-            flow=_given(args, _FLOW),
-            batch_size=args.batch_size,
-            device=args.device,
-        )
-    except ExtractError as exc:
-        raise ExtractError(_in_flags(str(exc))) from exc
+    return _loaded_from_args(load_export_detector, args)
 
 
 def use_current_version(model: Any, checkpoint: str) -> int:
