@@ -7,8 +7,9 @@ schedule, and the published figures (other datasets, other features).
 
     python benchmarks/methods_ped2.py benchmarks/results/ped2_methods/*.json
 
-Writes --out.md and --out.csv (default benchmarks/results/methods_ped2). A method measured in
-two files is refused (one run of the benchmark per method and split count). No figure here is
+Writes --out.md and --out.csv (default benchmarks/results/methods_ped2). One table per feature
+variant. Files holding other splits of one method on one variant are joined; a split measured
+twice is refused. No figure here is
 typed in: every number is read from the JSON files.
 """
 
@@ -35,32 +36,42 @@ LABELS = {
     "nearest": "nearest normal (no training)",
 }
 PUBLISHED_MODEL = {"arnet": "single"}  # method -> registry name whose figures stand beside it
+ORDER = ("motion-flow", "pooled", "motion-rgb", "motion-combine")  # the tables' order
 
 
-def load(files: list[Path]) -> tuple[dict, dict]:
-    """(runs and costs per method of the motion-flow variant, settings per method)."""
-    methods: dict[str, dict] = {}
-    settings: dict[str, dict] = {}
+def load(files: list[Path]) -> tuple[dict, dict, list[dict]]:
+    """(runs and costs per feature variant and method, settings per variant and method), each
+    keyed by (variant, method), and every file's settings. Files that measured other splits of
+    one method on one variant (`benchmarks/ped2.py --splits-from`, `--seeds 0`) are joined; a
+    split measured twice, or at another number of iterations, is refused."""
+    methods: dict[tuple[str, str], dict] = {}
+    settings: dict[tuple[str, str], dict] = {}
+    every: list[dict] = []
     for file in files:
         data = json.loads(file.read_text())
-        variants = data["variants"]
-        if len(variants) != 1:
-            raise SystemExit(f"{file}: expected one feature variant, got {sorted(variants)}")
-        ((variant, result),) = variants.items()
-        for method, runs in result["runs"].items():
-            if method in methods:
-                raise SystemExit(
-                    f"{file}: method {method} already read from {settings[method]['file']}"
-                )
-            methods[method] = {
-                "runs": runs,
-                "cost": result.get("costs", {}).get(method),
-                "iterations": result["iterations"],
-                "features": result["features"],
-                "variant": variant,
-            }
-            settings[method] = {**data["settings"], "file": str(file)}
-    return methods, settings
+        every.append({**data["settings"], "file": str(file)})
+        for variant, result in data["variants"].items():
+            for method, runs in result["runs"].items():
+                key = (variant, method)
+                if key in methods:
+                    known = methods[key]
+                    twice = sorted(set(known["runs"]) & set(runs))
+                    if twice or known["iterations"] != result["iterations"]:
+                        why = f"split {twice[0]}" if twice else "at other iterations"
+                        raise SystemExit(f"{file}: method {method} on {variant} already read "
+                                         f"from {settings[key]['file']} ({why})")  # fmt: skip
+                    known["runs"].update(runs)
+                    known["cost"] = known["cost"] or result.get("costs", {}).get(method)
+                    continue
+                methods[key] = {
+                    "runs": dict(runs),
+                    "cost": result.get("costs", {}).get(method),
+                    "iterations": result["iterations"],
+                    "features": result["features"],
+                    "variant": variant,
+                }
+                settings[key] = every[-1]
+    return methods, settings, every
 
 
 def _stat(values: list[float]) -> tuple[float, float, float, int]:
@@ -91,6 +102,7 @@ def split_means(runs: dict, metric: str) -> dict[str, float]:
 
 
 def rows(methods: dict, settings: dict) -> tuple[list[str], list[list[str]]]:
+    """The table of one feature variant: `methods` and `settings` keyed by method alone."""
     head = ["method", "AUC weak split", "worst seed", "seeds", "AUC random splits", "worst split",
             "splits x seeds", "nearest normal, same splits", "arnet, same splits", "FAR normal",
             "event recall",
@@ -176,41 +188,49 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"methods_ped2: {missing[0]} not found", file=sys.stderr)
         return 2
-    methods, settings = load(a.files)
-    head, body = rows(methods, settings)
-    any_method = next(iter(methods.values()))
-    features = any_method["features"]
+    methods, settings, every = load(a.files)
+    if not methods:
+        print(f"methods_ped2: no runs in {', '.join(map(str, a.files))}", file=sys.stderr)
+        return 2
+    variants = sorted({v for v, _ in methods}, key=lambda v: (ORDER + (v,)).index(v))
     first = next(iter(settings.values()))
-    header = (
-        f"UCSD Ped2, weakly supervised, `{any_method['variant']}` features ({features['backbone']} "
-        f"{features['modal']}, {features['dim']} numbers per segment, every method on the same "
-        f"features, trained methods scoring whole segments). Frame AUC (%): weak split, mean ± "
-        f"sample std over seeds and the worst seed; random weak splits (numpy default_rng(r), "
-        f"r = 1..N; 6 anomalous + 4 normal training videos), mean ± std of the splits' means "
-        f"and the worst split, beside the nearest-normal baseline's and AR-Net's means on the "
-        f"same splits. "
+    text = (
+        "UCSD Ped2, weakly supervised: every method on the same features, trained methods "
+        "scoring whole segments; one table per feature variant. Frame AUC (%): weak split, mean "
+        "± sample std over seeds and the worst seed; random weak splits (numpy "
+        "default_rng(r), r = 1..N; 6 anomalous + 4 normal training videos), mean ± std of the "
+        "splits' means and the worst split, beside the nearest-normal baseline's and AR-Net's "
+        "means on the same splits and features. "
         f"FAR normal (%), event recall (%) and false alerts per hour of normal video (at "
         f"{first['fps']:g} fps) at each method's threshold, means over the random splits. "
-        f"Time: one CPU thread of a shared 2-core machine, 10 training steps after 2 warm-up "
-        f"steps, on the weak split's training videos. Published figures are on other datasets "
-        f"and other features (I3D unless said); none of these methods published a Ped2 "
-        f"figure (the weakly supervised Ped2 figure in the literature is another method's: "
-        f"AUC 93.2, Zhong et al., CVPR 2019, TSN features). Generated by "
-        f"benchmarks/methods_ped2.py from: "
-        + ", ".join(sorted({Path(s["file"]).name for s in settings.values()}))
+        "Time: one CPU thread of a shared 2-core machine, 10 training steps after 2 warm-up "
+        "steps, on the weak split's training videos. Published figures are on other datasets "
+        "and other features (I3D unless said); none of these methods published a Ped2 "
+        "figure (the weakly supervised Ped2 figure in the literature is another method's: "
+        "AUC 93.2, Zhong et al., CVPR 2019, TSN features). Generated by "
+        "benchmarks/methods_ped2.py from: "
+        + ", ".join(sorted({Path(s["file"]).name for s in every}))
         + ".\n"
     )
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in body]
-    commands = "\n".join(sorted({_command(s) for s in settings.values()}))
-    text = (
-        header + "\n" + "\n".join(lines) + "\n\nMeasured with:\n\n```bash\n" + commands + "\n```\n"
-    )
+    table_rows = []
+    for variant in variants:
+        of = {m: v for (var, m), v in methods.items() if var == variant}
+        head, body = rows(of, {m: v for (var, m), v in settings.items() if var == variant})
+        features = next(iter(of.values()))["features"]
+        text += (
+            f"\n### `{variant}`: {features['backbone']} {features['modal']}, "
+            f"{features['dim']} numbers per segment\n\n"
+        )
+        text += "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n"
+        text += "".join("| " + " | ".join(r) + " |\n" for r in body)
+        table_rows += [[variant, *r] for r in body]
+    commands = "\n".join(sorted({_command(s) for s in every}))
+    text += "\nMeasured with:\n\n```bash\n" + commands + "\n```\n"
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(text)
     with out.with_suffix(".csv").open("w", newline="") as f:
-        csv.writer(f).writerows([head, *body])
+        csv.writer(f).writerows([["features", *head], *table_rows])
     print(text)
     return 0
 
@@ -221,6 +241,8 @@ def _command(s: dict) -> str:
              f"--methods {','.join(s['methods'])}", f"--seeds {s['seeds']}",
              f"--random-splits {s['random_splits']}",
              f"--random-seeds {s['random_seeds']}"]  # fmt: skip
+    if s.get("splits_from", 1) != 1:
+        parts.append(f"--splits-from {s['splits_from']}")
     if s.get("val_fraction"):
         parts.append(f"--val-fraction {s['val_fraction']:g}")
     if s.get("iterations"):

@@ -347,7 +347,7 @@ def run_variant(args, variant: str, device: str) -> dict:
     every = {"weak": (train, test)}
     whole_names = train.names + test.names
     whole = [(train, i) for i in range(len(train))] + [(test, i) for i in range(len(test))]
-    for name, tr, te in random_splits(train, test, args.random_splits)[1:]:
+    for name, tr, te in random_splits(train, test, args.random_splits)[args.splits_from :]:
         tr_ds = _subset(whole, whole_names, tr)
         te_ds = _subset(whole, whole_names, te)
         every[name] = (tr_ds, te_ds)
@@ -509,6 +509,9 @@ def main(argv: list[str] | None = None) -> int:
                    "unscaled, and scales fitted on every video's features")  # fmt: skip
     p.add_argument("--fps", type=float, default=10.0,
                    help="frame rate of the event figures (UCSD Ped2: 10)")  # fmt: skip
+    p.add_argument("--splits-from", type=int, default=1, metavar="K",
+                   help="run the random splits K..N only (to add splits to an earlier run; "
+                   "--seeds 0 skips the weak split)")  # fmt: skip
     p.add_argument("--random-seeds", type=int, default=1, help="training seeds per random split")
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate of every trained method (default: its own)")  # fmt: skip
@@ -556,6 +559,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{option}: {bad[0] if bad else 'nothing'} is not among {allowed}",
                   file=sys.stderr)  # fmt: skip
             return 2
+    if not 1 <= args.splits_from <= max(1, args.random_splits) or args.seeds < 0:
+        print(f"--splits-from {args.splits_from} / --seeds {args.seeds}: need 1 <= K <= "
+              f"--random-splits and seeds >= 0", file=sys.stderr)  # fmt: skip
+        return 2
     if args.instances == "cells":
         own = [m for m in args.methods if not trains_on_cells(m)]
         if own:

@@ -74,15 +74,17 @@ def test_a_registry_method_trains_with_its_schedule_capped_and_ped2s_iterations(
         TrainConfig(iterations=20, **ped2.method_fields(method)[0])  # a valid config each
 
 
-def _file(path: Path, runs: dict, costs: dict, methods: list[str]) -> Path:
+def _file(
+    path: Path, runs: dict, costs: dict, methods: list[str], variant: str = "motion-flow"
+) -> Path:
     import json
 
-    settings = {"variants": ["motion-flow"], "methods": methods, "seeds": 2, "random_splits": 2,
+    settings = {"variants": [variant], "methods": methods, "seeds": 2, "random_splits": 2,
                 "random_seeds": 1, "val_fraction": 0.3, "iterations": None,
                 "instances": "segment", "fps": 10.0}  # fmt: skip
     features = {"backbone": "motion-grid", "modal": "flow", "dim": 576}
-    variant = {"runs": runs, "costs": costs, "iterations": 200, "features": features}
-    path.write_text(json.dumps({"settings": settings, "variants": {"motion-flow": variant}}))
+    result = {"runs": runs, "costs": costs, "iterations": 200, "features": features}
+    path.write_text(json.dumps({"settings": settings, "variants": {variant: result}}))
     return path
 
 
@@ -109,8 +111,40 @@ def test_the_table_puts_the_baseline_of_the_same_splits_beside_each_row(tmp_path
                           "85.00 ± 7.07"]  # fmt: skip
     assert "1,234" in cells and "50.0" in cells
     assert "videos_per_class=8 (no effect" in row and "none on Ped2" in row
-    with pytest.raises(SystemExit, match="already read"):
+    with pytest.raises(SystemExit, match=r"already read .*\(split random1\)"):
         table.main([str(b), str(b), "--out", str(out)])
+    # more splits of the same method from another run (--splits-from 3 --seeds 0): joined
+    more = {"rtfm": {"random3": [_rec(0.9)]}}
+    c = _file(tmp_path / "c.json", more, {}, ["rtfm"])
+    assert table.main([str(a), str(b), str(c), "--out", str(out)]) == 0
+    row = next(r for r in (out.with_suffix(".md")).read_text().splitlines() if "`rtfm`" in r)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4:7] == ["63.33 ± 25.17", "40.00", "3 x 1"]
+    assert "1,234" in cells  # the cost from the file that measured it
+
+
+def test_each_feature_variant_has_its_own_table_and_baseline(tmp_path):
+    table = _load("methods_ped2", "methods_ped2.py")
+    flow = _file(tmp_path / "flow.json", {"nearest": {"random1": [_rec(0.9)]},
+                                          "arnet": {"random1": [_rec(0.5)]}}, {},
+                 ["nearest", "arnet"])  # fmt: skip
+    pooled = _file(tmp_path / "pooled.json", {"nearest": {"random1": [_rec(0.7)]},
+                                              "arnet": {"random1": [_rec(0.6)]}}, {},
+                   ["nearest", "arnet"], variant="pooled")  # fmt: skip
+    out = tmp_path / "table"
+    assert table.main([str(pooled), str(flow), "--out", str(out)]) == 0
+    text = out.with_suffix(".md").read_text()
+    assert text.index("### `motion-flow`") < text.index("### `pooled`")  # the fixed order
+    sections = text.split("### ")[1:]
+    arnet = [next(r for r in sec.splitlines() if r.startswith("| arnet")) for sec in sections]
+    # the nearest-normal column beside AR-Net is the baseline on the same features
+    assert "| 90.00 |" in arnet[0] and "| 70.00 |" in arnet[1]
+    rows = (out.with_suffix(".csv")).read_text().splitlines()
+    assert rows[0].startswith("features,method") and {r.split(",")[0] for r in rows[1:]} == {
+        "motion-flow",
+        "pooled",
+    }
+    assert table.main([str(tmp_path / "none.json"), "--out", str(out)]) == 2
 
 
 def test_the_docs_show_the_generated_table_unedited():
