@@ -1,9 +1,10 @@
 """What the `peers_NAME.py` drivers share (see `benchmarks/peers.py` for the interface).
 
 - `reference_code(checkout, modules, argv)`: imports a method's own (CUDA-only) modules from
-  its checkout and lets them run on the CPU, their files untouched: `Tensor.cuda()` returns
-  the tensor, `torch.set_default_tensor_type('torch.cuda.FloatTensor')` is ignored, the
-  loggers they import (visdom, tensorboardX) are inert stand-ins, `sys.argv` is what their
+  its checkout and lets them run on the CPU, their files untouched: `Tensor.cuda()` and
+  `Module.cuda()` return what they were given, `torch.set_default_tensor_type(...)` is
+  ignored (their CUDA float type; the caller's default dtype stays, float64 included), the
+  loggers and debuggers they import (`STUBBED`) are inert stand-ins, `sys.argv` is what their
   `option.py` parses at import. Everything is put back on exit.
 - `peer_data(...)`: a synthetic ten-crop set (`arnet synth --crops 10`), cached.
 - `uniform_crops(dataset, n)`: each training video as (C, n, D), the 32 uniform segments per
@@ -11,6 +12,10 @@
 - `score_with_our_metrics(...)`: their model's segment scores of the test videos, measured
   with arnet's frame-level metrics.
 - `train_ours(...)`: arnet's own training of the same method, same data and iterations.
+- For the lockstep: `normal_first(batch)` (their batches' order), `record_scores(model, into)`
+  (arnet's scores of each training pass), `GradientTap` (a model's gradients of the first
+  step, taken as its optimizer steps) and `largest_difference(theirs, ours)` (the worst
+  tensor of two state or gradient dicts under arnet's names).
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / "benchmarks" / ".cache" / "peers"
+
+
+STUBBED = ("visdom", "tensorboardX", "ipdb", "wandb")
+"""Loggers and debuggers their modules import at the top: inert stand-ins while they run."""
 
 
 class PeerError(Exception):
@@ -54,7 +63,7 @@ def _stub(name: str, **attrs: Any) -> types.ModuleType:
     return module
 
 
-class _Inert:
+class Inert:
     """Accepts any call and attribute (their Visualizer / SummaryWriter)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -75,21 +84,22 @@ def reference_code(
     saved_modules = dict(sys.modules)
     saved_argv, saved_path, saved_cwd = list(sys.argv), list(sys.path), os.getcwd()
     saved_cuda, saved_default = torch.Tensor.cuda, torch.set_default_tensor_type
+    saved_module_cuda = torch.nn.Module.cuda
     saved_env = os.environ.get("CUDA_VISIBLE_DEVICES")
     theirs = {m.split(".")[0] for m in modules} | {"option", "config", "utils", "model", "train"}
 
-    def cpu_default(kind: Any) -> None:
-        if "cuda" not in str(kind):
-            saved_default(kind)
+    def keep_default(kind: Any) -> None:
+        pass
 
     try:
         for name in list(sys.modules):
             if name.split(".")[0] in theirs:
                 del sys.modules[name]
-        sys.modules["visdom"] = _stub("visdom", Visdom=_Inert)
-        sys.modules["tensorboardX"] = _stub("tensorboardX", SummaryWriter=_Inert)
+        for name in STUBBED:
+            sys.modules[name] = _stub(name, Visdom=Inert, SummaryWriter=Inert)
         torch.Tensor.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
-        torch.set_default_tensor_type = cpu_default  # type: ignore[assignment]
+        torch.nn.Module.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
+        torch.set_default_tensor_type = keep_default  # type: ignore[assignment]
         sys.argv = ["main.py", *argv]
         # their top-level names (models, utils, ...) must not find ours (benchmarks/models.py)
         here = Path(__file__).resolve().parent
@@ -104,6 +114,7 @@ def reference_code(
         os.chdir(saved_cwd)
         sys.argv, sys.path[:] = saved_argv, saved_path
         torch.Tensor.cuda = saved_cuda  # type: ignore[method-assign]
+        torch.nn.Module.cuda = saved_module_cuda  # type: ignore[method-assign]
         torch.set_default_tensor_type = saved_default  # type: ignore[assignment]
         if saved_env is None:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
@@ -114,12 +125,11 @@ def reference_code(
         for name, module in list(sys.modules.items()):
             where = str(getattr(module, "__file__", None) or "")
             if (
-                name.split(".")[0] in theirs | {"visdom", "tensorboardX"}
-                or where.startswith(str(checkout))
+                name.split(".")[0] in theirs | set(STUBBED) or where.startswith(str(checkout))
             ) and saved_modules.get(name) is not module:
                 del sys.modules[name]
         for name, module in saved_modules.items():
-            if name.split(".")[0] in theirs | {"visdom", "tensorboardX"}:
+            if name.split(".")[0] in theirs | set(STUBBED):
                 sys.modules[name] = module
 
 
@@ -214,3 +224,95 @@ def train_ours(
         "auc_anomalous": float(m.auc_anomalous),
         "seconds": seconds,
     }
+
+
+# ---------------------------------------------------------------------- lockstep
+
+
+def in_default_dtype(x: Any) -> Any:
+    """A floating tensor in torch's default dtype (float64 under `peers.py --float64`)."""
+    import torch
+
+    return x.to(torch.get_default_dtype()) if x.is_floating_point() else x
+
+
+def normal_first(batch: Any) -> Any:
+    """An arnet batch (anomalous videos first, then as many normal ones, each video's crops
+    contiguous) in their order, the normal videos first, in torch's default dtype."""
+    import torch
+
+    from arnet.data.dataset import Batch
+
+    V, C = batch.videos, batch.crops or 1
+    order = np.r_[np.arange(V // 2, V), np.arange(V // 2)]
+    rows = torch.from_numpy((order[:, None] * C + np.arange(C)).reshape(-1))
+    return Batch(in_default_dtype(batch.features[rows]), batch.mask[rows], batch.lengths[rows],
+                 in_default_dtype(batch.labels[rows]), batch.crops)  # fmt: skip
+
+
+def record_scores(model: Any, into: dict[str, Any]) -> None:
+    """Keep `model`'s segment scores of every `embed` pass in `into["ours"]` (detached)."""
+    embed = model.embed
+
+    def recorded(features: Any, mask: Any) -> Any:
+        scores, feats = embed(features, mask)
+        into["ours"] = scores.detach()
+        return scores, feats
+
+    model.embed = recorded
+
+
+class GradientTap:
+    """The gradients of `model`'s parameters at the first `optimizer.step()` (taken just
+    before it steps), by parameter name: where a training step of their code runs inside
+    their function, what its backward pass gave."""
+
+    def __init__(self, optimizer: Any, model: Any) -> None:
+        self.grads: dict[str, Any] = {}
+        step = optimizer.step
+
+        def tapped(*args: Any, **kwargs: Any) -> Any:
+            if not self.grads:
+                self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()
+                              if p.grad is not None}  # fmt: skip
+            return step(*args, **kwargs)
+
+        optimizer.step = tapped
+
+
+def largest_difference(theirs: dict[str, Any], ours: dict[str, Any]) -> tuple[float, str]:
+    """(the largest relative difference of one tensor, its name) between two dicts of tensors
+    under arnet's names: the L2 norm of the difference over the norm of ours; a tensor one side
+    lacks counts as a difference of 1 (inf when ours is zero)."""
+    worst, name = 0.0, ""
+    for key in sorted(set(theirs) | set(ours)):
+        if key not in theirs or key not in ours:
+            value = 1.0
+        else:
+            a, b = theirs[key].double(), ours[key].double()
+            scale = float(b.norm())
+            diff = float((a - b).norm())
+            value = diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
+        if value > worst or not name:
+            worst, name = value, key
+    return worst, name
+
+
+def lockstep_result(
+    steps: list[dict[str, Any]],
+    to_ours: Callable[[dict[str, Any]], dict[str, Any]],
+    grads: tuple[dict[str, Any], dict[str, Any]],
+    states: tuple[dict[str, Any], dict[str, Any]],
+) -> dict[str, Any]:
+    """A driver's lockstep answer (see benchmarks/peers.py): the per-step records; the worst
+    tensor of the first step's gradients and of the last step's weights (`grads`, `states`:
+    theirs under their names, ours; `to_ours` renames theirs); and the largest value over the
+    steps of every other `*_abs_diff` a record holds (loss parts, BatchNorm statistics)."""
+    g, g_name = largest_difference(to_ours(grads[0]), grads[1])
+    w, w_name = largest_difference(to_ours(states[0]), states[1])
+    extra = sorted(
+        {k for r in steps for k in r if k.endswith("_abs_diff")} - {"scores_max_abs_diff"}
+    )
+    return {"iterations": steps, "grads_max_rel_diff_first_step": g, "grads_worst_tensor": g_name,
+            "weights_max_rel_diff_after": w, "weights_worst_tensor": w_name,
+            **{k: max(r[k] for r in steps) for k in extra}}  # fmt: skip

@@ -3,19 +3,24 @@
     python benchmarks/peers.py --method rtfm --reference /tmp/RTFM --lockstep
     python benchmarks/peers.py --method rtfm --reference /tmp/RTFM --iterations 300 --seeds 1,2,3
     python benchmarks/peers.py --method mgfn --reference /tmp/MGFN --data runs/synth10 --lockstep
+    python benchmarks/peers.py --method urdmu --reference /tmp/UR-DMU --lockstep --lockstep-fixed
 
 `--reference` is a checkout of the method's repository (never part of arnet: clone it outside
 the repository). Without `--data`, a synthetic ten-crop set (`arnet synth --crops 10`, the
 method's `SYNTH` settings) is made once under benchmarks/.cache/peers/.
 
 `--lockstep` feeds identical weights and identical batches into their training step and
-arnet's (with the objective's `compat=True`: their code's behaviours), each step under the
-same torch seed so that dropout draws the same masks, and prints the loss of both and the
-largest difference of the network's scores at every step: the first steps must agree to
-float rounding (differences then grow slowly: the two sum in different orders).
+arnet's (with `compat=True`: their code's behaviours; `--lockstep-fixed`: arnet's own version,
+to measure what a fix changes), each step under the same torch seed so that dropout draws the
+same masks, and prints the loss of both and the largest difference of the network's scores
+at every step, the largest relative difference of a gradient at the first step and of a
+weight after the last. The first step (loss, scores, every gradient) must agree to float
+rounding; later steps drift apart by an amount that depends on the data and the machine
+(Adam moves a weight by about lr whatever its gradient's size, rounding noise included).
 
 Otherwise each seed trains their code (`theirs`), arnet's model at its train_defaults with
-the method's batch (`ours`) and the same with `compat=True` (`compat`) for `--iterations`
+the method's batch (`ours`) and the same with their code's behaviours (`compat`: the
+driver's `COMPAT` fields, by default the objective's compat=True) for `--iterations`
 steps, scores the test videos with arnet's frame-level metrics, and prints mean ± sample std
 and the worst seed of each, and whether ours lies within their seed spread.
 
@@ -26,17 +31,20 @@ Interface of a driver, `benchmarks/peers_NAME.py` (NAME = --method):
     MODEL: str                 # arnet's registry name of the method
     SYNTH: dict                # SynthConfig fields of the default data
     OURS: dict                 # TrainConfig fields arnet trains with to match their run
+    COMPAT: dict               # optional: the fields added for `compat` (where compat is a
+                               # model option rather than the objective's)
     def run_reference(checkout, data, iterations, seed, out) -> dict:
         # train THEIR code on the CPU for `iterations` steps on `data` (an arnet dataset
         # folder) with `seed`, writing what it likes under `out`; score the test videos with
         # arnet's metrics: {"auc": .., "ap": .., "seconds": .., ...}
-    def lockstep(checkout, data, iterations, seed) -> dict:
-        # {"iterations": [{"iteration", "loss_theirs", "loss_ours",
-        #                  "scores_max_abs_diff"}, ...], ...anything else worth printing}
+    def lockstep(checkout, data, iterations, seed, compat=True) -> dict:
+        # peerkit.lockstep_result(...): {"iterations": [{"iteration", "loss_theirs",
+        #   "loss_ours", "scores_max_abs_diff", ...}, ...], "grads_max_rel_diff_first_step",
+        #   ...anything else worth printing}
 
 `benchmarks/peerkit.py` holds what drivers share: importing their CUDA-only modules so that
 they run on the CPU (their files untouched), the synthetic data, arnet's metrics on their
-scores, arnet's own training run.
+scores, arnet's own training run, the lockstep's pieces.
 """
 
 from __future__ import annotations
@@ -80,10 +88,26 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def run_lockstep(mod: Any, checkout: Path, data: Path, iterations: int, seed: int) -> dict:
-    result = mod.lockstep(checkout, data, iterations, seed)
+def run_lockstep(
+    mod: Any, checkout: Path, data: Path, iterations: int, seed: int, compat: bool = True
+) -> dict:
+    """Their step and arnet's side by side (see the module docstring); `agree` when the first
+    step's loss, scores and every gradient agree within LOCKSTEP_TOLERANCE. Later steps are
+    shown, not judged: Adam's first updates are about lr whatever a gradient's size, so a
+    gradient that is rounding noise on both sides moves a weight either way, and how far that
+    carries depends on the data and on the machine's summation order."""
+    import torch
+
+    try:
+        result = mod.lockstep(checkout, data, iterations, seed, compat=compat)
+    except RuntimeError as exc:
+        if torch.get_default_dtype() == torch.float64 and "dtype" in str(exc):
+            raise PeerError(f"--float64: their code casts to float32 somewhere ({exc}); run "
+                            "the lockstep without --float64") from None  # fmt: skip
+        raise
     steps = result["iterations"]
-    print(f"lockstep {mod.MODEL}: their code and arnet's (compat=True), identical weights and "
+    against = "compat=True" if compat else "its fixed version, compat off"
+    print(f"lockstep {mod.MODEL}: their code and arnet's ({against}), identical weights and "
           f"batches, seed {seed}")  # fmt: skip
     print(
         f"{'step':>4}  {'loss theirs':>14}  {'loss ours':>14}  {'rel diff':>9}  {'scores diff':>11}"
@@ -93,17 +117,15 @@ def run_lockstep(mod: Any, checkout: Path, data: Path, iterations: int, seed: in
         r["loss_rel_diff"] = rel
         print(f"{r['iteration']:>4}  {r['loss_theirs']:>14.8f}  {r['loss_ours']:>14.8f}  "
               f"{rel:>9.2e}  {r['scores_max_abs_diff']:>11.2e}")  # fmt: skip
-    first = steps[: min(3, len(steps))]
-    agree = all(
-        r["loss_rel_diff"] < LOCKSTEP_TOLERANCE and r["scores_max_abs_diff"] < LOCKSTEP_TOLERANCE
-        for r in first
-    )
+    first = steps[0]
+    agree = max(first["loss_rel_diff"], first["scores_max_abs_diff"],
+                result["grads_max_rel_diff_first_step"]) < LOCKSTEP_TOLERANCE  # fmt: skip
     for key, value in result.items():
         if key != "iterations":
             print(f"{key}: {value}")
-    print(
-        f"first {len(first)} steps {'agree' if agree else 'DIFFER'} within {LOCKSTEP_TOLERANCE:g}"
-    )
+    print(f"first step (loss, scores, gradients) {'agrees' if agree else 'DIFFERS'} within "
+          f"{LOCKSTEP_TOLERANCE:g}; later steps: largest loss difference "
+          f"{max(r['loss_rel_diff'] for r in steps):.2e} (relative)")  # fmt: skip
     return {**result, "agree": agree}
 
 
@@ -121,6 +143,20 @@ def variant_args(variant: str) -> dict[str, Any]:
     if variant != "ours":
         raise PeerError(f"--variants: {variant!r} is none of theirs, ours, compat, ours+KEY=VALUE")
     return {}
+
+
+def ours_fields(mod: Any, variant: str) -> dict[str, Any]:
+    """The TrainConfig fields (over the model's train_defaults) of one of arnet's variants:
+    the driver's `OURS`, with `compat` its `COMPAT` (default: the objective's compat=True) and
+    `ours+KEY=VALUE` one objective option."""
+    extra = (getattr(mod, "COMPAT", {"objective_args": {"compat": True}})
+             if variant == "compat" else {"objective_args": variant_args(variant)})  # fmt: skip
+    fields = dict(mod.OURS)
+    for key, value in extra.items():
+        fields[key] = (
+            {**fields[key], **value} if isinstance(value, dict) and key in fields else value
+        )
+    return fields
 
 
 def _done(results: Path | None) -> list[dict]:
@@ -156,8 +192,8 @@ def run_auc(
                 if variant == "theirs":
                     r = mod.run_reference(checkout, data, iterations, seed, out)
                 else:
-                    extra = {"objective_args": variant_args(variant)}
-                    r = train_ours(mod.MODEL, data, iterations, seed, out, **mod.OURS, **extra)
+                    r = train_ours(mod.MODEL, data, iterations, seed, out,
+                                   **ours_fields(mod, variant))  # fmt: skip
                 r.update(key)
                 runs[variant].append(r)
                 if results is not None:
@@ -196,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default="theirs,ours,compat",
                    help="theirs, ours, compat or ours+KEY=VALUE (an objective option)")  # fmt: skip
     p.add_argument("--lockstep", action="store_true", help="compare step by step instead")
+    p.add_argument("--float64", action="store_true",
+                   help="lockstep in double precision: rounding noise then cannot grow "
+                   "into a visible drift; what remains is a difference of computation")  # fmt: skip
+    p.add_argument("--lockstep-fixed", action="store_true",
+                   help="lockstep against arnet's fixed version (compat off): what a fix "
+                   "changes")  # fmt: skip
     p.add_argument("--out", help="write the results here as JSON")
     p.add_argument("--results", help="JSON lines of finished runs: skipped, and appended to")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -205,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     import arnet.models  # noqa: F401  (before their code is imported: torch's lazy parts too)
 
     torch.set_num_threads(max(1, args.threads))
+    if args.float64:
+        torch.set_default_dtype(torch.float64)
     try:
         mod = driver(args.method)
         checkout = require_checkout(args.reference, mod.FILES, mod.REPOSITORY)
@@ -225,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         if iterations < 1:
             raise PeerError(f"--iterations must be >= 1, got {iterations}")
         if args.lockstep:
-            result = run_lockstep(mod, checkout, data, iterations, seeds[0])
+            result = run_lockstep(mod, checkout, data, iterations, seeds[0],
+                                  compat=not args.lockstep_fixed)  # fmt: skip
         else:
             results = Path(args.results) if args.results else None
             result = run_auc(mod, checkout, data, iterations, seeds, variants, results)

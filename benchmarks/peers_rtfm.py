@@ -28,7 +28,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from peerkit import open_peer_data, reference_code, require_checkout, uniform_crops
+from peerkit import (
+    GradientTap,
+    Inert,
+    lockstep_result,
+    normal_first,
+    open_peer_data,
+    record_scores,
+    reference_code,
+    require_checkout,
+    uniform_crops,
+)
 
 REPOSITORY = "tianyu0207/RTFM"
 FILES = ("model.py", "train.py")
@@ -102,11 +112,6 @@ def _their_model(mods: dict[str, Any], dim: int) -> Any:
     return mods["model"].Model(dim, BATCH)
 
 
-class _Viz:
-    def plot_lines(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
 def _recording(mods: dict[str, Any]) -> dict[str, float]:
     """Wrap their loss pieces (module attributes their train() looks up when called) so that
     the total it back-propagates is known."""
@@ -170,7 +175,7 @@ def run_reference(
                 niter = iter(nloader)
             if (step - 1) % len(aloader) == 0:
                 aiter = iter(aloader)
-            mods["train"].train(niter, aiter, model, BATCH, optimizer, _Viz(), "cpu")
+            mods["train"].train(niter, aiter, model, BATCH, optimizer, Inert(), "cpu")
         seconds = time.perf_counter() - started
         model.eval()
         from peerkit import score_with_our_metrics
@@ -179,11 +184,13 @@ def run_reference(
     return {**metrics, "seconds": seconds}
 
 
-def lockstep(checkout: str | Path, data: str | Path, iterations: int, seed: int) -> dict[str, Any]:
-    """Identical weights and batches into their code and arnet's (compat=True), each step
-    under the same torch seed (dropout masks alike); loss and scores compared per step."""
+def lockstep(
+    checkout: str | Path, data: str | Path, iterations: int, seed: int, compat: bool = True
+) -> dict[str, Any]:
+    """Identical weights and batches into their code and arnet's (`compat`: their code's
+    behaviours), each step under the same torch seed (dropout masks alike); loss and scores
+    compared per step, the gradients of the first step, the weights after the last."""
     from arnet.config import TrainConfig
-    from arnet.data.dataset import Batch
     from arnet.data.sampling import BalancedBatchSampler
     from arnet.models import build_objective, create_model
     from arnet.training.runtime import make_adam
@@ -200,35 +207,25 @@ def lockstep(checkout: str | Path, data: str | Path, iterations: int, seed: int)
         ours.load_state_dict(_state_to_ours(theirs.state_dict()))
         opt_theirs = torch.optim.Adam(theirs.parameters(), lr=1e-3, weight_decay=0.005)
         opt_ours = make_adam(ours, 1e-3, 0.005, fused=False)
+        taps = GradientTap(opt_theirs, theirs), GradientTap(opt_ours, ours)
         objective = build_objective(
-            MODEL, TrainConfig(model=MODEL, objective_args={"compat": True})
+            MODEL, TrainConfig(model=MODEL, objective_args={"compat": compat})
         )
         seen = _recording(mods)
         captured: dict[str, torch.Tensor] = {}
         theirs.register_forward_hook(lambda m, i, o: captured.update(theirs=o[6].detach()))
-        embed = ours.embed
-
-        def recorded_embed(features: torch.Tensor, mask: torch.Tensor) -> Any:
-            scores, feats = embed(features, mask)
-            captured["ours"] = scores.detach()
-            return scores, feats
-
-        ours.embed = recorded_embed  # type: ignore[method-assign]
+        record_scores(ours, captured)
         C = train_set.crops
         for it in range(iterations):
-            batch = uniform.batch(sampler.sample(), crop_mode="all")
+            batch = normal_first(uniform.batch(sampler.sample(), crop_mode="all"))
             V = batch.videos
-            order = np.r_[np.arange(V // 2, V), np.arange(V // 2)]  # their order: normal first
-            rows = torch.from_numpy((order[:, None] * C + np.arange(C)).reshape(-1))
-            batch = Batch(batch.features[rows], batch.mask[rows], batch.lengths[rows],
-                          batch.labels[rows], C)  # fmt: skip
             x = batch.features.view(V, C, 32, -1)
             normal, anomalous = x[: V // 2], x[V // 2 :]
             torch.manual_seed(seed * 1000 + it)
             mods["train"].train(
                 iter([(normal, torch.zeros(V // 2))]),
                 iter([(anomalous, torch.ones(V // 2))]),
-                theirs, BATCH, opt_theirs, _Viz(), "cpu",
+                theirs, BATCH, opt_theirs, Inert(), "cpu",
             )  # fmt: skip
             loss_theirs = seen["rtfm"] + seen["smooth"] + seen["sparsity"]
             torch.manual_seed(seed * 1000 + it)
@@ -238,20 +235,12 @@ def lockstep(checkout: str | Path, data: str | Path, iterations: int, seed: int)
             loss.backward()
             opt_ours.step()
             ours_scores = captured["ours"].view(V, C, -1).mean(dim=1)
-            records.append(
-                {
-                    "iteration": it + 1,
-                    "loss_theirs": loss_theirs,
-                    "loss_ours": float(loss),
-                    "scores_max_abs_diff": float(
-                        (captured["theirs"][..., 0] - ours_scores).abs().max()
-                    ),
-                }
-            )
-        mapped = _state_to_ours(theirs.state_dict())
-        weights = {k: float((mapped[k].float() - v.float()).abs().max()
-                            / v.float().abs().max().clamp(min=1e-12))
-                   for k, v in ours.state_dict().items()}  # fmt: skip
-    worst = max(weights, key=weights.__getitem__)
-    return {"iterations": records, "weights_max_rel_diff_after": weights[worst],
-            "weights_worst_tensor": worst}  # fmt: skip
+            records.append({
+                "iteration": it + 1,
+                "loss_theirs": loss_theirs,
+                "loss_ours": loss.item(),
+                "scores_max_abs_diff": float((captured["theirs"][..., 0] - ours_scores)
+                                             .abs().max()),
+            })  # fmt: skip
+        states = theirs.state_dict(), ours.state_dict()
+    return lockstep_result(records, _state_to_ours, (taps[0].grads, taps[1].grads), states)

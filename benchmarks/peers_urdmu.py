@@ -1,100 +1,73 @@
-"""UR-DMU against its own public code (github henrryzh1/UR-DMU), on the CPU.
+"""UR-DMU's own code (github henrryzh1/UR-DMU: model.py, train.py) run on the CPU beside
+arnet's `urdmu`; the interface is `benchmarks/peers.py`'s.
 
-    git clone /work/.mirror/henrryzh1+UR-DMU/repo /tmp/urdmu      # their code, never committed
-    python benchmarks/peers_urdmu.py --reference /tmp/urdmu --data SYNTH --lockstep 20
-    python benchmarks/peers_urdmu.py --reference /tmp/urdmu --data SYNTH --iterations 300 \
-        --seeds 1,2,3
-    (or through the dispatcher: benchmarks/peers.py --method urdmu ...)
+    python benchmarks/peers.py --method urdmu --reference URDMU_CHECKOUT --lockstep --iterations 20
+    python benchmarks/peers.py --method urdmu --reference URDMU_CHECKOUT --iterations 200
 
-Their code is CUDA-only as written (`.cuda()` on tensors and modules) and imports visdom and
-ipdb at module level; this driver runs it unchanged on the CPU by making `.cuda()` a no-op and
-giving those two imports empty modules, from outside their files.
+Their code is imported from the checkout, never copied: `WSAD(dim, flag, a_nums, n_nums)`,
+`AD_Loss` and `train(net, normal, abnormal, optimizer, criterion, plotter, index)`, as their
+ucf_main.py calls them (Adam, lr 1e-4, betas (0.9, 0.999), weight decay 5e-5; their seeding,
+`utils.set_seed`, before the network is built). `peerkit.reference_code` runs them on the
+CPU (`.cuda()` a no-op, their visdom / ipdb / wandb imports inert). Their data path is
+replaced by the same arrays in their composition (`TheirBatches`: n normal then n anomalous
+crop files, shuffled per epoch, drop_last, each file as `SEGMENTS` uniform segments), their
+test by arnet's metrics on every crop of a whole test video, scores averaged over crops.
 
-- `lockstep(checkout, data, iterations, seed)`: their `WSAD` and `AD_Loss` and our `urdmu`
-  model (with `compat=True`: their local-attention normalisation) start from the same weights
-  (theirs copied into ours), get the same batches (their composition: n normal then n
-  anomalous videos, uniform segments, a random crop each) and the same random streams
-  (dropout, the Gaussian sample), and step the same Adam; per iteration the loss, each of its
-  parts and the test-mode scores of a fixed probe batch are compared.
-- `run_reference(checkout, data, iterations, seed, out)`: their training loop (their `train`
-  step, their loaders' sampling: shuffled crop files, drop_last, 200 -> `segments` uniform
-  segments), scored on the test set their way (every crop, scores averaged) by our metrics.
-- `run_ours(...)`: `arnet`'s trainer with `--model urdmu` at the same settings.
+- `lockstep`: their WSAD and AD_Loss and our `urdmu` (`compat=True`: their local-attention
+  normalisation) from the same weights (theirs copied into ours), on the same batches and
+  random streams (dropout, the Gaussian sample), stepping the same Adam; per step the loss,
+  each of its parts and the test-mode scores of a fixed probe batch, the first step's
+  gradients.
+- `run_reference`: their training loop for `iterations` steps, scored their way.
 
-Sizes: their network is 512 wide whatever the data; the defaults here (8 + 8 videos of 32
-segments per step) keep a step near a second on one core.
+Sizes: their network is 512 wide whatever the data; `BATCH` + `BATCH` videos of `SEGMENTS`
+segments per step (theirs: 64 + 64 of 200) keep a step near a second on one core.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
-import statistics
-import sys
 import time
-import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from peerkit import (
+    Inert,
+    in_default_dtype,
+    lockstep_result,
+    open_peer_data,
+    reference_code,
+    require_checkout,
+    score_with_our_metrics,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+from arnet.data.dataset import Batch, FeatureDataset
 
-from arnet.config import TrainConfig  # noqa: E402
-from arnet.data.dataset import Batch, FeatureDataset  # noqa: E402
-from arnet.evaluation.evaluate import evaluate  # noqa: E402
-from arnet.formats import open_dataset  # noqa: E402
-from arnet.models import build_objective, create_model, model_entry  # noqa: E402
-from arnet.training.trainer import train  # noqa: E402
-
-THEIR_MODULES = ("model", "memory", "translayer", "utils", "train", "options", "config",
-                 "models", "losses", "dataset_loader", "test")  # fmt: skip
-
-
-# ---------------------------------------------------------------------- their code on the CPU
-
-
-def _theirs(name: str) -> bool:
-    return name.split(".")[0] in THEIR_MODULES
-
-
-@contextlib.contextmanager
-def reference_on_cpu(checkout: str | Path) -> Iterator[None]:
-    """Import their modules from `checkout` with `.cuda()` a no-op and visdom / ipdb stubbed;
-    everything is put back on exit."""
-    checkout = str(Path(checkout).resolve())
-    if not Path(checkout).is_dir():
-        raise SystemExit(f"--reference {checkout}: no such checkout")
-    saved = {name: sys.modules.pop(name) for name in list(sys.modules) if _theirs(name)}
-    stubs = {}
-    for name in ("visdom", "ipdb", "wandb"):
-        if name not in sys.modules:
-            stubs[name] = sys.modules[name] = types.ModuleType(name)
-    tensor_cuda, module_cuda = torch.Tensor.cuda, torch.nn.Module.cuda
-    torch.Tensor.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
-    torch.nn.Module.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
-    sys.path.insert(0, checkout)
-    try:
-        yield
-    finally:
-        sys.path.remove(checkout)
-        torch.Tensor.cuda, torch.nn.Module.cuda = tensor_cuda, module_cuda  # type: ignore[method-assign]
-        for name in [n for n in sys.modules if _theirs(n)]:
-            sys.modules.pop(name, None)
-        sys.modules.update(saved)
-        for name in stubs:
-            sys.modules.pop(name, None)
-
-
-class NoPlots:
-    """Their training step logs to a visdom window; this one keeps nothing."""
-
-    def plot_lines(self, *args: Any, **kwargs: Any) -> None:
-        pass
+REPOSITORY = "henrryzh1/UR-DMU"
+FILES = ("model.py", "train.py", "memory.py", "translayer.py", "utils.py")
+MODEL = "urdmu"
+BATCH = 8
+"""Videos per class per step, both sides (theirs: 64)."""
+SEGMENTS = 32
+"""Uniform segments per video, both sides (theirs: 200)."""
+OURS = {"videos_per_class": BATCH, "uniform_segments": SEGMENTS}
+"""arnet's training at equal settings: its train_defaults (their schedule) with their batch."""
+COMPAT = {"model_args": {"compat": True}}
+"""compat is a model option here (their local attention), not the objective's."""
+SYNTH = {
+    "train_videos": 80,
+    "train_anomalous": 24,
+    "test_videos": 40,
+    "test_anomalous": 12,
+    "dim": 64,
+    "crops": 10,
+    "min_segments": 24,
+    "max_segments": 96,
+}
+"""The synthetic set `peers.py` makes when given no --data (`arnet synth --crops 10`)."""
+ADAM = {"lr": 1e-4, "betas": (0.9, 0.999), "weight_decay": 5e-5}
+"""Their optimiser (both methods' main.py)."""
 
 
 # ---------------------------------------------------------------------- their data handling
@@ -146,28 +119,26 @@ class TheirBatches:
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         data = np.concatenate((self.normal.next(), self.anomalous.next()))
         labels = torch.cat((torch.zeros(self.n), torch.ones(self.n)))
-        return torch.from_numpy(data), labels
+        return in_default_dtype(torch.from_numpy(data)), labels
 
 
 def as_batch(data: torch.Tensor, labels: torch.Tensor) -> Batch:
+    """Their batch (B, T, D) as arnet's, every segment real."""
     B, T, _ = data.shape
     mask = torch.ones(B, T, dtype=torch.bool)
-    return Batch(data, mask, torch.full((B,), T), labels.float())
+    return Batch(data, mask, torch.full((B,), T), in_default_dtype(labels))
 
 
-def score_their_way(net_scores, test_set: FeatureDataset) -> dict[str, np.ndarray]:
-    """Each test video whole, every crop, scores averaged over crops (their test)."""
-    out = {}
-    with torch.no_grad():
-        for i, name in enumerate(test_set.names):
-            f = np.asarray(test_set.features(i), dtype=np.float32)
-            x = torch.from_numpy(f.transpose(1, 0, 2) if f.ndim == 3 else f[None])  # (C, T, D)
-            out[name] = net_scores(x).mean(0).numpy()
-    return out
+def score_their_way(net_scores: Any, test_set: FeatureDataset) -> dict[str, float]:
+    """arnet's metrics of each test video whole, every crop, scores averaged over crops
+    (their test); `net_scores` maps (C, T, D) to (C, T)."""
 
+    def video(features: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(features.transpose(1, 0, 2), np.float32))
+        with torch.no_grad():
+            return net_scores(x).mean(0).numpy()
 
-def load_data(data: str | Path) -> tuple[FeatureDataset, FeatureDataset]:
-    return open_dataset(data, in_memory=True)
+    return score_with_our_metrics(video, test_set)
 
 
 # ---------------------------------------------------------------------- weights across
@@ -198,46 +169,44 @@ def their_to_ours(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def copy_weights(theirs: torch.nn.Module, ours: torch.nn.Module) -> None:
-    ours.load_state_dict(their_to_ours(theirs.state_dict()), strict=True)
+def value(x: Any) -> float:
+    """A loss part (a tensor or a number) as a float."""
+    return float(x.detach()) if torch.is_tensor(x) else float(x)
+
+
+def first_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 # ---------------------------------------------------------------------- UR-DMU
 
-
-def _their_urdmu(dim: int):
-    import model as their_model  # their model.py
-    import train as their_train  # their train.py (AD_Loss, train)
-
-    return their_model, their_train
+THEIR_MODULES = ["model", "train", "utils"]
 
 
 def lockstep(
-    checkout: str | Path,
-    data: str | Path,
-    iterations: int = 20,
-    seed: int = 1,
-    videos: int = 8,
-    segments: int = 32,
-    compat: bool = True,
+    checkout: str | Path, data: str | Path, iterations: int, seed: int, compat: bool = True
 ) -> dict[str, Any]:
     """Identical weights, batches and random streams into theirs and ours (compat=True: their
-    local attention; False measures what our fix changes); the largest differences of loss,
-    loss parts and probe scores over `iterations` steps."""
-    train_set, _ = load_data(data)
-    with reference_on_cpu(checkout):
-        their_model, their_train = _their_urdmu(train_set.dim)
+    local attention; False measures what our fix changes); per step the loss, the largest
+    difference of a loss part and of the probe batch's scores."""
+    from arnet.config import TrainConfig
+    from arnet.models import build_objective, create_model
+
+    checkout = require_checkout(checkout, FILES, REPOSITORY)
+    train_set, _ = open_peer_data(data)
+    with reference_code(checkout, THEIR_MODULES) as mods:
         torch.manual_seed(seed)
-        net = their_model.WSAD(train_set.dim, flag="Train", a_nums=60, n_nums=60)
-        ours = create_model("urdmu", train_set.dim, compat=compat)
-        copy_weights(net, ours)
-        criterion = their_train.AD_Loss()
-        opt_t = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.999), weight_decay=5e-5)
-        opt_o = torch.optim.Adam(ours.parameters(), lr=1e-4, betas=(0.9, 0.999), weight_decay=5e-5)
-        loss_fn = build_objective("urdmu", TrainConfig(model="urdmu"))
-        batches = TheirBatches(train_set, videos, segments, seed)
-        probe, _ = TheirBatches(train_set, videos, segments, seed + 1000).next()
-        rows = []
+        net = mods["model"].WSAD(train_set.dim, flag="Train", a_nums=60, n_nums=60)
+        ours = create_model(MODEL, train_set.dim, compat=compat)
+        ours.load_state_dict(their_to_ours(net.state_dict()), strict=True)
+        criterion = mods["train"].AD_Loss()
+        opt_t = torch.optim.Adam(net.parameters(), **ADAM)
+        opt_o = torch.optim.Adam(ours.parameters(), **ADAM)
+        loss_fn = build_objective(MODEL, TrainConfig(model=MODEL))
+        batches = TheirBatches(train_set, BATCH, SEGMENTS, seed)
+        probe, _ = TheirBatches(train_set, BATCH, SEGMENTS, seed + 1000).next()
+        rows: list[dict[str, Any]] = []
+        grads: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] = ({}, {})
         names = {"att_loss": "mil", "A_loss": "a_memory", "N_Aatt": "a_normal_memory",
                  "N_loss": "n_memory", "A_Nloss": "n_abnormal_memory", "triplet": "triplet",
                  "kl_loss": "kl"}  # fmt: skip
@@ -251,11 +220,12 @@ def lockstep(
             cost_t, parts_t = criterion(result, y)
             torch.manual_seed(seed * 7919 + step)
             cost_o, parts_o = loss_fn(ours, as_batch(x, y))
-            opt_t.zero_grad()
-            cost_t.backward()
+            for opt, cost in ((opt_t, cost_t), (opt_o, cost_o)):
+                opt.zero_grad()
+                cost.backward()
+            if step == 0:
+                grads = first_grads(net), first_grads(ours)
             opt_t.step()
-            opt_o.zero_grad()
-            cost_o.backward()
             opt_o.step()
             net.eval()
             net.flag = "Test"
@@ -263,169 +233,40 @@ def lockstep(
             with torch.no_grad():
                 s_t = net(probe)["frame"]
                 s_o = ours(probe, torch.ones(probe.shape[:2], dtype=torch.bool))
-            row = {
+            rows.append({
                 "iteration": step + 1,
                 "loss_theirs": cost_t.item(),
                 "loss_ours": cost_o.item(),
-                "loss_diff": abs(cost_t.item() - cost_o.item()),
-                "parts_diff": max(
-                    abs(float(parts_t[a]) - float(parts_o[b])) for a, b in names.items()
-                ),  # fmt: skip
-                "distance_diff": abs(float(result["distance"]) - float(parts_o["distance"])),
-                "score_diff": float((s_t - s_o).abs().max()),
-            }
-            rows.append(row)
-    return {
-        "method": "urdmu",
-        "compat": compat,
-        "iterations": iterations,
-        "seed": seed,
-        "max_loss_diff": max(r["loss_diff"] for r in rows),
-        "max_parts_diff": max(r["parts_diff"] for r in rows),
-        "max_score_diff": max(r["score_diff"] for r in rows),
-        "rows": rows,
-    }
+                "parts_max_abs_diff": max(abs(value(parts_t[a]) - value(parts_o[b]))
+                                          for a, b in names.items()),
+                "distance_abs_diff": abs(value(result["distance"]) - value(parts_o["distance"])),
+                "scores_max_abs_diff": float((s_t - s_o).abs().max()),
+            })  # fmt: skip
+        states = net.state_dict(), ours.state_dict()
+    return lockstep_result(rows, their_to_ours, grads, states)
 
 
 def run_reference(
-    checkout: str | Path,
-    data: str | Path,
-    iterations: int,
-    seed: int,
-    out: str | Path | None = None,
-    videos: int = 8,
-    segments: int = 32,
+    checkout: str | Path, data: str | Path, iterations: int, seed: int, out: str | Path
 ) -> dict[str, Any]:
     """Their model, loss and training step for `iterations` steps (their seeding: set_seed
     before building the network), the final network scored their way, by our metrics."""
-    train_set, test_set = load_data(data)
-    with reference_on_cpu(checkout):
-        their_model, their_train = _their_urdmu(train_set.dim)
-        import utils as their_utils
-
-        their_utils.set_seed(seed)
-        net = their_model.WSAD(train_set.dim, flag="Train", a_nums=60, n_nums=60)
-        criterion = their_train.AD_Loss()
-        optimizer = torch.optim.Adam(
-            net.parameters(), lr=1e-4, betas=(0.9, 0.999), weight_decay=5e-5
-        )
-        batches = TheirBatches(train_set, videos, segments, seed)
+    checkout = require_checkout(checkout, FILES, REPOSITORY)
+    train_set, test_set = open_peer_data(data)
+    with reference_code(checkout, THEIR_MODULES) as mods:
+        mods["utils"].set_seed(seed)
+        net = mods["model"].WSAD(train_set.dim, flag="Train", a_nums=60, n_nums=60)
+        criterion = mods["train"].AD_Loss()
+        optimizer = torch.optim.Adam(net.parameters(), **ADAM)
+        batches = TheirBatches(train_set, BATCH, SEGMENTS, seed)
         start = time.perf_counter()
         for _ in range(iterations):
             x, y = batches.next()
-            normal = iter([(x[:videos], y[:videos])])
-            anomalous = iter([(x[videos:], y[videos:])])
-            their_train.train(net, normal, anomalous, optimizer, criterion, NoPlots(), 0)
+            normal = iter([(x[:BATCH], y[:BATCH])])
+            anomalous = iter([(x[BATCH:], y[BATCH:])])
+            mods["train"].train(net, normal, anomalous, optimizer, criterion, Inert(), 0)
         seconds = time.perf_counter() - start
         net.eval()
         net.flag = "Test"
-
-        def scores(crops: torch.Tensor) -> torch.Tensor:
-            return net(crops)["frame"]  # (C, T): each crop as its own video
-
-        metrics = evaluate(score_their_way(scores, test_set), test_set)
-    record = {"method": "urdmu", "side": "theirs", "seed": seed, "iterations": iterations,
-              "auc": metrics.auc, "ap": metrics.ap, "train_seconds": seconds}  # fmt: skip
-    if out:
-        _append(out, record)
-    return record
-
-
-def run_ours(
-    method: str,
-    data: str | Path,
-    iterations: int,
-    seed: int,
-    out: str | Path | None = None,
-    videos: int = 8,
-    segments: int = 32,
-    model_args: dict[str, Any] | None = None,
-    run_dir: str | Path | None = None,
-) -> dict[str, Any]:
-    """arnet's trainer with the method's training defaults, at the same batch and length."""
-    import tempfile
-
-    train_set, test_set = load_data(data)
-    fields = dict(model_entry(method).train_defaults)
-    fields.update(
-        data=str(data), model=method, model_args=dict(model_args or {}), iterations=iterations,
-        snapshot_every=iterations, videos_per_class=videos, uniform_segments=segments,
-        seed=seed, device="cpu", plot=False, tensorboard=False,
-    )  # fmt: skip
-    config = TrainConfig(**fields)
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        result = train(config, train_set, test_set, Path(run_dir or tmp) / "run", progress=False)
-        seconds = time.perf_counter() - start
-    record = {"method": method, "side": "ours" + ("-compat" if (model_args or {}).get("compat")
-              else ""), "seed": seed, "iterations": iterations, "auc": result.metrics.auc,
-              "ap": result.metrics.ap, "train_seconds": seconds}  # fmt: skip
-    if out:
-        _append(out, record)
-    return record
-
-
-def _append(out: str | Path, record: dict[str, Any]) -> None:
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def summary(records: list[dict[str, Any]]) -> str:
-    lines = ["| side | seeds | AUC mean ± std | worst | AUCs |", "|---|---|---|---|---|"]
-    for side in sorted({r["side"] for r in records}):
-        aucs = [r["auc"] for r in records if r["side"] == side]
-        std = statistics.stdev(aucs) if len(aucs) > 1 else 0.0
-        lines.append(
-            f"| {side} | {len(aucs)} | {statistics.mean(aucs):.4f} ± {std:.4f} | "
-            f"{min(aucs):.4f} | {', '.join(f'{a:.4f}' for a in aucs)} |"
-        )
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None, method: str = "urdmu", module: Any = None) -> int:
-    module = module or sys.modules[__name__]
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--reference", required=True, help="a checkout of their repository")
-    p.add_argument("--data", required=True, help="an `arnet synth --crops C` folder")
-    p.add_argument("--lockstep", type=int, default=0, help="lockstep iterations (0: none)")
-    p.add_argument(
-        "--lockstep-fixed",
-        action="store_true",
-        help="lockstep against our fixed model (compat off) instead",
-    )
-    p.add_argument("--iterations", type=int, default=0, help="training runs of N iterations")
-    p.add_argument("--seeds", default="1,2,3")
-    p.add_argument("--videos", type=int, default=8, help="videos per class per step")
-    p.add_argument("--segments", type=int, default=32, help="uniform segments per video")
-    p.add_argument("--sides", default="theirs,ours", help="theirs, ours, ours-compat")
-    p.add_argument("--results", default=None, help="JSON lines of every run (appended)")
-    a = p.parse_args(argv)
-    torch.set_num_threads(1)
-    if a.lockstep:
-        res = module.lockstep(
-            a.reference, a.data, a.lockstep, 1, a.videos, a.segments, not a.lockstep_fixed
-        )
-        for r in res["rows"]:
-            print(json.dumps(r))
-        print(json.dumps({k: v for k, v in res.items() if k != "rows"}))
-    if a.iterations:
-        records = []
-        for seed in (int(s) for s in a.seeds.split(",")):
-            for side in a.sides.split(","):
-                if side == "theirs":
-                    rec = module.run_reference(a.reference, a.data, a.iterations, seed,
-                                               a.results, a.videos, a.segments)  # fmt: skip
-                else:
-                    args = {"compat": True} if side == "ours-compat" else {}
-                    rec = run_ours(method, a.data, a.iterations, seed, a.results, a.videos,
-                                   a.segments, args)  # fmt: skip
-                print(json.dumps(rec), flush=True)
-                records.append(rec)
-        print(summary(records))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        metrics = score_their_way(lambda crops: net(crops)["frame"], test_set)
+    return {**metrics, "seconds": seconds}
