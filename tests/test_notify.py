@@ -88,7 +88,7 @@ def _deliveries(store):  # noqa: ANN001, ANN202
 # ---------------------------------------------------------------------- webhooks
 
 
-def _check_delivered(store, receiver: Receiver, cameras: set[str]) -> None:  # noqa: ANN001
+def _check_delivered(store, receiver: Receiver, cameras: set[str], clips: bool = False) -> None:  # noqa: ANN001
     from arnet.live.webhook import verify
 
     alerts, _ = store.alerts(limit=None)
@@ -110,6 +110,8 @@ def _check_delivered(store, receiver: Receiver, cameras: set[str]) -> None:  # n
         for key in ("start_frame", "end_frame", "start_time", "end_time", "peak_score"):
             assert closed[key] == a[key], key
         assert closed["threshold"] == 0.5 and closed["image"] == f"/api/alerts/{a['id']}/image"
+        for r in (r["json"] for r in got if r["json"]["alert_id"] == a["id"]):
+            assert r["clip"] == (f"/api/alerts/{a['id']}/clip" if clips else None), r
     rows = _deliveries(store)
     assert rows and {d["status"] for d in rows} == {"delivered"}
     assert len({d["event_id"] for d in rows}) == len(rows)  # one row per event and target
@@ -123,6 +125,23 @@ def test_webhook_gets_each_alert_event_signed(tmp_path: Path, detector) -> None:
         _check_delivered(store, receiver, {"c0", "c1"})
         # nothing sent twice to a receiver that answered at once
         assert len(receiver.requests) == len(_deliveries(store))
+
+
+def test_with_clips_on_every_event_names_where_its_clip_is_served(tmp_path: Path, detector) -> None:  # noqa: ANN001, E501
+    from fastapi.testclient import TestClient
+
+    from arnet.live.clips import ClipSettings
+    from arnet.web.app import create_app
+
+    video = _video(tmp_path / "c.mp4", "..XXX...XX..", seed=5)
+    clips = ClipSettings(folder=tmp_path / "clips", before=0.2, after=0.2)
+    with Receiver() as receiver, open_store(tmp_path / "events.db") as store:
+        _watch(detector, store, [f"gate={video}"], _sinks([receiver.url]), clips=clips)
+        _check_delivered(store, receiver, {"gate"}, clips=True)
+        client = TestClient(create_app(store), base_url="http://127.0.0.1")
+        for path in {r["json"]["clip"] for r in receiver.accepted()}:
+            answer = client.get(path)  # the path the payload gave, served as an MP4
+            assert answer.status_code == 200 and answer.content[4:8] == b"ftyp", path
 
 
 def test_webhooks_on_postgresql(tmp_path: Path, detector, request) -> None:  # noqa: ANN001

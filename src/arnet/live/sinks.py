@@ -304,12 +304,12 @@ class Sinks:
 
     def written(self, camera: str, rows: Sequence[Mapping[str, Any]], ids: Sequence[int]) -> None:
         """Alert rows the store has written (with their ids): tell every sink."""
-        from ..store.deliveries import alert_events
+        from ..store.deliveries import RECORDS_CLIP, alert_events
 
         for row, alert_id in zip(rows, ids):
             key = (camera, row["start_segment"])
             kinds = alert_events(self.seen.get(key), row)
-            alert = {k: v for k, v in row.items() if k != "peak_image"}
+            alert = {k: v for k, v in row.items() if k not in ("peak_image", RECORDS_CLIP)}
             alert.update(id=alert_id, camera=camera)
             if row["state"] == "closed":
                 self.seen.pop(key, None)

@@ -427,6 +427,10 @@ class Watcher:
     def _commit(
         self, camera: str, segs: list[dict], alerts: list[dict], position: int | None = None
     ) -> None:
+        if self.clips is not None:  # every camera's alerts get a clip: notifications name it
+            from ..store.deliveries import RECORDS_CLIP
+
+            alerts = [{**row, RECORDS_CLIP: True} for row in alerts]
         self.outbox.batch(self.ids[camera], segs, alerts, position)
 
     def _written(self, camera_id: int, rows: list[dict], ids: list[int]) -> None:

@@ -57,6 +57,11 @@ def alert_events(prior: Mapping[str, Any] | None, row: Mapping[str, Any]) -> lis
     return kinds
 
 
+RECORDS_CLIP = "records_clip"
+"""Key of an alert row the watcher writes while it records a clip of the alert (never stored):
+the payload then names where the dashboard serves the clip."""
+
+
 def event_id(alert_id: int, kind: str, row: Mapping[str, Any]) -> str:
     """The id receivers deduplicate on: one per alert and event (an update per segment)."""
     if kind == "updated":
@@ -86,7 +91,7 @@ def payload(
         "peak_time": row["peak_time"],
         "threshold": row.get("threshold"),
         "image": f"/api/alerts/{alert_id}/image" if has_image else None,
-        "clip": row.get("clip"),
+        "clip": f"/api/alerts/{alert_id}/clip" if row.get(RECORDS_CLIP) else None,
     }
 
 
