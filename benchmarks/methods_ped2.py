@@ -37,6 +37,7 @@ LABELS = {
 }
 PUBLISHED_MODEL = {"arnet": "single"}  # method -> registry name whose figures stand beside it
 ORDER = ("motion-flow", "pooled", "motion-rgb", "motion-combine")  # the tables' order
+ROWS = ("nearest", "arnet", "naive", "rtfm", "mgfn", "urdmu", "bnwvad")  # then the rest, a-z
 
 
 def load(files: list[Path]) -> tuple[dict, dict, list[dict]]:
@@ -111,7 +112,8 @@ def rows(methods: dict, settings: dict) -> tuple[list[str], list[list[str]]]:
     baseline = split_means(methods["nearest"]["runs"], "auc") if "nearest" in methods else {}
     arnet = split_means(methods["arnet"]["runs"], "auc") if "arnet" in methods else {}
     out = []
-    for method, m in methods.items():
+    for method in sorted(methods, key=lambda m: ((*ROWS, m).index(m), m)):
+        m = methods[method]
         runs = m["runs"]
         weak = [r["auc"] for r in runs.get("weak", [])]
         aucs = split_means(runs, "auc")

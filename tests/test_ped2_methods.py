@@ -45,6 +45,19 @@ def test_registry_names_pass_the_method_check(ped2, capsys, tmp_path, methods):
     assert len(err) == 1 and err[0].startswith("UCSD Ped2 not found at")
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["--splits-from", "0"], ["--splits-from", "4", "--random-splits", "3"], ["--seeds", "-1"]],
+)
+def test_a_bad_split_range_is_refused_in_one_line(ped2, capsys, tmp_path, argv):
+    code, err = _run(ped2, capsys, tmp_path, "--methods", "rtfm", *argv)
+    assert code == 2 and len(err) == 1 and err[0].startswith("--splits-from")
+    # a range that holds: the run goes on to look for the data
+    code, err = _run(ped2, capsys, tmp_path, "--splits-from", "3", "--random-splits", "3",
+                     "--seeds", "0")  # fmt: skip
+    assert err[0].startswith("UCSD Ped2 not found at")
+
+
 def test_a_model_with_its_own_objective_is_refused_on_cells(ped2, capsys, tmp_path):
     code, err = _run(ped2, capsys, tmp_path, "--methods", "arnet,mgfn", "--instances", "cells")
     assert code == 2
